@@ -1,0 +1,205 @@
+"""The daemon: wires the writer, one nursery per exchange and its feeds; the public handle.
+
+``trio.run(tickerd.serve, config)`` runs until cancelled.  Under ``nursery.start`` it reports
+a :class:`TickerDaemon` handle once running, through which symbols are added and removed
+live: an added symbol joins a connection with room for it (or a new one) without restarting
+any other connection, and a removed one is unsubscribed on its own connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import redis
+import trio
+from loguru import logger
+
+from tickerd import exchanges
+from tickerd.config import Config, ExchangeConfig
+from tickerd.exchanges.base import Exchange
+from tickerd.feed import Feed
+from tickerd.health import ExchangeHealth
+from tickerd.model import Ticker
+from tickerd.writer import RedisWriter
+
+#: Tickers the feeds may queue ahead of the writer's coalescing before they wait.
+CHANNEL_SIZE = 4096
+
+
+class _ExchangeRunner:
+    """One exchange: its nursery, its feeds (connections) and its health."""
+
+    def __init__(self, daemon: TickerDaemon, name: str, settings: ExchangeConfig) -> None:
+        self.daemon = daemon
+        self.adapter: Exchange = exchanges.get(name)
+        self.settings = settings
+        self.url = settings.url or self.adapter.url
+        self.health = ExchangeHealth(name)
+        self.feeds: list[Feed] = []
+        #: Symbols asked for before the exchange's nursery runs.
+        self.wanted: list[str] = list(settings.symbols)
+        self.started = False
+        self.nursery: trio.Nursery | None = None
+        self._ids = itertools.count(1)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            for symbol in self.wanted:
+                self.add(symbol)
+            self.wanted.clear()
+            task_status.started()
+            await trio.sleep_forever()
+
+    def feed_of(self, symbol: str) -> Feed | None:
+        return next((feed for feed in self.feeds if symbol in feed.symbols), None)
+
+    def add(self, symbol: str) -> None:
+        if self.feed_of(symbol) is not None:
+            return
+        endpoint = self.adapter.endpoint(self.url, symbol)
+        limit = self.adapter.max_symbols_per_connection
+        feed = next((f for f in self.feeds if f.url == endpoint and f.load < limit), None)
+        if feed is not None:
+            feed.add(symbol)
+            return
+        assert self.nursery is not None
+        feed = Feed(
+            self.adapter,
+            endpoint,
+            [symbol],
+            settings=self.daemon.config.feed,
+            sink=self.daemon.sink,
+            health=self.health,
+            feed_id=next(self._ids),
+            engine=self.settings.engine,
+        )
+        self.feeds.append(feed)
+        self.nursery.start_soon(self._run_feed, feed)
+
+    async def _run_feed(self, feed: Feed) -> None:
+        try:
+            await feed.run()
+        finally:
+            if feed in self.feeds and not feed.symbols:
+                self.feeds.remove(feed)
+
+    def remove(self, symbol: str) -> None:
+        feed = self.feed_of(symbol)
+        if feed is None:
+            return
+        feed.remove(symbol)
+        if not feed.symbols:  # an empty connection has nothing left to do
+            self.feeds.remove(feed)
+            feed.cancel_scope.cancel()
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.health.snapshot() | {
+            "symbols": sorted(s for feed in self.feeds for s in feed.symbols),
+            "feeds": len(self.feeds),
+            "frames": sum(feed.frames + sum(s.frames for s in feed.live) for feed in self.feeds),
+            "junk": sum(feed.junk + sum(s.junk for s in feed.live) for feed in self.feeds),
+        }
+
+
+class TickerDaemon:
+    """The handle of a running daemon: ``add``, ``remove``, ``health``."""
+
+    def __init__(
+        self, config: Config, nursery: trio.Nursery, sink: trio.MemorySendChannel[Ticker], writer: RedisWriter
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.writer = writer
+        self._nursery = nursery
+        self._runners: dict[str, _ExchangeRunner] = {}
+
+    def _runner(self, exchange: str) -> _ExchangeRunner:
+        runner = self._runners.get(exchange)
+        if runner is None:
+            runner = _ExchangeRunner(self, exchange, self.config.exchanges.get(exchange, ExchangeConfig()))
+            self._runners[exchange] = runner
+        return runner
+
+    async def _start_exchange(self, exchange: str) -> None:
+        runner = self._runner(exchange)
+        runner.started = True
+        await self._nursery.start(runner.run)
+
+    def add(self, exchange: str, symbol: str) -> None:
+        """Subscribe ``symbol`` on ``exchange`` now; idempotent; other connections untouched.
+
+        Raises ``KeyError`` for an unknown exchange and ``ValueError`` for a symbol the
+        exchange's adapter cannot use, before anything changes.
+        """
+        runner = self._runner(exchange)
+        runner.adapter.check_symbol(symbol)
+        if runner.nursery is not None:
+            runner.add(symbol)
+            return
+        if symbol not in runner.wanted:
+            runner.wanted.append(symbol)
+        if not runner.started:
+            runner.started = True
+            self._nursery.start_soon(runner.run)
+
+    def remove(self, exchange: str, symbol: str) -> None:
+        """Cancel exactly this subscription; a no-op if it is not subscribed."""
+        runner = self._runners.get(exchange)
+        if runner is None:
+            return
+        if runner.nursery is None:
+            if symbol in runner.wanted:
+                runner.wanted.remove(symbol)
+        else:
+            runner.remove(symbol)
+
+    def symbols(self) -> dict[str, list[str]]:
+        """The subscribed symbols of every exchange."""
+        return {name: runner.snapshot()["symbols"] for name, runner in self._runners.items()}
+
+    def health(self) -> dict[str, Any]:
+        """Plain data: every exchange's state, connections, symbols, errors; the writer's."""
+        return {
+            "exchanges": {name: runner.snapshot() for name, runner in self._runners.items()},
+            "writer": {
+                "redis_up": self.writer.redis_up,
+                "written": self.writer.written,
+                "batches": self.writer.batches,
+                "coalesced": self.writer.coalesced,
+            },
+        }
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A redis-py client with timeouts, so a hung server turns into an error and a retry."""
+    return redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30)
+
+
+async def serve(
+    config: Config, *, task_status: trio.TaskStatus[TickerDaemon] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the daemon for ``config`` until cancelled; ``started`` reports the handle."""
+    client = redis_client(config.redis.url)
+    try:
+        send, receive = trio.open_memory_channel[Ticker](CHANNEL_SIZE)
+        writer = RedisWriter(client, prefix=config.redis.prefix, grace=config.shutdown_grace)
+        async with trio.open_nursery() as root:
+            root.start_soon(writer.run, receive)
+            async with trio.open_nursery() as exchanges_nursery:
+                daemon = TickerDaemon(config, exchanges_nursery, send, writer)
+                for name, settings in config.exchanges.items():
+                    if settings.enabled:
+                        await daemon._start_exchange(name)
+                logger.info(
+                    "tickerd running: {exchanges}",
+                    exchanges=", ".join(
+                        f"{n} ({len(s.symbols)})" for n, s in config.exchanges.items() if s.enabled
+                    )
+                    or "no exchanges yet",
+                )
+                task_status.started(daemon)
+                await trio.sleep_forever()
+    finally:
+        client.close()

@@ -1,0 +1,179 @@
+"""The contract between one exchange's wire protocol and the shared I/O loop.
+
+An :class:`Exchange` describes *what* to say to an exchange (URL, limits, keepalive duty);
+its :class:`Decoder` is the per-connection protocol state: it builds subscribe frames and
+turns every frame the exchange sends into :class:`~tickerd.model.Ticker` values.  Neither does
+any I/O, so both are tested with real frames and no sockets, and the I/O loop in
+:mod:`tickerd.feed` stays free of exchange-specific code.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
+
+import attrs
+
+from tickerd.model import Ticker
+
+UNIFIED_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
+
+
+@attrs.frozen
+class Keepalive:
+    """An application-level ping the loop must send every ``interval`` seconds."""
+
+    interval: float
+    frame: str
+
+
+@attrs.frozen
+class Subscribed:
+    """The exchange confirmed a symbol's subscription."""
+
+    symbol: str
+
+
+@attrs.frozen
+class Rejected:
+    """The exchange refused a symbol; the others go on."""
+
+    symbol: str
+    reason: str
+
+
+@attrs.frozen
+class Reply:
+    """A frame the decoder needs sent now (an answer the protocol demands, a retry)."""
+
+    frame: str
+
+
+@attrs.frozen
+class ReconnectRequested:
+    """The exchange asked the client to reconnect (maintenance, forced rotation)."""
+
+    reason: str
+
+
+Event = Subscribed | Rejected | Reply | ReconnectRequested
+
+
+class Decoder(abc.ABC):
+    """Per-connection protocol state.
+
+    ``decode`` must never raise: a frame it cannot understand is junk, counted in
+    :attr:`junk` and answered with ``[]``.  Anything other than tickers that the loop must
+    act on (acks, rejections, frames to send, reconnect requests) is appended to
+    :attr:`events`, which the loop drains after each frame.
+    """
+
+    exchange: ClassVar[str]
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self.junk = 0
+        self.events: list[Event] = []
+        self.symbols: set[str] = set()
+        for symbol in symbols:
+            self.track(symbol)
+
+    def track(self, symbol: str) -> None:
+        """Start accepting tickers for ``symbol``; override to keep native-name maps."""
+        self.symbols.add(symbol)
+
+    def untrack(self, symbol: str) -> None:
+        """Stop accepting tickers for ``symbol`` (late frames after unsubscribe are dropped)."""
+        self.symbols.discard(symbol)
+
+    def decode(self, frame: str | bytes) -> list[Ticker]:
+        """Turn one frame into the tickers it carries; junk is counted, never raised."""
+        try:
+            return self._decode(frame)
+        except Exception:  # noqa: BLE001 - any malformed frame is junk by definition
+            self.junk += 1
+            return []
+
+    def subscribe(self, symbols: Sequence[str]) -> list[str]:
+        """Track ``symbols`` and return the frames that subscribe them."""
+        for symbol in symbols:
+            self.track(symbol)
+        return self._subscribe_frames(symbols)
+
+    def unsubscribe(self, symbols: Sequence[str]) -> list[str]:
+        """Untrack ``symbols`` and return the frames that unsubscribe them."""
+        for symbol in symbols:
+            self.untrack(symbol)
+        return self._unsubscribe_frames(symbols)
+
+    def junk_frame(self) -> list[Ticker]:
+        """Count a frame that parsed but means nothing known; decoders return this."""
+        self.junk += 1
+        return []
+
+    @abc.abstractmethod
+    def _decode(self, frame: str | bytes) -> list[Ticker]:
+        """Decode; may raise on malformed input (the caller counts it as junk)."""
+
+    @abc.abstractmethod
+    def _subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        """Frames that subscribe ``symbols`` (respecting per-message limits)."""
+
+    @abc.abstractmethod
+    def _unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        """Frames that unsubscribe ``symbols``."""
+
+
+class Exchange(abc.ABC):
+    """One exchange's static description; :meth:`decoder` makes per-connection state."""
+
+    name: ClassVar[str]
+    #: The public websocket URL; config may override it (fake servers in tests).
+    url: ClassVar[str]
+    #: How many symbols one websocket connection may carry.
+    max_symbols_per_connection: ClassVar[int]
+    #: Seconds after which the exchange drops a connection; the loop rotates before it.
+    max_lifetime: ClassVar[float | None] = None
+    #: An application-level ping the loop must send, if the exchange wants one.
+    keepalive: ClassVar[Keepalive | None] = None
+    #: Minimum seconds between two frames the client sends (inbound rate limits).
+    send_interval: ClassVar[float] = 0.0
+    #: Fields the feed provides (documentation and tests; the README table lists them).
+    provides: ClassVar[tuple[str, ...]] = ()
+
+    def check_symbol(self, symbol: str) -> None:
+        """Raise ``ValueError`` naming the expected form if ``symbol`` is unusable here."""
+        if not UNIFIED_SYMBOL.match(symbol):
+            raise ValueError(f"{symbol!r} is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)")
+
+    def endpoint(self, url: str, symbol: str) -> str:
+        """The websocket URL that serves ``symbol``; symbols are grouped by it.
+
+        Most exchanges serve everything on one URL; exchanges with one URL per market
+        category (spot, linear) override this.
+        """
+        return url
+
+    @abc.abstractmethod
+    def decoder(self, symbols: Iterable[str]) -> Decoder:
+        """A fresh decoder for one connection carrying ``symbols``."""
+
+
+def split_unified(symbol: str) -> tuple[str, str, str | None]:
+    """``BTC/USDT:USDT`` → ``("BTC", "USDT", "USDT")``; spot symbols have no settle."""
+    pair, _, settle = symbol.partition(":")
+    base, _, quote = pair.partition("/")
+    return base, quote, settle or None
+
+
+def chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    """Split ``items`` into slices of at most ``size`` (per-message or per-connection limits)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def optional_float(value: object) -> float | None:
+    """Exchanges send numbers as strings, numbers, ``""`` or ``null``; normalise to float."""
+    if value is None or value == "":
+        return None
+    return float(value)  # type: ignore[arg-type]

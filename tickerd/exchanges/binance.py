@@ -1,0 +1,184 @@
+"""Binance spot: ``@bookTicker`` (real-time best bid/ask) merged with ``@ticker`` (24 h stats).
+
+Each update of either stream produces one complete Ticker: the decoder keeps the latest book
+and the latest statistics per symbol and merges them.  Streams are subscribed with live
+``SUBSCRIBE`` requests on the raw ``/ws`` endpoint, so a symbol added to a running connection
+needs no reconnect.  Binance accepts unknown symbols silently; a request it refuses
+(``{"code":…,"msg":…,"id":…}``) is split and retried symbol by symbol so that only the bad
+symbol is reported.  Binance closes every connection at the 24 h mark; ``max_lifetime``
+makes the loop rotate it earlier, make-before-break.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from tickerd.exchanges.base import (
+    Decoder,
+    Exchange,
+    ReconnectRequested,
+    Rejected,
+    Reply,
+    Subscribed,
+    chunks,
+    optional_float,
+)
+from tickerd.model import Ticker
+
+#: Symbols per SUBSCRIBE request (two streams each); Binance allows 1024 streams a connection.
+_PER_REQUEST = 100
+
+
+def native(symbol: str) -> str:
+    """``BTC/USDT`` → ``btcusdt``, the lowercase form stream names use."""
+    return symbol.replace("/", "").lower()
+
+
+class _Merged:
+    """The latest book and statistics of one symbol; a frame of either kind refreshes it."""
+
+    __slots__ = ("ask", "ask_size", "bid", "bid_size", "stats", "symbol", "update_id")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.update_id = -1
+        self.bid: float | None = None
+        self.bid_size: float | None = None
+        self.ask: float | None = None
+        self.ask_size: float | None = None
+        self.stats: dict[str, Any] = {}
+
+
+class BinanceDecoder(Decoder):
+    """Decodes raw ``/ws`` payloads of ``@bookTicker`` and ``@ticker``."""
+
+    exchange = "binance"
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self._ids = itertools.count(1)
+        self._requests: dict[int, tuple[str, ...]] = {}
+        self._by_native: dict[str, _Merged] = {}
+        super().__init__(symbols)
+
+    def track(self, symbol: str) -> None:
+        super().track(symbol)
+        self._by_native.setdefault(native(symbol).upper(), _Merged(symbol))
+
+    def untrack(self, symbol: str) -> None:
+        super().untrack(symbol)
+        self._by_native.pop(native(symbol).upper(), None)
+
+    def _request(self, method: str, symbols: Sequence[str]) -> str:
+        request_id = next(self._ids)
+        self._requests[request_id] = tuple(symbols)
+        streams = [f"{native(s)}@{kind}" for s in symbols for kind in ("bookTicker", "ticker")]
+        return orjson.dumps({"method": method, "params": streams, "id": request_id}).decode()
+
+    def _subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        return [self._request("SUBSCRIBE", part) for part in chunks(symbols, _PER_REQUEST)]
+
+    def _unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        return [self._request("UNSUBSCRIBE", part) for part in chunks(symbols, _PER_REQUEST)]
+
+    def _decode(self, frame: str | bytes) -> list[Ticker]:
+        msg = orjson.loads(frame)
+        if "u" in msg and "e" not in msg:
+            state = self._by_native.get(msg["s"])
+            if state is None:
+                return []
+            if msg["u"] < state.update_id:
+                return []  # an older book than the one already merged
+            state.update_id = msg["u"]
+            state.bid = float(msg["b"])
+            state.bid_size = float(msg["B"])
+            state.ask = float(msg["a"])
+            state.ask_size = float(msg["A"])
+            return [self._merged(state, None)]
+        event = msg.get("e")
+        if event == "24hrTicker":
+            state = self._by_native.get(msg["s"])
+            if state is None:
+                return []
+            state.stats = msg
+            if state.update_id < 0:  # no book yet: the ticker's own best prices will do
+                state.bid = optional_float(msg.get("b"))
+                state.bid_size = optional_float(msg.get("B"))
+                state.ask = optional_float(msg.get("a"))
+                state.ask_size = optional_float(msg.get("A"))
+            return [self._merged(state, msg["E"] / 1000.0)]
+        if event == "serverShutdown":
+            self.events.append(ReconnectRequested("serverShutdown"))
+            return []
+        if "id" in msg and ("result" in msg or "code" in msg):
+            self._answer(msg)
+            return []
+        return self.junk_frame()
+
+    def _answer(self, msg: dict[str, Any]) -> None:
+        asked = self._requests.pop(msg["id"], ())
+        if "code" not in msg:
+            self.events.extend(Subscribed(symbol) for symbol in asked if symbol in self.symbols)
+            return
+        if len(asked) == 1:
+            self.events.append(Rejected(asked[0], f"{msg.get('code')}: {msg.get('msg')}"))
+            return
+        # A refused batch says nothing about which symbol was bad: ask again one by one.
+        self.events.extend(
+            Reply(self._request("SUBSCRIBE", [symbol])) for symbol in asked if symbol in self.symbols
+        )
+
+    def _merged(self, state: _Merged, exchange_ts: float | None) -> Ticker:
+        stats = state.stats
+        return Ticker(
+            exchange="binance",
+            symbol=state.symbol,
+            last=optional_float(stats.get("c")),
+            bid=state.bid,
+            ask=state.ask,
+            bid_size=state.bid_size,
+            ask_size=state.ask_size,
+            volume_24h=optional_float(stats.get("v")),
+            high_24h=optional_float(stats.get("h")),
+            low_24h=optional_float(stats.get("l")),
+            change_24h=optional_float(stats.get("p")),
+            change_pct_24h=optional_float(stats.get("P")),
+            exchange_ts=exchange_ts,
+            received_ts=time.time(),
+        )
+
+
+class Binance(Exchange):
+    """Binance spot; unified ``BTC/USDT`` ↔ native ``BTCUSDT``."""
+
+    name = "binance"
+    url = "wss://stream.binance.com:9443/ws"
+    max_symbols_per_connection = 200
+    max_lifetime = 23 * 3600.0
+    #: Binance allows 5 inbound messages a second, pongs included: stay well under it.
+    send_interval = 0.5
+    provides = (
+        "last",
+        "bid",
+        "ask",
+        "bid_size",
+        "ask_size",
+        "volume_24h",
+        "high_24h",
+        "low_24h",
+        "change_24h",
+        "change_pct_24h",
+        "exchange_ts",
+    )
+
+    def check_symbol(self, symbol: str) -> None:
+        super().check_symbol(symbol)
+        if ":" in symbol:
+            raise ValueError(f"{symbol!r}: the binance adapter serves spot only (expected BASE/QUOTE)")
+
+    def decoder(self, symbols: Iterable[str]) -> BinanceDecoder:
+        return BinanceDecoder(symbols)

@@ -1,0 +1,327 @@
+"""The I/O loop every exchange shares: connect, subscribe, read, keep alive, heal.
+
+A :class:`Feed` keeps one set of symbols subscribed on one websocket at a time (two, briefly,
+while a connection is rotated).  Each websocket is a :class:`_Session`.  The loop knows nothing
+of any exchange's message format: it moves frames between the transport and the adapter's
+decoder and acts on the decoder's events.
+
+Healing, in one place:
+
+* no frame for ``silence_timeout`` (including a connection that never sends a first one) → the
+  session ends and the feed reconnects;
+* reconnects back off exponentially with jitter, capped; the backoff resets only after a
+  connection stayed up ``healthy_after`` seconds, so a connect-then-drop loop stays throttled;
+* a forced lifetime (Binance's 24 h) or a reconnect request from the exchange is handled
+  make-before-break: the replacement is opened and subscribed before the old one is closed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+
+import trio
+from loguru import logger
+
+from tickerd import transport
+from tickerd.config import FeedSettings
+from tickerd.exchanges.base import Exchange, ReconnectRequested, Rejected, Reply, Subscribed
+from tickerd.health import CONNECTED, CONNECTING, FAILED, RECONNECTING, ExchangeHealth
+from tickerd.model import Ticker
+
+
+def backoff_delay(failures: int, settings: FeedSettings, rng: random.Random) -> float:
+    """Exponential delay for the ``failures``-th consecutive failure, capped, with jitter.
+
+    The jitter ("equal jitter": half fixed, half random) keeps many connections that failed
+    together from reconnecting in lockstep, while still guaranteeing a minimum wait.
+    """
+    exponent = min(failures - 1, 32)
+    delay = min(settings.max_reconnect_delay, settings.reconnect_delay * math.pow(2, exponent))
+    return delay / 2 + rng.uniform(0, delay / 2)
+
+
+class _Session:
+    """One websocket: subscribe, read, keep alive, watch for silence."""
+
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
+        self.frames = 0
+        self.junk = 0
+        #: Why the session ended (``None`` while it runs).
+        self.outcome: str | None = None
+        #: Set when the feed should open a successor: the session ended or wants rotation.
+        self.needs_successor = trio.Event()
+        self.done = trio.Event()
+        self._ready = trio.Event()
+        self._cancel = trio.CancelScope()
+        self._outbox_send, self._outbox = trio.open_memory_channel[str](math.inf)
+        self._decoder = feed.adapter.decoder(feed.symbols)
+        self._unresolved = set(feed.symbols)
+
+    def subscribe(self, symbols: list[str]) -> None:
+        """Subscribe on the live connection (no reconnect)."""
+        self._queue(self._decoder.subscribe(symbols))
+
+    def unsubscribe(self, symbols: list[str]) -> None:
+        self._queue(self._decoder.unsubscribe(symbols))
+
+    def cancel(self) -> None:
+        self._cancel.cancel()
+
+    def _queue(self, frames: Iterable[str]) -> None:
+        for frame in frames:
+            self._outbox_send.send_nowait(frame)
+
+    def _end(self, outcome: str) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+        self.needs_successor.set()
+        self._cancel.cancel()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect and subscribe; report started once the subscriptions are confirmed.
+
+        Before ``started`` every failure is raised (``nursery.start`` sees it); after it, the
+        failure is recorded in :attr:`outcome` so that the feed, not its nursery, handles it.
+        """
+        feed = self.feed
+        started = False
+        try:
+            with self._cancel:
+                async with (
+                    transport.connect(feed.url, engine=feed.engine, ssl_context=feed.ssl_context) as conn,
+                    trio.open_nursery() as nursery,
+                ):
+                    nursery.start_soon(self._sender, conn)
+                    nursery.start_soon(self._reader, conn)
+                    nursery.start_soon(self._watchdog)
+                    if feed.adapter.keepalive is not None:
+                        nursery.start_soon(self._keepalive)
+                    if feed.adapter.max_lifetime is not None:
+                        nursery.start_soon(self._lifetime)
+                    self._queue(self._decoder.subscribe(sorted(feed.symbols)))
+                    feed.live.add(self)  # from here on, live adds/removes reach this session
+                    with trio.move_on_after(feed.settings.ready_timeout):
+                        await self._ready.wait()
+                    started = True
+                    task_status.started()
+        except* transport.TransportError as group:
+            self._end(str(group.exceptions[0]))
+        finally:
+            feed.live.discard(self)
+            feed.frames += self.frames
+            feed.junk += self.junk
+            self.needs_successor.set()
+            self.done.set()
+        if not started:
+            raise transport.TransportError(self.outcome or "connection closed before it was ready")
+
+    async def _sender(self, conn: transport.Connection) -> None:
+        """Send queued frames in order, no faster than the exchange's inbound limit allows."""
+        interval = self.feed.adapter.send_interval
+        next_send = 0.0
+        async for frame in self._outbox:
+            if interval:
+                await trio.sleep_until(next_send)
+                next_send = trio.current_time() + interval
+            await conn.send(frame)
+
+    async def _reader(self, conn: transport.Connection) -> None:
+        feed = self.feed
+        decode = self._decoder.decode
+        decoder = self._decoder
+        sink = feed.sink
+        while True:
+            frame = await conn.receive()
+            self.frames += 1
+            tickers = decode(frame)
+            if tickers:
+                self._ready.set()
+                for ticker in tickers:
+                    try:
+                        sink.send_nowait(ticker)
+                    except trio.WouldBlock:
+                        await sink.send(ticker)
+            if decoder.events:
+                self._handle_events()
+            if decoder.junk != self.junk:
+                self.junk = decoder.junk
+                logger.debug("junk frame ignored", exchange=feed.adapter.name, feed=feed.feed_id)
+
+    def _handle_events(self) -> None:
+        feed = self.feed
+        events, self._decoder.events = self._decoder.events, []
+        for event in events:
+            if isinstance(event, Subscribed):
+                feed.health.accept(event.symbol)
+                self._resolved(event.symbol)
+            elif isinstance(event, Rejected):
+                logger.warning(
+                    "symbol rejected: {reason}",
+                    reason=event.reason,
+                    exchange=feed.adapter.name,
+                    symbol=event.symbol,
+                )
+                feed.health.reject(event.symbol, event.reason)
+                self._resolved(event.symbol)
+            elif isinstance(event, Reply):
+                self._queue([event.frame])
+            elif isinstance(event, ReconnectRequested):
+                logger.info(
+                    "exchange asked for a reconnect: {reason}",
+                    reason=event.reason,
+                    exchange=feed.adapter.name,
+                    feed=feed.feed_id,
+                )
+                self.needs_successor.set()
+
+    def _resolved(self, symbol: str) -> None:
+        self._unresolved.discard(symbol)
+        if not self._unresolved:
+            self._ready.set()
+
+    async def _watchdog(self) -> None:
+        """End the session when no frame arrived for ``silence_timeout`` seconds.
+
+        It samples the frame counter instead of timing every frame, so the read loop pays
+        one integer increment per frame for it.
+        """
+        timeout = self.feed.settings.silence_timeout
+        seen = -1
+        quiet_since = trio.current_time()
+        while True:
+            await trio.sleep(timeout / 4)
+            if self.frames != seen:
+                seen = self.frames
+                quiet_since = trio.current_time()
+            elif trio.current_time() - quiet_since >= timeout:
+                self._end(f"no frame for {timeout:g} s")
+                return
+
+    async def _keepalive(self) -> None:
+        keepalive = self.feed.adapter.keepalive
+        assert keepalive is not None
+        while True:
+            await trio.sleep(keepalive.interval)
+            self._queue([keepalive.frame])
+
+    async def _lifetime(self) -> None:
+        lifetime = self.feed.adapter.max_lifetime
+        assert lifetime is not None
+        await trio.sleep(lifetime)
+        logger.info("rotating connection before its forced lifetime ends", exchange=self.feed.adapter.name)
+        self.needs_successor.set()
+
+
+class Feed:
+    """Keeps ``symbols`` of one exchange endpoint subscribed, reconnecting forever (or
+    until ``max_retries`` consecutive failures)."""
+
+    def __init__(
+        self,
+        adapter: Exchange,
+        url: str,
+        symbols: Iterable[str],
+        *,
+        settings: FeedSettings,
+        sink: trio.MemorySendChannel[Ticker],
+        health: ExchangeHealth,
+        feed_id: int,
+        engine: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.url = url
+        self.symbols: set[str] = set(symbols)
+        self.settings = settings
+        self.sink = sink
+        self.health = health
+        self.feed_id = feed_id
+        self.engine = engine or settings.engine
+        self.ssl_context = transport.ssl_context_for(url, settings.ca_file)
+        self.frames = 0
+        self.junk = 0
+        self._rng = rng or random.Random()
+        #: Sessions that take live subscription changes (two during a rotation).
+        self.live: set[_Session] = set()
+        self.cancel_scope = trio.CancelScope()
+
+    @property
+    def load(self) -> int:
+        return len(self.symbols)
+
+    def add(self, symbol: str) -> None:
+        """Subscribe ``symbol`` on the live connection; idempotent."""
+        if symbol in self.symbols:
+            return
+        self.symbols.add(symbol)
+        for session in self.live:
+            session.subscribe([symbol])
+
+    def remove(self, symbol: str) -> None:
+        """Unsubscribe exactly ``symbol``; the connection stays up for the others."""
+        if symbol not in self.symbols:
+            return
+        self.symbols.discard(symbol)
+        self.health.accept(symbol)
+        for session in self.live:
+            session.unsubscribe([symbol])
+
+    def _state(self, state: str) -> None:
+        self.health.set_feed_state(self.feed_id, state)
+
+    async def run(self) -> None:
+        """Run sessions one after another until cancelled or out of retries."""
+        failures = 0
+        name = self.adapter.name
+        log = logger.bind(exchange=name, feed=self.feed_id)
+        self._state(CONNECTING)
+        try:
+            with self.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    current: _Session | None = None
+                    while True:
+                        session = _Session(self)
+                        opened_at = trio.current_time()
+                        try:
+                            await nursery.start(session.run)
+                        except transport.TransportError as exc:
+                            reason = str(exc)
+                        else:
+                            if current is not None:
+                                current.cancel()  # make-before-break: the successor is live
+                            current = session
+                            self._state(CONNECTED)
+                            log.info("connected, {n} symbols", n=len(self.symbols))
+                            await session.needs_successor.wait()
+                            if session.outcome is None:
+                                failures = 0
+                                continue  # rotation: open the successor while this one runs
+                            reason = session.outcome
+                            if trio.current_time() - opened_at >= self.settings.healthy_after:
+                                failures = 0
+                        failures += 1
+                        self.health.reconnects += 1
+                        self.health.error(reason)
+                        if self.settings.max_retries and failures >= self.settings.max_retries:
+                            self._state(FAILED)
+                            log.error(
+                                "giving up after {n} consecutive failures: {reason}",
+                                n=failures,
+                                reason=reason,
+                            )
+                            nursery.cancel_scope.cancel()
+                            return
+                        delay = backoff_delay(failures, self.settings, self._rng)
+                        self._state(RECONNECTING)
+                        log.warning(
+                            "connection lost ({reason}); reconnecting in {delay:.1f} s",
+                            reason=reason,
+                            delay=delay,
+                        )
+                        await trio.sleep(delay)
+        finally:
+            if self.health.feed_states.get(self.feed_id) != FAILED:
+                self.health.drop_feed(self.feed_id)

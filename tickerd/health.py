@@ -1,0 +1,90 @@
+"""In-memory health of every exchange, kept by the feeds and read through the daemon handle.
+
+The feeds report facts (a connection opened, failed, a symbol was refused); derived views
+such as an exchange's overall state are computed on read, so there is no second copy of the
+truth to keep in sync.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+#: States of one connection (a feed), from the loop's point of view.
+CONNECTING = "connecting"
+CONNECTED = "connected"
+RECONNECTING = "reconnecting"
+FAILED = "failed"
+
+
+@attrs.define
+class ExchangeHealth:
+    """What one exchange's feeds have reported."""
+
+    name: str
+    feed_states: dict[int, str] = attrs.field(factory=dict)
+    reconnects: int = 0
+    last_error: str | None = None
+    last_error_ts: float | None = None
+    rejected: dict[str, str] = attrs.field(factory=dict)
+    #: Called with this record on every state change (connected, reconnecting, failed, rejected).
+    listeners: list[Callable[[ExchangeHealth], None]] = attrs.field(factory=list, repr=False)
+
+    @property
+    def state(self) -> str:
+        """``connected`` when every connection is up, ``failed`` when all gave up,
+        ``degraded`` when some gave up, else the in-between state of the others."""
+        states = set(self.feed_states.values())
+        if not states or states == {CONNECTED}:
+            return CONNECTED if states else "idle"
+        if states == {FAILED}:
+            return FAILED
+        if FAILED in states:
+            return "degraded"
+        return RECONNECTING if RECONNECTING in states else CONNECTING
+
+    @property
+    def connections(self) -> int:
+        """Open websocket connections (sessions that are subscribed and reading)."""
+        return sum(state == CONNECTED for state in self.feed_states.values())
+
+    def set_feed_state(self, feed_id: int, state: str) -> None:
+        if self.feed_states.get(feed_id) != state:
+            self.feed_states[feed_id] = state
+            self._changed()
+
+    def drop_feed(self, feed_id: int) -> None:
+        if self.feed_states.pop(feed_id, None) is not None:
+            self._changed()
+
+    def error(self, message: str) -> None:
+        self.last_error = message
+        self.last_error_ts = time.time()
+
+    def reject(self, symbol: str, reason: str) -> None:
+        if self.rejected.get(symbol) != reason:
+            self.rejected[symbol] = reason
+            self.error(f"{symbol} rejected: {reason}")
+            self._changed()
+
+    def accept(self, symbol: str) -> None:
+        if self.rejected.pop(symbol, None) is not None:
+            self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener(self)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A plain-data view for programs (``TickerDaemon.health()``)."""
+        return {
+            "state": self.state,
+            "connections": self.connections,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+            "last_error_ts": self.last_error_ts,
+            "rejected": dict(self.rejected),
+        }

@@ -1,0 +1,225 @@
+"""The machinery every fake exchange shares: a trio-websocket server on 127.0.0.1.
+
+A fake speaks one exchange's real protocol (subclasses format real frames) and can be told
+to misbehave: reject a symbol, drop every connection, go silent, send junk, refuse new
+connections.  Tests wait on it with :meth:`FakeExchange.wait_until` (a trio condition,
+re-checked on every change), never with sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import ssl
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import orjson
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+
+
+class FakeConnection:
+    """One client connection as the fake sees it."""
+
+    def __init__(self, fake: FakeExchange, ws: WebSocketConnection) -> None:
+        self.fake = fake
+        self.ws = ws
+        #: Unified symbols this client is subscribed to (per the fake's protocol).
+        self.subscribed: set[str] = set()
+        self.opened_at = trio.current_time()
+        self.closed = False
+
+    async def send(self, text: str | bytes) -> None:
+        """Send unless the fake went silent; a vanished client is not an error here."""
+        if self.fake.silent or self.closed:
+            return
+        try:
+            await self.ws.send_message(text)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            self.closed = True
+
+    async def drop(self) -> None:
+        """Close the TCP connection without a websocket close handshake."""
+        self.closed = True
+        await self.ws._close_stream()
+
+
+class FakeExchange:
+    """Base fake server.  Subclasses implement the protocol hooks."""
+
+    name: ClassVar[str]
+    #: The URL path the real exchange serves its feed on (``/v2``, ``/ws``…).
+    path: ClassVar[str] = "/"
+
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, seed: int = 1) -> None:
+        self.ssl_context = ssl_context
+        self.connections: list[FakeConnection] = []
+        self.connection_count = 0
+        #: Every message clients sent, decoded when it was JSON.
+        self.received: list[Any] = []
+        #: symbol → reason: subscriptions to these are refused the exchange's way.
+        self.rejected: dict[str, str] = {}
+        self.silent = False
+        self.refuse = False
+        #: Per-symbol market state (unified field names); pushes update and send it.
+        self.market: dict[str, dict[str, float]] = {}
+        self.port = 0
+        self._rng = random.Random(seed)
+        self._changed = trio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[FakeExchange] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``nursery.start(fake.serve)`` returns once listening."""
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                trio_websocket.serve_websocket,
+                self._handle,
+                "127.0.0.1",
+                self.port,
+                self.ssl_context,
+            )
+            self.port = server.port
+            task_status.started(self)
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.ssl_context else "ws"
+        host = "localhost" if self.ssl_context else "127.0.0.1"
+        return f"{scheme}://{host}:{self.port}{self.path}"
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake everything waiting in :meth:`wait_until`."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_until(self, predicate: Callable[[], object]) -> None:
+        """Return once ``predicate()`` is true; re-checked on every change to the fake."""
+        while not predicate():
+            await self._changed.wait()
+
+    def subscribers(self, symbol: str) -> list[FakeConnection]:
+        return [c for c in self.connections if symbol in c.subscribed and not c.closed]
+
+    def is_subscribed(self, symbol: str) -> bool:
+        return bool(self.subscribers(symbol))
+
+    # -- driving ---------------------------------------------------------------------------
+
+    def reject(self, symbol: str, reason: str | None = None) -> None:
+        self.rejected[symbol] = reason or self.default_reject_reason(symbol)
+
+    async def push(self, symbol: str, **fields: float) -> int:
+        """Update ``symbol``'s market state with ``fields`` and send it to its subscribers.
+
+        Returns how many connections it was sent to.
+        """
+        state = self.state(symbol)
+        state.update(fields)
+        targets = self.subscribers(symbol)
+        for conn in targets:
+            for frame in self.ticker_frames(conn, symbol, state):
+                await conn.send(frame)
+        return len(targets)
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        """Send ``frame`` as-is to every client (junk, malformed or unexpected frames)."""
+        for conn in list(self.connections):
+            await conn.send(frame)
+
+    async def drop(self) -> None:
+        """Abruptly drop every connection."""
+        for conn in list(self.connections):
+            await conn.drop()
+
+    async def close_all(self, code: int = 1001, reason: str = "going away") -> None:
+        """Close every connection with a websocket close frame."""
+        for conn in list(self.connections):
+            conn.closed = True
+            await conn.ws.aclose(code, reason)
+
+    def state(self, symbol: str) -> dict[str, float]:
+        """The symbol's market state, invented plausibly on first use."""
+        if symbol not in self.market:
+            price = round(self._rng.uniform(1, 60000), 2)
+            self.market[symbol] = {
+                "last": price,
+                "bid": round(price * 0.9999, 2),
+                "ask": round(price * 1.0001, 2),
+                "bid_size": 1.5,
+                "ask_size": 2.5,
+                "volume": 1234.5,
+                "high": round(price * 1.02, 2),
+                "low": round(price * 0.98, 2),
+                "change": round(price * 0.01, 2),
+                "change_pct": 1.0,
+            }
+        return self.market[symbol]
+
+    def wiggle(self, symbol: str) -> dict[str, float]:
+        """Move a symbol's price a little (the demo's lively synthetic market)."""
+        state = self.state(symbol)
+        last = max(0.0001, state["last"] * math.exp(self._rng.gauss(0, 0.0005)))
+        spread = last * 0.0001
+        state.update(
+            last=round(last, 4),
+            bid=round(last - spread, 4),
+            ask=round(last + spread, 4),
+            high=max(state["high"], last),
+            low=min(state["low"], last),
+        )
+        return state
+
+    # -- protocol hooks --------------------------------------------------------------------
+
+    async def on_connect(self, conn: FakeConnection) -> None:
+        """Greet the client and run per-connection background duties (heartbeats, pings)."""
+
+    async def on_message(self, conn: FakeConnection, message: Any) -> None:
+        """Answer one client message (already JSON-decoded when it was JSON)."""
+
+    def ticker_frames(self, conn: FakeConnection, symbol: str, state: dict[str, float]) -> list[str]:
+        """The frames that carry ``state`` for ``symbol`` to ``conn``."""
+        raise NotImplementedError
+
+    def default_reject_reason(self, symbol: str) -> str:
+        return f"unknown symbol {symbol}"
+
+    # -- server ----------------------------------------------------------------------------
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        if self.refuse:
+            await request.reject(503, body=b"refusing connections")
+            return
+        ws = await request.accept()
+        conn = FakeConnection(self, ws)
+        self.connections.append(conn)
+        self.connection_count += 1
+        self.notify()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.on_connect, conn)
+                await self._read(conn)
+                nursery.cancel_scope.cancel()
+        finally:
+            conn.closed = True
+            self.connections.remove(conn)
+            self.notify()
+
+    async def _read(self, conn: FakeConnection) -> None:
+        while True:
+            try:
+                raw = await conn.ws.get_message()
+            except (ConnectionClosed, trio.BrokenResourceError):
+                return
+            try:
+                message: Any = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                message = raw
+            self.received.append(message)
+            await self.on_message(conn, message)
+            self.notify()

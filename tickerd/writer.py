@@ -1,0 +1,157 @@
+"""The one task that talks to Redis.
+
+Feeds put tickers into a memory channel; the writer drains it continuously into a dict keyed
+by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by the number of
+symbols, not by the burst), and whenever Redis is free it writes the whole dict as one
+pipeline from a worker thread (redis-py has no trio API).  If Redis goes away, the batch goes
+back under any newer values and is retried with backoff: nothing latest is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import redis
+import trio
+from loguru import logger
+
+from tickerd.model import Ticker
+
+Key = tuple[str, str]
+
+#: Backoff while Redis is unreachable: first delay and cap, in seconds.
+RETRY_FIRST = 0.05
+RETRY_CAP = 2.0
+
+
+def ticker_key(prefix: str, exchange: str) -> str:
+    """``tickers:{exchange}``: the hash of latest tickers (fullon_cache layout)."""
+    return f"{prefix}tickers:{exchange}"
+
+
+def update_channel(prefix: str, exchange: str, symbol: str) -> str:
+    """``ticker_updates:{exchange}:{symbol}``: published on every written update."""
+    return f"{prefix}ticker_updates:{exchange}:{symbol}"
+
+
+class RedisWriter:
+    """Coalesce, pipeline, retry.  ``run`` is the task; counters are for health and metrics."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "", grace: float = 5.0) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._grace = grace
+        self._pending: dict[Key, Ticker] = {}
+        self._wakeup = trio.Event()
+        self.written = 0
+        self.batches = 0
+        self.coalesced = 0
+        self.redis_up = True
+        self._down_since = 0.0
+
+    async def run(self, receive: trio.MemoryReceiveChannel[Ticker]) -> None:
+        """Write until cancelled, then flush what is held within the grace period."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._drain, receive)
+                await self._flush_forever()
+        finally:
+            with trio.move_on_after(self._grace, shield=True) as scope:
+                self._drain_nowait(receive)
+                await self._flush_until_done()
+            if scope.cancelled_caught:
+                logger.error(
+                    "shutdown: {n} tickers not written within the grace period", n=len(self._pending)
+                )
+
+    def _put(self, ticker: Ticker) -> None:
+        key = (ticker.exchange, ticker.symbol)
+        if key in self._pending:
+            self.coalesced += 1
+        self._pending[key] = ticker
+
+    def _drain_nowait(self, receive: trio.MemoryReceiveChannel[Ticker]) -> None:
+        while True:
+            try:
+                self._put(receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+
+    async def _drain(self, receive: trio.MemoryReceiveChannel[Ticker]) -> None:
+        """Move tickers from the channel into the pending dict as fast as they come."""
+        while True:
+            try:
+                ticker = await receive.receive()
+            except trio.EndOfChannel:
+                return
+            self._put(ticker)
+            self._drain_nowait(receive)
+            self._wakeup.set()
+
+    def _take(self) -> dict[Key, Ticker]:
+        batch, self._pending = self._pending, {}
+        self._wakeup = trio.Event()
+        return batch
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            await self._flush_once()
+
+    async def _flush_until_done(self) -> None:
+        while self._pending:
+            await self._flush_once()
+
+    async def _flush_once(self) -> None:
+        """Write the pending batch, or put it back and wait while Redis is unreachable."""
+        batch = self._take()
+        if not batch:
+            return
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await trio.to_thread.run_sync(self._write, batch)
+                break
+            except redis.RedisError as exc:
+                if self.redis_up:
+                    self.redis_up = False
+                    self._down_since = time.monotonic()
+                    logger.warning("Redis unreachable, holding the latest values: {error}", error=str(exc))
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_CAP)
+                batch.update(self._take())  # newer values replace what the failed batch held
+        if not self.redis_up:
+            self.redis_up = True
+            logger.info(
+                "Redis is back after {s:.1f} s; latest values written", s=time.monotonic() - self._down_since
+            )
+        self.written += len(batch)
+        self.batches += 1
+
+    def _write(self, batch: dict[Key, Ticker]) -> None:
+        """One pipeline: HSET every exchange's hash, then PUBLISH each update (worker thread).
+
+        The hash is written before the publishes so a subscriber that reads the hash on a
+        notification sees the value it was notified of.  Each ticker is JSON-encoded once.
+        """
+        prefix = self._prefix
+        pipe = self._client.pipeline(transaction=False)
+        by_exchange: dict[str, dict[str, bytes]] = {}
+        publishes: list[tuple[str, bytes]] = []
+        for (exchange, symbol), ticker in batch.items():
+            payload = orjson.dumps(ticker.to_record())
+            by_exchange.setdefault(exchange, {})[symbol] = payload
+            publishes.append((update_channel(prefix, exchange, symbol), payload))
+        for exchange, mapping in by_exchange.items():
+            pipe.hset(ticker_key(prefix, exchange), mapping=mapping)  # type: ignore[arg-type]
+        for channel, payload in publishes:
+            pipe.publish(channel, payload)
+        pipe.execute()
+
+
+def decode_record(raw: bytes | str) -> dict[str, Any]:
+    """A stored ticker record back to a dict (readers, tests, the watch view)."""
+    result: dict[str, Any] = orjson.loads(raw)
+    return result
