@@ -1,12 +1,26 @@
-"""Exchange adapters: one module per exchange, registered here by name."""
+"""Exchange adapters: one module per exchange, registered here by name.
+
+The registry names modules rather than importing them, so an exchange's code is loaded only
+when a configuration uses it.
+"""
 
 from __future__ import annotations
 
-from tickerd.exchanges.base import Decoder, Exchange
-from tickerd.exchanges.binance import Binance
-from tickerd.exchanges.kraken import Kraken
+import importlib
 
-_REGISTRY: dict[str, type[Exchange]] = {cls.name: cls for cls in (Kraken, Binance)}
+from tickerd.exchanges.base import Decoder, Exchange
+
+_REGISTRY: dict[str, str] = {
+    "binance": "tickerd.exchanges.binance:Binance",
+    "bitfinex": "tickerd.exchanges.bitfinex:Bitfinex",
+    "bitmex": "tickerd.exchanges.bitmex:BitMEX",
+    "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
+    "bybit": "tickerd.exchanges.bybit:Bybit",
+    "coinbase": "tickerd.exchanges.coinbase:Coinbase",
+    "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
+    "kraken": "tickerd.exchanges.kraken:Kraken",
+    "okx": "tickerd.exchanges.okx:OKX",
+}
 
 
 def names() -> list[str]:
@@ -14,12 +28,19 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def load_class(target: str) -> type:
+    """``"package.module:Class"`` → the class."""
+    module, _, attr = target.partition(":")
+    cls: type = getattr(importlib.import_module(module), attr)
+    return cls
+
+
 def get(name: str) -> Exchange:
     """The adapter for ``name``; ``KeyError`` names the supported exchanges."""
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise KeyError(f"unknown exchange {name!r} (supported: {', '.join(names())})") from None
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown exchange {name!r} (supported: {', '.join(names())})")
+    adapter: Exchange = load_class(_REGISTRY[name])()
+    return adapter
 
 
-__all__ = ["Decoder", "Exchange", "get", "names"]
+__all__ = ["Decoder", "Exchange", "get", "load_class", "names"]

@@ -6,10 +6,28 @@ Each fake is a trio-websocket server on 127.0.0.1 that speaks its exchange's rea
 
 from __future__ import annotations
 
+from tickerd.exchanges import load_class
 from tickerd.testing.binance import FakeBinance
 from tickerd.testing.kraken import FakeKraken
 from tickerd.testing.server import FakeConnection, FakeExchange
 
-FAKES: dict[str, type[FakeExchange]] = {cls.name: cls for cls in (FakeKraken, FakeBinance)}
+_FAKES: dict[str, str] = {
+    "binance": "tickerd.testing.binance:FakeBinance",
+    "bitfinex": "tickerd.testing.bitfinex:FakeBitfinex",
+    "bitmex": "tickerd.testing.bitmex:FakeBitMEX",
+    "bitstamp": "tickerd.testing.bitstamp:FakeBitstamp",
+    "bybit": "tickerd.testing.bybit:FakeBybit",
+    "coinbase": "tickerd.testing.coinbase:FakeCoinbase",
+    "hyperliquid": "tickerd.testing.hyperliquid:FakeHyperliquid",
+    "kraken": "tickerd.testing.kraken:FakeKraken",
+    "okx": "tickerd.testing.okx:FakeOKX",
+}
 
-__all__ = ["FAKES", "FakeBinance", "FakeConnection", "FakeExchange", "FakeKraken"]
+
+def fake_for(name: str) -> type[FakeExchange]:
+    """The fake server class of exchange ``name``."""
+    cls: type[FakeExchange] = load_class(_FAKES[name])
+    return cls
+
+
+__all__ = ["FakeBinance", "FakeConnection", "FakeExchange", "FakeKraken", "fake_for"]

@@ -31,6 +31,13 @@ class FakeConnection:
         self.opened_at = trio.current_time()
         self.closed = False
 
+    @classmethod
+    def detached(cls, fake: FakeExchange, symbols: list[str]) -> FakeConnection:
+        """A connection with no socket, subscribed to ``symbols`` (frame generation only)."""
+        conn = cls.__new__(cls)
+        conn.fake, conn.subscribed, conn.opened_at, conn.closed = fake, set(symbols), 0.0, True
+        return conn
+
     async def send(self, text: str | bytes) -> None:
         """Send unless the fake went silent; a vanished client is not an error here."""
         if self.fake.silent or self.closed:
@@ -57,8 +64,9 @@ class FakeExchange:
         self.ssl_context = ssl_context
         self.connections: list[FakeConnection] = []
         self.connection_count = 0
-        #: Every message clients sent, decoded when it was JSON.
+        #: Every message clients sent, decoded when it was JSON, and when (trio clock) it came.
         self.received: list[Any] = []
+        self.received_times: list[float] = []
         #: symbol → reason: subscriptions to these are refused the exchange's way.
         self.rejected: dict[str, str] = {}
         self.silent = False
@@ -189,6 +197,20 @@ class FakeExchange:
     def default_reject_reason(self, symbol: str) -> str:
         return f"unknown symbol {symbol}"
 
+    def bench_frames(self, symbols: list[str], count: int) -> tuple[list[str], list[str]]:
+        """Frames for decode benchmarks: ``(setup, updates)``.
+
+        ``setup`` holds what a decoder must see first (acks that assign channel ids,
+        snapshots that deltas build on); ``updates`` holds ``count`` ticker frames cycling
+        through ``symbols`` with moving prices, exactly as the exchange sends them.
+        """
+        conn = FakeConnection.detached(self, symbols)
+        updates = []
+        for i in range(count):
+            symbol = symbols[i % len(symbols)]
+            updates.extend(self.ticker_frames(conn, symbol, self.wiggle(symbol)))
+        return [], updates[:count]
+
     # -- server ----------------------------------------------------------------------------
 
     async def _handle(self, request: WebSocketRequest) -> None:
@@ -221,5 +243,6 @@ class FakeExchange:
             except orjson.JSONDecodeError:
                 message = raw
             self.received.append(message)
+            self.received_times.append(trio.current_time())
             await self.on_message(conn, message)
             self.notify()

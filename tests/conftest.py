@@ -1,0 +1,103 @@
+"""Shared fixtures: real Redis with a per-test key prefix, fake exchanges, daemon start-up."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis
+import trio
+import trio.testing
+
+import tickerd
+from tickerd.config import Config, structure
+from tickerd.testing import FakeExchange
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix of this test's own; its keys (and only those) are deleted afterwards."""
+    value = f"tickerd-test-{uuid.uuid4().hex[:10]}:"
+    yield value
+    for key in redis_client.scan_iter(f"{value}*"):
+        redis_client.delete(key)
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    """Virtual time for backoff, watchdog and rotation tests (jumps whenever all tasks idle)."""
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+def make_config(
+    prefix: str, fakes: dict[str, FakeExchange], symbols: dict[str, list[str]], **sections: Any
+) -> Config:
+    """A validated Config pointing every exchange at its fake."""
+    raw: dict[str, Any] = {
+        "redis": {"url": REDIS_URL, "prefix": prefix},
+        "exchanges": {
+            name: {"url": fakes[name].url, "symbols": list(syms)} for name, syms in symbols.items()
+        },
+    }
+    for key, value in sections.items():
+        raw.setdefault(key, {}).update(value) if isinstance(value, dict) else raw.__setitem__(key, value)
+    return structure(raw)
+
+
+async def start_fake(nursery: trio.Nursery, fake: FakeExchange) -> FakeExchange:
+    await nursery.start(fake.serve)
+    return fake
+
+
+async def start_daemon(nursery: trio.Nursery, config: Config) -> tickerd.TickerDaemon:
+    daemon: tickerd.TickerDaemon = await nursery.start(tickerd.serve, config)
+    return daemon
+
+
+class Updates:
+    """Waits for ticker updates published on Redis (no polling of the hash, no sleeps)."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.psubscribe(f"{prefix}ticker_updates:*")
+        self._pubsub.get_message(timeout=1.0)  # the psubscribe confirmation
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """The first published record for which ``predicate`` holds."""
+        with trio.fail_after(timeout):
+            while True:
+                message = await trio.to_thread.run_sync(self._pubsub.get_message, True, 0.1)
+                if message and message["type"] == "pmessage":
+                    record: dict[str, Any] = orjson.loads(message["data"])
+                    if predicate(record):
+                        return record
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+
+@pytest.fixture
+async def updates(redis_client: redis.Redis, prefix: str) -> AsyncIterator[Updates]:
+    watcher = Updates(redis_client, prefix)
+    yield watcher
+    watcher.close()
+
+
+def stored(client: redis.Redis, prefix: str, exchange: str, symbol: str) -> dict[str, Any] | None:
+    """The ticker record tickerd keeps in Redis for (exchange, symbol)."""
+    raw = client.hget(f"{prefix}tickers:{exchange}", symbol)
+    return None if raw is None else dict(orjson.loads(raw))
