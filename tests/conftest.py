@@ -74,11 +74,9 @@ class Updates:
         self._pubsub.psubscribe(f"{prefix}ticker_updates:*")
         self._pubsub.get_message(timeout=1.0)  # the psubscribe confirmation
 
-    async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
-    ) -> dict[str, Any]:
-        """The first published record for which ``predicate`` holds."""
-        with trio.fail_after(timeout):
+    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first published record for which ``predicate`` holds (10 s at most)."""
+        with trio.fail_after(10):
             while True:
                 message = await trio.to_thread.run_sync(self._pubsub.get_message, True, 0.1)
                 if message and message["type"] == "pmessage":
