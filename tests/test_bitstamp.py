@@ -1,0 +1,233 @@
+"""Bitstamp: order book + trades merged into tickers; control frames; the fake with the daemon."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+import redis
+import trio
+import trio.testing
+
+from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
+from tickerd import exchanges
+from tickerd.exchanges.base import ReconnectRequested, Rejected, Subscribed
+from tickerd.exchanges.bitstamp import BitstampDecoder, native
+from tickerd.testing.bitstamp import FakeBitstamp
+
+# Real captured trade (cryptofeed sample data); the book frame has the captured diff_order_book shape.
+TRADE = (
+    '{"data":{"id":216000477,"timestamp":"1641343699","amount":0.0792,"amount_str":"0.07920000",'
+    '"price":3805.44,"price_str":"3805.44","type":0,"microtimestamp":"1641343699596000",'
+    '"buy_order_id":1443875737346049,"sell_order_id":1443875731320832},"channel":"live_trades_ethusd",'
+    '"event":"trade"}'
+)
+BOOK = (
+    '{"data":{"timestamp":"1641343691","microtimestamp":"1641343691244908",'
+    '"bids":[["3805.11","0.99302588"],["3805.01","12.00000000"]],'
+    '"asks":[["3806.01","1.20000000"],["3806.50","3.50000000"]]},"channel":"order_book_ethusd","event":"data"}'
+)
+ERROR = '{"event":"bts:error","channel":"","data":{"code":null,"message":"Invalid channel provided."}}'
+
+
+def succeeded(channel: str) -> str:
+    return orjson.dumps({"event": "bts:subscription_succeeded", "channel": channel, "data": {}}).decode()
+
+
+def decoder(*symbols: str) -> BitstampDecoder:
+    dec = exchanges.get("bitstamp").decoder(symbols)
+    assert isinstance(dec, BitstampDecoder)
+    return dec
+
+
+# -- decoder -------------------------------------------------------------------------------
+
+
+def test_book_and_trades_merge_into_complete_tickers() -> None:
+    dec = decoder("ETH/USD")
+    [from_book] = dec.decode(BOOK)
+    assert (from_book.exchange, from_book.symbol) == ("bitstamp", "ETH/USD")
+    assert (from_book.bid, from_book.bid_size, from_book.ask, from_book.ask_size) == (
+        3805.11,
+        0.99302588,
+        3806.01,
+        1.2,
+    )
+    assert from_book.last is None  # no trade seen yet
+    assert from_book.exchange_ts == pytest.approx(1641343691.244908)
+
+    [from_trade] = dec.decode(TRADE)
+    assert from_trade.last == 3805.44
+    assert (from_trade.bid, from_trade.ask) == (3805.11, 3806.01)  # the book is kept
+    assert from_trade.exchange_ts == pytest.approx(1641343699.596)
+
+    [later_book] = dec.decode(BOOK.replace("3805.11", "3805.20"))
+    assert (later_book.bid, later_book.last) == (3805.2, 3805.44)  # the last price is kept
+    assert later_book.volume_24h is None and later_book.high_24h is None  # REST only
+
+
+def test_an_empty_book_side_has_no_price() -> None:
+    [ticker] = decoder("ETH/USD").decode(
+        BOOK.replace('[["3806.01","1.20000000"],["3806.50","3.50000000"]]', "[]")
+    )
+    assert (ticker.bid, ticker.ask, ticker.ask_size) == (3805.11, None, None)
+
+
+def test_untracked_pairs_are_dropped() -> None:
+    dec = decoder("BTC/USD")
+    assert dec.decode(BOOK) == [] and dec.decode(TRADE) == []
+    assert dec.junk == 0
+
+
+def test_control_frames_give_nothing_and_are_not_junk() -> None:
+    dec = decoder("ETH/USD")
+    for frame in (
+        succeeded("order_book_ethusd"),
+        '{"event":"bts:unsubscription_succeeded","channel":"live_trades_ethusd","data":{}}',
+        '{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}',
+    ):
+        assert dec.decode(frame) == []
+    assert dec.junk == 0
+
+
+def test_junk_is_counted() -> None:
+    dec = decoder("ETH/USD")
+    for frame in ("not json", b"\xff", '{"event":"data","channel":"order_book_ethusd","data":{}}', '{"x":1}'):
+        assert dec.decode(frame) == []
+    assert dec.junk == 4
+
+
+def test_subscribe_frames_are_one_channel_each() -> None:
+    dec = decoder()
+    frames = [orjson.loads(f) for f in dec.subscribe(["BTC/USD", "ETH/EUR"])]
+    assert frames == [
+        {"event": "bts:subscribe", "data": {"channel": "order_book_btcusd"}},
+        {"event": "bts:subscribe", "data": {"channel": "live_trades_btcusd"}},
+        {"event": "bts:subscribe", "data": {"channel": "order_book_etheur"}},
+        {"event": "bts:subscribe", "data": {"channel": "live_trades_etheur"}},
+    ]
+    assert [orjson.loads(f)["event"] for f in dec.unsubscribe(["BTC/USD"])] == ["bts:unsubscribe"] * 2
+
+
+def test_a_symbol_is_confirmed_once_both_channels_are() -> None:
+    dec = decoder()
+    dec.subscribe(["BTC/USD"])
+    dec.decode(succeeded("order_book_btcusd"))
+    assert dec.events == []
+    dec.decode(succeeded("live_trades_btcusd"))
+    assert dec.events == [Subscribed("BTC/USD")]
+
+
+def test_an_error_without_channel_is_blamed_on_the_oldest_unanswered_request() -> None:
+    dec = decoder()
+    dec.subscribe(["BTC/USD", "FOO/USD", "ETH/USD"])
+    for frame in (
+        succeeded("order_book_btcusd"),
+        succeeded("live_trades_btcusd"),
+        ERROR,  # order_book_foousd
+        ERROR,  # live_trades_foousd: the same symbol, reported once
+        succeeded("order_book_ethusd"),
+        succeeded("live_trades_ethusd"),
+    ):
+        assert dec.decode(frame) == []
+    assert dec.events == [
+        Subscribed("BTC/USD"),
+        Rejected("FOO/USD", "order_book_foousd: Invalid channel provided."),
+        Subscribed("ETH/USD"),
+    ]
+    assert dec.decode(ERROR) == [] and dec.events[-1] == Subscribed("ETH/USD")  # nothing left to blame
+    assert dec.junk == 0
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"event":"bts:request_reconnect","channel":"","data":""}',
+        '{"event":"bts:request_reconnect","channel":"","data":{}}',
+    ],
+)
+def test_a_reconnect_request_becomes_an_event(frame: str) -> None:
+    dec = decoder("BTC/USD")
+    assert dec.decode(frame) == []
+    assert dec.events == [ReconnectRequested("bts:request_reconnect")]
+
+
+def test_symbol_forms() -> None:
+    assert native("BTC/USD") == "btcusd" and native("USDC/USD") == "usdcusd"
+    adapter = exchanges.get("bitstamp")
+    adapter.check_symbol("ETH/EUR")
+    with pytest.raises(ValueError, match="BASE/QUOTE"):
+        adapter.check_symbol("BTC/USD:USD")
+
+
+# -- against the fake, with the real daemon and real Redis ----------------------------------
+
+
+async def test_merged_tickers_reach_redis(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
+) -> None:
+    fake = await start_fake(nursery, FakeBitstamp())
+    await start_daemon(nursery, make_config(prefix, {"bitstamp": fake}, {"bitstamp": ["BTC/USD", "ETH/EUR"]}))
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD") and fake.is_subscribed("ETH/EUR"))
+
+    await fake.push_trade("BTC/USD", last=64000.5)
+    await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 64000.5)
+    await fake.push_book("BTC/USD", bid=63999.5, ask=64001.5, bid_size=0.25, ask_size=3.0)
+    record = await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["bid"] == 63999.5)
+
+    assert record["last"] == 64000.5  # the book update kept the last trade price
+    assert (record["ask"], record["bid_size"], record["ask_size"]) == (64001.5, 0.25, 3.0)
+    assert stored(redis_client, prefix, "bitstamp", "BTC/USD") == record
+    assert stored(redis_client, prefix, "bitstamp", "ETH/EUR") is not None  # its first book
+    assert fake.violations == []
+
+
+async def test_a_rejected_pair_does_not_stop_the_others(
+    nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    fake = await start_fake(nursery, FakeBitstamp())
+    fake.reject("FOO/USD")
+    config = make_config(prefix, {"bitstamp": fake}, {"bitstamp": ["BTC/USD", "FOO/USD", "LTC/USD"]})
+    daemon = await start_daemon(nursery, config)
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD") and fake.is_subscribed("LTC/USD"))
+
+    await fake.push("LTC/USD", last=70.5)
+    await updates.wait_for(lambda r: r["symbol"] == "LTC/USD" and r["last"] == 70.5)
+    rejected = daemon.health()["exchanges"]["bitstamp"]["rejected"]
+    assert list(rejected) == ["FOO/USD"]  # the errors came before LTC/USD's acks: blamed right
+
+
+async def test_a_reconnect_request_moves_to_a_new_connection_first(
+    nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    fake = await start_fake(nursery, FakeBitstamp(reconnect_grace=5.0))
+    await start_daemon(nursery, make_config(prefix, {"bitstamp": fake}, {"bitstamp": ["BTC/USD"]}))
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
+    old = fake.connections[0]
+
+    nursery.start_soon(fake.request_reconnect)
+    with trio.fail_after(2):  # the client closes the old connection itself, before the 5 s grace
+        await fake.wait_until(lambda: old not in fake.connections and fake.is_subscribed("BTC/USD"))
+    assert fake.connection_count == 2
+    await fake.push("BTC/USD", last=333.0)
+    await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 333.0)
+
+
+async def test_heartbeats_every_10_s_keep_a_quiet_connection(
+    clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str
+) -> None:
+    fake = await start_fake(nursery, FakeBitstamp())
+    await start_daemon(nursery, make_config(prefix, {"bitstamp": fake}, {"bitstamp": ["BTC/USD"]}))
+
+    def heartbeat_times() -> list[float]:
+        return [
+            t
+            for m, t in zip(fake.received, fake.received_times, strict=True)
+            if m["event"] == "bts:heartbeat"
+        ]
+
+    with trio.fail_after(600):
+        await fake.wait_until(lambda: len(heartbeat_times()) >= 6)
+    gaps = [b - a for a, b in zip(heartbeat_times(), heartbeat_times()[1:], strict=False)]
+    assert all(gap == pytest.approx(10.0, abs=0.5) for gap in gaps), gaps
+    # A minute without market data: the heartbeat answers kept the silence watchdog fed.
+    assert fake.connection_count == 1 and fake.is_subscribed("BTC/USD")
