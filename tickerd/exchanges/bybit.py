@@ -1,0 +1,288 @@
+"""Bybit v5 public streams: ``tickers`` for spot and USDT perpetuals, ``orderbook.1`` for spot.
+
+Bybit serves each market category on its own URL (``…/v5/public/spot``, ``…/v5/public/linear``)
+and the same native name means a different market on each (``BTCUSDT`` is spot BTC/USDT on one
+and the BTC/USDT:USDT perpetual on the other), so :meth:`Bybit.endpoint` sends every symbol to
+its category's URL and a connection never mixes categories.
+
+The two categories' ``tickers`` differ in ways that shape the decoder:
+
+* linear sends one snapshot, then *deltas* that carry only the fields that changed; the decoder
+  keeps the snapshot per symbol and overlays each delta, so a delta that moves only the bid
+  still yields the last price.  A delta with no snapshot before it is dropped: the snapshot
+  arrives right after subscribing (and again after every reconnect).
+* spot sends snapshots only, and they carry no best bid/ask at all; the level-1 order book
+  (``orderbook.1``, snapshot-only per the docs) supplies bid/ask with sizes, and each frame of
+  either topic yields one merged Ticker.
+
+Bybit takes at most 10 topics per subscribe request and refuses a whole request when one topic
+in it is bad (``Invalid symbol :[tickers.XUSDT]``) or already subscribed, so each request keeps a
+``req_id`` → symbols record: the named symbol is rejected (or, if merely already subscribed,
+confirmed) and the request's other symbols are sent again without it.  Bybit cuts connections
+that stay silent for 10 minutes and asks for ``{"op":"ping"}`` every 20 s.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from tickerd.exchanges.base import (
+    Decoder,
+    Exchange,
+    Keepalive,
+    Rejected,
+    Reply,
+    Subscribed,
+    optional_float,
+    split_unified,
+)
+from tickerd.model import Ticker
+
+#: Bybit's limit of topics (``args``) in one subscribe request.
+_TOPICS_PER_REQUEST = 10
+_CATEGORIES = ("spot", "linear")
+#: Tokens of an error text, to find which of a request's topics or native names it names.
+_TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def category(symbol: str) -> str:
+    """``BTC/USDT`` → ``spot``; ``BTC/USDT:USDT`` → ``linear``."""
+    return "linear" if ":" in symbol else "spot"
+
+
+def native(symbol: str) -> str:
+    """``BTC/USDT`` and ``BTC/USDT:USDT`` → ``BTCUSDT`` (the URL tells the two apart)."""
+    base, quote, _ = split_unified(symbol)
+    return base + quote
+
+
+def topics(symbol: str) -> tuple[str, ...]:
+    """The topics that make up one symbol's Ticker on its category's connection."""
+    name = native(symbol)
+    if category(symbol) == "spot":
+        return (f"tickers.{name}", f"orderbook.1.{name}")
+    return (f"tickers.{name}",)
+
+
+def _difference(minuend: object, subtrahend: object) -> float | None:
+    """Exact decimal ``a - b`` of two numeric strings (no float noise); ``None`` if one is absent."""
+    if minuend in (None, "") or subtrahend in (None, ""):
+        return None
+    return float(Decimal(str(minuend)) - Decimal(str(subtrahend)))
+
+
+def _percent(fraction: object) -> float | None:
+    """Bybit's ``price24hPcnt`` is a fraction (``0.0171`` = 1.71 %); Ticker wants percent."""
+    if fraction in (None, ""):
+        return None
+    return float(Decimal(str(fraction)) * 100)
+
+
+class _State:
+    """One symbol's merged view: the ticker snapshot with deltas applied, and the best levels."""
+
+    __slots__ = ("ask", "ask_size", "bid", "bid_size", "exchange_ts", "stats", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.stats: dict[str, Any] = {}
+        self.bid: float | None = None
+        self.bid_size: float | None = None
+        self.ask: float | None = None
+        self.ask_size: float | None = None
+        self.exchange_ts: float | None = None
+
+
+class BybitDecoder(Decoder):
+    """Decodes one category's frames; one decoder never mixes spot and linear symbols."""
+
+    exchange = "bybit"
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self._req_ids = itertools.count(1)
+        self._requests: dict[str, tuple[str, ...]] = {}
+        self._by_native: dict[str, _State] = {}
+        super().__init__(symbols)
+
+    def track(self, symbol: str) -> None:
+        super().track(symbol)
+        self._by_native.setdefault(native(symbol), _State(symbol))
+
+    def untrack(self, symbol: str) -> None:
+        super().untrack(symbol)
+        self._by_native.pop(native(symbol), None)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _requests_for(self, op: str, symbols: Sequence[str]) -> list[str]:
+        """Requests of at most 10 topics; a symbol's topics always share one request, so one
+        ack answers for the whole symbol."""
+        frames: list[str] = []
+        batch: list[str] = []
+        count = 0
+        for symbol in symbols:
+            needed = len(topics(symbol))
+            if batch and count + needed > _TOPICS_PER_REQUEST:
+                frames.append(self._request(op, batch))
+                batch, count = [], 0
+            batch.append(symbol)
+            count += needed
+        if batch:
+            frames.append(self._request(op, batch))
+        return frames
+
+    def _request(self, op: str, symbols: Sequence[str]) -> str:
+        req_id = str(next(self._req_ids))
+        if op == "subscribe":
+            self._requests[req_id] = tuple(symbols)
+        args = [topic for symbol in symbols for topic in topics(symbol)]
+        return orjson.dumps({"op": op, "req_id": req_id, "args": args}).decode()
+
+    def _subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        return self._requests_for("subscribe", symbols)
+
+    def _unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        return self._requests_for("unsubscribe", symbols)
+
+    # -- frames ----------------------------------------------------------------------------
+
+    def _decode(self, frame: str | bytes) -> list[Ticker]:
+        msg = orjson.loads(frame)
+        topic = msg.get("topic")
+        if isinstance(topic, str):
+            kind, _, name = topic.rpartition(".")
+            state = self._by_native.get(name)
+            if kind == "tickers":
+                return [] if state is None else self._ticker(state, msg)
+            if kind == "orderbook.1":
+                return [] if state is None else self._book(state, msg)
+            return self.junk_frame()
+        op = msg.get("op")
+        if op == "subscribe":
+            self._answer(msg)
+            return []
+        if op in ("unsubscribe", "ping", "pong") or msg.get("ret_msg") == "pong":
+            return []  # unsubscribe acks and the several pong shapes Bybit uses
+        return self.junk_frame()
+
+    def _ticker(self, state: _State, msg: dict[str, Any]) -> list[Ticker]:
+        data: dict[str, Any] = msg["data"]
+        if msg.get("type") == "delta":
+            if not state.stats:
+                return []  # nothing to overlay yet; the snapshot is on its way
+            state.stats.update(data)
+        else:
+            state.stats = dict(data)
+        stats = state.stats
+        if category(state.symbol) == "linear":
+            state.bid = optional_float(stats.get("bid1Price"))
+            state.bid_size = optional_float(stats.get("bid1Size"))
+            state.ask = optional_float(stats.get("ask1Price"))
+            state.ask_size = optional_float(stats.get("ask1Size"))
+        state.exchange_ts = msg["ts"] / 1000.0
+        return [self._merged(state)]
+
+    def _book(self, state: _State, msg: dict[str, Any]) -> list[Ticker]:
+        data: dict[str, Any] = msg["data"]
+        bids, asks = data.get("b") or [], data.get("a") or []
+        state.bid, state.bid_size = (float(bids[0][0]), float(bids[0][1])) if bids else (None, None)
+        state.ask, state.ask_size = (float(asks[0][0]), float(asks[0][1])) if asks else (None, None)
+        state.exchange_ts = msg["ts"] / 1000.0
+        return [self._merged(state)]
+
+    def _merged(self, state: _State) -> Ticker:
+        stats = state.stats
+        return Ticker(
+            exchange="bybit",
+            symbol=state.symbol,
+            last=optional_float(stats.get("lastPrice")),
+            bid=state.bid,
+            ask=state.ask,
+            bid_size=state.bid_size,
+            ask_size=state.ask_size,
+            volume_24h=optional_float(stats.get("volume24h")),
+            high_24h=optional_float(stats.get("highPrice24h")),
+            low_24h=optional_float(stats.get("lowPrice24h")),
+            change_24h=_difference(stats.get("lastPrice"), stats.get("prevPrice24h")),
+            change_pct_24h=_percent(stats.get("price24hPcnt")),
+            exchange_ts=state.exchange_ts,
+            received_ts=time.time(),
+        )
+
+    # -- acks ------------------------------------------------------------------------------
+
+    def _answer(self, msg: dict[str, Any]) -> None:
+        asked = [s for s in self._requests.pop(str(msg.get("req_id")), ()) if s in self.symbols]
+        if msg.get("success"):
+            self.events.extend(Subscribed(symbol) for symbol in asked)
+            return
+        reason = str(msg.get("ret_msg") or "subscription refused")
+        tokens = set(_TOKEN.findall(reason))
+        named = [s for s in asked if tokens & {native(s), *topics(s)}]
+        if named:
+            if "already subscribed" in reason:
+                self.events.extend(Subscribed(symbol) for symbol in named)
+            else:
+                self.events.extend(Rejected(symbol, reason) for symbol in named)
+            rest = [s for s in asked if s not in named]
+            # Bybit dropped the whole request: the innocent symbols go again without the culprit.
+            self.events.extend(Reply(frame) for frame in self._requests_for("subscribe", rest))
+        elif len(asked) == 1:
+            self.events.append(Rejected(asked[0], reason))
+        else:
+            # The error names no symbol: ask one by one, so only the bad one is refused.
+            self.events.extend(Reply(self._request("subscribe", [symbol])) for symbol in asked)
+
+
+class Bybit(Exchange):
+    """Bybit v5 spot (``BTC/USDT`` ↔ ``BTCUSDT`` on ``/spot``) and USDT perpetuals
+    (``BTC/USDT:USDT`` ↔ ``BTCUSDT`` on ``/linear``).
+
+    ``url`` is the base the category is appended to; a configured URL that already ends in a
+    category is taken as that base too.
+    """
+
+    name = "bybit"
+    url = "wss://stream.bybit.com/v5/public"
+    #: Spot uses two topics a symbol; 100 symbols keep a connection's topic list modest.
+    max_symbols_per_connection = 100
+    keepalive = Keepalive(interval=20.0, frame='{"op":"ping"}')
+    send_interval = 0.1
+    provides = (
+        "last",
+        "bid",
+        "ask",
+        "bid_size",
+        "ask_size",
+        "volume_24h",
+        "high_24h",
+        "low_24h",
+        "change_24h",
+        "change_pct_24h",
+        "exchange_ts",
+    )
+
+    def check_symbol(self, symbol: str) -> None:
+        super().check_symbol(symbol)
+        _, quote, settle = split_unified(symbol)
+        if settle is not None and (settle != "USDT" or quote != "USDT"):
+            raise ValueError(
+                f"{symbol!r}: bybit serves spot BASE/QUOTE and USDT perpetuals BASE/USDT:USDT only"
+            )
+
+    def endpoint(self, url: str, symbol: str) -> str:
+        base = url.rstrip("/")
+        for name in _CATEGORIES:
+            if base.endswith(f"/{name}"):
+                base = base[: -len(name) - 1]
+        return f"{base}/{category(symbol)}"
+
+    def decoder(self, symbols: Iterable[str]) -> BybitDecoder:
+        return BybitDecoder(symbols)
