@@ -1,0 +1,258 @@
+"""Bitfinex v2: chanId routing, symbol forms, control events; the fake with the real daemon."""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+import pytest
+import redis
+import trio
+import trio.testing
+
+from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
+from tickerd import exchanges
+from tickerd.exchanges.base import ReconnectRequested, Rejected, Reply, Subscribed
+from tickerd.exchanges.bitfinex import BitfinexDecoder, native, unified
+from tickerd.testing.bitfinex import FakeBitfinex
+
+# Captured frames: an ack and a ticker with SEQ_ALL's trailing sequence number (cryptofeed
+# sample data), a perpetual's ack and a ticker with an 11th (null) field (a 2026 probe).
+ACK = '{"event":"subscribed","channel":"ticker","chanId":232949,"symbol":"tBFTUSD","pair":"BFTUSD"}'
+TICKER = (
+    "[232949,[0.068965,60157.36709703,0.0774,48578.50804052,0.001969,0.0262,0.076989,101459.39453471,"
+    "0.0828,0.068961],1]"
+)
+PERP_ACK = (
+    '{"event":"subscribed","channel":"ticker","chanId":761045,"symbol":"tBTCF0:USTF0","pair":"BTCF0:USTF0"}'
+)
+PERP_TICKER = (
+    "[761045,[86697,14.34954787,86723,14.75896594,1060,0.01237494,86717,544.3267938,86898,85156,null]]"
+)
+INFO = (
+    '{"event":"info","version":2,"serverId":"fb5877a3-ded1-4754-b9bf-fda9cc751d37","platform":{"status":1}}'
+)
+
+
+def decoder(*symbols: str) -> BitfinexDecoder:
+    dec = exchanges.get("bitfinex").decoder(symbols)
+    assert isinstance(dec, BitfinexDecoder)
+    return dec
+
+
+# -- decoder -------------------------------------------------------------------------------
+
+
+def test_frames_are_routed_by_the_channel_id_of_the_ack() -> None:
+    dec = decoder("BFT/USD")
+    assert dec.decode(TICKER) == []  # no ack yet: the id means nothing
+    assert dec.decode(ACK) == [] and dec.events == [Subscribed("BFT/USD")]
+    [ticker] = dec.decode(TICKER)
+    assert (ticker.exchange, ticker.symbol) == ("bitfinex", "BFT/USD")
+    assert (ticker.bid, ticker.bid_size, ticker.ask, ticker.ask_size) == (
+        0.068965,
+        60157.36709703,
+        0.0774,
+        48578.50804052,
+    )
+    assert (ticker.last, ticker.volume_24h, ticker.high_24h, ticker.low_24h) == (
+        0.076989,
+        101459.39453471,
+        0.0828,
+        0.068961,
+    )
+    assert ticker.change_24h == 0.001969
+    assert ticker.change_pct_24h == pytest.approx(2.62)  # the relative change is a fraction
+    assert ticker.exchange_ts is None and ticker.received_ts > 0
+
+
+def test_a_perpetual_with_an_appended_field() -> None:
+    dec = decoder("BTC/USDT:USDT")
+    dec.decode(PERP_ACK)
+    [ticker] = dec.decode(PERP_TICKER)
+    assert ticker.symbol == "BTC/USDT:USDT"
+    assert (ticker.bid, ticker.ask, ticker.last) == (86697.0, 86723.0, 86717.0)
+    assert ticker.change_pct_24h == pytest.approx(1.237494)
+
+
+def test_heartbeats_and_control_events_give_nothing_and_are_not_junk() -> None:
+    dec = decoder("BFT/USD")
+    dec.decode(ACK)
+    for frame in (
+        '[232949,"hb"]',
+        '[204928,"hb",127]',
+        INFO,
+        '{"event":"pong","ts":1511545528111,"cid":1}',
+        '{"event":"conf","status":"OK","flags":196608}',
+        '{"event":"unsubscribed","status":"OK","chanId":232949}',
+        '{"event":"info","code":20060,"msg":"Entering in Maintenance mode"}',
+    ):
+        assert dec.decode(frame) == []
+    assert dec.junk == 0
+    assert dec.events == [Subscribed("BFT/USD")]
+
+
+@pytest.mark.parametrize("code", [20051, 20061])
+def test_restart_and_end_of_maintenance_ask_for_a_reconnect(code: int) -> None:
+    dec = decoder("BTC/USD")
+    assert dec.decode(orjson.dumps({"event": "info", "code": code, "msg": "…"})) == []
+    [event] = dec.events
+    assert isinstance(event, ReconnectRequested) and str(code) in event.reason
+
+
+def test_an_error_is_reported_for_the_symbol_it_echoes() -> None:
+    dec = decoder("BTC/USD", "NOPE/USD", "XTZ/USDT:USDT")
+    refused = (
+        '{"channel":"ticker","symbol":"tNOPE:USD","event":"error","msg":"symbol: invalid","code":10300,'
+        '"pair":"NOPE:USD"}'
+    )
+    limit = (
+        '{"channel":"ticker","symbol":"tXTZF0:USTF0","event":"error","msg":"subscribe: limit","code":10305,'
+        '"pair":"XTZF0:USTF0"}'
+    )
+    assert dec.decode(refused) == [] and dec.decode(limit) == []
+    assert dec.decode('{"event":"error","msg":"unsubscribe: invalid","code":10400}') == []
+    assert dec.events == [
+        Rejected("NOPE/USD", "10300: symbol: invalid"),
+        Rejected("XTZ/USDT:USDT", "10305: subscribe: limit"),
+    ]
+    assert dec.junk == 0
+
+
+def test_a_duplicate_subscription_confirms_the_existing_channel() -> None:
+    dec = decoder("BFT/USD")
+    dup = (
+        '{"channel":"ticker","symbol":"tBFTUSD","event":"error","msg":"subscribe: dup","code":10301,'
+        '"chanId":232949,"pair":"BFTUSD"}'
+    )
+    assert dec.decode(dup) == [] and dec.events == [Subscribed("BFT/USD")]
+    assert [t.symbol for t in dec.decode(TICKER)] == ["BFT/USD"]
+
+
+def test_subscribe_one_channel_per_symbol_and_unsubscribe_by_channel_id() -> None:
+    dec = decoder()
+    frames = [orjson.loads(f) for f in dec.subscribe(["BTC/USD", "DOGE/USD", "ETH/USDT:USDT"])]
+    assert [f["symbol"] for f in frames] == ["tBTCUSD", "tDOGE:USD", "tETHF0:USTF0"]
+    assert all(f["event"] == "subscribe" and f["channel"] == "ticker" for f in frames)
+    dec.decode('{"event":"subscribed","channel":"ticker","chanId":17,"symbol":"tBTCUSD","pair":"BTCUSD"}')
+    assert [orjson.loads(f) for f in dec.unsubscribe(["BTC/USD"])] == [{"event": "unsubscribe", "chanId": 17}]
+    assert dec.decode("[17,[1,1,2,1,0,0,1.5,1,2,1]]") == []  # in flight after the unsubscribe: dropped
+
+
+def test_a_symbol_removed_before_its_ack_is_unsubscribed_when_the_ack_comes() -> None:
+    dec = decoder()
+    dec.subscribe(["BTC/USD"])
+    assert dec.unsubscribe(["BTC/USD"]) == []  # no channel id known yet
+    dec.decode('{"event":"subscribed","channel":"ticker","chanId":17,"symbol":"tBTCUSD","pair":"BTCUSD"}')
+    assert dec.events == [Reply('{"event":"unsubscribe","chanId":17}')]
+
+
+def test_junk_is_counted() -> None:
+    dec = decoder("BFT/USD")
+    dec.decode(ACK)
+    for frame in ("not json", b"\xfe", '[232949,"what"]', "[232949,[1,2]]", '{"event":"nope"}', "{}"):
+        assert dec.decode(frame) == []
+    assert dec.junk == 6
+
+
+@pytest.mark.parametrize(
+    ("symbol", "bitfinex"),
+    [
+        ("BTC/USD", "tBTCUSD"),
+        ("ETH/BTC", "tETHBTC"),
+        ("BTC/USDT", "tBTCUST"),
+        ("DOGE/USD", "tDOGE:USD"),
+        ("BCH/USD", "tBCHN:USD"),
+        ("TESTBTC/TESTUSD", "tTESTBTC:TESTUSD"),
+        ("BTC/USDT:USDT", "tBTCF0:USTF0"),
+        ("ETH/BTC:BTC", "tETHF0:BTCF0"),
+        ("EUROPE50IX/USDT:USDT", "tEUROPE50IXF0:USTF0"),
+    ],
+)
+def test_symbol_mapping_both_ways(symbol: str, bitfinex: str) -> None:
+    assert native(symbol) == bitfinex
+    assert unified(bitfinex) == symbol
+
+
+def test_perpetuals_must_settle_in_their_quote() -> None:
+    adapter = exchanges.get("bitfinex")
+    adapter.check_symbol("BTC/USDT:USDT")
+    with pytest.raises(ValueError, match="BASE/QUOTE:QUOTE"):
+        adapter.check_symbol("BTC/USD:BTC")
+
+
+# -- against the fake, with the real daemon and real Redis ----------------------------------
+
+
+async def test_spot_and_perpetual_tickers_reach_redis(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
+) -> None:
+    fake = await start_fake(nursery, FakeBitfinex())
+    symbols = ["BTC/USD", "DOGE/USD", "BTC/USDT:USDT"]
+    await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": symbols}))
+    await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
+
+    await fake.push("BTC/USDT:USDT", last=86717.0, bid=86697.0, ask=86723.0, change_pct=1.5)
+    record = await updates.wait_for(lambda r: r["symbol"] == "BTC/USDT:USDT" and r["last"] == 86717.0)
+    assert record["exchange"] == "bitfinex"
+    assert (record["bid"], record["ask"], record["change_pct_24h"]) == (86697.0, 86723.0, 1.5)
+    assert stored(redis_client, prefix, "bitfinex", "BTC/USDT:USDT") == record
+    assert stored(redis_client, prefix, "bitfinex", "DOGE/USD") is not None  # from the first ticker
+    assert fake.violations == []
+
+
+async def test_a_rejected_symbol_does_not_stop_the_others(
+    nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    fake = await start_fake(nursery, FakeBitfinex())
+    fake.reject("NOPE/USD")
+    daemon = await start_daemon(
+        nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": ["NOPE/USD", "ETH/USD"]})
+    )
+    await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
+
+    await fake.push("ETH/USD", last=3000.5)
+    await updates.wait_for(lambda r: r["symbol"] == "ETH/USD" and r["last"] == 3000.5)
+    assert daemon.health()["exchanges"]["bitfinex"]["rejected"] == {"NOPE/USD": "10300: symbol: invalid"}
+
+
+async def test_a_restart_notice_moves_to_a_new_connection_first(
+    nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    fake = await start_fake(nursery, FakeBitfinex())
+    await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": ["BTC/USD"]}))
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
+    old = fake.connections[0]
+
+    nursery.start_soon(lambda: fake.send_info(20051, close_after=5.0))
+    with trio.fail_after(2):  # the client leaves the old connection before the server drops it
+        await fake.wait_until(lambda: old not in fake.connections and fake.is_subscribed("BTC/USD"))
+    assert fake.connection_count == 2
+    await fake.push("BTC/USD", last=70000.0)
+    await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 70000.0)
+
+
+async def test_symbols_are_spread_over_connections_of_25_channels(nursery: trio.Nursery, prefix: str) -> None:
+    fake = await start_fake(nursery, FakeBitfinex(max_channels=25))
+    symbols = [f"C{i:02d}/USD" for i in range(30)]
+    await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": symbols}))
+    with trio.fail_after(5):
+        await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
+    assert sorted(len(fake.channels(c)) for c in fake.connections) == [5, 25]
+    assert fake.violations == []
+
+
+async def test_pings_every_20_s_and_heartbeats_keep_a_quiet_connection(
+    clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str
+) -> None:
+    fake = await start_fake(nursery, FakeBitfinex())
+    await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": ["BTC/USD"]}))
+
+    def ping_times() -> list[float]:
+        return [t for m, t in zip(fake.received, fake.received_times, strict=True) if m["event"] == "ping"]
+
+    with trio.fail_after(600):
+        await fake.wait_until(lambda: len(ping_times()) >= 4)
+    times = ping_times()
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([20.0] * 3, abs=0.5)
+    assert fake.connection_count == 1 and fake.is_subscribed("BTC/USD")  # 80 s without market data

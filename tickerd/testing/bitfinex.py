@@ -1,0 +1,185 @@
+"""A fake Bitfinex WebSocket v2 public server (``ticker`` channel).
+
+* Greets with ``{"event":"info","version":2,…,"platform":{"status":1}}``.
+* ``subscribe`` gets ``subscribed`` with a fresh ``chanId`` (different on every connection),
+  then the current ticker on that id; later data frames name only the id.  Frames follow
+  captured ones, including a trailing ``null`` field after the documented ten.
+* A rejected symbol gets the real error event, echoing the request
+  (``"msg":"symbol: invalid","code":10300``); a second subscription to the same symbol gets
+  10301 ``subscribe: dup`` with the existing ``chanId``; past ``max_channels`` channels a
+  connection gets 10305 ``subscribe: limit``.
+* ``[CHAN_ID,"hb"]`` on every channel each ``heartbeat_interval`` seconds; ``ping`` → ``pong``.
+* :meth:`FakeBitfinex.send_info` sends an ``info`` code (20051 restart, 20060/20061
+  maintenance); with ``close_after`` it then closes those connections, as a restarting
+  server does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import orjson
+import trio
+
+from tickerd.exchanges.bitfinex import native, unified
+from tickerd.testing.server import FakeConnection, FakeExchange
+
+_INFO_TEXT = {
+    20051: "Stopping. Please try to reconnect",
+    20060: "Entering in Maintenance mode. Please try to reconnect in a minute",
+    20061: "Maintenance ended. You can resume normal activity. It is advised to unsubscribe/subscribe again.",
+}
+
+
+class FakeBitfinex(FakeExchange):
+    name = "bitfinex"
+    path = "/ws/2"
+
+    def __init__(self, *, heartbeat_interval: float = 15.0, max_channels: int = 30, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.heartbeat_interval = heartbeat_interval
+        #: Bitfinex documents 25 (and 30) channels per connection; more get error 10305.
+        self.max_channels = max_channels
+        #: Protocol rules a client broke.
+        self.violations: list[str] = []
+        self._channels: dict[FakeConnection, dict[int, str]] = {}
+        self._ids = itertools.count(232949, 7)
+
+    def default_reject_reason(self, symbol: str) -> str:
+        return "symbol: invalid"
+
+    def channels(self, conn: FakeConnection) -> dict[int, str]:
+        """The connection's ``chanId → symbol`` (unified)."""
+        return self._channels.setdefault(conn, {})
+
+    def _ids_of(self, conn: FakeConnection, symbol: str) -> list[int]:
+        return [chan_id for chan_id, s in self.channels(conn).items() if s == symbol]
+
+    async def on_connect(self, conn: FakeConnection) -> None:
+        greeting = {
+            "event": "info",
+            "version": 2,
+            "serverId": "fb5877a3-ded1-4754",
+            "platform": {"status": 1},
+        }
+        await conn.send(orjson.dumps(greeting).decode())
+        try:
+            while True:
+                await trio.sleep(self.heartbeat_interval)
+                for chan_id in list(self.channels(conn)):
+                    await conn.send(f'[{chan_id},"hb"]')
+        finally:
+            self._channels.pop(conn, None)
+
+    async def on_message(self, conn: FakeConnection, message: Any) -> None:
+        if not isinstance(message, dict):
+            self.violations.append(f"not JSON: {message!r}")  # Bitfinex does not answer these
+            return
+        event = message.get("event")
+        if event == "ping":
+            pong = {"event": "pong", "ts": int(time.time() * 1000), "cid": message.get("cid")}
+            await conn.send(orjson.dumps(pong).decode())
+        elif event == "conf":
+            await conn.send(
+                orjson.dumps({"event": "conf", "status": "OK", "flags": message.get("flags")}).decode()
+            )
+        elif event == "subscribe" and message.get("channel") == "ticker":
+            await self._subscribe(conn, message)
+        elif event == "unsubscribe":
+            await self._unsubscribe(conn, message.get("chanId"))
+        else:
+            self.violations.append(f"unexpected request: {message!r}")
+            await conn.send(
+                orjson.dumps({"event": "error", "msg": f"event: invalid ({event})", "code": 10000}).decode()
+            )
+
+    async def _subscribe(self, conn: FakeConnection, message: dict[str, Any]) -> None:
+        requested = str(message.get("symbol", ""))
+        echo = {"channel": "ticker", "symbol": requested, "pair": requested.removeprefix("t")}
+        symbol = unified(requested)
+        channels = self.channels(conn)
+        if symbol in self.rejected:
+            error = {"event": "error", "msg": self.rejected[symbol], "code": 10300}
+        elif existing := self._ids_of(conn, symbol):
+            error = {"event": "error", "msg": "subscribe: dup", "code": 10301, "chanId": existing[0]}
+        elif len(channels) >= self.max_channels:
+            self.violations.append(f"more than {self.max_channels} channels on one connection")
+            error = {"event": "error", "msg": "subscribe: limit", "code": 10305}
+        else:
+            chan_id = next(self._ids)
+            channels[chan_id] = symbol
+            conn.subscribed.add(symbol)
+            await conn.send(orjson.dumps({"event": "subscribed", "chanId": chan_id} | echo).decode())
+            await conn.send(self._frame(chan_id, self.state(symbol)))
+            return
+        await conn.send(orjson.dumps(echo | error).decode())
+
+    async def _unsubscribe(self, conn: FakeConnection, chan_id: Any) -> None:
+        symbol = self.channels(conn).pop(chan_id, None)
+        if symbol is None:
+            error = {"event": "error", "msg": "unsubscribe: invalid", "code": 10400}
+            await conn.send(orjson.dumps(error).decode())
+            return
+        if not self._ids_of(conn, symbol):
+            conn.subscribed.discard(symbol)
+        await conn.send(orjson.dumps({"event": "unsubscribed", "status": "OK", "chanId": chan_id}).decode())
+
+    async def send_info(self, code: int, *, close_after: float | None = None) -> None:
+        """Send ``info`` ``code`` to every client; optionally close them ``close_after`` s later."""
+        targets = [conn for conn in self.connections if not conn.closed]
+        frame = orjson.dumps({"event": "info", "code": code, "msg": _INFO_TEXT.get(code, "")}).decode()
+        for conn in targets:
+            await conn.send(frame)
+        if close_after is None:
+            return
+        await trio.sleep(close_after)
+        for conn in targets:
+            if not conn.closed:
+                conn.closed = True
+                await conn.ws.aclose(1001, "server restart")
+
+    def ticker_frames(self, conn: FakeConnection, symbol: str, state: dict[str, float]) -> list[str]:
+        return [self._frame(chan_id, state) for chan_id in self._ids_of(conn, symbol)]
+
+    @staticmethod
+    def _frame(chan_id: int, state: dict[str, float]) -> str:
+        relative = state["change_pct"] / 100
+        values = [
+            state["bid"],
+            state["bid_size"],
+            state["ask"],
+            state["ask_size"],
+            state["change"],
+            relative,
+            state["last"],
+            state["volume"],
+            state["high"],
+            state["low"],
+            None,
+        ]
+        return orjson.dumps([chan_id, values]).decode()
+
+    def bench_frames(self, symbols: list[str], count: int) -> tuple[list[str], list[str]]:
+        """Setup frames are the ``subscribed`` events that assign the channel ids."""
+        conn = FakeConnection.detached(self, symbols)
+        setup = []
+        for symbol in symbols:
+            chan_id = next(self._ids)
+            self.channels(conn)[chan_id] = symbol
+            pair = native(symbol)
+            ack = {
+                "event": "subscribed",
+                "channel": "ticker",
+                "chanId": chan_id,
+                "symbol": pair,
+                "pair": pair[1:],
+            }
+            setup.append(orjson.dumps(ack).decode())
+        updates = []
+        for i in range(count):
+            symbol = symbols[i % len(symbols)]
+            updates.extend(self.ticker_frames(conn, symbol, self.wiggle(symbol)))
+        self._channels.pop(conn, None)
+        return setup, updates[:count]
