@@ -42,6 +42,14 @@ def backoff_delay(failures: int, settings: FeedSettings, rng: random.Random) -> 
     return delay / 2 + rng.uniform(0, delay / 2)
 
 
+def _first_leaf(group: BaseExceptionGroup[transport.TransportError]) -> BaseException:
+    """The first real exception in a (possibly nested) group: the one worth reporting."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
 class _Session:
     """One websocket: subscribe, read, keep alive, watch for silence."""
 
@@ -59,6 +67,8 @@ class _Session:
         self._outbox_send, self._outbox = trio.open_memory_channel[str](math.inf)
         self._decoder = feed.adapter.decoder(feed.symbols)
         self._unresolved = set(feed.symbols)
+        if not self._unresolved:
+            self._ready.set()
 
     def subscribe(self, symbols: list[str]) -> None:
         """Subscribe on the live connection (no reconnect)."""
@@ -82,6 +92,11 @@ class _Session:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect and subscribe; report started once the subscriptions are confirmed.
+
+        "Confirmed" means every symbol was acknowledged or refused (or ``ready_timeout``
+        passed): the first ticker is not enough, because a rotation cancels the old
+        connection as soon as this one is started, and symbols still being subscribed
+        would miss updates in between.
 
         Before ``started`` every failure is raised (``nursery.start`` sees it); after it, the
         failure is recorded in :attr:`outcome` so that the feed, not its nursery, handles it.
@@ -108,7 +123,7 @@ class _Session:
                     started = True
                     task_status.started()
         except* transport.TransportError as group:
-            self._end(str(group.exceptions[0]))
+            self._end(str(_first_leaf(group)))
         finally:
             feed.live.discard(self)
             feed.frames += self.frames
@@ -138,7 +153,6 @@ class _Session:
             self.frames += 1
             tickers = decode(frame)
             if tickers:
-                self._ready.set()
                 for ticker in tickers:
                     try:
                         sink.send_nowait(ticker)
@@ -189,7 +203,7 @@ class _Session:
         one integer increment per frame for it.
         """
         timeout = self.feed.settings.silence_timeout
-        seen = -1
+        seen = 0
         quiet_since = trio.current_time()
         while True:
             await trio.sleep(timeout / 4)

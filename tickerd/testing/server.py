@@ -64,6 +64,8 @@ class FakeExchange:
         self.ssl_context = ssl_context
         self.connections: list[FakeConnection] = []
         self.connection_count = 0
+        #: When (trio clock) each connection attempt arrived, refused ones included.
+        self.attempt_times: list[float] = []
         #: Every message clients sent, decoded when it was JSON, and when (trio clock) it came.
         self.received: list[Any] = []
         self.received_times: list[float] = []
@@ -214,6 +216,8 @@ class FakeExchange:
     # -- server ----------------------------------------------------------------------------
 
     async def _handle(self, request: WebSocketRequest) -> None:
+        self.attempt_times.append(trio.current_time())
+        self.notify()
         if self.refuse:
             await request.reject(503, body=b"refusing connections")
             return

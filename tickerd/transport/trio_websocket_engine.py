@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import trio
 import trio_websocket
 
-from tickerd.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, TransportError
+from tickerd.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, Target, TransportError, open_stream
 
 _FAILURES = (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError, ssl.SSLError)
 
@@ -37,16 +37,37 @@ class _Connection:
 
 @asynccontextmanager
 async def connect(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator[_Connection]:
-    """Open ``url``; every failure to connect or to close becomes a :class:`TransportError`."""
+    """Open ``url``; failures to connect become :class:`TransportError`.
+
+    Exceptions from the body come out of this context manager inside an exception group
+    (the library's reader task lives in a nursery here); callers use ``except*``.
+    """
+    target = Target.parse(url)
+    stream = await open_stream(target, ssl_context)
+    host = target.host if target.port in (80, 443) else f"{target.host}:{target.port}"
     try:
-        async with trio_websocket.open_websocket_url(
-            url,
-            ssl_context,
-            message_queue_size=64,
-            max_message_size=MAX_MESSAGE_SIZE,
-            connect_timeout=CONNECT_TIMEOUT,
-            disconnect_timeout=2.0,
-        ) as ws:
-            yield _Connection(ws)
-    except (*_FAILURES, trio_websocket.ConnectionClosed) as exc:
-        raise TransportError(f"{url}: {exc!r}") from exc
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    stream,
+                    host,
+                    target.resource,
+                    message_queue_size=64,
+                    max_message_size=MAX_MESSAGE_SIZE,
+                )
+            try:
+                yield _Connection(ws)
+            except BaseException:
+                # Cancelled or failed: the library's reader is being cancelled too and could
+                # not complete a close handshake, so drop the connection at once.
+                await trio.aclose_forcefully(stream)
+                raise
+            else:
+                with trio.move_on_after(2.0, shield=True):
+                    await ws.aclose()
+            finally:
+                nursery.cancel_scope.cancel()
+    except* (trio.TooSlowError, trio_websocket.ConnectionClosed, *_FAILURES) as group:
+        await trio.aclose_forcefully(stream)
+        raise TransportError(f"{url}: {group.exceptions[0]!r}") from group

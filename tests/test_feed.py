@@ -1,0 +1,268 @@
+"""The shared I/O loop against fake exchanges: healing, timing (virtual), limits, TLS."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from tickerd import exchanges
+from tickerd.config import FeedSettings
+from tickerd.feed import Feed, backoff_delay
+from tickerd.health import CONNECTED, FAILED, ExchangeHealth
+from tickerd.model import Ticker
+from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
+
+
+class Harness:
+    """A Feed wired to a fake and a memory channel (no Redis needed at this layer)."""
+
+    def __init__(
+        self, feed: Feed, receive: trio.MemoryReceiveChannel[Ticker], health: ExchangeHealth
+    ) -> None:
+        self.feed, self.receive, self.health = feed, receive, health
+
+    async def next_ticker(self, symbol: str | None = None) -> Ticker:
+        with trio.fail_after(30):
+            async for ticker in self.receive:
+                if symbol is None or ticker.symbol == symbol:
+                    return ticker
+        raise AssertionError("channel closed")
+
+
+async def start(
+    nursery: trio.Nursery, fake: FakeExchange, symbols: list[str], url: str | None = None, **settings: Any
+) -> Harness:
+    if not fake.port:
+        await nursery.start(fake.serve)
+    send, receive = trio.open_memory_channel[Ticker](1000)
+    health = ExchangeHealth(fake.name)
+    feed = Feed(
+        exchanges.get(fake.name),
+        url or fake.url,
+        symbols,
+        settings=FeedSettings(**settings),
+        sink=send,
+        health=health,
+        feed_id=1,
+        rng=random.Random(7),
+    )
+    nursery.start_soon(feed.run)
+    return Harness(feed, receive, health)
+
+
+async def test_reconnects_and_resubscribes_after_a_drop(nursery: trio.Nursery) -> None:
+    fake = FakeKraken()
+    h = await start(nursery, fake, ["BTC/USD", "ETH/USD"], reconnect_delay=0.01)
+    await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
+    await fake.drop()
+    await fake.wait_until(lambda: fake.connection_count == 2 and fake.is_subscribed("ETH/USD"))
+    await fake.push("ETH/USD", last=3100.25)
+    while (await h.next_ticker("ETH/USD")).last != 3100.25:
+        pass
+    assert h.health.reconnects == 1
+    assert "closed" in (h.health.last_error or "") or "receive" in (h.health.last_error or "")
+
+
+async def test_watchdog_reconnects_a_silent_connection(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake = FakeKraken(heartbeat_interval=1.0)
+    h = await start(nursery, fake, ["BTC/USD"], silence_timeout=10.0, reconnect_delay=0.5)
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
+    went_silent = trio.current_time()
+    fake.silent = True  # the socket stays open; nothing arrives any more
+    await fake.wait_until(lambda: len(fake.attempt_times) == 2)
+    waited = fake.attempt_times[1] - went_silent
+    assert 10.0 <= waited <= 10.0 + 10.0 / 4 + 0.5  # timeout + one watchdog step + max backoff
+    assert h.health.last_error == "no frame for 10 s"
+
+
+async def test_watchdog_covers_a_connection_that_never_sends_a_frame(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake = FakeKraken()
+    fake.silent = True
+    h = await start(nursery, fake, ["BTC/USD"], silence_timeout=5.0, ready_timeout=60.0, reconnect_delay=0.5)
+    await fake.wait_until(lambda: len(fake.attempt_times) == 2)
+    assert 5.0 <= fake.attempt_times[1] - fake.attempt_times[0] <= 5.0 + 5.0 / 4 + 0.5
+    assert h.health.reconnects == 1
+
+
+async def test_junk_frames_are_counted_and_ignored(nursery: trio.Nursery) -> None:
+    fake = FakeKraken()
+    h = await start(nursery, fake, ["BTC/USD"])
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
+    for junk in ("garbage", '{"channel":"ticker","data":[{"bad":1}]}', b"\x00\x01binary", "[1,2"):
+        await fake.send_raw(junk)
+    await fake.push("BTC/USD", last=1.5)
+    while (await h.next_ticker()).last != 1.5:
+        pass
+    [session] = h.feed.live
+    assert session.junk == 4
+    assert fake.connection_count == 1  # junk never costs the connection
+
+
+async def test_rejected_symbol_is_reported_and_others_go_on(nursery: trio.Nursery) -> None:
+    fake = FakeKraken()
+    fake.reject("FOO/USD")
+    h = await start(nursery, fake, ["BTC/USD", "FOO/USD"])
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
+    with trio.fail_after(5):
+        while "FOO/USD" not in h.health.rejected:
+            await h.next_ticker()
+    assert h.health.rejected["FOO/USD"] == "Currency pair not supported FOO/USD"
+    await fake.push("BTC/USD", last=42.0)
+    while (await h.next_ticker("BTC/USD")).last != 42.0:
+        pass
+    assert h.health.state == CONNECTED
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    settings = FeedSettings(reconnect_delay=1.0, max_reconnect_delay=8.0)
+    rng = random.Random(1)
+    for failures, nominal in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0), (40, 8.0)]:
+        delays = {backoff_delay(failures, settings, rng) for _ in range(50)}
+        assert all(nominal / 2 <= d <= nominal for d in delays)
+        assert len(delays) > 1  # jittered, not lockstep
+
+
+async def test_refused_connections_back_off_exponentially(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake = FakeKraken()
+    fake.refuse = True
+    await start(nursery, fake, ["BTC/USD"], reconnect_delay=1.0, max_reconnect_delay=8.0)
+    await fake.wait_until(lambda: len(fake.attempt_times) == 6)
+    gaps = [b - a for a, b in zip(fake.attempt_times, fake.attempt_times[1:], strict=False)]
+    for gap, nominal in zip(gaps, [1.0, 2.0, 4.0, 8.0, 8.0], strict=True):
+        assert nominal / 2 <= gap <= nominal + 0.01
+
+
+async def test_backoff_resets_only_after_a_healthy_period(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake = FakeKraken()
+    await start(nursery, fake, ["BTC/USD"], reconnect_delay=1.0, max_reconnect_delay=64.0, healthy_after=30.0)
+    for count in range(1, 5):  # connect-then-drop: the backoff keeps growing
+        await fake.wait_until(lambda c=count: fake.connection_count == c and fake.is_subscribed("BTC/USD"))
+        await fake.drop()
+    await fake.wait_until(lambda: fake.connection_count == 5 and fake.is_subscribed("BTC/USD"))
+    gaps = [b - a for a, b in zip(fake.attempt_times, fake.attempt_times[1:], strict=False)]
+    assert gaps[-1] >= 4.0  # the 4th consecutive failure waits 8 s nominal, at least 4
+    await trio.sleep(31)  # virtual: the connection stays up past healthy_after
+    await fake.drop()
+    await fake.wait_until(lambda: fake.connection_count == 6)
+    assert fake.attempt_times[-1] - fake.attempt_times[-2] <= 31 + 1.0  # reset: first-step delay
+
+
+async def test_gives_up_after_max_retries(nursery: trio.Nursery, clock: trio.testing.MockClock) -> None:
+    fake = FakeKraken()
+    fake.refuse = True
+    h = await start(nursery, fake, ["BTC/USD"], reconnect_delay=1.0, max_retries=3)
+    with trio.fail_after(600):
+        while h.health.feed_states.get(1) != FAILED:
+            await fake.wait_until(lambda: True)
+            await trio.sleep(1)
+    assert len(fake.attempt_times) == 3
+    assert h.health.state == FAILED
+
+
+async def test_live_add_and_remove_touch_only_that_symbol(nursery: trio.Nursery) -> None:
+    fake = FakeKraken()
+    h = await start(nursery, fake, ["BTC/USD"])
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
+    sent_before = len(fake.received)
+    h.feed.add("ETH/USD")
+    await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
+    assert fake.received[sent_before]["params"]["symbol"] == ["ETH/USD"]
+    h.feed.remove("BTC/USD")
+    await fake.wait_until(lambda: not fake.is_subscribed("BTC/USD"))
+    assert fake.received[-1]["method"] == "unsubscribe"
+    assert fake.received[-1]["params"]["symbol"] == ["BTC/USD"]
+    assert fake.connection_count == 1
+
+
+async def test_binance_server_pings_are_answered(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake = FakeBinance(ping_interval=20.0)
+    await start(nursery, fake, ["BTC/USDT"], silence_timeout=300.0)
+    await fake.wait_until(lambda: fake.pongs >= 3)
+    assert fake.connection_count == 1
+
+
+async def test_binance_subscribe_requests_respect_the_rate_limit(nursery: trio.Nursery) -> None:
+    fake = FakeBinance()
+    h = await start(nursery, fake, ["BTC/USDT"])
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USDT"))
+    for symbol in ("ETH/USDT", "SOL/USDT", "XRP/USDT"):
+        h.feed.add(symbol)
+    await fake.wait_until(lambda: fake.is_subscribed("XRP/USDT"))
+    gaps = [b - a for a, b in zip(fake.request_times, fake.request_times[1:], strict=False)]
+    assert len(gaps) == 3 and min(gaps) >= 0.45  # ≤ 2 requests a second (Binance allows 5)
+
+
+async def test_forced_lifetime_rotates_make_before_break(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake = FakeBinance(lifetime=24 * 3600.0, ping_interval=20.0)
+    # An idle fake sends no data frames: keep the watchdog out of this day-long virtual run.
+    h = await start(nursery, fake, ["BTC/USDT"], silence_timeout=48 * 3600.0)
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USDT"))
+    first = fake.connections[0]
+    await fake.wait_until(lambda: len(fake.subscribers("BTC/USDT")) == 2)
+    assert 23 * 3600 <= trio.current_time() < 24 * 3600
+    assert not first.closed  # the replacement is subscribed while the old one still runs
+    await fake.wait_until(lambda: first.closed)
+    assert trio.current_time() < 24 * 3600  # closed by tickerd, not by the exchange's limit
+    await fake.push("BTC/USDT", bid=7.0)
+    while (await h.next_ticker()).bid != 7.0:
+        pass
+    assert h.health.reconnects == 0  # a rotation is not a failure
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[trustme.CA, Path]:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return ca, ca_file
+
+
+async def test_wss_verifies_certificates(nursery: trio.Nursery, tls: tuple[trustme.CA, Path]) -> None:
+    import ssl
+
+    ca, ca_file = tls
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    fake = FakeKraken(ssl_context=server_ctx)
+    h = await start(nursery, fake, ["BTC/USD"], ca_file=str(ca_file))
+    assert fake.url.startswith("wss://localhost:")
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
+    await fake.push("BTC/USD", last=9.5)
+    while (await h.next_ticker()).last != 9.5:
+        pass
+
+
+async def test_wss_refuses_an_untrusted_certificate(
+    nursery: trio.Nursery, tls: tuple[trustme.CA, Path]
+) -> None:
+    import ssl
+
+    ca, _ = tls
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    fake = FakeKraken(ssl_context=server_ctx)
+    h = await start(nursery, fake, ["BTC/USD"], reconnect_delay=0.01, max_retries=2)
+    await fake.wait_until(lambda: len(fake.attempt_times) >= 0)
+    with trio.fail_after(10):
+        while h.health.state != FAILED:
+            await trio.sleep(0.01)
+    assert "CERTIFICATE_VERIFY_FAILED" in (h.health.last_error or "")
+    assert fake.connection_count == 0
