@@ -72,11 +72,15 @@ def test_subscribe_frames_and_acks() -> None:
         "snapshot": True,
     }
     assert isinstance(request["req_id"], int)
-    ack = (
-        '{"method":"subscribe","req_id":%d,"result":{"channel":"ticker","snapshot":true,'
-        '"symbol":"ETH/USD"},"success":true,"time_in":"x","time_out":"y"}' % request["req_id"]
-    )
-    assert dec.decode(ack) == []
+    ack = {
+        "method": "subscribe",
+        "req_id": request["req_id"],
+        "result": {"channel": "ticker", "snapshot": True, "symbol": "ETH/USD"},
+        "success": True,
+        "time_in": "x",
+        "time_out": "y",
+    }
+    assert dec.decode(orjson.dumps(ack)) == []
     assert dec.events == [Subscribed("ETH/USD")]
 
 
