@@ -1,0 +1,262 @@
+"""Hyperliquid perpetuals: ``bbo`` (best bid/offer with sizes) merged with ``activeAssetCtx``.
+
+Hyperliquid has no ticker channel.  ``bbo`` carries the top of the book with sizes and a
+millisecond time; ``activeAssetCtx`` carries the 24 h context (previous-day price, base and
+notional volume, mark and mid prices).  ``allMids`` was the alternative, but it carries one
+mid per coin and nothing else, and it pushes every listed coin to every connection; the
+per-coin context adds volume and the 24 h change, so the pair ``bbo`` + ``activeAssetCtx``
+gives the most complete ticker.  Neither feed carries a last *trade* price or a 24 h high/low:
+``last`` is the mid price the context publishes (the mark price while the book is one-sided and
+``midPx`` is null), and high/low stay ``None``.  A ``trades`` subscription would give real trade
+prices, but at the cost of a third of the per-IP subscription budget.
+
+Symbols: the ``coin`` of a perpetual is its name in Hyperliquid's ``meta`` universe (``BTC``),
+and every perpetual is USDC-margined, so the unified form is ``BTC/USDC:USDC``.  Coin names are
+case-sensitive and a few "thousand-unit" coins start with a lowercase ``k`` (``kPEPE``), which
+the upper-case unified form (``KPEPE/USDC:USDC``) cannot tell apart from coins such as ``KAS``.
+The decoder therefore subscribes the upper-case name first and, when Hyperliquid answers
+"Invalid subscription" for a ``K…`` coin, tries the ``k…`` name before rejecting the symbol.
+Spot pairs (``@107``) and HIP-3 builder perps (``xyz:TSLA``) need the REST listing to name, so
+this adapter does not serve them.
+
+Limits (per IP, Hyperliquid docs "Rate limits and user limits" and the df-hyperliquid-core
+crate): 1000 subscriptions, 10 connections (older docs said 100), 2000 messages a minute.  Each
+symbol takes two subscriptions, so 50 symbols a connection keeps ten connections within the
+1000-subscription budget.  Hyperliquid takes one subscription per message.
+
+The server greets each connection with the plain text ``Websocket connection established.``,
+answers ``{"method":"ping"}`` with ``{"channel":"pong"}``, and closes a connection it has heard
+nothing from for 60 s.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from tickerd.exchanges.base import (
+    Decoder,
+    Exchange,
+    Keepalive,
+    Rejected,
+    Reply,
+    Subscribed,
+    optional_float,
+    split_unified,
+)
+from tickerd.model import Ticker
+
+#: The plain-text frame Hyperliquid sends when a connection opens (the official SDK skips it).
+GREETING = "Websocket connection established."
+#: The subscriptions one symbol needs, in the order they are sent.
+FEEDS = ("bbo", "activeAssetCtx")
+#: A ``coin`` named in an error text, whether the text holds JSON or a debug rendering.
+_COIN_IN_TEXT = re.compile(r'"?coin"?\s*:\s*"([^"]+)"')
+
+
+def coin_of(symbol: str) -> str:
+    """``BTC/USDC:USDC`` → ``BTC``: the name Hyperliquid subscribes a perpetual by."""
+    return split_unified(symbol)[0]
+
+
+def unified(coin: str) -> str:
+    """``BTC`` → ``BTC/USDC:USDC``; ``kPEPE`` → ``KPEPE/USDC:USDC``."""
+    return f"{coin.upper()}/USDC:USDC"
+
+
+def _kilo(coin: str) -> str | None:
+    """The lowercase-``k`` spelling to try when an upper-case ``K…`` coin is unknown."""
+    if len(coin) > 1 and coin[0] == "K":
+        return "k" + coin[1:]
+    return None
+
+
+class _Merged:
+    """The latest book and context of one symbol, and the coin name it is subscribed by."""
+
+    __slots__ = ("ask", "ask_size", "bid", "bid_size", "book_ts", "coin", "ctx", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.coin = coin_of(symbol)
+        self.bid: float | None = None
+        self.bid_size: float | None = None
+        self.ask: float | None = None
+        self.ask_size: float | None = None
+        self.book_ts: float | None = None
+        self.ctx: dict[str, Any] = {}
+
+
+class HyperliquidDecoder(Decoder):
+    """Decodes ``bbo`` and ``activeAssetCtx`` frames; maps errors back to symbols by coin."""
+
+    exchange = "hyperliquid"
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self._by_coin: dict[str, _Merged] = {}
+        self._by_symbol: dict[str, _Merged] = {}
+        self._rejected: set[str] = set()
+        #: The coin each just-untracked symbol was subscribed by, for its unsubscribe frames.
+        self._leaving: dict[str, str] = {}
+        super().__init__(symbols)
+
+    def track(self, symbol: str) -> None:
+        super().track(symbol)
+        if symbol not in self._by_symbol:
+            state = _Merged(symbol)
+            self._by_symbol[symbol] = state
+            self._by_coin[state.coin] = state
+        self._rejected.discard(symbol)
+
+    def untrack(self, symbol: str) -> None:
+        super().untrack(symbol)
+        state = self._by_symbol.pop(symbol, None)
+        if state is not None:
+            self._by_coin.pop(state.coin, None)
+            self._leaving[symbol] = state.coin
+
+    @staticmethod
+    def _frames(method: str, coin: str) -> list[str]:
+        return [
+            orjson.dumps({"method": method, "subscription": {"type": feed, "coin": coin}}).decode()
+            for feed in FEEDS
+        ]
+
+    def _subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        return [frame for s in symbols for frame in self._frames("subscribe", self._by_symbol[s].coin)]
+
+    def _unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        coins = [self._leaving.pop(s, coin_of(s)) for s in symbols]
+        return [frame for coin in coins for frame in self._frames("unsubscribe", coin)]
+
+    def _decode(self, frame: str | bytes) -> list[Ticker]:
+        if frame == GREETING:
+            return []
+        msg = orjson.loads(frame)
+        channel = msg["channel"]
+        if channel == "bbo":
+            return self._bbo(msg["data"])
+        if channel == "activeAssetCtx":
+            return self._ctx(msg["data"])
+        if channel == "pong":
+            return []
+        if channel == "subscriptionResponse":
+            self._ack(msg["data"])
+            return []
+        if channel == "error":
+            self._error(str(msg["data"]))
+            return []
+        return self.junk_frame()
+
+    def _bbo(self, data: dict[str, Any]) -> list[Ticker]:
+        state = self._by_coin.get(data["coin"])
+        if state is None:
+            return []
+        bid, ask = data["bbo"]
+        state.bid = optional_float(bid["px"]) if bid else None
+        state.bid_size = optional_float(bid["sz"]) if bid else None
+        state.ask = optional_float(ask["px"]) if ask else None
+        state.ask_size = optional_float(ask["sz"]) if ask else None
+        state.book_ts = data["time"] / 1000.0
+        return [self._ticker(state)]
+
+    def _ctx(self, data: dict[str, Any]) -> list[Ticker]:
+        state = self._by_coin.get(data["coin"])
+        if state is None:
+            return []
+        state.ctx = data["ctx"]
+        return [self._ticker(state)]
+
+    def _ack(self, data: dict[str, Any]) -> None:
+        if data.get("method") != "subscribe":
+            return
+        state = self._by_coin.get(data["subscription"].get("coin", ""))
+        if state is not None and state.symbol not in self._rejected:
+            self.events.append(Subscribed(state.symbol))
+
+    def _error(self, text: str) -> None:
+        """Attribute an error to the symbol whose coin it names.
+
+        ``Already subscribed: {…}`` means the subscription is in place.  ``Invalid
+        subscription {…}`` for an upper-case ``K…`` coin is retried under its ``k…`` name (a
+        thousand-unit coin such as ``kPEPE``); otherwise the symbol is rejected, once.  An
+        error naming no tracked coin (a malformed request, a vanished coin) concerns nobody.
+        """
+        named = _COIN_IN_TEXT.search(text)
+        state = self._by_coin.get(named.group(1)) if named else None
+        if state is None or state.symbol in self._rejected:
+            return
+        if text.startswith("Already subscribed"):
+            self.events.append(Subscribed(state.symbol))
+            return
+        kilo = _kilo(state.coin)
+        if kilo is not None and state.coin == coin_of(state.symbol):
+            del self._by_coin[state.coin]
+            state.coin = kilo
+            self._by_coin[kilo] = state
+            self.events.extend(Reply(frame) for frame in self._frames("subscribe", kilo))
+            return
+        self._rejected.add(state.symbol)
+        self.events.append(Rejected(state.symbol, text))
+
+    def _ticker(self, state: _Merged) -> Ticker:
+        ctx = state.ctx
+        last = optional_float(ctx.get("midPx"))
+        if last is None:
+            last = optional_float(ctx.get("markPx"))
+        previous = optional_float(ctx.get("prevDayPx"))
+        change = last - previous if last is not None and previous is not None else None
+        return Ticker(
+            exchange="hyperliquid",
+            symbol=state.symbol,
+            last=last,
+            bid=state.bid,
+            ask=state.ask,
+            bid_size=state.bid_size,
+            ask_size=state.ask_size,
+            volume_24h=optional_float(ctx.get("dayBaseVlm")),
+            change_24h=change,
+            change_pct_24h=change / previous * 100.0 if change is not None and previous else None,
+            exchange_ts=state.book_ts,
+            received_ts=time.time(),
+        )
+
+
+class Hyperliquid(Exchange):
+    """Hyperliquid perpetuals; unified ``BTC/USDC:USDC`` ↔ coin ``BTC``."""
+
+    name = "hyperliquid"
+    url = "wss://api.hyperliquid.xyz/ws"
+    #: 1000 subscriptions per IP over at most 10 connections, two subscriptions a symbol.
+    max_symbols_per_connection = 50
+    #: Well inside the 60 s idle limit (the official SDK pings every 50 s).
+    keepalive = Keepalive(interval=30.0, frame='{"method":"ping"}')
+    #: 2000 messages a minute per IP: ten connections subscribing at once send 1000 in 5 s.
+    send_interval = 0.05
+    provides = (
+        "last",
+        "bid",
+        "ask",
+        "bid_size",
+        "ask_size",
+        "volume_24h",
+        "change_24h",
+        "change_pct_24h",
+        "exchange_ts",
+    )
+
+    def check_symbol(self, symbol: str) -> None:
+        super().check_symbol(symbol)
+        _, quote, settle = split_unified(symbol)
+        if quote != "USDC" or settle != "USDC":
+            raise ValueError(
+                f"{symbol!r}: Hyperliquid serves USDC-margined perpetuals only "
+                "(expected BASE/USDC:USDC, e.g. BTC/USDC:USDC)"
+            )
+
+    def decoder(self, symbols: Iterable[str]) -> HyperliquidDecoder:
+        return HyperliquidDecoder(symbols)
