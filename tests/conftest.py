@@ -48,11 +48,14 @@ def make_config(
     raw: dict[str, Any] = {
         "redis": {"url": REDIS_URL, "prefix": prefix},
         "exchanges": {
-            name: {"url": fakes[name].url, "symbols": list(syms)} for name, syms in symbols.items()
+            name: {"url": fake.url, "symbols": list(symbols.get(name, []))} for name, fake in fakes.items()
         },
     }
     for key, value in sections.items():
-        raw.setdefault(key, {}).update(value) if isinstance(value, dict) else raw.__setitem__(key, value)
+        if isinstance(value, dict):
+            raw.setdefault(key, {}).update(value)
+        else:
+            raw[key] = value
     return structure(raw)
 
 
@@ -64,6 +67,13 @@ async def start_fake(nursery: trio.Nursery, fake: FakeExchange) -> FakeExchange:
 async def start_daemon(nursery: trio.Nursery, config: Config) -> tickerd.TickerDaemon:
     daemon: tickerd.TickerDaemon = await nursery.start(tickerd.serve, config)
     return daemon
+
+
+async def wait_health(daemon: tickerd.TickerDaemon, predicate: Callable[[dict[str, Any]], bool]) -> None:
+    """Return once ``predicate(daemon.health())`` holds, re-checked on every health change."""
+    with trio.fail_after(10):
+        while not predicate(daemon.health()):
+            await daemon.health_changed()
 
 
 class Updates:

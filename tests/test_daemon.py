@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 import trio
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
+from tests.conftest import Updates, make_config, start_daemon, start_fake, stored, wait_health
+from tickerd.exchanges.kraken import Kraken
 from tickerd.testing import FakeBinance, FakeKraken
 
 
@@ -44,3 +46,95 @@ async def test_binance_book_and_stats_merge_into_one_ticker(
     assert (record["ask"], record["bid_size"], record["ask_size"]) == (65001.0, 1.25, 0.5)
     assert (record["volume"], record["high_24h"], record["low_24h"]) == (1500.0, 66000.0, 63000.0)
     assert stored(redis_client, prefix, "binance", "BTC/USDT") == record
+
+
+async def test_add_and_remove_on_a_running_daemon(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    binance = await start_fake(nursery, FakeBinance())
+    config = make_config(prefix, {"kraken": kraken, "binance": binance}, {"kraken": ["BTC/USD"]})
+    daemon = await start_daemon(nursery, config)
+    await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
+
+    daemon.add("kraken", "ETH/USD")
+    daemon.add("kraken", "ETH/USD")  # idempotent
+    await kraken.wait_until(lambda: kraken.is_subscribed("ETH/USD"))
+    subscribes = [m["params"]["symbol"] for m in kraken.received if m.get("method") == "subscribe"]
+    assert subscribes == [["BTC/USD"], ["ETH/USD"]]  # only the new symbol, once
+    assert kraken.connection_count == 1  # no connection restarted
+
+    daemon.add("binance", "BTC/USDT")  # an exchange that was not running yet
+    await binance.wait_until(lambda: binance.is_subscribed("BTC/USDT"))
+    await binance.push("BTC/USDT", bid=5.0)
+    await updates.wait_for(lambda r: r["exchange"] == "binance" and r["bid"] == 5.0)
+
+    daemon.remove("kraken", "BTC/USD")
+    await kraken.wait_until(lambda: not kraken.is_subscribed("BTC/USD"))
+    assert kraken.is_subscribed("ETH/USD") and kraken.connection_count == 1
+    assert daemon.symbols() == {"kraken": ["ETH/USD"], "binance": ["BTC/USDT"]}
+
+    daemon.remove("kraken", "ETH/USD")  # the last symbol: its connection closes
+    await kraken.wait_until(lambda: not kraken.connections)
+    daemon.add("kraken", "SOL/USD")
+    await kraken.wait_until(lambda: kraken.is_subscribed("SOL/USD"))
+
+
+async def test_add_rejects_bad_input_before_changing_anything(nursery: trio.Nursery, prefix: str) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    daemon = await start_daemon(nursery, make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}))
+    with pytest.raises(KeyError, match="unknown exchange 'nope'"):
+        daemon.add("nope", "BTC/USD")
+    with pytest.raises(ValueError, match="unified symbol"):
+        daemon.add("kraken", "btcusd")
+    assert daemon.symbols() == {"kraken": ["BTC/USD"]}
+
+
+async def test_symbols_are_chunked_over_connections(
+    nursery: trio.Nursery, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Kraken, "max_symbols_per_connection", 2)
+    kraken = await start_fake(nursery, FakeKraken())
+    symbols = ["BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "ADA/USD"]
+    daemon = await start_daemon(nursery, make_config(prefix, {"kraken": kraken}, {"kraken": symbols}))
+    await kraken.wait_until(lambda: all(kraken.is_subscribed(s) for s in symbols))
+    assert sorted(len(c.subscribed) for c in kraken.connections) == [1, 2, 2]
+    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["connections"] == 3)
+
+
+async def test_rejected_symbol_is_in_health_and_the_others_flow(
+    nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    kraken.reject("FOO/USD")
+    daemon = await start_daemon(
+        nursery, make_config(prefix, {"kraken": kraken}, {"kraken": ["FOO/USD", "BTC/USD"]})
+    )
+    await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
+    await kraken.push("BTC/USD", last=77.0)
+    await updates.wait_for(lambda r: r["last"] == 77.0)
+    health = daemon.health()["exchanges"]["kraken"]
+    assert health["rejected"] == {"FOO/USD": "Currency pair not supported FOO/USD"}
+    assert health["state"] == "connected"
+
+
+async def test_an_exchange_that_fails_is_left_alone_while_others_go_on(
+    nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    binance = await start_fake(nursery, FakeBinance())
+    binance.refuse = True
+    config = make_config(
+        prefix,
+        {"kraken": kraken, "binance": binance},
+        {"kraken": ["BTC/USD"], "binance": ["BTC/USDT"]},
+        feed={"max_retries": 2, "reconnect_delay": 0.01},
+    )
+    daemon = await start_daemon(nursery, config)
+    await binance.wait_until(lambda: len(binance.attempt_times) == 2)
+    await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
+    await kraken.push("BTC/USD", last=11.0)
+    await updates.wait_for(lambda r: r["last"] == 11.0)
+    await wait_health(daemon, lambda h: h["exchanges"]["binance"]["state"] == "failed")
+    assert daemon.health()["exchanges"]["kraken"]["state"] == "connected"
+    assert "503" in daemon.health()["exchanges"]["binance"]["last_error"]

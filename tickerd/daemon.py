@@ -114,11 +114,21 @@ class TickerDaemon:
         self.writer = writer
         self._nursery = nursery
         self._runners: dict[str, _ExchangeRunner] = {}
+        self._health_event = trio.Event()
+
+    def _health_changed(self, _: ExchangeHealth) -> None:
+        self._health_event.set()
+        self._health_event = trio.Event()
+
+    async def health_changed(self) -> None:
+        """Wait for the next health state change of any exchange (status views, tests)."""
+        await self._health_event.wait()
 
     def _runner(self, exchange: str) -> _ExchangeRunner:
         runner = self._runners.get(exchange)
         if runner is None:
             runner = _ExchangeRunner(self, exchange, self.config.exchanges.get(exchange, ExchangeConfig()))
+            runner.health.listeners.append(self._health_changed)
             self._runners[exchange] = runner
         return runner
 

@@ -45,6 +45,8 @@ class RedisWriter:
         self._grace = grace
         self._pending: dict[Key, Ticker] = {}
         self._wakeup = trio.Event()
+        self._flushed = trio.Event()
+        self._redis_event = trio.Event()
         self.written = 0
         self.batches = 0
         self.coalesced = 0
@@ -116,19 +118,34 @@ class RedisWriter:
                 break
             except redis.RedisError as exc:
                 if self.redis_up:
-                    self.redis_up = False
                     self._down_since = time.monotonic()
                     logger.warning("Redis unreachable, holding the latest values: {error}", error=str(exc))
+                    self._set_redis_up(False)
                 await trio.sleep(delay)
                 delay = min(delay * 2, RETRY_CAP)
                 batch.update(self._take())  # newer values replace what the failed batch held
         if not self.redis_up:
-            self.redis_up = True
+            self._set_redis_up(True)
             logger.info(
                 "Redis is back after {s:.1f} s; latest values written", s=time.monotonic() - self._down_since
             )
         self.written += len(batch)
         self.batches += 1
+        self._flushed.set()
+        self._flushed = trio.Event()
+
+    def _set_redis_up(self, up: bool) -> None:
+        self.redis_up = up
+        self._redis_event.set()
+        self._redis_event = trio.Event()
+
+    async def redis_state_changed(self) -> None:
+        """Wait until Redis goes away or comes back (health, tests)."""
+        await self._redis_event.wait()
+
+    async def flushed(self) -> None:
+        """Wait for the next batch to reach Redis (status views, tests)."""
+        await self._flushed.wait()
 
     def _write(self, batch: dict[Key, Ticker]) -> None:
         """One pipeline: HSET every exchange's hash, then PUBLISH each update (worker thread).

@@ -1,0 +1,130 @@
+"""``python -m tickerd`` as a person runs it: config errors, signals, exit statuses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from tests.conftest import REDIS_URL, Updates, start_fake
+from tickerd.testing import FakeKraken
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tickerd", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_invalid_value_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[feed]\nreconnect_delay = "soon"\n')
+    result = run_cli("--config", str(config))
+    assert result.returncode == 2
+    assert "configuration error: feed.reconnect_delay: expected a number" in result.stderr
+
+
+def test_invalid_symbol_and_unknown_exchange_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[exchanges.kraken]\nsymbols = ["BTCUSD"]\n')
+    result = run_cli("--config", str(config))
+    assert result.returncode == 2
+    assert "exchanges.kraken.symbols: 'BTCUSD' is not a unified symbol" in result.stderr
+    config.write_text('[exchanges.krakken]\nsymbols = ["BTC/USD"]\n')
+    result = run_cli("--config", str(config))
+    assert result.returncode == 2 and "unknown exchange 'krakken'" in result.stderr
+
+
+def test_bad_environment_value_exits_2() -> None:
+    result = run_cli(env={"TICKER_MAX_RETRIES": "many"})
+    assert result.returncode == 2
+    assert "TICKER_MAX_RETRIES: expected a whole number, got 'many'" in result.stderr
+    result = run_cli(env={"LOG_FORMAT": "xml"})
+    assert result.returncode == 2 and "log.format: expected one of text, json" in result.stderr
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    result = run_cli("--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2 and "cannot read it" in result.stderr
+
+
+async def test_invalid_config_opens_no_connection(nursery: trio.Nursery, tmp_path: Path) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        f'[exchanges.kraken]\nurl = "{kraken.url}"\nsymbols = ["BTC/USD"]\n[feed]\nengine = "nope"\n'
+    )
+    result = await trio.to_thread.run_sync(lambda: run_cli("--config", str(config)))
+    assert result.returncode == 2 and "feed.engine: expected one of" in result.stderr
+    assert kraken.attempt_times == []
+
+
+def _config(tmp_path: Path, url: str, prefix: str, redis_url: str = REDIS_URL, grace: float = 5.0) -> Path:
+    path = tmp_path / "tickerd.toml"
+    path.write_text(
+        f'shutdown_grace = {grace}\n[redis]\nurl = "{redis_url}"\nprefix = "{prefix}"\n'
+        f'[exchanges.kraken]\nurl = "{url}"\nsymbols = ["BTC/USD"]\n'
+    )
+    return path
+
+
+async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> None:
+    while marker not in seen:
+        chunk = await stream.receive_some()
+        if not chunk:
+            raise AssertionError(f"stream ended before {marker!r}: {seen.decode()}")
+        seen.extend(chunk)
+
+
+async def test_sigint_shuts_down_cleanly_with_exit_0(
+    nursery: trio.Nursery, tmp_path: Path, prefix: str, updates: Updates
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    path = _config(tmp_path, kraken.url, prefix)
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tickerd", "--config", str(path)], stderr=subprocess.PIPE
+    )
+    try:
+        with trio.fail_after(20):
+            await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
+            await kraken.push("BTC/USD", last=123.0)
+            await updates.wait_for(lambda r: r["last"] == 123.0)
+            process.send_signal(signal.SIGINT)
+            assert await process.wait() == 0
+    finally:
+        process.kill()
+    assert process.stderr is not None
+    log = bytearray()
+    with trio.fail_after(5):
+        await _read_until(process.stderr, b"tickerd stopped", log)
+    assert b"SIGINT: shutting down" in log
+
+
+async def test_a_second_signal_exits_at_once(nursery: trio.Nursery, tmp_path: Path, prefix: str) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    # Redis is unreachable, so the shutdown flush would wait out its 60 s grace period.
+    path = _config(tmp_path, kraken.url, prefix, redis_url="redis://127.0.0.1:1/0", grace=60.0)
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tickerd", "--config", str(path)], stderr=subprocess.PIPE
+    )
+    assert process.stderr is not None
+    log = bytearray()
+    try:
+        with trio.fail_after(20):
+            await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
+            await _read_until(process.stderr, b"Redis unreachable", log)
+            process.send_signal(signal.SIGTERM)
+            await _read_until(process.stderr, b"SIGTERM: shutting down", log)
+        with trio.fail_after(5):  # far less than the grace period
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 1
+    finally:
+        process.kill()

@@ -1,0 +1,147 @@
+"""The Redis writer: layout, coalescing, and surviving a Redis restart (private server)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import redis
+import trio
+
+from tests.conftest import make_config, start_daemon, start_fake, stored
+from tickerd.model import Ticker
+from tickerd.testing import FakeKraken
+from tickerd.writer import RedisWriter
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, so it can be stopped and restarted mid-stream."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # wait for the server's own "ready" line
+            if b"Ready to accept connections" in line:
+                return
+        raise RuntimeError("redis-server exited before it was ready")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: str) -> None:
+    writer = RedisWriter(redis_client, prefix=prefix)
+    ticker = Ticker(
+        "kraken", "BTC/USD", last=10.0, bid=9.5, ask=10.5, volume_24h=3.0, received_ts=1700000000.5
+    )
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{prefix}ticker_updates:kraken:BTC/USD")
+    pubsub.get_message(timeout=1)
+    writer._write({("kraken", "BTC/USD"): ticker})
+    record = stored(redis_client, prefix, "kraken", "BTC/USD")
+    assert record is not None
+    assert {
+        k: record[k] for k in ("symbol", "exchange", "price", "bid", "ask", "last", "volume", "time")
+    } == {
+        "symbol": "BTC/USD",
+        "exchange": "kraken",
+        "price": 10.0,
+        "bid": 9.5,
+        "ask": 10.5,
+        "last": 10.0,
+        "volume": 3.0,
+        "time": 1700000000.5,
+    }
+    message = pubsub.get_message(timeout=2)
+    assert message is not None and orjson.loads(message["data"]) == record
+    pubsub.close()
+
+
+async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redis, prefix: str) -> None:
+    writer = RedisWriter(redis_client, prefix=prefix)
+    send, receive = trio.open_memory_channel[Ticker](10_000)
+    for i in range(5000):
+        send.send_nowait(Ticker("kraken", f"S{i % 10}/USD", last=float(i)))
+    send.close()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run, receive)
+        with trio.fail_after(10):
+            while writer.written < 10:
+                await writer.flushed()
+        nursery.cancel_scope.cancel()
+    assert writer.written == 10 and writer.coalesced == 4990
+    assert stored(redis_client, prefix, "kraken", "S9/USD")["last"] == 4999.0  # type: ignore[index]
+
+
+async def test_redis_restart_mid_stream_keeps_the_latest_values(
+    nursery: trio.Nursery, private_redis: PrivateRedis
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    config = make_config(
+        "", {"kraken": kraken}, {"kraken": ["BTC/USD", "ETH/USD"]}, redis={"url": private_redis.url}
+    )
+    daemon = await start_daemon(nursery, config)
+    client = redis.Redis.from_url(private_redis.url)
+    await kraken.wait_until(lambda: kraken.is_subscribed("ETH/USD"))
+    await kraken.push("BTC/USD", last=1.0)
+    with trio.fail_after(10):
+        while (stored(client, "", "kraken", "BTC/USD") or {}).get("last") != 1.0:
+            await daemon.writer.flushed()
+
+    private_redis.stop()
+    for price in (2.0, 3.0, 4.0):
+        await kraken.push("BTC/USD", last=price)
+    await kraken.push("ETH/USD", last=40.0)
+    with trio.fail_after(10):
+        await daemon.writer.redis_state_changed()  # the writer met the outage
+    assert daemon.health()["writer"]["redis_up"] is False
+
+    private_redis.start()  # an empty server: everything must be written again
+    with trio.fail_after(15):
+        await daemon.writer.redis_state_changed()
+    assert stored(client, "", "kraken", "BTC/USD")["last"] == 4.0  # type: ignore[index]
+    assert stored(client, "", "kraken", "ETH/USD")["last"] == 40.0  # type: ignore[index]
+    assert daemon.health()["writer"]["redis_up"] is True
+    client.close()
