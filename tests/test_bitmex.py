@@ -1,0 +1,315 @@
+"""BitMEX: ``quote`` + ``instrument`` decoding on real frame shapes, the fake, the daemon."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import orjson
+import pytest
+import redis
+import trio
+import trio.testing
+
+from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
+from tickerd import exchanges
+from tickerd.config import FeedSettings
+from tickerd.exchanges.base import Rejected, Subscribed
+from tickerd.exchanges.bitmex import BitMEXDecoder, native, settle_currency
+from tickerd.feed import Feed
+from tickerd.health import ExchangeHealth
+from tickerd.model import Ticker
+from tickerd.testing.bitmex import FakeBitMEX
+from tickerd.testing.server import FakeExchange
+
+XBT = "BTC/USD:BTC"
+#: Captured on connect (cryptofeed sample_data BITMEX.ws.1.0).
+WELCOME = (
+    '{"info":"Welcome to the BitMEX Realtime API.","version":"2021-07-14T01:26:29.000Z",'
+    '"timestamp":"2021-07-22T22:36:07.865Z","docs":"https://www.bitmex.com/app/wsAPI","limit":{"remaining":39}}'
+)
+#: Captured (same sample): the first quote frame of a subscription.
+QUOTE_PARTIAL = (
+    '{"table":"quote","action":"partial","keys":[],"types":{"timestamp":"timestamp","symbol":"symbol",'
+    '"bidSize":"long","bidPrice":"float","askPrice":"float","askSize":"long"},"foreignKeys":{"symbol":'
+    '"instrument"},"attributes":{"timestamp":"sorted","symbol":"grouped"},"filter":{"symbol":"XBTUSD"},'
+    '"data":[{"timestamp":"2021-07-22T22:36:09.757Z","symbol":"XBTUSD","bidSize":1046200,"bidPrice":32180,'
+    '"askPrice":32180.5,"askSize":161000}]}'
+)
+QUOTE_INSERT = (
+    '{"table":"quote","action":"insert","data":[{"timestamp":"2021-07-22T22:36:10.001Z","symbol":"XBTUSD",'
+    '"bidSize":900,"bidPrice":32181,"askPrice":32181.5,"askSize":2000}]}'
+)
+#: The instrument partial of ccxt's handle_ticker example, trimmed to the fields tickers use.
+INSTRUMENT_PARTIAL = (
+    '{"table":"instrument","action":"partial","keys":["symbol"],"filter":{"symbol":"XBTUSD"},"data":[{'
+    '"symbol":"XBTUSD","rootSymbol":"XBT","state":"Open","typ":"FFWCSX","underlying":"XBT",'
+    '"quoteCurrency":"USD","settlCurrency":"XBt","isQuanto":false,"isInverse":true,"volume24h":4491824765,'
+    '"homeNotional24h":488633.9006484273,"foreignNotional24h":4491824765,"prevPrice24h":9091,'
+    '"vwap":9192.8663,"highPrice":9440,"lowPrice":8886,"lastPrice":9287,"lastTickDirection":"PlusTick",'
+    '"lastChangePcnt":0.0216,"bidPrice":9286,"midPrice":9286.25,"askPrice":9286.5,"markPrice":9277.2,'
+    '"timestamp":"2020-01-29T11:31:37.114Z"}]}'
+)
+#: Real update shapes: only the changed fields.
+LAST_UPDATE = (
+    '{"table":"instrument","action":"update","data":[{"symbol":"XBTUSD","lastPrice":9290,'
+    '"lastTickDirection":"PlusTick","lastChangePcnt":0.0219,"timestamp":"2020-01-29T11:31:38.500Z"}]}'
+)
+MARK_UPDATE = (
+    '{"table":"instrument","action":"update","data":[{"symbol":"XBTUSD","fairPrice":10933.67,'
+    '"markPrice":10933.67,"timestamp":"2020-01-29T11:31:39.250Z"}]}'
+)
+ACK = (
+    '{"success":true,"subscribe":"quote:XBTUSD","request":{"op":"subscribe",'
+    '"args":["quote:XBTUSD","instrument:XBTUSD"]}}'
+)
+
+
+def decoder(*symbols: str) -> BitMEXDecoder:
+    return exchanges.get("bitmex").decoder(symbols)  # type: ignore[return-value]
+
+
+def refusal(error: str, *args: str) -> bytes:
+    """The 400 error BitMEX answers a subscribe with (it echoes the request)."""
+    request = {"op": "subscribe", "args": list(args)}
+    return orjson.dumps({"status": 400, "error": error, "meta": {}, "request": request})
+
+
+async def until(fake: FakeExchange, predicate: Callable[[], object]) -> None:
+    """``fake.wait_until`` with a guard, so a broken adapter fails instead of hanging."""
+    with trio.fail_after(10):
+        await fake.wait_until(predicate)
+
+
+def test_quote_maps_the_book_and_its_time() -> None:
+    [ticker] = decoder(XBT).decode(QUOTE_PARTIAL)
+    assert (ticker.exchange, ticker.symbol) == ("bitmex", XBT)
+    assert (ticker.bid, ticker.bid_size, ticker.ask, ticker.ask_size) == (
+        32180.0,
+        1046200.0,
+        32180.5,
+        161000.0,
+    )
+    assert ticker.exchange_ts == 1626993369.757
+    assert ticker.last is None  # no instrument row yet
+
+
+def test_instrument_partial_then_partial_updates_merge() -> None:
+    dec = decoder(XBT)
+    [first] = dec.decode(INSTRUMENT_PARTIAL)
+    assert (first.last, first.high_24h, first.low_24h) == (9287.0, 9440.0, 8886.0)
+    assert first.volume_24h == 488633.9006484273  # base (XBT) volume, not contracts
+    assert first.change_24h == 196.0 and first.change_pct_24h == pytest.approx(2.16)
+    assert (first.bid, first.ask, first.bid_size) == (9286.0, 9286.5, None)  # no quote yet
+    assert first.exchange_ts == 1580297497.114
+
+    [book] = dec.decode(QUOTE_PARTIAL)
+    assert (book.bid, book.bid_size, book.last) == (32180.0, 1046200.0, 9287.0)
+
+    [moved] = dec.decode(LAST_UPDATE)
+    assert moved.last == 9290.0 and moved.change_pct_24h == pytest.approx(2.19)
+    assert (moved.high_24h, moved.low_24h, moved.volume_24h) == (9440.0, 8886.0, 488633.9006484273)
+    assert moved.change_24h == 199.0  # against the prevPrice24h of the partial
+    assert moved.bid == 32180.0  # the quote table's book, not the instrument's
+    assert moved.exchange_ts == 1626993369.757  # the newest time merged (the quote's)
+
+    assert dec.decode(MARK_UPDATE) == []  # mark/fair prices are not ticker fields
+    assert dec.junk == 0
+
+
+def test_updates_before_the_partial_are_dropped() -> None:
+    dec = decoder(XBT)
+    assert dec.decode(LAST_UPDATE) == []
+    assert dec.junk == 0
+    dec.decode(INSTRUMENT_PARTIAL)
+    assert dec.decode(LAST_UPDATE)[0].last == 9290.0
+
+
+def test_several_rows_give_one_ticker_per_symbol() -> None:
+    dec = decoder(XBT)
+    dec.decode(INSTRUMENT_PARTIAL)
+    rows = [
+        {"symbol": "XBTUSD", "lastPrice": 9300, "timestamp": "2020-01-29T11:31:40.000Z"},
+        {"symbol": ".EVOL7D", "lastPrice": 1.5, "timestamp": "2020-01-29T11:31:40.000Z"},
+        {"symbol": "XBTUSD", "highPrice": 9500, "timestamp": "2020-01-29T11:31:41.000Z"},
+    ]
+    [ticker] = dec.decode(orjson.dumps({"table": "instrument", "action": "update", "data": rows}))
+    assert (ticker.last, ticker.high_24h) == (9300.0, 9500.0)
+
+
+def test_control_frames_are_not_junk_and_junk_is_counted() -> None:
+    dec = decoder(XBT)
+    unsubscribed = (
+        '{"success":true,"unsubscribe":"quote:XBTUSD","request":{"op":"unsubscribe","args":["quote:XBTUSD"]}}'
+    )
+    for frame in (WELCOME, "pong", unsubscribed):
+        assert dec.decode(frame) == []
+    assert dec.junk == 0 and dec.events == []
+    junk: tuple[str | bytes, ...] = (
+        "not json",
+        '{"table":"trade","action":"insert","data":[]}',
+        '{"foo":1}',
+        '{"table":"quote"}',
+        b"\xff",
+    )
+    for bad in junk:
+        assert dec.decode(bad) == []
+    assert dec.junk == 5
+
+
+def test_subscribe_one_request_per_symbol_and_acks() -> None:
+    dec = decoder()
+    frames = [orjson.loads(f) for f in dec.subscribe([XBT, "ETH/USDT:USDT"])]
+    assert frames == [
+        {"op": "subscribe", "args": ["quote:XBTUSD", "instrument:XBTUSD"]},
+        {"op": "subscribe", "args": ["quote:ETHUSDT", "instrument:ETHUSDT"]},
+    ]
+    assert dec.decode(ACK) == []
+    assert dec.events == [Subscribed(XBT)]
+
+
+def test_errors_reject_the_symbol_the_echoed_request_names() -> None:
+    dec = decoder(XBT, "FOO/USD:BTC")
+    expired = (
+        "Unknown or expired symbol: FOOUSD. Please see the documentation at https://www.bitmex.com/app/wsAPI."
+    )
+    dec.decode(refusal(expired, "quote:FOOUSD", "instrument:FOOUSD"))
+    dec.decode(refusal(expired, "quote:FOOUSD", "instrument:FOOUSD"))  # one error per refused argument
+    assert dec.events == [Rejected("FOO/USD:BTC", expired)]
+    assert dec.decode(QUOTE_PARTIAL)[0].symbol == XBT  # the others go on
+
+    dec = decoder(XBT)
+    dec.decode(refusal('Unknown table: "quote', '"quote:XBTUSD"', "instrument:XBTUSD"))
+    assert dec.events == [Rejected(XBT, 'Unknown table: "quote')]
+    assert dec.decode(QUOTE_PARTIAL) == []  # a refused symbol publishes nothing
+
+    dec = decoder(XBT)
+    dec.decode('{"status":429,"error":"Rate limit exceeded, retry in 1 seconds.","meta":{"retryAfter":1}}')
+    assert dec.events == [] and dec.junk == 0  # names no request, so no symbol
+
+
+def test_a_settle_currency_mismatch_names_the_right_symbol() -> None:
+    dec = decoder("ETH/USD:ETH")
+    partial = INSTRUMENT_PARTIAL.replace("XBTUSD", "ETHUSD").replace('"isQuanto":false', '"isQuanto":true')
+    assert dec.decode(partial) == []
+    assert dec.events == [Rejected("ETH/USD:ETH", "ETHUSD settles in XBt: use ETH/USD:BTC")]
+    assert dec.decode(QUOTE_PARTIAL.replace("XBTUSD", "ETHUSD")) == []
+    assert decoder("ETH/USD:BTC").decode(partial)[0].last == 9287.0
+
+
+def test_unsubscribe_untracks() -> None:
+    dec = decoder(XBT)
+    [frame] = dec.unsubscribe([XBT])
+    assert orjson.loads(frame) == {"op": "unsubscribe", "args": ["quote:XBTUSD", "instrument:XBTUSD"]}
+    assert dec.decode(QUOTE_PARTIAL) == []
+
+
+def test_symbol_forms() -> None:
+    forms = {
+        XBT: "XBTUSD",
+        "BTC/USDT:USDT": "XBTUSDT",
+        "ETH/USDT:USDT": "ETHUSDT",
+        "ETH/USD:BTC": "ETHUSD",
+        "BTC/EUR:BTC": "XBTEUR",
+        "BTC/USDT": "XBT_USDT",
+    }
+    adapter = exchanges.get("bitmex")
+    for symbol, name in forms.items():
+        adapter.check_symbol(symbol)
+        assert native(symbol) == name
+    with pytest.raises(ValueError, match="write BTC"):
+        adapter.check_symbol("XBT/USD:XBT")
+    with pytest.raises(ValueError, match="settles in its base"):
+        adapter.check_symbol("BTC/USD:ETH")
+    assert (settle_currency("XBt"), settle_currency("USDt"), settle_currency("EUR")) == ("BTC", "USDT", "EUR")
+
+
+# -- against the fake, with the daemon and real Redis ---------------------------------------
+
+
+async def test_tickers_reach_redis_and_instrument_updates_merge(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
+) -> None:
+    fake = await start_fake(nursery, FakeBitMEX())
+    symbols = [XBT, "ETH/USDT:USDT"]
+    await start_daemon(nursery, make_config(prefix, {"bitmex": fake}, {"bitmex": symbols}))
+    await until(fake, lambda: all(fake.is_subscribed(s) for s in symbols))
+
+    await fake.push(XBT, last=64000.5, bid=63999.5, ask=64001.5, bid_size=100.0, ask_size=300.0, high=65000.0)
+    record = await updates.wait_for(
+        lambda r: r["symbol"] == XBT and r["last"] == 64000.5 and r["bid"] == 63999.5
+    )
+    assert record["exchange"] == "bitmex"
+    assert (record["ask"], record["bid_size"], record["ask_size"], record["high_24h"]) == (
+        64001.5,
+        100.0,
+        300.0,
+        65000.0,
+    )
+
+    await fake.push(XBT, last=64100.0)  # the instrument update carries lastPrice, not highPrice
+    record = await updates.wait_for(lambda r: r["symbol"] == XBT and r["last"] == 64100.0)
+    assert record["high_24h"] == 65000.0 and record["bid"] == 63999.5
+    assert stored(redis_client, prefix, "bitmex", XBT) == record
+    assert stored(redis_client, prefix, "bitmex", "ETH/USDT:USDT") is not None  # from its partials
+
+
+async def test_refused_symbols_do_not_stop_the_others(
+    nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    fake = await start_fake(nursery, FakeBitMEX())
+    fake.reject("FOO/USD:BTC")
+    symbols = ["ETH/USD:ETH", "FOO/USD:BTC", XBT]  # ETHUSD is a quanto: it settles in XBt
+    daemon = await start_daemon(nursery, make_config(prefix, {"bitmex": fake}, {"bitmex": symbols}))
+    await until(fake, lambda: fake.is_subscribed(XBT) and fake.is_subscribed("ETH/USD:BTC"))
+    await until(fake, lambda: any(isinstance(m, dict) and "quote:FOOUSD" in m["args"] for m in fake.received))
+
+    await fake.push(XBT, last=65000.0)  # sent after the refusals, on the same socket
+    await updates.wait_for(lambda r: r["symbol"] == XBT and r["last"] == 65000.0)
+    health = daemon.health()["exchanges"]["bitmex"]
+    assert health["rejected"] == {
+        "ETH/USD:ETH": "ETHUSD settles in XBt: use ETH/USD:BTC",
+        "FOO/USD:BTC": "Unknown or expired symbol: FOOUSD. Please see the documentation at https://www.bitmex.com/app/wsAPI.",
+    }
+    assert health["connections"] == 1 and health["junk"] == 0
+
+
+async def test_a_dropped_connection_heals(nursery: trio.Nursery, prefix: str, updates: Updates) -> None:
+    fake = await start_fake(nursery, FakeBitMEX())
+    config = make_config(prefix, {"bitmex": fake}, {"bitmex": [XBT]}, feed={"reconnect_delay": 0.01})
+    await start_daemon(nursery, config)
+    await until(fake, lambda: fake.is_subscribed(XBT))
+    await fake.drop()
+    await until(fake, lambda: fake.connection_count == 2 and fake.is_subscribed(XBT))
+    await fake.push(XBT, last=66000.0)
+    await updates.wait_for(lambda r: r["symbol"] == XBT and r["last"] == 66000.0)
+
+
+async def test_text_pings_every_5_seconds_keep_a_quiet_socket(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake = await start_fake(nursery, FakeBitMEX())
+    send, receive = trio.open_memory_channel[Ticker](100)
+    feed = Feed(
+        exchanges.get("bitmex"),
+        fake.url,
+        [XBT],
+        settings=FeedSettings(silence_timeout=8.0),
+        sink=send,
+        health=ExchangeHealth("bitmex"),
+        feed_id=1,
+        rng=random.Random(1),
+    )
+    nursery.start_soon(feed.run)
+    await until(fake, lambda: fake.is_subscribed(XBT))
+    opened = fake.connections[0].opened_at
+
+    def pings() -> list[float]:
+        return [t for m, t in zip(fake.received, fake.received_times, strict=True) if m == "ping"]
+
+    with trio.fail_after(60):  # virtual seconds
+        await fake.wait_until(lambda: len(pings()) >= 4)
+    for n, at in enumerate(pings(), start=1):
+        assert abs(at - opened - 5.0 * n) <= 8.0 / 4  # one watchdog step of virtual-clock slack
+    assert fake.connection_count == 1  # the pongs kept the 8 s silence watchdog quiet
+    assert receive.statistics().current_buffer_used >= 1  # the subscription's partials

@@ -1,0 +1,285 @@
+"""BitMEX realtime API: ``quote`` (best bid/ask with sizes) merged with ``instrument`` (last
+price and 24 h statistics).
+
+Every table sends a ``partial`` (a full snapshot) first, then ``insert``/``update`` rows.
+``quote`` rows are complete, so the newest one replaces the last.  ``instrument`` updates carry
+only the fields that changed (``{"symbol":"XBTUSD","lastPrice":6716,"timestamp":…}``), so the
+decoder keeps the row of each symbol and merges every update onto it; updates that arrive
+before their partial are dropped, as BitMEX documents.  Most instrument updates move the mark,
+fair or impact prices only; those do not change a ticker and produce none.
+
+Symbols: BitMEX calls bitcoin ``XBT``; the unified form uses ``BTC`` everywhere.  The native
+name is base and quote joined, ``XBT`` for ``BTC``, and the unified settle currency is what the
+contract pays out in:
+
+* inverse perpetuals settle in the base: ``XBTUSD`` ↔ ``BTC/USD:BTC``;
+* linear perpetuals settle in the quote: ``XBTUSDT`` ↔ ``BTC/USDT:USDT``, ``ETHUSDT`` ↔
+  ``ETH/USDT:USDT``;
+* quanto perpetuals settle in bitcoin: ``ETHUSD`` ↔ ``ETH/USD:BTC``;
+* spot pairs are joined by an underscore: ``XBT_USDT`` ↔ ``BTC/USDT``.
+
+The name alone cannot tell inverse from quanto (``ETHUSD``), so the instrument partial's
+``settlCurrency`` (``XBt``, ``USDt``: BitMEX names the unit it counts in) is checked against the
+configured settle currency, and a mismatch rejects the symbol naming the right form.  Dated
+futures (``XBTZ25``) have no unified form here and are not served.
+
+Subscriptions go out one symbol per request (``quote:S`` and ``instrument:S``), so an error,
+which echoes the ``request`` it answers, names exactly the refused symbol whatever its text says
+(``Unknown or expired symbol: …``, ``Unknown table: …``).  The connection opens with an
+``info`` welcome frame; the client's text ``ping`` is answered with a text ``pong``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from tickerd.exchanges.base import (
+    Decoder,
+    Exchange,
+    Keepalive,
+    Rejected,
+    Subscribed,
+    optional_float,
+    split_unified,
+)
+from tickerd.model import Ticker
+
+#: The tables one symbol needs, in the order they are subscribed.
+TABLES = ("quote", "instrument")
+#: Instrument fields a ticker is made of; an update touching none of them changes nothing.
+_TICKER_FIELDS = frozenset(
+    (
+        "lastPrice",
+        "highPrice",
+        "lowPrice",
+        "prevPrice24h",
+        "lastChangePcnt",
+        "homeNotional24h",
+        "bidPrice",
+        "askPrice",
+    )
+)
+#: ``settlCurrency`` values are units (satoshi, micro-tether); the currency they count.
+_SETTLE_UNITS = {"XBT": "BTC", "USDT": "USDT", "GWEI": "ETH"}
+
+
+def _xbt(currency: str) -> str:
+    return "XBT" if currency == "BTC" else currency
+
+
+def _btc(currency: str) -> str:
+    return "BTC" if currency == "XBT" else currency
+
+
+def native(symbol: str) -> str:
+    """``BTC/USD:BTC`` → ``XBTUSD``; ``ETH/USDT:USDT`` → ``ETHUSDT``; ``BTC/USDT`` → ``XBT_USDT``."""
+    base, quote, settle = split_unified(symbol)
+    return f"{_xbt(base)}{'' if settle else '_'}{_xbt(quote)}"
+
+
+def settle_currency(unit: str) -> str:
+    """``XBt`` → ``BTC``, ``USDt`` → ``USDT``: the unified name of a settlement unit."""
+    upper = unit.upper()
+    return _SETTLE_UNITS.get(upper, upper)
+
+
+def _timestamp(value: str | None) -> float | None:
+    """BitMEX timestamps are ISO-8601 UTC with milliseconds and a ``Z``."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class _Merged:
+    """The latest quote row and merged instrument row of one symbol."""
+
+    __slots__ = ("exchange_ts", "instrument", "quote", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.quote: dict[str, Any] | None = None
+        #: ``None`` until the partial arrived: updates before it have nothing to merge onto.
+        self.instrument: dict[str, Any] | None = None
+        self.exchange_ts: float | None = None
+
+    def stamp(self, row: dict[str, Any]) -> None:
+        """Keep the newest exchange time of the rows merged so far."""
+        ts = _timestamp(row.get("timestamp"))
+        if ts is not None and (self.exchange_ts is None or ts > self.exchange_ts):
+            self.exchange_ts = ts
+
+
+class BitMEXDecoder(Decoder):
+    """Decodes ``quote`` and ``instrument`` tables; routes acks and errors by native symbol."""
+
+    exchange = "bitmex"
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self._by_native: dict[str, _Merged] = {}
+        self._rejected: set[str] = set()
+        super().__init__(symbols)
+
+    def track(self, symbol: str) -> None:
+        super().track(symbol)
+        self._by_native.setdefault(native(symbol), _Merged(symbol))
+        self._rejected.discard(symbol)
+
+    def untrack(self, symbol: str) -> None:
+        super().untrack(symbol)
+        self._by_native.pop(native(symbol), None)
+
+    @staticmethod
+    def _request(op: str, symbol: str) -> str:
+        return orjson.dumps({"op": op, "args": [f"{table}:{native(symbol)}" for table in TABLES]}).decode()
+
+    def _subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        return [self._request("subscribe", symbol) for symbol in symbols]
+
+    def _unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        return [self._request("unsubscribe", symbol) for symbol in symbols]
+
+    def _decode(self, frame: str | bytes) -> list[Ticker]:
+        if frame == "pong":
+            return []
+        msg = orjson.loads(frame)
+        if "table" in msg:
+            return self._table(msg["table"], msg["action"], msg["data"])
+        if msg.get("success") is True:
+            self._ack(msg)
+            return []
+        if "error" in msg:
+            self._refused(msg)
+            return []
+        if "info" in msg:  # the welcome frame: version, docs link, connection-rate budget
+            return []
+        return self.junk_frame()
+
+    def _table(self, table: str, action: str, rows: list[dict[str, Any]]) -> list[Ticker]:
+        if table not in TABLES:
+            return self.junk_frame()
+        changed: dict[str, _Merged] = {}
+        for row in rows:
+            state = self._by_native.get(row["symbol"])
+            if state is None or state.symbol in self._rejected or action == "delete":
+                continue
+            if table == "quote":  # complete rows; merged all the same, should one be partial
+                state.quote = {**(state.quote or {}), **row}
+            elif action in ("partial", "insert"):
+                state.instrument = dict(row)
+                if not self._settles_as_configured(state, row):
+                    continue
+            elif state.instrument is None or _TICKER_FIELDS.isdisjoint(row):
+                continue
+            else:
+                state.instrument.update(row)
+            state.stamp(row)
+            changed[state.symbol] = state
+        now = time.time()
+        return [self._ticker(state, now) for state in changed.values()]
+
+    def _settles_as_configured(self, state: _Merged, row: dict[str, Any]) -> bool:
+        """Reject a perpetual whose settle currency is not the configured one (``ETHUSD`` is a
+        quanto settling in bitcoin, not an inverse ``ETH/USD:ETH``)."""
+        base, quote, settle = split_unified(state.symbol)
+        unit = row.get("settlCurrency")
+        if settle is None or not unit or settle_currency(unit) == settle:
+            return True
+        actual = f"{base}/{quote}:{settle_currency(unit)}"
+        self._rejected.add(state.symbol)
+        self.events.append(Rejected(state.symbol, f"{row['symbol']} settles in {unit}: use {actual}"))
+        return False
+
+    def _symbols_of(self, args: Iterable[object]) -> list[str]:
+        """The tracked symbols that ``table:SYMBOL`` arguments name, each once."""
+        names = [str(arg).partition(":")[2] for arg in args]
+        states = [self._by_native[name] for name in dict.fromkeys(names) if name in self._by_native]
+        return [state.symbol for state in states]
+
+    def _ack(self, msg: dict[str, Any]) -> None:
+        if "subscribe" not in msg:
+            return
+        for symbol in self._symbols_of([msg["subscribe"]]):
+            if symbol not in self._rejected:
+                self.events.append(Subscribed(symbol))
+
+    def _refused(self, msg: dict[str, Any]) -> None:
+        request = msg.get("request")
+        if not isinstance(request, dict) or request.get("op") != "subscribe":
+            return
+        reason = str(msg["error"])
+        for symbol in self._symbols_of(request.get("args", ())):
+            if symbol not in self._rejected:
+                self._rejected.add(symbol)
+                self.events.append(Rejected(symbol, reason))
+
+    def _ticker(self, state: _Merged, now: float) -> Ticker:
+        inst = state.instrument or {}
+        book = state.quote if state.quote is not None else inst
+        last = optional_float(inst.get("lastPrice"))
+        previous = optional_float(inst.get("prevPrice24h"))
+        pct = optional_float(inst.get("lastChangePcnt"))
+        return Ticker(
+            exchange="bitmex",
+            symbol=state.symbol,
+            last=last,
+            bid=optional_float(book.get("bidPrice")),
+            ask=optional_float(book.get("askPrice")),
+            bid_size=optional_float(book.get("bidSize")),
+            ask_size=optional_float(book.get("askSize")),
+            volume_24h=optional_float(inst.get("homeNotional24h")),
+            high_24h=optional_float(inst.get("highPrice")),
+            low_24h=optional_float(inst.get("lowPrice")),
+            change_24h=last - previous if last is not None and previous is not None else None,
+            change_pct_24h=pct * 100.0 if pct is not None else None,
+            exchange_ts=state.exchange_ts,
+            received_ts=now,
+        )
+
+
+class BitMEX(Exchange):
+    """BitMEX perpetuals and spot; ``XBT`` ↔ ``BTC`` (see the module docstring for the forms)."""
+
+    name = "bitmex"
+    url = "wss://ws.bitmex.com/realtime"
+    #: Two subscriptions a symbol; BitMEX documents no per-connection cap, and its whole
+    #: listing fits in a few connections (new connections are limited to 60 an hour).
+    max_symbols_per_connection = 100
+    #: BitMEX recommends a text ping after 5 s without a message; the pong keeps a quiet feed
+    #: from looking dead to the silence watchdog.
+    keepalive = Keepalive(interval=5.0, frame="ping")
+    #: One subscribe request per symbol: pace them.
+    send_interval = 0.1
+    provides = (
+        "last",
+        "bid",
+        "ask",
+        "bid_size",
+        "ask_size",
+        "volume_24h",
+        "high_24h",
+        "low_24h",
+        "change_24h",
+        "change_pct_24h",
+        "exchange_ts",
+    )
+
+    def check_symbol(self, symbol: str) -> None:
+        super().check_symbol(symbol)
+        base, quote, settle = split_unified(symbol)
+        if "XBT" in (base, quote, settle):
+            raise ValueError(
+                f"{symbol!r}: write BTC, BitMEX's XBT is mapped to it (e.g. BTC/USD:BTC for XBTUSD)"
+            )
+        if settle is not None and settle not in (base, quote, "BTC"):
+            raise ValueError(
+                f"{symbol!r}: a BitMEX perpetual settles in its base (inverse, BTC/USD:BTC), "
+                "its quote (linear, ETH/USDT:USDT) or BTC (quanto, ETH/USD:BTC)"
+            )
+
+    def decoder(self, symbols: Iterable[str]) -> BitMEXDecoder:
+        return BitMEXDecoder(symbols)
