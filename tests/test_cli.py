@@ -128,3 +128,11 @@ async def test_a_second_signal_exits_at_once(nursery: trio.Nursery, tmp_path: Pa
             assert await process.wait() == 1
     finally:
         process.kill()
+
+
+def test_config_option_works_after_the_run_command(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[feed]\nmax_retries = -1\n")
+    for args in (("--config", str(config), "run"), ("run", "--config", str(config))):
+        result = run_cli(*args)
+        assert result.returncode == 2 and "feed.max_retries: expected 0" in result.stderr

@@ -1,12 +1,16 @@
-"""Command line: ``tickerd [run] [--config FILE]`` runs the daemon.
+"""Command line: ``tickerd [run] [--config FILE]`` runs the daemon; other commands plug in.
 
-Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid configuration (before
-any connection is opened), 1 when a second signal cut the shutdown short.
+Exit status of ``run``: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid
+configuration (before any connection is opened), 1 when a second signal cut the shutdown short.
+
+Each further command lives in its own module listed in :data:`COMMAND_MODULES`; the module's
+``register(commands)`` adds a subparser whose ``func(args) -> int`` runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -24,6 +28,14 @@ EXIT_OK = 0
 EXIT_INTERRUPTED = 1
 EXIT_CONFIG = 2
 
+#: Modules that add subcommands (``register(commands)``); each is one feature's CLI.
+COMMAND_MODULES: list[str] = []
+
+
+def add_config_option(subparser: argparse.ArgumentParser) -> None:
+    """Let ``--config`` follow the subcommand too (``tickerd run --config FILE``)."""
+    subparser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML configuration")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -36,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML configuration (default: a built-in set of liquid Kraken and Binance symbols)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="run the daemon (the default)")
+    run = commands.add_parser("run", help="run the daemon (the default)")
+    add_config_option(run)
+    run.set_defaults(func=run_daemon)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
+    parser.set_defaults(func=run_daemon)
     return parser
 
 
@@ -63,10 +80,24 @@ async def run_until_signalled(config: Config) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+def load_or_report(args: argparse.Namespace) -> Config | None:
+    """The configuration ``--config`` and the environment describe, or ``None`` after
+    printing the one clear error message (callers exit with :data:`EXIT_CONFIG`)."""
     try:
-        config = config_module.load(args.config)
+        return config_module.load(args.config)
     except ConfigError as exc:
         print(f"tickerd: configuration error: {exc}", file=sys.stderr)
+        return None
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """``tickerd run``: the daemon in the foreground until a signal."""
+    config = load_or_report(args)
+    if config is None:
         return EXIT_CONFIG
     logs.configure(config.log)
     trio.run(run_until_signalled, config)
