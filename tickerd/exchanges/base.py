@@ -20,6 +20,21 @@ from tickerd.model import Ticker
 
 UNIFIED_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
 
+#: The Ticker fields a feed may or may not deliver (the README's exchange table lists gaps).
+TICKER_FIELDS = (
+    "last",
+    "bid",
+    "ask",
+    "bid_size",
+    "ask_size",
+    "volume_24h",
+    "high_24h",
+    "low_24h",
+    "change_24h",
+    "change_pct_24h",
+    "exchange_ts",
+)
+
 
 @attrs.frozen
 class Keepalive:
@@ -139,13 +154,24 @@ class Exchange(abc.ABC):
     keepalive: ClassVar[Keepalive | None] = None
     #: Minimum seconds between two frames the client sends (inbound rate limits).
     send_interval: ClassVar[float] = 0.0
-    #: Fields the feed provides (documentation and tests; the README table lists them).
-    provides: ClassVar[tuple[str, ...]] = ()
+    #: Ticker fields this exchange's feeds never carry (they stay ``None``).
+    lacks: ClassVar[tuple[str, ...]] = ()
+    #: The per-connection protocol state class.
+    decoder_class: ClassVar[type[Decoder]]
+    #: Spot markets only: ``BASE/QUOTE:SETTLE`` symbols are refused up front.
+    spot_only: ClassVar[bool] = False
+
+    @property
+    def provides(self) -> tuple[str, ...]:
+        """The Ticker fields this exchange delivers."""
+        return tuple(field for field in TICKER_FIELDS if field not in self.lacks)
 
     def check_symbol(self, symbol: str) -> None:
         """Raise ``ValueError`` naming the expected form if ``symbol`` is unusable here."""
         if not UNIFIED_SYMBOL.match(symbol):
             raise ValueError(f"{symbol!r} is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)")
+        if self.spot_only and ":" in symbol:
+            raise ValueError(f"{symbol!r}: the {self.name} adapter serves spot only (expected BASE/QUOTE)")
 
     def endpoint(self, url: str, symbol: str) -> str:
         """The websocket URL that serves ``symbol``; symbols are grouped by it.
@@ -155,9 +181,9 @@ class Exchange(abc.ABC):
         """
         return url
 
-    @abc.abstractmethod
     def decoder(self, symbols: Iterable[str]) -> Decoder:
         """A fresh decoder for one connection carrying ``symbols``."""
+        return self.decoder_class(symbols)
 
 
 def split_unified(symbol: str) -> tuple[str, str, str | None]:

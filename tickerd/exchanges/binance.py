@@ -156,29 +156,10 @@ class Binance(Exchange):
     """Binance spot; unified ``BTC/USDT`` ↔ native ``BTCUSDT``."""
 
     name = "binance"
+    decoder_class = BinanceDecoder
+    spot_only = True
     url = "wss://stream.binance.com:9443/ws"
     max_symbols_per_connection = 200
     max_lifetime = 23 * 3600.0
     #: Binance allows 5 inbound messages a second, pongs included: stay well under it.
     send_interval = 0.5
-    provides = (
-        "last",
-        "bid",
-        "ask",
-        "bid_size",
-        "ask_size",
-        "volume_24h",
-        "high_24h",
-        "low_24h",
-        "change_24h",
-        "change_pct_24h",
-        "exchange_ts",
-    )
-
-    def check_symbol(self, symbol: str) -> None:
-        super().check_symbol(symbol)
-        if ":" in symbol:
-            raise ValueError(f"{symbol!r}: the binance adapter serves spot only (expected BASE/QUOTE)")
-
-    def decoder(self, symbols: Iterable[str]) -> BinanceDecoder:
-        return BinanceDecoder(symbols)

@@ -199,22 +199,12 @@ class Bitfinex(Exchange):
     ``BTC/USDT:USDT`` ↔ ``tBTCF0:USTF0``."""
 
     name = "bitfinex"
+    decoder_class = BitfinexDecoder
     url = "wss://api-pub.bitfinex.com/ws/2"
     #: One ``ticker`` channel per symbol; Bitfinex allows 25 channels per connection.
     max_symbols_per_connection = 25
     keepalive = Keepalive(interval=20.0, frame='{"event":"ping","cid":1}')
-    provides = (
-        "last",
-        "bid",
-        "ask",
-        "bid_size",
-        "ask_size",
-        "volume_24h",
-        "high_24h",
-        "low_24h",
-        "change_24h",
-        "change_pct_24h",
-    )
+    lacks = ("exchange_ts",)
 
     def check_symbol(self, symbol: str) -> None:
         super().check_symbol(symbol)
@@ -224,6 +214,3 @@ class Bitfinex(Exchange):
                 f"{symbol!r}: Bitfinex perpetuals settle in their quote currency "
                 f"(expected BASE/QUOTE:QUOTE, e.g. BTC/USDT:USDT for tBTCF0:USTF0)"
             )
-
-    def decoder(self, symbols: Iterable[str]) -> BitfinexDecoder:
-        return BitfinexDecoder(symbols)

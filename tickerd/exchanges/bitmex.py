@@ -245,6 +245,7 @@ class BitMEX(Exchange):
     """BitMEX perpetuals and spot; ``XBT`` ↔ ``BTC`` (see the module docstring for the forms)."""
 
     name = "bitmex"
+    decoder_class = BitMEXDecoder
     url = "wss://ws.bitmex.com/realtime"
     #: Two subscriptions a symbol; BitMEX documents no per-connection cap, and its whole
     #: listing fits in a few connections (new connections are limited to 60 an hour).
@@ -254,19 +255,6 @@ class BitMEX(Exchange):
     keepalive = Keepalive(interval=5.0, frame="ping")
     #: One subscribe request per symbol: pace them.
     send_interval = 0.1
-    provides = (
-        "last",
-        "bid",
-        "ask",
-        "bid_size",
-        "ask_size",
-        "volume_24h",
-        "high_24h",
-        "low_24h",
-        "change_24h",
-        "change_pct_24h",
-        "exchange_ts",
-    )
 
     def check_symbol(self, symbol: str) -> None:
         super().check_symbol(symbol)
@@ -280,6 +268,3 @@ class BitMEX(Exchange):
                 f"{symbol!r}: a BitMEX perpetual settles in its base (inverse, BTC/USD:BTC), "
                 "its quote (linear, ETH/USDT:USDT) or BTC (quanto, ETH/USD:BTC)"
             )
-
-    def decoder(self, symbols: Iterable[str]) -> BitMEXDecoder:
-        return BitMEXDecoder(symbols)

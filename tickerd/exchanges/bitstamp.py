@@ -188,6 +188,8 @@ class Bitstamp(Exchange):
     """Bitstamp spot; unified ``BTC/USD`` ↔ pair ``btcusd`` (channels ``order_book_btcusd``…)."""
 
     name = "bitstamp"
+    decoder_class = BitstampDecoder
+    spot_only = True
     url = "wss://ws.bitstamp.net"
     #: Two channels a symbol, and each ``order_book`` message is a top-100 snapshot: a
     #: moderate count keeps one connection's traffic (and a reconnect's cost) small.
@@ -198,12 +200,4 @@ class Bitstamp(Exchange):
     keepalive = Keepalive(interval=10.0, frame='{"event":"bts:heartbeat"}')
     #: No documented inbound limit; pacing keeps a 40-channel subscribe burst to 2 s.
     send_interval = 0.05
-    provides = ("last", "bid", "ask", "bid_size", "ask_size", "exchange_ts")
-
-    def check_symbol(self, symbol: str) -> None:
-        super().check_symbol(symbol)
-        if ":" in symbol:
-            raise ValueError(f"{symbol!r}: Bitstamp is spot only (expected BASE/QUOTE)")
-
-    def decoder(self, symbols: Iterable[str]) -> BitstampDecoder:
-        return BitstampDecoder(symbols)
+    lacks = ("volume_24h", "high_24h", "low_24h", "change_24h", "change_pct_24h")

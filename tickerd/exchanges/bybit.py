@@ -250,24 +250,12 @@ class Bybit(Exchange):
     """
 
     name = "bybit"
+    decoder_class = BybitDecoder
     url = "wss://stream.bybit.com/v5/public"
     #: Spot uses two topics a symbol; 100 symbols keep a connection's topic list modest.
     max_symbols_per_connection = 100
     keepalive = Keepalive(interval=20.0, frame='{"op":"ping"}')
     send_interval = 0.1
-    provides = (
-        "last",
-        "bid",
-        "ask",
-        "bid_size",
-        "ask_size",
-        "volume_24h",
-        "high_24h",
-        "low_24h",
-        "change_24h",
-        "change_pct_24h",
-        "exchange_ts",
-    )
 
     def check_symbol(self, symbol: str) -> None:
         super().check_symbol(symbol)
@@ -283,6 +271,3 @@ class Bybit(Exchange):
             if base.endswith(f"/{name}"):
                 base = base[: -len(name) - 1]
         return f"{base}/{category(symbol)}"
-
-    def decoder(self, symbols: Iterable[str]) -> BybitDecoder:
-        return BybitDecoder(symbols)

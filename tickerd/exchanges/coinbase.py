@@ -203,28 +203,11 @@ class Coinbase(Exchange):
     """Coinbase Advanced Trade spot; unified ``BTC/USD`` ↔ product id ``BTC-USD``."""
 
     name = "coinbase"
+    decoder_class = CoinbaseDecoder
+    spot_only = True
     url = "wss://advanced-trade-ws.coinbase.com"
     #: Not documented; kept moderate so one refused or slow connection costs little.
     max_symbols_per_connection = 100
     #: Unauthenticated clients may send 8 messages a second per IP: stay well under it.
     send_interval = 0.2
-    provides = (
-        "last",
-        "bid",
-        "ask",
-        "bid_size",
-        "ask_size",
-        "volume_24h",
-        "high_24h",
-        "low_24h",
-        "change_pct_24h",
-        "exchange_ts",
-    )
-
-    def check_symbol(self, symbol: str) -> None:
-        super().check_symbol(symbol)
-        if ":" in symbol:
-            raise ValueError(f"{symbol!r}: the coinbase adapter serves spot only (expected BASE/QUOTE)")
-
-    def decoder(self, symbols: Iterable[str]) -> CoinbaseDecoder:
-        return CoinbaseDecoder(symbols)
+    lacks = ("change_24h",)

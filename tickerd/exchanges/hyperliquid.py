@@ -230,6 +230,7 @@ class Hyperliquid(Exchange):
     """Hyperliquid perpetuals; unified ``BTC/USDC:USDC`` ↔ coin ``BTC``."""
 
     name = "hyperliquid"
+    decoder_class = HyperliquidDecoder
     url = "wss://api.hyperliquid.xyz/ws"
     #: 1000 subscriptions per IP over at most 10 connections, two subscriptions a symbol.
     max_symbols_per_connection = 50
@@ -237,17 +238,7 @@ class Hyperliquid(Exchange):
     keepalive = Keepalive(interval=30.0, frame='{"method":"ping"}')
     #: 2000 messages a minute per IP: ten connections subscribing at once send 1000 in 5 s.
     send_interval = 0.05
-    provides = (
-        "last",
-        "bid",
-        "ask",
-        "bid_size",
-        "ask_size",
-        "volume_24h",
-        "change_24h",
-        "change_pct_24h",
-        "exchange_ts",
-    )
+    lacks = ("high_24h", "low_24h")
 
     def check_symbol(self, symbol: str) -> None:
         super().check_symbol(symbol)
@@ -257,6 +248,3 @@ class Hyperliquid(Exchange):
                 f"{symbol!r}: Hyperliquid serves USDC-margined perpetuals only "
                 "(expected BASE/USDC:USDC, e.g. BTC/USDC:USDC)"
             )
-
-    def decoder(self, symbols: Iterable[str]) -> HyperliquidDecoder:
-        return HyperliquidDecoder(symbols)

@@ -121,27 +121,9 @@ class Kraken(Exchange):
     """Kraken spot v2: unified ``BASE/QUOTE`` is Kraken's own v2 symbol form."""
 
     name = "kraken"
+    decoder_class = KrakenDecoder
+    spot_only = True
     url = "wss://ws.kraken.com/v2"
     max_symbols_per_connection = 200
     keepalive = Keepalive(interval=30.0, frame='{"method":"ping"}')
     send_interval = 0.1
-    provides = (
-        "last",
-        "bid",
-        "ask",
-        "bid_size",
-        "ask_size",
-        "volume_24h",
-        "high_24h",
-        "low_24h",
-        "change_24h",
-        "change_pct_24h",
-    )
-
-    def check_symbol(self, symbol: str) -> None:
-        super().check_symbol(symbol)
-        if ":" in symbol:
-            raise ValueError(f"{symbol!r}: Kraken spot has no perpetuals (expected BASE/QUOTE)")
-
-    def decoder(self, symbols: Iterable[str]) -> KrakenDecoder:
-        return KrakenDecoder(symbols)

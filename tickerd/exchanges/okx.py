@@ -157,24 +157,12 @@ class OKX(Exchange):
     inverse swaps ``BTC/USD:BTC`` ↔ ``BTC-USD-SWAP``."""
 
     name = "okx"
+    decoder_class = OKXDecoder
     url = "wss://ws.okx.com:8443/ws/v5/public"
     max_symbols_per_connection = 200
     #: Text ping well inside OKX's 30 s no-push limit.
     keepalive = Keepalive(interval=20.0, frame="ping")
     send_interval = 0.1
-    provides = (
-        "last",
-        "bid",
-        "ask",
-        "bid_size",
-        "ask_size",
-        "volume_24h",
-        "high_24h",
-        "low_24h",
-        "change_24h",
-        "change_pct_24h",
-        "exchange_ts",
-    )
 
     def check_symbol(self, symbol: str) -> None:
         super().check_symbol(symbol)
@@ -186,6 +174,3 @@ class OKX(Exchange):
                 f"{symbol!r}: okx serves spot BASE/QUOTE and perpetual swaps BASE/QUOTE:QUOTE "
                 "(linear) or BASE/USD:BASE (inverse)"
             )
-
-    def decoder(self, symbols: Iterable[str]) -> OKXDecoder:
-        return OKXDecoder(symbols)
