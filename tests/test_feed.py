@@ -207,9 +207,10 @@ async def test_binance_subscribe_requests_respect_the_rate_limit(nursery: trio.N
     fake = FakeBinance()
     h = await start(nursery, fake, ["BTC/USDT"])
     await fake.wait_until(lambda: fake.is_subscribed("BTC/USDT"))
-    for symbol in ("ETH/USDT", "SOL/USDT", "XRP/USDT"):
+    symbols = [f"C{i}/USDT" for i in range(250)]  # 100 symbols a request: three requests
+    for symbol in symbols:
         h.feed.add(symbol)
-    await fake.wait_until(lambda: fake.is_subscribed("XRP/USDT"))
+    await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
     gaps = [b - a for a, b in zip(fake.request_times, fake.request_times[1:], strict=False)]
     assert len(gaps) == 3 and min(gaps) >= 0.45  # ≤ 2 requests a second (Binance allows 5)
 
@@ -269,3 +270,14 @@ async def test_wss_refuses_an_untrusted_certificate(
     await h.wait_for_state(FAILED)
     assert "CERTIFICATE_VERIFY_FAILED" in (h.health.last_error or "")
     assert fake.connection_count == 0
+
+
+async def test_live_changes_in_one_tick_go_out_as_one_request(nursery: trio.Nursery) -> None:
+    fake = FakeKraken()
+    h = await start(nursery, fake, ["BTC/USD"])
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
+    sent_before = len(fake.received)
+    for symbol in ("ETH/USD", "SOL/USD", "XRP/USD"):
+        h.feed.add(symbol)
+    await fake.wait_until(lambda: fake.is_subscribed("XRP/USD"))
+    assert [m["params"]["symbol"] for m in fake.received[sent_before:]] == [["ETH/USD", "SOL/USD", "XRP/USD"]]
