@@ -138,3 +138,20 @@ async def test_an_exchange_that_fails_is_left_alone_while_others_go_on(
     await wait_health(daemon, lambda h: h["exchanges"]["binance"]["state"] == "failed")
     assert daemon.health()["exchanges"]["kraken"]["state"] == "connected"
     assert "503" in daemon.health()["exchanges"]["binance"]["last_error"]
+
+
+async def test_a_symbol_added_after_a_connection_gave_up_gets_a_new_one(
+    nursery: trio.Nursery, prefix: str
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    kraken.refuse = True
+    config = make_config(
+        prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}, feed={"max_retries": 1, "reconnect_delay": 0.01}
+    )
+    daemon = await start_daemon(nursery, config)
+    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["state"] == "failed")
+    kraken.refuse = False
+    daemon.add("kraken", "ETH/USD")
+    await kraken.wait_until(lambda: kraken.is_subscribed("ETH/USD"))
+    assert not kraken.is_subscribed("BTC/USD")  # the failed connection stays given up
+    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["state"] == "degraded")

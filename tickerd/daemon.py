@@ -60,7 +60,7 @@ class _ExchangeRunner:
             return
         endpoint = self.adapter.endpoint(self.url, symbol)
         limit = self.adapter.max_symbols_per_connection
-        feed = next((f for f in self.feeds if f.url == endpoint and f.load < limit), None)
+        feed = next((f for f in self.feeds if f.url == endpoint and f.load < limit and not f.finished), None)
         if feed is not None:
             feed.add(symbol)
             return

@@ -281,6 +281,8 @@ class Feed:
         self.ssl_context = transport.ssl_context_for(url, settings.ca_file)
         self.frames = 0
         self.junk = 0
+        #: True once ``run`` returned (cancelled, or out of retries): it takes no new symbols.
+        self.finished = False
         self._rng = rng or random.Random()
         #: Sessions that take live subscription changes (two during a rotation).
         self.live: set[_Session] = set()
@@ -361,5 +363,6 @@ class Feed:
                         )
                         await trio.sleep(delay)
         finally:
+            self.finished = True
             if self.health.feed_states.get(self.feed_id) != FAILED:
                 self.health.drop_feed(self.feed_id)
