@@ -281,3 +281,14 @@ async def test_live_changes_in_one_tick_go_out_as_one_request(nursery: trio.Nurs
         h.feed.add(symbol)
     await fake.wait_until(lambda: fake.is_subscribed("XRP/USD"))
     assert [m["params"]["symbol"] for m in fake.received[sent_before:]] == [["ETH/USD", "SOL/USD", "XRP/USD"]]
+
+
+async def test_application_keepalive_is_sent_on_schedule(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake = FakeKraken(heartbeat_interval=1.0)
+    await start(nursery, fake, ["BTC/USD"])
+    await fake.wait_until(lambda: sum(m.get("method") == "ping" for m in fake.received) >= 3)
+    times = [t for m, t in zip(fake.received, fake.received_times, strict=True) if m.get("method") == "ping"]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(abs(gap - 30.0) < 0.5 for gap in gaps)  # Kraken's adapter asks for one every 30 s
