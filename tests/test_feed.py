@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ async def test_refused_connections_back_off_exponentially(
     fake.refuse = True
     await start(nursery, fake, ["BTC/USD"], reconnect_delay=1.0, max_reconnect_delay=8.0)
     await fake.wait_until(lambda: len(fake.attempt_times) == 6)
-    gaps = [b - a for a, b in zip(fake.attempt_times, fake.attempt_times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(fake.attempt_times)]
     for gap, nominal in zip(gaps, [1.0, 2.0, 4.0, 8.0, 8.0], strict=True):
         assert nominal / 2 <= gap <= nominal + 0.01
 
@@ -162,7 +163,7 @@ async def test_backoff_resets_only_after_a_healthy_period(
         await fake.wait_until(lambda c=count: fake.connection_count == c and fake.is_subscribed("BTC/USD"))
         await fake.drop()
     await fake.wait_until(lambda: fake.connection_count == 5 and fake.is_subscribed("BTC/USD"))
-    gaps = [b - a for a, b in zip(fake.attempt_times, fake.attempt_times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(fake.attempt_times)]
     assert gaps[-1] >= 4.0  # the 4th consecutive failure waits 8 s nominal, at least 4
     await trio.sleep(31)  # virtual: the connection stays up past healthy_after
     await fake.drop()
@@ -211,7 +212,7 @@ async def test_binance_subscribe_requests_respect_the_rate_limit(nursery: trio.N
     for symbol in symbols:
         h.feed.add(symbol)
     await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
-    gaps = [b - a for a, b in zip(fake.request_times, fake.request_times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(fake.request_times)]
     assert len(gaps) == 3 and min(gaps) >= 0.45  # ≤ 2 requests a second (Binance allows 5)
 
 
@@ -290,5 +291,5 @@ async def test_application_keepalive_is_sent_on_schedule(
     await start(nursery, fake, ["BTC/USD"])
     await fake.wait_until(lambda: sum(m.get("method") == "ping" for m in fake.received) >= 3)
     times = [t for m, t in zip(fake.received, fake.received_times, strict=True) if m.get("method") == "ping"]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(abs(gap - 30.0) < 0.5 for gap in gaps)  # Kraken's adapter asks for one every 30 s
