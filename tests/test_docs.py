@@ -11,7 +11,9 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 
 def _rows() -> dict[str, str]:
     table = README.split("<!-- exchanges-table -->")[1].split("<!-- /exchanges-table -->")[0]
-    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| exchange")]
+    rows = [
+        line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| exchange")
+    ]
     return {row.split("|")[1].strip(): row for row in rows}
 
 
