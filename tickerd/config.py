@@ -95,6 +95,17 @@ class FeedSettings:
 
 
 @attrs.frozen
+class HealthSettings:
+    """Health records in Redis and the staleness rule (see :mod:`tickerd.monitor`)."""
+
+    #: Seconds between two steady-state health writes of one exchange; state changes are
+    #: written at once.  Records expire after three intervals, so a dead daemon disappears.
+    interval: float = attrs.field(default=30.0, validator=_positive)
+    #: A subscribed symbol with no update for this long is stale.
+    stale_after: float = attrs.field(default=60.0, validator=_positive)
+
+
+@attrs.frozen
 class ExchangeConfig:
     symbols: tuple[str, ...] = ()
     url: str | None = None
@@ -107,6 +118,7 @@ class Config:
     redis: RedisSettings = RedisSettings()
     log: LogSettings = LogSettings()
     feed: FeedSettings = FeedSettings()
+    health: HealthSettings = HealthSettings()
     exchanges: dict[str, ExchangeConfig] = attrs.field(factory=dict)
     #: Seconds the writer may take to flush on shutdown.
     shutdown_grace: float = attrs.field(default=5.0, validator=_positive)
@@ -147,6 +159,7 @@ _ENV: dict[str, tuple[tuple[str, ...], type]] = {
     "TICKER_MAX_RETRIES": (("feed", "max_retries"), int),
     "TICKER_SILENCE_TIMEOUT": (("feed", "silence_timeout"), float),
     "TICKER_ENGINE": (("feed", "engine"), str),
+    "TICKER_STALE_AFTER": (("health", "stale_after"), float),
 }
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
