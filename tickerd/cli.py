@@ -20,7 +20,7 @@ import trio
 from loguru import logger
 
 from tickerd import config as config_module
-from tickerd import logs
+from tickerd import embedded, logs
 from tickerd.config import Config, ConfigError
 from tickerd.daemon import serve
 
@@ -29,7 +29,7 @@ EXIT_INTERRUPTED = 1
 EXIT_CONFIG = 2
 
 #: Modules that add subcommands (``register(commands)``); each is one feature's CLI.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["tickerd.status"]
 
 
 def add_config_option(subparser: argparse.ArgumentParser) -> None:
@@ -100,6 +100,11 @@ def run_daemon(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     logs.configure(config.log)
-    trio.run(run_until_signalled, config)
+    try:
+        with embedded.resolved(config) as config:
+            trio.run(run_until_signalled, config)
+    except embedded.EmbeddedRedisError as exc:
+        logger.error("{error}", error=str(exc))
+        return EXIT_CONFIG
     logger.info("tickerd stopped")
     return EXIT_OK

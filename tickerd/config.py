@@ -36,8 +36,8 @@ def _not_negative(instance: object, attribute: attrs.Attribute[int], value: int)
         raise ValueError(f"{attribute.name}: expected 0 (retry forever) or more, got {value!r}")
 
 
-def _redis_url(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+def _redis_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
             f"{attribute.name}: expected redis://HOST:PORT/DB, rediss://… or unix://…, got {value!r}"
         )
@@ -52,12 +52,26 @@ def _engine(instance: object, attribute: attrs.Attribute[str], value: str) -> No
     _one_of(attribute.name, value, engine_names())
 
 
+#: The server used when no URL is configured (``tickerd run`` falls back to a private one).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
 @attrs.frozen
 class RedisSettings:
-    """Where tickers go; ``prefix`` namespaces every key (tests, several daemons on one server)."""
+    """Where tickers go; ``prefix`` namespaces every key (tests, several daemons on one server).
 
-    url: str = attrs.field(default="redis://127.0.0.1:6379/0", validator=_redis_url)
+    ``url`` is ``None`` unless configured (TOML or ``REDIS_URL``/``REDIS_HOST``…), because an
+    explicit server is waited for while the default one may be replaced by a private server
+    (:mod:`tickerd.embedded`).
+    """
+
+    url: str | None = attrs.field(default=None, validator=_redis_url)
     prefix: str = ""
+
+    @property
+    def address(self) -> str:
+        """The configured URL, else the default local server."""
+        return self.url or DEFAULT_REDIS_URL
 
 
 def _upper(value: object) -> str:

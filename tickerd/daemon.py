@@ -198,7 +198,7 @@ async def serve(
     config: Config, *, task_status: trio.TaskStatus[TickerDaemon] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run the daemon for ``config`` until cancelled; ``started`` reports the handle."""
-    client = redis_client(config.redis.url)
+    client = redis_client(config.redis.address)
     try:
         send, receive = trio.open_memory_channel[Ticker](CHANNEL_SIZE)
         writer = RedisWriter(client, prefix=config.redis.prefix, grace=config.shutdown_grace)
