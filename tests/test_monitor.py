@@ -149,7 +149,7 @@ async def test_a_state_change_is_written_at_once(
     )
     put_at = next(t for t, _, record in puts if record and record.get("state") == "reconnecting")
     assert put_at - dropped < 1.0  # at once, not at the next 30 s interval
-    assert exchanges["kraken"]["reconnects"] == 1 and exchanges["kraken"]["connections"] == 0
+    assert exchanges["kraken"]["reconnects"] >= 1 and exchanges["kraken"]["connections"] == 0
 
 
 async def test_a_symbol_without_updates_is_stale_logged_once_and_fresh_again(

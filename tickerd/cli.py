@@ -23,6 +23,7 @@ from tickerd import config as config_module
 from tickerd import embedded, logs
 from tickerd.config import Config, ConfigError
 from tickerd.daemon import serve
+from tickerd.metrics import Metrics
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 1
@@ -30,6 +31,9 @@ EXIT_CONFIG = 2
 
 #: Modules that add subcommands (``register(commands)``); each is one feature's CLI.
 COMMAND_MODULES: list[str] = ["tickerd.status"]
+
+
+METRICS_HELP = "serve Prometheus /metrics and /healthz on this port (all interfaces)"
 
 
 def add_config_option(subparser: argparse.ArgumentParser) -> None:
@@ -47,9 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="TOML configuration (default: a built-in set of liquid Kraken and Binance symbols)",
     )
+    parser.add_argument("--metrics-port", type=int, metavar="PORT", help=METRICS_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon (the default)")
     add_config_option(run)
+    run.add_argument("--metrics-port", type=int, metavar="PORT", default=argparse.SUPPRESS, help=METRICS_HELP)
     run.set_defaults(func=run_daemon)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
@@ -57,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run_until_signalled(config: Config) -> None:
+async def run_until_signalled(config: Config, metrics_port: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
@@ -65,7 +71,10 @@ async def run_until_signalled(config: Config) -> None:
 
             async def _serve() -> None:
                 with serve_scope:
-                    await serve(config)
+                    async with trio.open_nursery() as nursery:
+                        daemon = await nursery.start(serve, config)
+                        if metrics_port is not None:
+                            await nursery.start(Metrics(daemon).serve, metrics_port)
                 outer.cancel_scope.cancel()
 
             outer.start_soon(_serve)
@@ -102,7 +111,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     logs.configure(config.log)
     try:
         with embedded.resolved(config) as config:
-            trio.run(run_until_signalled, config)
+            trio.run(run_until_signalled, config, args.metrics_port)
     except embedded.EmbeddedRedisError as exc:
         logger.error("{error}", error=str(exc))
         return EXIT_CONFIG
