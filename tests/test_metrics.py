@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import tickerd
 from tests.conftest import Updates, make_config, start_daemon, start_fake, wait_health
-from tests.test_cli import _config, _read_until
+from tests.test_cli import _config, _read_until, run_cli
 from tests.test_writer import _free_port
 from tickerd.metrics import Metrics
 from tickerd.testing import FakeKraken
@@ -121,3 +122,14 @@ async def test_run_serves_metrics_on_the_given_port(
             assert await process.wait() == 0
     finally:
         process.kill()
+
+
+def test_a_metrics_port_in_use_is_a_clear_error_with_exit_2(tmp_path: Path, prefix: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = _config(tmp_path, "ws://127.0.0.1:1/v2", prefix)
+        result = run_cli("run", "--config", str(config), "--metrics-port", str(port))
+    assert result.returncode == 2
+    assert f"--metrics-port {port}: " in result.stderr and "address already in use" in result.stderr.lower()

@@ -63,18 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run_until_signalled(config: Config, metrics_port: int | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once."""
+async def run_until_signalled(config: Config, metrics_port: int | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
+
+    Returns the exit status: 0, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
+    """
+    status = EXIT_OK
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
             serve_scope = trio.CancelScope()
 
             async def _serve() -> None:
+                nonlocal status
                 with serve_scope:
                     async with trio.open_nursery() as nursery:
                         daemon = await nursery.start(serve, config)
                         if metrics_port is not None:
-                            await nursery.start(Metrics(daemon).serve, metrics_port)
+                            try:
+                                await nursery.start(Metrics(daemon).serve, metrics_port)
+                            except OSError as exc:
+                                logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
+                                status = EXIT_CONFIG
+                                nursery.cancel_scope.cancel()
                 outer.cancel_scope.cancel()
 
             outer.start_soon(_serve)
@@ -85,6 +95,7 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
                     os._exit(EXIT_INTERRUPTED)
                 logger.info("{signal}: shutting down (flushing Redis writes)", signal=name)
                 serve_scope.cancel()
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,9 +122,9 @@ def run_daemon(args: argparse.Namespace) -> int:
     logs.configure(config.log)
     try:
         with embedded.resolved(config) as config:
-            trio.run(run_until_signalled, config, args.metrics_port)
+            status = trio.run(run_until_signalled, config, args.metrics_port)
     except embedded.EmbeddedRedisError as exc:
         logger.error("{error}", error=str(exc))
         return EXIT_CONFIG
     logger.info("tickerd stopped")
-    return EXIT_OK
+    return status

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tickerd.daemon import TickerDaemon
-from tickerd.health import HEALTHY, LEVELS, assess
+from tickerd.health import DOWN, HEALTHY, LEVELS, assess
 from tickerd.model import Ticker
 from tickerd.writer import Key
 
@@ -115,7 +115,7 @@ class Metrics:
         health = self.daemon.health()
         level, reasons = assess(health["exchanges"])
         if not health["writer"]["redis_up"]:
-            level, reasons = max(level, 2), [*reasons, "Redis is not reachable"]
+            level, reasons = DOWN, [*reasons, "Redis is not reachable"]
         if level == HEALTHY:
             return 200, "ok\n"
         return 503, f"{LEVELS[level]}: {'; '.join(reasons)}\n"

@@ -123,7 +123,7 @@ class HealthMonitor:
         self.daemon.writer.put_record(key, None if record is None else orjson.dumps(record), self.ttl)
 
     def _heartbeat(self, state: str) -> dict[str, Any]:
-        from tickerd import __version__
+        from tickerd import __version__  # the package imports this module: import late
 
         writer = self.daemon.writer
         return {

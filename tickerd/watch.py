@@ -180,7 +180,13 @@ async def watch(
 
     async def listen() -> None:
         while True:
-            message = await trio.to_thread.run_sync(pubsub.get_message, True, 0.2)
+            try:
+                message = await trio.to_thread.run_sync(pubsub.get_message, True, 0.2)
+            except redis.RedisError as exc:  # pub/sub reconnects (and resubscribes) on the next call
+                board.status = f"status: Redis connection lost ({exc}); reconnecting"
+                view.touch()
+                await trio.sleep(1)
+                continue
             if message is not None and message["type"] == "pmessage":
                 board.update(decode_record(message["data"]))
                 view.touch()
