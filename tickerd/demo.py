@@ -49,15 +49,17 @@ def _seed(fake: FakeExchange, symbol: str, price: float) -> None:
 
 
 async def _market(fake: FakeExchange, symbols: list[str], rng: random.Random) -> None:
-    """Move and send prices at a lively, uneven pace (a few updates a second per symbol)."""
+    """Move and send prices at a lively, uneven pace: every symbol in each round (in a new order
+    each time, so none is left without a ticker), a few rounds a second."""
+    first = True
     while True:
-        symbol = rng.choice(symbols)
-        fake.wiggle(symbol)
-        if isinstance(fake, FakeBinance) and rng.random() < 0.3:
-            await fake.push_stats(symbol)  # Binance's last price travels on its own stream
-        else:
+        for symbol in rng.sample(symbols, len(symbols)):
+            fake.wiggle(symbol)
+            if isinstance(fake, FakeBinance) and (first or rng.random() < 0.3):
+                await fake.push_stats(symbol)  # Binance's last price travels on its own stream
             await fake.push(symbol)
-        await trio.sleep(rng.uniform(0.02, 0.6) / len(symbols))
+            await trio.sleep(rng.uniform(0.02, 0.6) / len(symbols))
+        first = False
 
 
 def demo_config(urls: dict[str, str], redis_url: str | None, prefix: str) -> Config:
