@@ -11,6 +11,7 @@ import pytest
 import redis
 import trio
 import trio.testing
+from loguru import logger
 
 import tickerd
 from tickerd.config import Config, structure
@@ -109,3 +110,12 @@ def stored(client: redis.Redis, prefix: str, exchange: str, symbol: str) -> dict
     """The ticker record tickerd keeps in Redis for (exchange, symbol)."""
     raw = client.hget(f"{prefix}tickers:{exchange}", symbol)
     return None if raw is None else dict(orjson.loads(raw))
+
+
+@pytest.fixture
+def logs() -> Iterator[list[str]]:
+    """Every log message (text only) emitted during the test."""
+    messages: list[str] = []
+    handler = logger.add(lambda m: messages.append(m.record["message"]), level="DEBUG")
+    yield messages
+    logger.remove(handler)

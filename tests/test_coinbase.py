@@ -241,7 +241,9 @@ async def test_subscribes_within_5_s_and_heartbeats_keep_a_quiet_connection(
     clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str
 ) -> None:
     fake = await start_fake(nursery, FakeCoinbase())
-    await start_daemon(nursery, make_config(prefix, {"coinbase": fake}, {"coinbase": ["BTC/USD"]}))
+    # A quiet market for longer than stale_after would (rightly) be resubscribed: not this test's subject.
+    config = make_config(prefix, {"coinbase": fake}, {"coinbase": ["BTC/USD"]}, health={"stale_after": 600})
+    await start_daemon(nursery, config)
     with trio.fail_after(600):
         await fake.wait_until(lambda: len(fake.received) >= 2)
         opened = fake.connections[0].opened_at

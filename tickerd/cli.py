@@ -20,16 +20,20 @@ import trio
 from loguru import logger
 
 from tickerd import config as config_module
-from tickerd import logs
+from tickerd import embedded, logs
 from tickerd.config import Config, ConfigError
 from tickerd.daemon import serve
+from tickerd.metrics import Metrics
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 1
 EXIT_CONFIG = 2
 
 #: Modules that add subcommands (``register(commands)``); each is one feature's CLI.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["tickerd.status", "tickerd.watch", "tickerd.demo"]
+
+
+METRICS_HELP = "serve Prometheus /metrics and /healthz on this port (all interfaces)"
 
 
 def add_config_option(subparser: argparse.ArgumentParser) -> None:
@@ -47,9 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="TOML configuration (default: a built-in set of liquid Kraken and Binance symbols)",
     )
+    parser.add_argument("--metrics-port", type=int, metavar="PORT", help=METRICS_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon (the default)")
     add_config_option(run)
+    run.add_argument("--metrics-port", type=int, metavar="PORT", default=argparse.SUPPRESS, help=METRICS_HELP)
     run.set_defaults(func=run_daemon)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
@@ -57,15 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run_until_signalled(config: Config) -> None:
-    """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once."""
+async def run_until_signalled(config: Config, metrics_port: int | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
+
+    Returns the exit status: 0, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
+    """
+    status = EXIT_OK
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
             serve_scope = trio.CancelScope()
 
             async def _serve() -> None:
+                nonlocal status
                 with serve_scope:
-                    await serve(config)
+                    async with trio.open_nursery() as nursery:
+                        daemon = await nursery.start(serve, config)
+                        if metrics_port is not None:
+                            try:
+                                await nursery.start(Metrics(daemon).serve, metrics_port)
+                            except OSError as exc:
+                                logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
+                                status = EXIT_CONFIG
+                                nursery.cancel_scope.cancel()
                 outer.cancel_scope.cancel()
 
             outer.start_soon(_serve)
@@ -76,6 +95,7 @@ async def run_until_signalled(config: Config) -> None:
                     os._exit(EXIT_INTERRUPTED)
                 logger.info("{signal}: shutting down (flushing Redis writes)", signal=name)
                 serve_scope.cancel()
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +120,11 @@ def run_daemon(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     logs.configure(config.log)
-    trio.run(run_until_signalled, config)
+    try:
+        with embedded.resolved(config) as config:
+            status = trio.run(run_until_signalled, config, args.metrics_port)
+    except embedded.EmbeddedRedisError as exc:
+        logger.error("{error}", error=str(exc))
+        return EXIT_CONFIG
     logger.info("tickerd stopped")
-    return EXIT_OK
+    return status

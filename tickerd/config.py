@@ -36,8 +36,8 @@ def _not_negative(instance: object, attribute: attrs.Attribute[int], value: int)
         raise ValueError(f"{attribute.name}: expected 0 (retry forever) or more, got {value!r}")
 
 
-def _redis_url(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+def _redis_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
             f"{attribute.name}: expected redis://HOST:PORT/DB, rediss://… or unix://…, got {value!r}"
         )
@@ -52,12 +52,26 @@ def _engine(instance: object, attribute: attrs.Attribute[str], value: str) -> No
     _one_of(attribute.name, value, engine_names())
 
 
+#: The server used when no URL is configured (``tickerd run`` falls back to a private one).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
 @attrs.frozen
 class RedisSettings:
-    """Where tickers go; ``prefix`` namespaces every key (tests, several daemons on one server)."""
+    """Where tickers go; ``prefix`` namespaces every key (tests, several daemons on one server).
 
-    url: str = attrs.field(default="redis://127.0.0.1:6379/0", validator=_redis_url)
+    ``url`` is ``None`` unless configured (TOML or ``REDIS_URL``/``REDIS_HOST``…), because an
+    explicit server is waited for while the default one may be replaced by a private server
+    (:mod:`tickerd.embedded`).
+    """
+
+    url: str | None = attrs.field(default=None, validator=_redis_url)
     prefix: str = ""
+
+    @property
+    def address(self) -> str:
+        """The configured URL, else the default local server."""
+        return self.url or DEFAULT_REDIS_URL
 
 
 def _upper(value: object) -> str:
@@ -95,6 +109,17 @@ class FeedSettings:
 
 
 @attrs.frozen
+class HealthSettings:
+    """Health records in Redis and the staleness rule (see :mod:`tickerd.monitor`)."""
+
+    #: Seconds between two steady-state health writes of one exchange; state changes are
+    #: written at once.  Records expire after three intervals, so a dead daemon disappears.
+    interval: float = attrs.field(default=30.0, validator=_positive)
+    #: A subscribed symbol with no update for this long is stale.
+    stale_after: float = attrs.field(default=60.0, validator=_positive)
+
+
+@attrs.frozen
 class ExchangeConfig:
     symbols: tuple[str, ...] = ()
     url: str | None = None
@@ -107,6 +132,7 @@ class Config:
     redis: RedisSettings = RedisSettings()
     log: LogSettings = LogSettings()
     feed: FeedSettings = FeedSettings()
+    health: HealthSettings = HealthSettings()
     exchanges: dict[str, ExchangeConfig] = attrs.field(factory=dict)
     #: Seconds the writer may take to flush on shutdown.
     shutdown_grace: float = attrs.field(default=5.0, validator=_positive)
@@ -147,6 +173,7 @@ _ENV: dict[str, tuple[tuple[str, ...], type]] = {
     "TICKER_MAX_RETRIES": (("feed", "max_retries"), int),
     "TICKER_SILENCE_TIMEOUT": (("feed", "silence_timeout"), float),
     "TICKER_ENGINE": (("feed", "engine"), str),
+    "TICKER_STALE_AFTER": (("health", "stale_after"), float),
 }
 
 _converter = cattrs.Converter(forbid_extra_keys=True)

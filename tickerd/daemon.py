@@ -21,6 +21,7 @@ from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
 from tickerd.health import ExchangeHealth
 from tickerd.model import Ticker
+from tickerd.monitor import HealthMonitor
 from tickerd.writer import RedisWriter
 
 #: Tickers the feeds may queue ahead of the writer's coalescing before they wait.
@@ -95,11 +96,13 @@ class _ExchangeRunner:
             feed.cancel_scope.cancel()
 
     def snapshot(self) -> dict[str, Any]:
+        symbols = sorted(s for feed in self.feeds for s in feed.symbols)
         return self.health.snapshot() | {
-            "symbols": sorted(s for feed in self.feeds for s in feed.symbols),
+            "symbols": symbols,
             "feeds": len(self.feeds),
-            "frames": sum(feed.frames + sum(s.frames for s in feed.live) for feed in self.feeds),
-            "junk": sum(feed.junk + sum(s.junk for s in feed.live) for feed in self.feeds),
+            "frames": sum(feed.frame_count for feed in self.feeds),
+            "junk": sum(feed.junk_count for feed in self.feeds),
+            "last_tick": self.daemon.writer.last_tick_times(self.health.name, symbols),
         }
 
 
@@ -165,6 +168,10 @@ class TickerDaemon:
         else:
             runner.remove(symbol)
 
+    def runners(self) -> list[_ExchangeRunner]:
+        """Every exchange's runner: its feeds and health (monitor, metrics)."""
+        return list(self._runners.values())
+
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
         return {name: runner.snapshot()["symbols"] for name, runner in self._runners.items()}
@@ -191,7 +198,7 @@ async def serve(
     config: Config, *, task_status: trio.TaskStatus[TickerDaemon] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run the daemon for ``config`` until cancelled; ``started`` reports the handle."""
-    client = redis_client(config.redis.url)
+    client = redis_client(config.redis.address)
     try:
         send, receive = trio.open_memory_channel[Ticker](CHANNEL_SIZE)
         writer = RedisWriter(client, prefix=config.redis.prefix, grace=config.shutdown_grace)
@@ -209,6 +216,7 @@ async def serve(
                     )
                     or "no exchanges yet",
                 )
+                root.start_soon(HealthMonitor(daemon).run)
                 task_status.started(daemon)
                 await trio.sleep_forever()
     finally:

@@ -292,6 +292,26 @@ class Feed:
     def load(self) -> int:
         return len(self.symbols)
 
+    @property
+    def frame_count(self) -> int:
+        """Frames received by every session so far, live ones included."""
+        return self.frames + sum(session.frames for session in self.live)
+
+    @property
+    def junk_count(self) -> int:
+        return self.junk + sum(session.junk for session in self.live)
+
+    def resubscribe(self) -> None:
+        """Unsubscribe and subscribe every symbol again on the live connection.
+
+        For a connection whose frames still arrive while none of its symbols updates: an
+        exchange that silently dropped the subscriptions gets them back without a reconnect.
+        """
+        symbols = sorted(self.symbols)
+        for session in self.live:
+            session.unsubscribe(symbols)
+            session.subscribe(symbols)
+
     def add(self, symbol: str) -> None:
         """Subscribe ``symbol`` on the live connection; idempotent."""
         if symbol in self.symbols:

@@ -30,7 +30,10 @@ class ExchangeHealth:
     last_error: str | None = None
     last_error_ts: float | None = None
     rejected: dict[str, str] = attrs.field(factory=dict)
-    #: Called with this record on every state change (connected, reconnecting, failed, rejected).
+    #: Subscribed symbols without an update for ``health.stale_after`` (kept by the monitor).
+    stale: set[str] = attrs.field(factory=set)
+    #: Called with this record on every state change (connected, reconnecting, failed,
+    #: rejected, stale).
     listeners: list[Callable[[ExchangeHealth], None]] = attrs.field(factory=list, repr=False)
 
     @property
@@ -74,6 +77,12 @@ class ExchangeHealth:
         if self.rejected.pop(symbol, None) is not None:
             self._changed()
 
+    def set_stale(self, symbols: set[str]) -> None:
+        """Replace the set of stale symbols; a change is a state change."""
+        if symbols != self.stale:
+            self.stale = symbols
+            self._changed()
+
     def _changed(self) -> None:
         for listener in self.listeners:
             listener(self)
@@ -87,4 +96,34 @@ class ExchangeHealth:
             "last_error": self.last_error,
             "last_error_ts": self.last_error_ts,
             "rejected": dict(self.rejected),
+            "stale": sorted(self.stale),
         }
+
+
+#: Overall levels, which are also ``tickerd status``'s exit statuses.
+HEALTHY, DEGRADED, DOWN = 0, 1, 2
+LEVELS = ("healthy", "degraded", "down")
+
+
+def assess(exchanges: dict[str, dict[str, Any]]) -> tuple[int, list[str]]:
+    """The overall level of a set of exchange snapshots, and why it is not healthy.
+
+    One rule for ``/healthz`` (the live daemon) and ``tickerd status`` (the records in
+    Redis): down when every exchange failed; degraded when any is not fully connected or
+    has stale or rejected symbols; healthy otherwise.
+    """
+    reasons: list[str] = []
+    failed = 0
+    for name, record in sorted(exchanges.items()):
+        state = record.get("state")
+        if state == FAILED:
+            failed += 1
+        if state not in (CONNECTED, "idle"):
+            reasons.append(f"{name}: {state}")
+        if record.get("stale"):
+            reasons.append(f"{name}: {len(record['stale'])} stale symbol(s)")
+        if record.get("rejected"):
+            reasons.append(f"{name}: {len(record['rejected'])} rejected symbol(s)")
+    if exchanges and failed == len(exchanges):
+        return DOWN, reasons
+    return (DEGRADED if reasons else HEALTHY), reasons

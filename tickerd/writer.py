@@ -5,11 +5,15 @@ by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by
 symbols, not by the burst), and whenever Redis is free it writes the whole dict as one
 pipeline from a worker thread (redis-py has no trio API).  If Redis goes away, the batch goes
 back under any newer values and is retried with backoff: nothing latest is lost.
+
+Health records (:mod:`tickerd.monitor`) travel through the same task, so Redis has one writer;
+they are rare (a few a minute) and go in a pipeline of their own, after the tickers.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,6 +24,8 @@ from loguru import logger
 from tickerd.model import Ticker
 
 Key = tuple[str, str]
+#: Called after each written batch with the batch and the seconds its pipeline took (metrics).
+BatchListener = Callable[[dict[Key, Ticker], float], None]
 
 #: Backoff while Redis is unreachable: first delay and cap, in seconds.
 RETRY_FIRST = 0.05
@@ -52,6 +58,13 @@ class RedisWriter:
         self.coalesced = 0
         self.redis_up = True
         self._down_since = 0.0
+        #: (exchange, symbol) → trio time of the latest batch that held its ticker: taken once
+        #: per coalesced batch, so staleness costs the hot path nothing per frame.
+        self.last_seen: dict[Key, float] = {}
+        self.batch_listeners: list[BatchListener] = []
+        self.records_written = 0
+        self._records: dict[str, tuple[bytes | None, int]] = {}
+        self._closing: list[Callable[[], None]] = []
 
     async def run(self, receive: trio.MemoryReceiveChannel[Ticker]) -> None:
         """Write until cancelled, then flush what is held within the grace period."""
@@ -60,10 +73,13 @@ class RedisWriter:
                 nursery.start_soon(self._drain, receive)
                 await self._flush_forever()
         finally:
+            for callback in self._closing:
+                callback()
             with trio.move_on_after(self._grace, shield=True) as scope:
                 self._drain_nowait(receive)
                 await self._flush_until_done()
-            if scope.cancelled_caught:
+                await self._flush_records()
+            if scope.cancelled_caught and self._pending:
                 logger.error(
                     "shutdown: {n} tickers not written within the grace period", n=len(self._pending)
                 )
@@ -95,12 +111,58 @@ class RedisWriter:
     def _take(self) -> dict[Key, Ticker]:
         batch, self._pending = self._pending, {}
         self._wakeup = trio.Event()
+        if batch:
+            self.last_seen.update(dict.fromkeys(batch, trio.current_time()))
         return batch
+
+    def last_tick_times(self, exchange: str, symbols: list[str]) -> dict[str, float]:
+        """Epoch time of each symbol's latest ticker (symbols without one are left out)."""
+        now, wall = trio.current_time(), time.time()
+        seen = self.last_seen
+        return {s: wall - (now - seen[exchange, s]) for s in symbols if (exchange, s) in seen}
+
+    def put_record(self, key: str, value: bytes | None, ttl: int) -> None:
+        """Queue a health record: ``SET key value EX ttl``, or ``DEL key`` for ``None``.
+
+        The newest record per key wins, like tickers, so a burst of state changes costs
+        one write per key.
+        """
+        self._records[key] = (value, ttl)
+        self._wakeup.set()
+
+    def at_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the writer stops, before its final flush: the last records
+        (health marked stopped) queued there are written within the grace period."""
+        self._closing.append(callback)
 
     async def _flush_forever(self) -> None:
         while True:
             await self._wakeup.wait()
             await self._flush_once()
+            await self._flush_records()
+
+    async def _flush_records(self) -> None:
+        """Write the queued health records; on failure keep them (newer ones win) for the next
+        wake-up, which the next record or ticker brings within one health interval."""
+        if not self._records:
+            return
+        records, self._records = self._records, {}
+        try:
+            await trio.to_thread.run_sync(self._write_records, records)
+        except redis.RedisError:
+            self._records = records | self._records
+            return
+        self.records_written += len(records)
+        self._signal_flushed()
+
+    def _write_records(self, records: dict[str, tuple[bytes | None, int]]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for key, (value, ttl) in records.items():
+            if value is None:
+                pipe.delete(key)
+            else:
+                pipe.set(key, value, ex=ttl)
+        pipe.execute()
 
     async def _flush_until_done(self) -> None:
         while self._pending:
@@ -114,6 +176,7 @@ class RedisWriter:
         delay = RETRY_FIRST
         while True:
             try:
+                started = time.perf_counter()
                 await trio.to_thread.run_sync(self._write, batch)
                 break
             except redis.RedisError as exc:
@@ -131,6 +194,13 @@ class RedisWriter:
             )
         self.written += len(batch)
         self.batches += 1
+        if self.batch_listeners:
+            seconds = time.perf_counter() - started
+            for listener in self.batch_listeners:
+                listener(batch, seconds)
+        self._signal_flushed()
+
+    def _signal_flushed(self) -> None:
         self._flushed.set()
         self._flushed = trio.Event()
 
@@ -144,7 +214,7 @@ class RedisWriter:
         await self._redis_event.wait()
 
     async def flushed(self) -> None:
-        """Wait for the next batch to reach Redis (status views, tests)."""
+        """Wait for the next batch of tickers or health records to reach Redis (tests)."""
         await self._flushed.wait()
 
     def _write(self, batch: dict[Key, Ticker]) -> None:

@@ -1,0 +1,236 @@
+"""Health records in Redis (rate limits, TTLs, state changes) and staleness, in virtual time."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+import redis
+import trio
+import trio.testing
+
+import tickerd
+from tests.conftest import make_config, start_daemon, start_fake, wait_health
+from tickerd.monitor import health_key, heartbeat_key, read_health
+from tickerd.testing import FakeKraken
+
+
+def spy_records(
+    daemon: tickerd.TickerDaemon, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[float, str, Any]]:
+    """Every health record the monitor hands the writer from now on: (virtual time, key, record).
+
+    Put times are exact in virtual time, unlike the writes themselves: the clock jumps ahead
+    while a write runs in its worker thread.
+    """
+    puts: list[tuple[float, str, Any]] = []
+    put = daemon.writer.put_record
+
+    def spy(key: str, value: bytes | None, ttl: int) -> None:
+        puts.append((trio.current_time(), key, value and orjson.loads(value)))
+        put(key, value, ttl)
+
+    monkeypatch.setattr(daemon.writer, "put_record", spy)
+    return puts
+
+
+async def wait_stale(daemon: tickerd.TickerDaemon, exchange: str, symbols: list[str]) -> None:
+    """Return once ``exchange``'s stale symbols are ``symbols`` (virtual time: a far limit)."""
+    with trio.fail_after(3600):
+        while daemon.health()["exchanges"][exchange]["stale"] != symbols:
+            await daemon.health_changed()
+
+
+def methods(fake: FakeKraken) -> list[str]:
+    """The methods of the messages the fake received, application pings left out."""
+    return [m["method"] for m in fake.received if m.get("method") != "ping"]
+
+
+@pytest.fixture
+def threaded_clock() -> trio.testing.MockClock:
+    """Virtual time for staleness tests, whose Redis writes run in worker threads.
+
+    With ``autojump_threshold=0`` the clock may jump many times while one write is in its
+    thread, so the writer (and the last-tick times it keeps) would lag seconds of virtual
+    time behind; waiting 5 ms of real idleness first lets a write finish before time moves.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.005)
+
+
+async def wait_records(
+    daemon: tickerd.TickerDaemon,
+    client: redis.Redis,
+    prefix: str,
+    predicate: Callable[[dict[str, Any] | None, dict[str, dict[str, Any]]], bool],
+) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    """The health records once ``predicate`` holds, re-read after every write to Redis.
+
+    The time limit is far off because under a MockClock the clock may jump to the nearest
+    deadline while a write runs in its worker thread.
+    """
+    with trio.fail_after(3600):
+        while not predicate(*(found := read_health(client, prefix))):
+            await daemon.writer.flushed()
+    return found
+
+
+async def test_records_describe_the_daemon_and_each_exchange(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    kraken.reject("FOO/USD")
+    config = make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD", "FOO/USD"]})
+    daemon = await start_daemon(nursery, config)
+    await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
+    await kraken.push("BTC/USD", last=5.0)
+
+    heartbeat, exchanges = await wait_records(
+        daemon,
+        redis_client,
+        prefix,
+        lambda _, ex: "kraken" in ex and ex["kraken"]["rejected"],
+    )
+    assert heartbeat is not None
+    assert heartbeat["state"] == "running" and heartbeat["pid"] == os.getpid()
+    assert heartbeat["exchanges"] == ["kraken"] and heartbeat["version"] == tickerd.__version__
+    record = exchanges["kraken"]
+    assert record["state"] == "connected" and record["connections"] == 1
+    assert record["symbols"] == ["BTC/USD", "FOO/USD"] and record["stale"] == []
+    assert record["rejected"] == {"FOO/USD": "Currency pair not supported FOO/USD"}
+    assert record["last_error"] == "FOO/USD rejected: Currency pair not supported FOO/USD"
+    assert record["last_error_ts"] > heartbeat["started"] - 1
+    assert record["reconnects"] == 0
+    for key in (heartbeat_key(prefix), health_key(prefix, "kraken")):
+        assert 0 < redis_client.ttl(key) <= 90  # 3 × the 30 s interval: a dead daemon's records expire
+
+
+async def test_steady_state_costs_one_write_per_exchange_per_interval(
+    nursery: trio.Nursery, clock: trio.testing.MockClock, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken(heartbeat_interval=10.0))
+    symbols = [f"S{i}/USD" for i in range(100)]
+    config = make_config(prefix, {"kraken": kraken}, {"kraken": symbols}, health={"stale_after": 7200})
+    daemon = await start_daemon(nursery, config)
+    await kraken.wait_until(lambda: all(kraken.is_subscribed(s) for s in symbols))
+    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["state"] == "connected")
+
+    puts = spy_records(daemon, monkeypatch)
+    await trio.sleep(3600)  # virtual: one hour of a healthy daemon
+
+    writes = Counter(key for _, key, _ in puts)
+    # 120 an hour for 100 symbols (a per-symbol scheme would cost 12,000).
+    assert writes[health_key(prefix, "kraken")] <= 121
+    assert writes[heartbeat_key(prefix)] <= 121
+    assert writes[health_key(prefix, "kraken")] >= 119  # and the records are kept fresh
+
+
+async def test_a_state_change_is_written_at_once(
+    nursery: trio.Nursery,
+    clock: trio.testing.MockClock,
+    redis_client: redis.Redis,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    config = make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}, feed={"reconnect_delay": 60})
+    daemon = await start_daemon(nursery, config)
+    await wait_records(daemon, redis_client, prefix, lambda _, ex: ex.get("kraken", {}).get("connections"))
+    await trio.sleep(40)  # past the first steady-state write
+    puts = spy_records(daemon, monkeypatch)
+    kraken.refuse = True
+    dropped = trio.current_time()
+    await kraken.drop()
+    _, exchanges = await wait_records(
+        daemon, redis_client, prefix, lambda _, ex: ex["kraken"]["state"] == "reconnecting"
+    )
+    put_at = next(t for t, _, record in puts if record and record.get("state") == "reconnecting")
+    assert put_at - dropped < 1.0  # at once, not at the next 30 s interval
+    assert exchanges["kraken"]["reconnects"] >= 1 and exchanges["kraken"]["connections"] == 0
+
+
+async def test_a_symbol_without_updates_is_stale_logged_once_and_fresh_again(
+    nursery: trio.Nursery,
+    threaded_clock: trio.testing.MockClock,
+    redis_client: redis.Redis,
+    prefix: str,
+    logs: list[str],
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    # Generous against the pushes: in virtual time the writer's thread lags a little.
+    config = make_config(
+        prefix, {"kraken": kraken}, {"kraken": ["BTC/USD", "ETH/USD"]}, health={"stale_after": 30}
+    )
+    daemon = await start_daemon(nursery, config)
+    await kraken.wait_until(lambda: kraken.is_subscribed("ETH/USD"))
+
+    async def btc_keeps_moving() -> None:
+        while True:
+            await kraken.push("BTC/USD", last=kraken.wiggle("BTC/USD")["last"])
+            await trio.sleep(1)
+
+    nursery.start_soon(btc_keeps_moving)
+    await wait_stale(daemon, "kraken", ["ETH/USD"])
+    _, exchanges = await wait_records(
+        daemon, redis_client, prefix, lambda _, ex: ex["kraken"]["stale"] == ["ETH/USD"]
+    )
+    assert exchanges["kraken"]["last_tick"]["ETH/USD"] < exchanges["kraken"]["last_tick"]["BTC/USD"]
+    await trio.sleep(120)  # virtual: still stale, no new log line
+    assert logs.count("stale: no update for 30 s") == 1
+    assert not any(m.get("method") == "unsubscribe" for m in kraken.received)  # BTC/USD flows
+
+    await kraken.push("ETH/USD", last=3000.0)
+    await wait_stale(daemon, "kraken", [])
+    assert logs.count("fresh again") == 1
+
+
+async def test_a_connection_whose_symbols_all_went_stale_resubscribes(
+    nursery: trio.Nursery, threaded_clock: trio.testing.MockClock, prefix: str, logs: list[str]
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken(heartbeat_interval=1.0))  # frames keep coming
+    # stale_after is generous: in virtual time the writer's thread lags a little behind.
+    config = make_config(
+        prefix, {"kraken": kraken}, {"kraken": ["BTC/USD", "ETH/USD"]}, health={"stale_after": 30}
+    )
+    daemon = await start_daemon(nursery, config)
+    await wait_stale(daemon, "kraken", ["BTC/USD", "ETH/USD"])
+    await kraken.wait_until(lambda: methods(kraken) == ["subscribe", "unsubscribe", "subscribe"])
+    assert kraken.connection_count == 1  # no reconnect
+    # The renewed subscription's snapshots make both fresh again.
+    await wait_stale(daemon, "kraken", [])
+    assert sum("resubscribing" in m for m in logs) == 1
+
+
+async def test_a_silent_connection_is_reconnected_not_resubscribed(
+    nursery: trio.Nursery, clock: trio.testing.MockClock, prefix: str
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    config = make_config(
+        prefix,
+        {"kraken": kraken},
+        {"kraken": ["BTC/USD"]},
+        health={"stale_after": 10},
+        feed={"silence_timeout": 30},
+    )
+    await start_daemon(nursery, config)
+    await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
+    kraken.silent = True  # no frame at all: the watchdog's case
+    await kraken.wait_until(lambda: kraken.connection_count == 2 and kraken.is_subscribed("BTC/USD"))
+    assert methods(kraken) == ["subscribe", "subscribe"]
+
+
+async def test_shutdown_marks_the_daemon_stopped(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    config = make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]})
+    async with trio.open_nursery() as inner:
+        daemon = await start_daemon(inner, config)
+        await wait_records(daemon, redis_client, prefix, lambda _, ex: "kraken" in ex)
+        inner.cancel_scope.cancel()
+    heartbeat, exchanges = read_health(redis_client, prefix)
+    assert heartbeat is not None and heartbeat["state"] == "stopped"
+    assert exchanges == {} and not redis_client.exists(health_key(prefix, "kraken"))

@@ -1,0 +1,172 @@
+"""``tickerd demo``: the whole product on a machine without internet, in one command.
+
+It starts the fake exchange servers of :mod:`tickerd.testing` on 127.0.0.1 with lively
+synthetic prices (random walks), the daemon pointed at them, and the ``watch`` view.  The
+Redis is the usual one (``REDIS_URL``, else 127.0.0.1:6379, else a private redis-server),
+under the ``tickerd-demo:`` prefix (unless ``REDIS_PREFIX`` says otherwise) so real tickers are
+never touched; the demo's tickers are removed when it ends.  ``tickerd status`` with
+``REDIS_PREFIX=tickerd-demo:`` reports on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from functools import partial
+from typing import Any, TextIO
+
+import redis
+import trio
+
+from tickerd import cli, embedded, logs, watch
+from tickerd.config import Config, structure
+from tickerd.daemon import serve
+from tickerd.testing import FakeBinance, FakeExchange, fake_for
+from tickerd.writer import ticker_key
+
+PREFIX = "tickerd-demo:"
+
+#: Symbols per exchange, each in a form its adapter serves, with a plausible start price.
+SYMBOLS: dict[str, dict[str, float]] = {
+    "kraken": {"BTC/USD": 64000.0, "ETH/USD": 3200.0, "SOL/USD": 150.0},
+    "binance": {"BTC/USDT": 64010.0, "ETH/USDT": 3201.0, "SOL/USDT": 150.1},
+    "coinbase": {"BTC/USD": 63990.0, "ETH/USD": 3199.0},
+    "bitstamp": {"BTC/USD": 64005.0, "ETH/EUR": 2950.0},
+    "bitfinex": {"BTC/USD": 64002.0, "ETH/USD": 3200.5},
+    "okx": {"BTC/USDT": 64008.0, "ETH/USDT:USDT": 3202.0},
+    "bybit": {"BTC/USDT": 64009.0, "ETH/USDT:USDT": 3203.0},
+    "bitmex": {"BTC/USD:BTC": 64020.0, "ETH/USDT:USDT": 3204.0},
+    "hyperliquid": {"BTC/USDC:USDC": 64015.0, "ETH/USDC:USDC": 3205.0},
+}
+
+
+def _seed(fake: FakeExchange, symbol: str, price: float) -> None:
+    """Start a symbol's random walk at a plausible price instead of a random one."""
+    fake.state(symbol).update(
+        last=price, bid=price * 0.9999, ask=price * 1.0001, high=price * 1.02, low=price * 0.98
+    )
+
+
+async def _market(fake: FakeExchange, symbols: list[str], rng: random.Random) -> None:
+    """Move and send prices at a lively, uneven pace: every symbol in each round (in a new order
+    each time, so none is left without a ticker), a few rounds a second."""
+    first = True
+    while True:
+        for symbol in rng.sample(symbols, len(symbols)):
+            fake.wiggle(symbol)
+            if isinstance(fake, FakeBinance) and (first or rng.random() < 0.3):
+                await fake.push_stats(symbol)  # Binance's last price travels on its own stream
+            await fake.push(symbol)
+            await trio.sleep(rng.uniform(0.02, 0.6) / len(symbols))
+        first = False
+
+
+def demo_config(urls: dict[str, str], redis_url: str | None, prefix: str) -> Config:
+    return structure(
+        {
+            "redis": {"prefix": prefix} | ({"url": redis_url} if redis_url else {}),
+            "exchanges": {name: {"url": url, "symbols": list(SYMBOLS[name])} for name, url in urls.items()},
+        }
+    )
+
+
+async def run_demo(config: Config, fakes: dict[str, FakeExchange], *, out: TextIO, interactive: bool) -> None:
+    """The fakes' markets, the daemon and the view, until cancelled."""
+    rng = random.Random()
+    async with trio.open_nursery() as nursery:
+        for name, fake in fakes.items():
+            nursery.start_soon(_market, fake, list(SYMBOLS[name]), rng)
+        daemon = await nursery.start(serve, config)
+        with trio.move_on_after(5):  # so that the first status line shows them connected
+            while any(h["state"] != "connected" for h in daemon.health()["exchanges"].values()):
+                await daemon.health_changed()
+        await watch.watch(
+            config.redis.address,
+            config.redis.prefix,
+            config.health.stale_after,
+            out=out,
+            interactive=interactive,
+            title="tickerd demo (fake exchanges on 127.0.0.1)",
+        )
+
+
+async def _with_fakes(names: list[str], redis_url: str | None, prefix: str, body: Any) -> None:
+    """Start the fakes (their ports are known only once they listen), then ``body(config, fakes)``."""
+    async with trio.open_nursery() as nursery:
+        fakes: dict[str, FakeExchange] = {}
+        for name in names:
+            fake = fake_for(name)()
+            for symbol, price in SYMBOLS[name].items():
+                _seed(fake, symbol, price)
+            fakes[name] = await nursery.start(fake.serve)
+        await body(demo_config({n: f.url for n, f in fakes.items()}, redis_url, prefix), fakes)
+        nursery.cancel_scope.cancel()
+
+
+def _clean(url: str, prefix: str) -> None:
+    """Remove the demo's tickers (its health records expire by themselves)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+    try:
+        client.delete(*(ticker_key(prefix, name) for name in SYMBOLS))
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    config = cli.load_or_report(args)  # for its Redis and log settings
+    if config is None:
+        return cli.EXIT_CONFIG
+    prefix = config.redis.prefix or PREFIX
+    names = args.exchange or list(SYMBOLS)
+    unknown = sorted(set(names) - set(SYMBOLS))
+    if unknown:
+        print(
+            f"tickerd demo: unknown exchange(s) {', '.join(unknown)} (have {', '.join(SYMBOLS)})",
+            file=sys.stderr,
+        )
+        return cli.EXIT_CONFIG
+    out = sys.stdout
+    interactive = out.isatty()
+    log_file = embedded.state_dir() / "demo.log"
+    if interactive:  # log lines would tear the live view: they go to a file
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        print(f"tickerd demo: logs go to {log_file}", file=sys.stderr)
+    logs.configure(config.log, log_file if interactive else None)
+    try:
+        with embedded.resolved(config) as resolved:
+            redis_url = resolved.redis.url
+
+            async def body(demo: Config, fakes: dict[str, FakeExchange]) -> None:
+                main = partial(run_demo, demo, fakes, out=out, interactive=interactive)
+                await watch.until_interrupted(args.duration, main)
+
+            try:
+                with watch.screen(out, interactive):
+                    trio.run(_with_fakes, names, redis_url, prefix, body)
+            finally:
+                _clean(resolved.redis.address, prefix)
+    except embedded.EmbeddedRedisError as exc:
+        print(f"tickerd demo: {exc}", file=sys.stderr)
+        return cli.EXIT_CONFIG
+    return 0
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="fake exchanges with lively prices, the daemon and the live view, offline (Ctrl+C exits)",
+        description="Run fake exchange servers on 127.0.0.1 with synthetic prices, the daemon pointed "
+        f"at them (keys under {PREFIX!r}) and the live view: tickerd working without internet.",
+    )
+    cli.add_config_option(parser)
+    parser.add_argument(
+        "--exchange",
+        action="append",
+        metavar="NAME",
+        help="only this exchange (repeatable; default all nine)",
+    )
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="exit after this long")
+    parser.set_defaults(func=run)

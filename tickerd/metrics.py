@@ -1,0 +1,162 @@
+"""Prometheus metrics and ``/healthz`` over HTTP (``tickerd run --metrics-port PORT``).
+
+Nothing is counted for Prometheus on the hot path: the counters the feeds and the writer
+keep anyway (frames, junk, tickers written, batches, coalesced updates, reconnects) are read
+by a custom collector when Prometheus scrapes.  The two latency histograms are observed once
+per written batch, never per frame.  The HTTP server is a few lines of trio (no thread), as
+it serves two small resources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import trio
+from loguru import logger
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tickerd.daemon import TickerDaemon
+from tickerd.health import DOWN, HEALTHY, LEVELS, assess
+from tickerd.model import Ticker
+from tickerd.writer import Key
+
+#: Latency buckets in seconds: sub-millisecond pipelines up to multi-second Redis stalls.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Largest HTTP request head read; a scrape sends a few hundred bytes.
+MAX_REQUEST = 8192
+
+
+#: One number read from an exchange's health snapshot.
+_Reading = Callable[[dict[str, Any]], float]
+
+
+class _DaemonCollector(Collector):
+    """Reads the daemon's own counters at scrape time."""
+
+    def __init__(self, daemon: TickerDaemon) -> None:
+        self.daemon = daemon
+
+    def collect(self) -> Iterator[Metric]:
+        health = self.daemon.health()
+        per_exchange: dict[str, tuple[str, _Reading]] = {
+            "frames_received": ("Websocket frames received", lambda r: r["frames"]),
+            "frames_decoded": (
+                "Frames the decoder understood (tickers and control frames)",
+                lambda r: r["frames"] - r["junk"],
+            ),
+            "frames_junk": ("Frames the decoder could not use", lambda r: r["junk"]),
+            "reconnects": ("Connection failures followed by a reconnect", lambda r: r["reconnects"]),
+        }
+        for name, (help_text, value) in per_exchange.items():
+            counter = CounterMetricFamily(f"tickerd_{name}", help_text, labels=["exchange"])
+            for exchange, record in sorted(health["exchanges"].items()):
+                counter.add_metric([exchange], value(record))
+            yield counter
+        gauges: dict[str, tuple[str, _Reading]] = {
+            "symbols": ("Subscribed symbols", lambda r: len(r["symbols"])),
+            "stale_symbols": ("Subscribed symbols without a recent update", lambda r: len(r["stale"])),
+            "rejected_symbols": ("Symbols the exchange refused", lambda r: len(r["rejected"])),
+            "connections": ("Open websocket connections", lambda r: r["connections"]),
+        }
+        for name, (help_text, value) in gauges.items():
+            gauge = GaugeMetricFamily(f"tickerd_{name}", help_text, labels=["exchange"])
+            for exchange, record in sorted(health["exchanges"].items()):
+                gauge.add_metric([exchange], value(record))
+            yield gauge
+        writer = health["writer"]
+        yield CounterMetricFamily(
+            "tickerd_tickers_written", "Tickers written to Redis", value=writer["written"]
+        )
+        yield CounterMetricFamily("tickerd_batches", "Pipelines written to Redis", value=writer["batches"])
+        yield CounterMetricFamily(
+            "tickerd_coalesced_updates",
+            "Updates replaced by a newer one before they were written",
+            value=writer["coalesced"],
+        )
+        yield GaugeMetricFamily(
+            "tickerd_redis_up", "1 while Redis accepts writes", value=int(writer["redis_up"])
+        )
+
+
+class Metrics:
+    """The registry of one daemon: its collector and the per-batch latency histograms."""
+
+    def __init__(self, daemon: TickerDaemon) -> None:
+        self.daemon = daemon
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_DaemonCollector(daemon))
+        self.redis_write = Histogram(
+            "tickerd_redis_write_seconds",
+            "Time to write one batch pipeline to Redis",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.frame_to_redis = Histogram(
+            "tickerd_frame_to_redis_seconds",
+            "From a frame's arrival to its ticker being in Redis (one ticker sampled per batch)",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        daemon.writer.batch_listeners.append(self._batch_written)
+
+    def _batch_written(self, batch: dict[Key, Ticker], seconds: float) -> None:
+        self.redis_write.observe(seconds)
+        sample = next(iter(batch.values()))
+        if sample.received_ts:
+            self.frame_to_redis.observe(max(0.0, time.time() - sample.received_ts))
+
+    def healthz(self) -> tuple[int, str]:
+        """``200`` and ``ok`` when healthy, else ``503`` and why (same rule as ``status``)."""
+        health = self.daemon.health()
+        level, reasons = assess(health["exchanges"])
+        if not health["writer"]["redis_up"]:
+            level, reasons = DOWN, [*reasons, "Redis is not reachable"]
+        if level == HEALTHY:
+            return 200, "ok\n"
+        return 503, f"{LEVELS[level]}: {'; '.join(reasons)}\n"
+
+    async def serve(
+        self, port: int, host: str = "", *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve ``/metrics`` and ``/healthz`` on ``port`` (0: any free port) until cancelled;
+        ``started`` reports the port."""
+        listeners = await trio.open_tcp_listeners(port, host=host or None)
+        bound = listeners[0].socket.getsockname()[1]
+        logger.info(
+            "metrics at http://{host}:{port}/metrics, health at /healthz", host=host or "*", port=bound
+        )
+        task_status.started(bound)
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            head = bytearray()
+            with trio.move_on_after(5):
+                while b"\r\n\r\n" not in head and len(head) < MAX_REQUEST:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+            method, _, rest = bytes(head).partition(b" ")
+            path = rest.split(b" ", 1)[0].split(b"?", 1)[0]
+            if method != b"GET":
+                status, content_type, body = 405, "text/plain", b"only GET\n"
+            elif path == b"/metrics":
+                status, content_type, body = 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+            elif path == b"/healthz":
+                status, text = self.healthz()
+                content_type, body = "text/plain; charset=utf-8", text.encode()
+            else:
+                status, content_type, body = 404, "text/plain", b"try /metrics or /healthz\n"
+            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+            response = (
+                f"HTTP/1.1 {status} {reason[status]}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode() + body
+            with contextlib.suppress(trio.BrokenResourceError):  # the scraper went away
+                await stream.send_all(response)

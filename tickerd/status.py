@@ -1,0 +1,207 @@
+"""``tickerd status``: the daemon's health, read from its records in Redis.
+
+It reads what the daemon wrote (:mod:`tickerd.monitor`), so it works from any machine that
+reaches the Redis, and a daemon that died shows as down once its heartbeat is old or gone.
+Exit status: 0 healthy, 1 degraded, 2 down or not running (and 2 for a bad configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+import attrs
+import orjson
+import redis
+
+from tickerd import cli, embedded
+from tickerd.health import DEGRADED, DOWN, LEVELS, assess
+from tickerd.monitor import read_health
+
+#: A heartbeat older than this many health intervals means the daemon is not working.
+HEARTBEAT_INTERVALS = 2
+
+
+@attrs.frozen
+class Report:
+    """What ``status`` (and the status line of ``watch``) knows at one moment."""
+
+    level: int
+    reasons: list[str]
+    url: str
+    prefix: str
+    heartbeat: dict[str, Any] | None
+    exchanges: dict[str, dict[str, Any]]
+    checked: float
+
+    @property
+    def heartbeat_age(self) -> float | None:
+        return None if self.heartbeat is None else max(0.0, self.checked - self.heartbeat["time"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "level": LEVELS[self.level],
+            "exit_status": self.level,
+            "reasons": self.reasons,
+            "redis": self.url,
+            "prefix": self.prefix,
+            "heartbeat_age": self.heartbeat_age,
+            "heartbeat": self.heartbeat,
+            "exchanges": self.exchanges,
+        }
+
+
+def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
+    """Read the records and judge them (blocking: redis-py)."""
+    now = time.time()
+
+    def report(level: int, reasons: list[str], *found: Any) -> Report:
+        heartbeat, exchanges = found or (None, {})
+        return Report(level, reasons, url, prefix, heartbeat, exchanges, now)
+
+    try:
+        heartbeat, exchanges = read_health(client, prefix)
+    except (redis.RedisError, OSError) as exc:
+        return report(DOWN, [f"Redis at {url} is not reachable: {exc}"])
+    if heartbeat is None:
+        where = f"{url} (prefix {prefix!r})" if prefix else url
+        return report(DOWN, [f"tickerd is not running: no heartbeat in Redis at {where}"])
+    if heartbeat["state"] != "running":
+        when = _clock(heartbeat["time"])
+        return report(DOWN, [f"tickerd stopped at {when}"], heartbeat, exchanges)
+    age = now - heartbeat["time"]
+    if age > HEARTBEAT_INTERVALS * heartbeat["interval"]:
+        return report(DOWN, [f"heartbeat is {_age(age)} old: tickerd is hung or gone"], heartbeat, exchanges)
+    level, reasons = assess(exchanges)
+    missing = sorted(set(heartbeat["exchanges"]) - set(exchanges))
+    if missing:
+        reasons += [f"{name}: no health record" for name in missing]
+        level = max(level, DEGRADED)
+    return report(level, reasons, heartbeat, exchanges)
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
+
+
+def _counts(record: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(subscribed, fresh, stale, rejected) symbols of one exchange record."""
+    symbols, stale, rejected = record["symbols"], record["stale"], record["rejected"]
+    return len(symbols), len(symbols) - len(stale) - len(rejected), len(stale), len(rejected)
+
+
+def summary_line(report: Report) -> str:
+    """One line for a live view: the level, each exchange, the heartbeat's age."""
+    parts = [LEVELS[report.level].upper()]
+    for name, record in sorted(report.exchanges.items()):
+        total, fresh, _, _ = _counts(record)
+        parts.append(f"{name} {record['state']} {fresh}/{total} fresh")
+    if report.heartbeat_age is not None:
+        parts.append(f"heartbeat {_age(report.heartbeat_age)} ago")
+    if report.level == DOWN:
+        parts.extend(report.reasons)
+    return " · ".join(parts)
+
+
+def render(report: Report) -> str:
+    """The table ``tickerd status`` prints."""
+    lines: list[str] = []
+    heartbeat = report.heartbeat
+    if heartbeat is not None:
+        lines.append(
+            f"tickerd {heartbeat['version']} {heartbeat['state']}, pid {heartbeat['pid']} on "
+            f"{heartbeat['host']}, up {_age(heartbeat['time'] - heartbeat['started'])}, "
+            f"heartbeat {_age(report.heartbeat_age or 0)} ago"
+        )
+    lines.append(f"redis {report.url}" + (f"  prefix {report.prefix!r}" if report.prefix else ""))
+    if report.exchanges:
+        rows = [
+            (
+                "EXCHANGE",
+                "STATE",
+                "CONNS",
+                "SYMBOLS",
+                "FRESH",
+                "STALE",
+                "REJECTED",
+                "RECONNECTS",
+                "LAST ERROR",
+            )
+        ]
+        for name, record in sorted(report.exchanges.items()):
+            error = record.get("last_error")
+            when = record.get("last_error_ts")
+            rows.append(
+                (
+                    name,
+                    record["state"],
+                    str(record["connections"]),
+                    *map(str, _counts(record)),
+                    str(record["reconnects"]),
+                    f"{_clock(when)} {error}" if error and when else "-",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        lines.append("")
+        for row in rows:
+            cells = [
+                cell.ljust(w) if i < 2 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row[:-1], widths, strict=True))
+            ]
+            lines.append("  ".join([*cells, row[-1]]))
+        details = []
+        for name, record in sorted(report.exchanges.items()):
+            for symbol in record["stale"]:
+                tick = record["last_tick"].get(symbol)
+                since = f"last tick {_age(report.checked - tick)} ago" if tick else "no tick yet"
+                details.append(f"  stale     {name} {symbol} ({since})")
+            for symbol, reason in sorted(record["rejected"].items()):
+                details.append(f"  rejected  {name} {symbol}: {reason}")
+        if details:
+            lines += ["", *details]
+    lines.append("")
+    lines.append(
+        f"status: {LEVELS[report.level]}" + (f" ({'; '.join(report.reasons)})" if report.reasons else "")
+    )
+    return "\n".join(lines)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    config = cli.load_or_report(args)
+    if config is None:
+        return cli.EXIT_CONFIG
+    url = embedded.locate(config.redis)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    try:
+        report = read_report(client, url, config.redis.prefix)
+    finally:
+        client.close()
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render(report))
+    return report.level
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "status",
+        help="show the running daemon's health from Redis (exit 0 healthy, 1 degraded, 2 down)",
+        description="Show the daemon's health from its records in Redis. "
+        "Exit status: 0 healthy, 1 degraded, 2 down or not running.",
+    )
+    cli.add_config_option(parser)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON, for programs")
+    parser.set_defaults(func=run_status)

@@ -1,0 +1,279 @@
+"""``tickerd watch``: a live view of the latest tickers in Redis, for a plain terminal.
+
+It reads what any running daemon writes: the ``tickers:{exchange}`` hashes once, then every
+update from the ``ticker_updates:*`` pub/sub channels, and redraws on updates (at most a few
+times a second) with each ticker's age marked fresh or stale.  Every 10 s the status line
+is refreshed from the health records.  Only ANSI cursor movement is used, so it works over
+SSH in any terminal; piped into a file it prints plain tables instead.  Ctrl+C exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import partial
+from typing import Any, TextIO
+
+import redis
+import trio
+
+from tickerd import cli, embedded
+from tickerd.status import read_report, summary_line
+from tickerd.writer import decode_record
+
+#: Seconds between two status lines (health records are read from Redis).
+STATUS_EVERY = 10.0
+#: Shortest time between two redraws of a terminal (updates in between are shown together).
+REDRAW_EVERY = 0.2
+#: Time between two plain tables when the output is not a terminal.
+PRINT_EVERY = 1.0
+
+_ENTER, _LEAVE = "\x1b[?1049h\x1b[?25l", "\x1b[?25h\x1b[?1049l"  # alternate screen, cursor
+_HOME, _EOL, _EOS = "\x1b[H", "\x1b[K", "\x1b[J"
+_GREEN, _RED, _DIM, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m"
+
+
+def price(value: float | None) -> str:
+    """A price that reads well at any magnitude (BTC at 64,000.50, PEPE at 1.234e-05)."""
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.2f}"
+    return f"{value:.6g}" if value == 0 or abs(value) >= 1e-4 else f"{value:.3e}"
+
+
+def age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
+class Board:
+    """The latest record of every (exchange, symbol) seen, and how it is drawn."""
+
+    def __init__(self, stale_after: float, exchanges: list[str] | None = None) -> None:
+        self.stale_after = stale_after
+        self.exchanges = set(exchanges or ())
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.status = "status: waiting for the first health read"
+        self.updates = 0
+
+    def update(self, record: dict[str, Any]) -> None:
+        if self.exchanges and record["exchange"] not in self.exchanges:
+            return
+        self.records[record["exchange"], record["symbol"]] = record
+        self.updates += 1
+
+    def lines(self, now: float) -> list[str]:
+        """The table: a header, then one line per ticker ending in ``fresh`` or ``STALE``."""
+        rows = [("EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", "AGE", "")]
+        for (exchange, symbol), record in sorted(self.records.items()):
+            seconds = max(0.0, now - (record.get("received_ts") or record["time"]))
+            rows.append(
+                (
+                    exchange,
+                    symbol,
+                    price(record["bid"]),
+                    price(record["ask"]),
+                    price(record["last"]),
+                    age(seconds),
+                    "STALE" if seconds >= self.stale_after else "fresh",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(6)]
+        lines = []
+        for row in rows:
+            cells = [
+                c.ljust(w) if i < 2 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row[:6], widths, strict=True))
+            ]
+            lines.append("  ".join([*cells, row[6]]).rstrip())
+        if not self.records:
+            lines.append("(no tickers in Redis yet)")
+        return lines
+
+
+def _color(line: str) -> str:
+    """Green ``fresh``, red ``STALE`` at the end of a table line."""
+    for word, color in (("fresh", _GREEN), ("STALE", _RED)):
+        if line.endswith(word):
+            return f"{line[: -len(word)]}{color}{word}{_RESET}"
+    return line
+
+
+class View:
+    """Draws a :class:`Board` to a terminal (in place) or to a pipe (plain tables)."""
+
+    def __init__(self, board: Board, out: TextIO, title: str, interactive: bool) -> None:
+        self.board = board
+        self.out = out
+        self.title = title
+        self.interactive = interactive
+        self.changed = trio.Event()
+
+    def touch(self) -> None:
+        self.changed.set()
+
+    def draw(self) -> None:
+        now = time.time()
+        clock = datetime.fromtimestamp(now).strftime("%H:%M:%S")
+        header = f"{self.title}  {clock}  {len(self.board.records)} tickers"
+        body = self.board.lines(now)
+        if not self.interactive:
+            self.out.write("\n".join([header, *body, self.board.status, ""]) + "\n")
+            self.out.flush()
+            return
+        size = shutil.get_terminal_size()
+        width = max(20, size.columns - 1)  # never the last column: some terminals wrap there
+        status = textwrap.wrap(self.board.status, width) or [""]
+        room = max(2, size.lines - 3 - len(status))
+        if len(body) > room:
+            body = [*body[: room - 1], f"… {len(body) - room + 1} more (make the terminal taller)"]
+        lines = [_color(line[:width]) for line in [header + "   Ctrl+C exits", "", *body, ""]]
+        lines += [f"{_DIM}{line}{_RESET}" for line in status]
+        self.out.write(_HOME + "".join(line + _EOL + "\n" for line in lines).rstrip("\n") + _EOS)
+        self.out.flush()
+
+    async def run(self) -> None:
+        """Redraw after changes (at most every REDRAW_EVERY s), and every second for ages."""
+        pace = REDRAW_EVERY if self.interactive else PRINT_EVERY
+        while True:
+            with trio.move_on_after(1.0):
+                await self.changed.wait()
+            self.changed = trio.Event()
+            self.draw()
+            await trio.sleep(pace)
+
+
+def _snapshot(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
+    """Every stored ticker (blocking)."""
+    records = []
+    for key in client.scan_iter(match=f"{prefix}tickers:*", count=100):
+        records += [decode_record(raw) for raw in client.hgetall(key).values()]
+    return records
+
+
+async def watch(
+    url: str,
+    prefix: str,
+    stale_after: float,
+    *,
+    out: TextIO,
+    interactive: bool,
+    exchanges: list[str] | None = None,
+    title: str = "tickerd watch",
+) -> None:
+    """Show the tickers in Redis at ``url`` until cancelled."""
+    board = Board(stale_after, exchanges)
+    view = View(board, out, title, interactive)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+
+    async def listen() -> None:
+        while True:
+            try:
+                message = await trio.to_thread.run_sync(pubsub.get_message, True, 0.2)
+            except redis.RedisError as exc:  # pub/sub reconnects (and resubscribes) on the next call
+                board.status = f"status: Redis connection lost ({exc}); reconnecting"
+                view.touch()
+                await trio.sleep(1)
+                continue
+            if message is not None and message["type"] == "pmessage":
+                board.update(decode_record(message["data"]))
+                view.touch()
+
+    async def statuses() -> None:
+        while True:
+            report = await trio.to_thread.run_sync(read_report, client, url, prefix)
+            board.status = "status: " + summary_line(report)
+            view.touch()
+            await trio.sleep(STATUS_EVERY)
+
+    try:
+        # Subscribe before reading the hashes, so no update falls between the two.
+        await trio.to_thread.run_sync(pubsub.psubscribe, f"{prefix}ticker_updates:*")
+        for record in await trio.to_thread.run_sync(_snapshot, client, prefix):
+            board.update(record)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(listen)
+            nursery.start_soon(statuses)
+            nursery.start_soon(view.run)
+    finally:
+        pubsub.close()
+        client.close()
+
+
+async def until_interrupted(duration: float | None, main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main()`` until Ctrl+C, SIGTERM or ``duration`` seconds, then return normally."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            with trio.move_on_after(duration if duration is not None else float("inf")):
+                await main()
+            nursery.cancel_scope.cancel()
+
+
+@contextmanager
+def screen(out: TextIO, interactive: bool) -> Iterator[None]:
+    """The terminal's alternate screen while a live view runs, restored however it ends."""
+    if interactive:
+        out.write(_ENTER)
+    try:
+        yield
+    finally:
+        if interactive:
+            out.write(_LEAVE)
+            out.flush()
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    config = cli.load_or_report(args)
+    if config is None:
+        return cli.EXIT_CONFIG
+    url = embedded.locate(config.redis)
+    if not embedded.answers(url):
+        print(f"tickerd watch: Redis at {url} does not answer", file=sys.stderr)
+        return 2
+    out = sys.stdout
+    interactive = out.isatty()
+    prefix = config.redis.prefix
+    view = partial(
+        watch,
+        url,
+        prefix,
+        config.health.stale_after,
+        out=out,
+        interactive=interactive,
+        exchanges=args.exchange,
+        title=f"tickerd watch  {url}" + (f"  prefix {prefix!r}" if prefix else ""),
+    )
+    with screen(out, interactive):
+        trio.run(until_interrupted, args.duration, view)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "watch",
+        help="live view of the latest tickers in Redis (Ctrl+C exits)",
+        description="A live view of the latest tickers in Redis, updated on every change; "
+        "ages are marked fresh or STALE (health.stale_after); a status line every 10 s.",
+    )
+    cli.add_config_option(parser)
+    parser.add_argument("--exchange", action="append", metavar="NAME", help="only this exchange (repeatable)")
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="exit after this long")
+    parser.set_defaults(func=run_watch)
