@@ -366,6 +366,7 @@ class Feed:
                         self.health.reconnects += 1
                         self.health.error(reason)
                         if self.settings.max_retries and failures >= self.settings.max_retries:
+                            self.finished = True  # before the state change wakes anyone who would add here
                             self._state(FAILED)
                             log.error(
                                 "giving up after {n} consecutive failures: {reason}",
