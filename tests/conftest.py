@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 import redis
 import trio
 import trio.testing
 from loguru import logger
+from psycopg import sql
 
 import tickerd
 from tickerd.config import Config, structure
@@ -119,3 +121,43 @@ def logs() -> Iterator[list[str]]:
     handler = logger.add(lambda m: messages.append(m.record["message"]), level="DEBUG")
     yield messages
     logger.remove(handler)
+
+
+# -- PostgreSQL: a database of each test's own ---------------------------------------------
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh database of this test's own; dropped afterwards (with any
+    connection still open to it)."""
+    name = f"tickerd_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"{PG_SERVER}/{name}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class Database:
+    """The test's own connection to its database; SQL runs in a worker thread so the
+    daemon under test keeps running meanwhile."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = psycopg.connect(url, autocommit=True, application_name="tickerd-tests")
+
+    def run(self, query: str | sql.Composable, params: Sequence[Any] | None = None) -> list[Any]:
+        cursor = self.conn.execute(query, params)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
+
+    async def execute(self, query: str | sql.Composable, params: Sequence[Any] | None = None) -> list[Any]:
+        return await trio.to_thread.run_sync(self.run, query, params)
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[Database]:
+    database = Database(pg_url)
+    yield database
+    database.conn.close()

@@ -114,6 +114,20 @@ def load_or_report(args: argparse.Namespace) -> Config | None:
         return None
 
 
+def _run(config: Config, metrics_port: int | None) -> int:
+    """:func:`run_until_signalled` in trio; a configuration error found once running (the
+    database source's missing schema) is reported like any other, with exit status 2."""
+    failure: BaseException | None = None
+    try:
+        return trio.run(run_until_signalled, config, metrics_port)
+    except* ConfigError as group:
+        failure = group
+    while isinstance(failure, BaseExceptionGroup):  # the nurseries it came through wrapped it
+        failure = failure.exceptions[0]
+    print(f"tickerd: configuration error: {failure}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def run_daemon(args: argparse.Namespace) -> int:
     """``tickerd run``: the daemon in the foreground until a signal."""
     config = load_or_report(args)
@@ -122,7 +136,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     logs.configure(config.log)
     try:
         with embedded.resolved(config) as config:
-            status = trio.run(run_until_signalled, config, args.metrics_port)
+            status = _run(config, args.metrics_port)
     except embedded.EmbeddedRedisError as exc:
         logger.error("{error}", error=str(exc))
         return EXIT_CONFIG

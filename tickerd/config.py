@@ -7,6 +7,7 @@ one :class:`ConfigError` whose message names the key and the expected form.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -119,6 +120,45 @@ class HealthSettings:
     stale_after: float = attrs.field(default=60.0, validator=_positive)
 
 
+def _database_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is None:
+        return
+    from psycopg import ProgrammingError  # imported only when a database is configured
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(value)
+    except ProgrammingError as exc:
+        raise ValueError(
+            f"{attribute.name}: expected postgresql://USER@HOST:PORT/DBNAME or 'host=… dbname=…', "
+            f"got {value!r} ({str(exc).strip()})"
+        ) from None
+
+
+def _identifier(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,50}", value):
+        raise ValueError(f"{attribute.name}: expected a lower-case SQL name such as tickerd, got {value!r}")
+
+
+@attrs.frozen
+class DatabaseSettings:
+    """PostgreSQL as the source of subscriptions (instead of the TOML ``[exchanges]``)."""
+
+    #: libpq URL or key=value string; unset means the TOML file lists the subscriptions.
+    url: str | None = attrs.field(default=None, validator=_database_url)
+    #: ``tickerd``: tickerd's own tables (``tickerd db init``), followed live through
+    #: LISTEN/NOTIFY; ``fullon``: an existing fullon database, read as it is.
+    mode: str = attrs.field(
+        default="tickerd", validator=lambda _, a, v: _one_of(a.name, v, ("tickerd", "fullon"))
+    )
+    #: The PostgreSQL schema that holds tickerd's tables (``tickerd`` mode).
+    schema: str = attrs.field(default="tickerd", validator=_identifier)
+    #: Seconds between full re-reads (catches a lost notification; fullon mode's only way).
+    refresh: float = attrs.field(default=60.0, validator=_positive)
+    #: fullon mode: the user whose active exchanges are collected.
+    admin_mail: str = "admin@fullon"
+
+
 @attrs.frozen
 class ExchangeConfig:
     symbols: tuple[str, ...] = ()
@@ -134,6 +174,7 @@ class Config:
     feed: FeedSettings = FeedSettings()
     health: HealthSettings = HealthSettings()
     exchanges: dict[str, ExchangeConfig] = attrs.field(factory=dict)
+    database: DatabaseSettings = DatabaseSettings()
     #: Seconds the writer may take to flush on shutdown.
     shutdown_grace: float = attrs.field(default=5.0, validator=_positive)
 
@@ -174,6 +215,10 @@ _ENV: dict[str, tuple[tuple[str, ...], type]] = {
     "TICKER_SILENCE_TIMEOUT": (("feed", "silence_timeout"), float),
     "TICKER_ENGINE": (("feed", "engine"), str),
     "TICKER_STALE_AFTER": (("health", "stale_after"), float),
+    "DATABASE_URL": (("database", "url"), str),
+    "DATABASE_MODE": (("database", "mode"), str),
+    "DATABASE_REFRESH": (("database", "refresh"), float),
+    "ADMIN_MAIL": (("database", "admin_mail"), str),
 }
 
 _converter = cattrs.Converter(forbid_extra_keys=True)

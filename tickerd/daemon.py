@@ -9,13 +9,14 @@ any other connection, and a removed one is unsubscribed on its own connection.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import redis
 import trio
 from loguru import logger
 
-from tickerd import exchanges
+from tickerd import exchanges, sources
 from tickerd.config import Config, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
@@ -23,6 +24,9 @@ from tickerd.health import ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.monitor import HealthMonitor
 from tickerd.writer import RedisWriter
+
+if TYPE_CHECKING:
+    from tickerd.sources import Source
 
 #: Tickers the feeds may queue ahead of the writer's coalescing before they wait.
 CHANNEL_SIZE = 4096
@@ -42,16 +46,23 @@ class _ExchangeRunner:
         self.wanted: list[str] = list(settings.symbols)
         self.started = False
         self.nursery: trio.Nursery | None = None
+        #: Cancels the whole exchange (disabled, or restarted with other settings).
+        self.cancel_scope = trio.CancelScope()
         self._ids = itertools.count(1)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self.nursery = nursery
-            for symbol in self.wanted:
-                self.add(symbol)
-            self.wanted.clear()
-            task_status.started()
-            await trio.sleep_forever()
+        with self.cancel_scope:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                for symbol in self.wanted:
+                    self.add(symbol)
+                self.wanted.clear()
+                task_status.started()
+                await trio.sleep_forever()
+
+    def symbols(self) -> set[str]:
+        """What this exchange subscribes, including symbols asked for before it runs."""
+        return {s for feed in self.feeds for s in feed.symbols} | set(self.wanted)
 
     def feed_of(self, symbol: str) -> Feed | None:
         return next((feed for feed in self.feeds if symbol in feed.symbols), None)
@@ -86,12 +97,28 @@ class _ExchangeRunner:
             if feed in self.feeds and not feed.symbols:
                 self.feeds.remove(feed)
 
-    def remove(self, symbol: str) -> None:
+    def remove(self, symbol: str, *, close_empty: bool = True) -> None:
         feed = self.feed_of(symbol)
         if feed is None:
             return
         feed.remove(symbol)
-        if not feed.symbols:  # an empty connection has nothing left to do
+        if close_empty and not feed.symbols:  # an empty connection has nothing left to do
+            self.feeds.remove(feed)
+            feed.cancel_scope.cancel()
+
+    def update(self, symbols: set[str]) -> None:
+        """Subscribe exactly ``symbols``: removals first (they make room on full
+        connections), then additions, and only then close what is left empty, so swapping
+        the one symbol of a connection keeps the connection."""
+        if self.nursery is None:
+            self.wanted = sorted(symbols)
+            return
+        running = self.symbols()
+        for symbol in sorted(running - symbols):
+            self.remove(symbol, close_empty=False)
+        for symbol in sorted(symbols - running):
+            self.add(symbol)
+        for feed in [feed for feed in self.feeds if not feed.symbols]:
             self.feeds.remove(feed)
             feed.cancel_scope.cancel()
 
@@ -118,8 +145,10 @@ class TickerDaemon:
         self._nursery = nursery
         self._runners: dict[str, _ExchangeRunner] = {}
         self._health_event = trio.Event()
+        #: Where the subscriptions come from (TOML, PostgreSQL, fullon); set by ``serve``.
+        self.source: Source | None = None
 
-    def _health_changed(self, _: ExchangeHealth) -> None:
+    def _health_changed(self, _: object = None) -> None:
         self._health_event.set()
         self._health_event = trio.Event()
 
@@ -127,18 +156,62 @@ class TickerDaemon:
         """Wait for the next health state change of any exchange (status views, tests)."""
         await self._health_event.wait()
 
-    def _runner(self, exchange: str) -> _ExchangeRunner:
+    def _runner(self, exchange: str, settings: ExchangeConfig | None = None) -> _ExchangeRunner:
         runner = self._runners.get(exchange)
         if runner is None:
-            runner = _ExchangeRunner(self, exchange, self.config.exchanges.get(exchange, ExchangeConfig()))
+            if settings is None:
+                settings = self.config.exchanges.get(exchange, ExchangeConfig())
+            runner = _ExchangeRunner(self, exchange, settings)
             runner.health.listeners.append(self._health_changed)
             self._runners[exchange] = runner
         return runner
 
-    async def _start_exchange(self, exchange: str) -> None:
-        runner = self._runner(exchange)
+    async def _start_exchange(self, exchange: str, settings: ExchangeConfig | None = None) -> None:
+        runner = self._runner(exchange, settings)
         runner.started = True
         await self._nursery.start(runner.run)
+
+    def _stop_exchange(self, exchange: str) -> None:
+        """Close every connection of ``exchange`` and forget it (it leaves health too)."""
+        runner = self._runners.pop(exchange)
+        runner.cancel_scope.cancel()
+        self._health_changed()
+
+    async def apply(self, desired: Mapping[str, ExchangeConfig]) -> None:
+        """Make the running set equal ``desired`` (exchange → its settings and symbols),
+        touching only what differs.
+
+        New symbols are subscribed and dropped ones unsubscribed on their own connections
+        (every change of one call goes out in the same scheduler tick, so exchanges that take
+        batched requests get one); an exchange that is no longer desired is stopped; one whose
+        ``url`` or ``engine`` changed is restarted alone.  Nothing else reconnects.  Symbols
+        are validated by the caller (the sources skip and report rows they cannot use).
+        """
+        changes: list[str] = []
+        for name in [n for n in self._runners if n not in desired]:
+            self._stop_exchange(name)
+            changes.append(f"{name} stopped")
+        start: dict[str, str] = {}
+        for name, settings in desired.items():
+            runner = self._runners.get(name)
+            if runner is None:
+                start[name] = "started"
+            elif (runner.settings.url, runner.settings.engine) != (settings.url, settings.engine):
+                self._stop_exchange(name)
+                start[name] = "restarted (settings changed)"
+            else:
+                running, wanted = runner.symbols(), set(settings.symbols)
+                runner.update(wanted)
+                if running != wanted:
+                    diff = [f"+{s}" for s in sorted(wanted - running)] + [
+                        f"-{s}" for s in sorted(running - wanted)
+                    ]
+                    changes.append(f"{name} {' '.join(diff)}")
+        for name, verb in start.items():
+            await self._start_exchange(name, desired[name])
+            changes.append(f"{name} {verb} with {len(desired[name].symbols)} symbols")
+        if changes:
+            logger.info("subscriptions changed: {changes}", changes="; ".join(changes))
 
     def add(self, exchange: str, symbol: str) -> None:
         """Subscribe ``symbol`` on ``exchange`` now; idempotent; other connections untouched.
@@ -177,7 +250,8 @@ class TickerDaemon:
         return {name: runner.snapshot()["symbols"] for name, runner in self._runners.items()}
 
     def health(self) -> dict[str, Any]:
-        """Plain data: every exchange's state, connections, symbols, errors; the writer's."""
+        """Plain data: every exchange's state, connections, symbols, errors; the writer's;
+        the subscription source's."""
         return {
             "exchanges": {name: runner.snapshot() for name, runner in self._runners.items()},
             "writer": {
@@ -186,6 +260,7 @@ class TickerDaemon:
                 "batches": self.writer.batches,
                 "coalesced": self.writer.coalesced,
             },
+            "source": None if self.source is None else self.source.snapshot(),
         }
 
 
@@ -206,14 +281,13 @@ async def serve(
             root.start_soon(writer.run, receive)
             async with trio.open_nursery() as exchanges_nursery:
                 daemon = TickerDaemon(config, exchanges_nursery, send, writer)
-                for name, settings in config.exchanges.items():
-                    if settings.enabled:
-                        await daemon._start_exchange(name)
+                daemon.source = sources.for_config(config)
+                daemon.source.listeners.append(daemon._health_changed)
+                await root.start(daemon.source.run, daemon)
                 logger.info(
-                    "tickerd running: {exchanges}",
-                    exchanges=", ".join(
-                        f"{n} ({len(s.symbols)})" for n, s in config.exchanges.items() if s.enabled
-                    )
+                    "tickerd running ({source}): {exchanges}",
+                    source=daemon.source.kind,
+                    exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
                     or "no exchanges yet",
                 )
                 root.start_soon(HealthMonitor(daemon).run)

@@ -105,10 +105,17 @@ class HealthMonitor:
     def _write_due(self, now: float) -> None:
         """Write the records of changed exchanges, and of those due a steady-state write."""
         interval = self.settings.interval
-        for runner in self.daemon.runners():
+        runners = self.daemon.runners()
+        for name in self._due.keys() - {runner.health.name for runner in runners}:
+            del self._due[name]  # stopped by a configuration change: its record goes
+            self._put(health_key(self.prefix, name), None)
+            self._heartbeat_due = now
+        for runner in runners:
             name = runner.health.name
-            if name not in self._due:
+            if self._changed not in runner.health.listeners:  # new, or restarted with new settings
                 runner.health.listeners.append(self._changed)
+                if name not in self._due:
+                    self._heartbeat_due = now  # the heartbeat lists the exchanges
                 self._due[name] = now
             if name in self._dirty or now >= self._due[name]:
                 record = {"exchange": name, "time": time.time()} | runner.snapshot()
