@@ -30,7 +30,7 @@ EXIT_INTERRUPTED = 1
 EXIT_CONFIG = 2
 
 #: Modules that add subcommands (``register(commands)``); each is one feature's CLI.
-COMMAND_MODULES: list[str] = ["tickerd.status", "tickerd.watch", "tickerd.demo"]
+COMMAND_MODULES: list[str] = ["tickerd.status", "tickerd.watch", "tickerd.demo", "tickerd.cli_db"]
 
 
 METRICS_HELP = "serve Prometheus /metrics and /healthz on this port (all interfaces)"
