@@ -62,7 +62,11 @@ def for_config(config: Config) -> Source:
     """The source ``config`` asks for: PostgreSQL when ``database.url`` is set, else TOML."""
     if config.database.url is None:
         return TomlSource(config)
-    from tickerd.sources.postgres import PostgresSource  # psycopg is imported only when used
+    if config.database.mode == "fullon":
+        from tickerd.sources.fullon import FullonSource  # psycopg is imported only when used
+
+        return FullonSource(config)
+    from tickerd.sources.postgres import PostgresSource
 
     return PostgresSource(config)
 
