@@ -16,11 +16,22 @@ from loguru import logger
 from psycopg import sql
 
 import tickerd
-from tests.conftest import PG_SERVER, Database, Updates, make_config, start_daemon, start_fake, wait_health
+from tests.conftest import (
+    PG_SERVER,
+    REDIS_URL,
+    Database,
+    Updates,
+    make_config,
+    start_daemon,
+    start_fake,
+    wait_health,
+)
 from tests.test_monitor import wait_records
 from tickerd.config import ConfigError, structure
+from tickerd.health import DEGRADED, HEALTHY
 from tickerd.monitor import health_key
 from tickerd.sources import tables
+from tickerd.status import read_report, render
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
 
 
@@ -273,7 +284,12 @@ async def backend_pids(db: Database) -> list[int]:
 
 
 async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
-    nursery: trio.Nursery, prefix: str, db: Database, updates: Updates, log: list[str]
+    nursery: trio.Nursery,
+    prefix: str,
+    db: Database,
+    updates: Updates,
+    log: list[str],
+    redis_client: redis.Redis,
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
     await install(db, {"kraken": ["BTC/USD", "ETH/USD"]})
@@ -288,6 +304,13 @@ async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
 
     await kraken.push("BTC/USD", last=5.0)  # collection goes on with the last known set
     await updates.wait_for(lambda r: r["last"] == 5.0)
+    # tickerd status tells: degraded, and why.
+    await wait_records(daemon, redis_client, prefix, lambda beat, _: beat["source"]["state"] == "down")
+    report = read_report(redis_client, REDIS_URL, prefix)
+    assert report.level == DEGRADED
+    name = db.url.rsplit("/", 1)[1]
+    assert report.reasons[0].startswith(f"subscriptions database 127.0.0.1:5432/{name} unreachable: ")
+    assert f"subscriptions postgres 127.0.0.1:5432/{name} down\n" in render(report)
     # A change made meanwhile: its notification reaches nobody.
     await db.execute("UPDATE tickerd.symbols SET enabled = false WHERE symbol = 'ETH/USD'")
     with trio.move_on_after(0.3):  # several reconnect attempts fail meanwhile
@@ -297,6 +320,8 @@ async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
     await allow_connections(db, True)
     await kraken.wait_until(lambda: not kraken.is_subscribed("ETH/USD"))  # re-read on return
     await wait_source(daemon, state="up")
+    await wait_records(daemon, redis_client, prefix, lambda beat, _: beat["source"]["state"] == "up")
+    assert read_report(redis_client, REDIS_URL, prefix).level == HEALTHY
     assert kraken.connection_count == 1 and kraken.is_subscribed("BTC/USD")
     assert len(await backend_pids(db)) == 1
 

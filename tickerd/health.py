@@ -105,14 +105,19 @@ HEALTHY, DEGRADED, DOWN = 0, 1, 2
 LEVELS = ("healthy", "degraded", "down")
 
 
-def assess(exchanges: dict[str, dict[str, Any]]) -> tuple[int, list[str]]:
+def assess(
+    exchanges: dict[str, dict[str, Any]], source: dict[str, Any] | None = None
+) -> tuple[int, list[str]]:
     """The overall level of a set of exchange snapshots, and why it is not healthy.
 
     One rule for ``/healthz`` (the live daemon) and ``tickerd status`` (the records in
     Redis): down when every exchange failed; degraded when any is not fully connected or
-    has stale or rejected symbols; healthy otherwise.
+    has stale or rejected symbols, or when the database the subscriptions come from is
+    unreachable (collection goes on, but changes cannot arrive); healthy otherwise.
     """
     reasons: list[str] = []
+    if source is not None and source.get("state") == "down":
+        reasons.append(f"subscriptions database {source['database']} unreachable: {source['last_error']}")
     failed = 0
     for name, record in sorted(exchanges.items()):
         state = record.get("state")

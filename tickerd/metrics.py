@@ -113,7 +113,7 @@ class Metrics:
     def healthz(self) -> tuple[int, str]:
         """``200`` and ``ok`` when healthy, else ``503`` and why (same rule as ``status``)."""
         health = self.daemon.health()
-        level, reasons = assess(health["exchanges"])
+        level, reasons = assess(health["exchanges"], health["source"])
         if not health["writer"]["redis_up"]:
             level, reasons = DOWN, [*reasons, "Redis is not reachable"]
         if level == HEALTHY:

@@ -84,9 +84,16 @@ class HealthMonitor:
         self._frames_seen: dict[Feed, int] = {}
         self._resubscribed: dict[Feed, float] = {}
         daemon.writer.at_close(self._stopped)
+        if daemon.source is not None:
+            daemon.source.listeners.append(self._source_changed)
 
     def _changed(self, health: ExchangeHealth) -> None:
         self._dirty.add(health.name)
+        self._wake.set()
+
+    def _source_changed(self, _: object) -> None:
+        """The heartbeat carries the source's state (a database outage shows in status)."""
+        self._heartbeat_due = -math.inf
         self._wake.set()
 
     async def run(self) -> None:
@@ -144,6 +151,7 @@ class HealthMonitor:
             "stale_after": self.settings.stale_after,
             "exchanges": sorted(self._due),
             "writer": {"written": writer.written, "batches": writer.batches, "coalesced": writer.coalesced},
+            "source": None if self.daemon.source is None else self.daemon.source.snapshot(),
         }
 
     def _stopped(self) -> None:

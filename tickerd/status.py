@@ -75,7 +75,7 @@ def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
     age = now - heartbeat["time"]
     if age > HEARTBEAT_INTERVALS * heartbeat["interval"]:
         return report(DOWN, [f"heartbeat is {_age(age)} old: tickerd is hung or gone"], heartbeat, exchanges)
-    level, reasons = assess(exchanges)
+    level, reasons = assess(exchanges, heartbeat.get("source"))
     missing = sorted(set(heartbeat["exchanges"]) - set(exchanges))
     if missing:
         reasons += [f"{name}: no health record" for name in missing]
@@ -126,6 +126,10 @@ def render(report: Report) -> str:
             f"heartbeat {_age(report.heartbeat_age or 0)} ago"
         )
     lines.append(f"redis {report.url}" + (f"  prefix {report.prefix!r}" if report.prefix else ""))
+    source = heartbeat.get("source") if heartbeat is not None else None
+    if source is not None and "database" in source:  # subscriptions from PostgreSQL
+        ignored = f", {len(source['problems'])} row(s) ignored" if source["problems"] else ""
+        lines.append(f"subscriptions {source['kind']} {source['database']} {source['state']}{ignored}")
     if report.exchanges:
         rows = [
             (
