@@ -5,14 +5,12 @@ per test; fake exchanges."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 import redis
 import trio
-from loguru import logger
 from psycopg import sql
 
 import tickerd
@@ -75,15 +73,6 @@ async def wait_source(daemon: tickerd.TickerDaemon, **expected: Any) -> None:
     await wait_health(daemon, lambda h: all(h["source"][k] == v for k, v in expected.items()))
 
 
-@pytest.fixture
-def log() -> Iterator[list[str]]:
-    """tickerd's log messages (INFO and up) during the test."""
-    lines: list[str] = []
-    sink = logger.add(lambda message: lines.append(message.record["message"]), level="INFO")
-    yield lines
-    logger.remove(sink)
-
-
 def test_db_init_creates_then_is_a_no_op_even_concurrently(db: Database) -> None:
     results: list[tuple[int, list[tables.Migration]]] = []
 
@@ -103,7 +92,7 @@ def test_db_init_creates_then_is_a_no_op_even_concurrently(db: Database) -> None
 
 
 async def test_the_daemon_collects_what_the_tables_list(
-    nursery: trio.Nursery, prefix: str, db: Database, updates: Updates, log: list[str]
+    nursery: trio.Nursery, prefix: str, db: Database, updates: Updates, logs: list[str]
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
     binance = await start_fake(nursery, FakeBinance())
@@ -125,7 +114,7 @@ async def test_the_daemon_collects_what_the_tables_list(
     await updates.wait_for(lambda r: r["exchange"] == "kraken" and r["last"] == 101.5)
     source = daemon.health()["source"]
     assert (source["kind"], source["state"], source["reads"], source["problems"]) == ("postgres", "up", 1, [])
-    assert any(line.startswith("tickerd running (postgres)") for line in log)
+    assert any(line.startswith("tickerd running (postgres)") for line in logs)
 
 
 async def test_live_changes_touch_only_the_affected_subscriptions(
@@ -242,7 +231,7 @@ async def test_a_lost_notification_is_caught_by_the_periodic_re_read(
 
 
 async def test_unusable_rows_are_skipped_and_reported_once(
-    nursery: trio.Nursery, prefix: str, db: Database, log: list[str]
+    nursery: trio.Nursery, prefix: str, db: Database, logs: list[str]
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
     await install(db, {"kraken": ["BTC/USD"]})
@@ -258,7 +247,7 @@ async def test_unusable_rows_are_skipped_and_reported_once(
     )
     assert problems[1].startswith("unknown exchange 'krakken' (supported: binance, ")
     await wait_health(daemon, lambda h: h["source"]["reads"] >= 3)  # re-read, not reported again
-    assert sum("ignoring a database row" in line for line in log) == 2
+    assert sum("ignoring a database row" in line for line in logs) == 2
     assert daemon.symbols() == {"kraken": ["BTC/USD"]}
 
 
@@ -288,7 +277,7 @@ async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
     prefix: str,
     db: Database,
     updates: Updates,
-    log: list[str],
+    logs: list[str],
     redis_client: redis.Redis,
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
@@ -309,7 +298,7 @@ async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
     report = read_report(redis_client, REDIS_URL, prefix)
     assert report.level == DEGRADED
     name = db.url.rsplit("/", 1)[1]
-    assert report.reasons[0].startswith(f"subscriptions database 127.0.0.1:5432/{name} unreachable: ")
+    assert report.reasons[0].startswith(f"subscriptions database 127.0.0.1:5432/{name} unavailable: ")
     assert f"subscriptions postgres 127.0.0.1:5432/{name} down\n" in render(report)
     # A change made meanwhile: its notification reaches nobody.
     await db.execute("UPDATE tickerd.symbols SET enabled = false WHERE symbol = 'ETH/USD'")
@@ -325,10 +314,10 @@ async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
     assert kraken.connection_count == 1 and kraken.is_subscribed("BTC/USD")
     assert len(await backend_pids(db)) == 1
 
-    outage = [line for line in log if "unreachable" in line]
+    outage = [line for line in logs if "unavailable (" in line]
     assert len(outage) == 1 and "keeping the last known 2 subscriptions running" in outage[0]
     assert "terminating connection due to administrator command" in outage[0] or "closed" in outage[0]
-    assert len([line for line in log if "is back after" in line]) == 1
+    assert len([line for line in logs if "is back after" in line]) == 1
 
     # And it listens again: the next change arrives by notification.
     await db.execute("DELETE FROM tickerd.symbols WHERE symbol = 'BTC/USD'")
@@ -356,6 +345,14 @@ async def test_a_missing_schema_is_a_configuration_error_at_start(
             ConfigError,
             match=r'no tickerd schema "tickerd" in 127.0.0.1:5432/tickerd_test_\w+: run tickerd db init',
         ),
+        flatten_subgroups=True,
+    ):
+        await start_daemon(nursery, pg_config(prefix, db.url, {"kraken": kraken}))
+
+    await install(db, {"kraken": ["BTC/USD"]})
+    await db.execute("DELETE FROM tickerd.migrations")  # as if made by an older tickerd
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(ConfigError, match=r"is at version 0, this tickerd needs 1: run tickerd db init$"),
         flatten_subgroups=True,
     ):
         await start_daemon(nursery, pg_config(prefix, db.url, {"kraken": kraken}))

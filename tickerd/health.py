@@ -113,11 +113,11 @@ def assess(
     One rule for ``/healthz`` (the live daemon) and ``tickerd status`` (the records in
     Redis): down when every exchange failed; degraded when any is not fully connected or
     has stale or rejected symbols, or when the database the subscriptions come from is
-    unreachable (collection goes on, but changes cannot arrive); healthy otherwise.
+    unavailable (collection goes on, but changes cannot arrive); healthy otherwise.
     """
     reasons: list[str] = []
     if source is not None and source.get("state") == "down":
-        reasons.append(f"subscriptions database {source['database']} unreachable: {source['last_error']}")
+        reasons.append(f"subscriptions database {source['database']} unavailable: {source['last_error']}")
     failed = 0
     for name, record in sorted(exchanges.items()):
         state = record.get("state")

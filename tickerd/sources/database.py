@@ -216,7 +216,7 @@ class DatabaseSource(Source):
     def _down(self, reason: str, daemon: TickerDaemon) -> None:
         self.last_error = reason
         if self.state == "down":
-            logger.debug("PostgreSQL still unreachable: {reason}", reason=reason)
+            logger.debug("PostgreSQL still unavailable: {reason}", reason=reason)
             return
         if self.state == "connecting":
             what = "no subscriptions until it answers"
@@ -224,7 +224,7 @@ class DatabaseSource(Source):
             kept = sum(len(symbols) for symbols in daemon.symbols().values())
             what = f"keeping the last known {kept} subscriptions running"
         logger.warning(
-            "PostgreSQL {where} unreachable ({reason}); {what}; retrying",
+            "PostgreSQL {where} unavailable ({reason}); {what}; retrying",
             where=self.where,
             reason=reason,
             what=what,
