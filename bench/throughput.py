@@ -28,6 +28,7 @@ RSS is the daemon's ``VmHWM`` after the phase.  Redis writes/s count ``PUBLISH``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +267,9 @@ class Watcher:
         else:
             self.pubsub.subscribe(*(channel + name for name in names))
         self.latencies: list[float] = []
+        #: The part of each latency spent before the daemon decoded the frame (its
+        #: ``received_ts``): the socket and the daemon's wake-up, as opposed to the writer.
+        self.to_decode: list[float] = []
 
     def watch(
         self, fake: multiprocessing.connection.Connection, daemon: Daemon, timeout: float
@@ -295,6 +300,7 @@ class Watcher:
             now = time.time()
             record = orjson.loads(message["data"])
             self.latencies.append(now - record["bid_size"])
+            self.to_decode.append(record["received_ts"] - record["bid_size"])
             if record["ask_size"] > newest:
                 newest, newest_at = int(record["ask_size"]), now
         raise TimeoutError("the last frame's value never reached Redis")
@@ -350,12 +356,33 @@ def phase(
         "p99_ms": _percentile(lat, 0.99) * 1e3,
         "max_ms": max(lat) * 1e3,
         "samples": len(lat),
+        "to_decode_p50_ms": _percentile(watcher.to_decode, 0.50) * 1e3,
+        "to_decode_p99_ms": _percentile(watcher.to_decode, 0.99) * 1e3,
         "cpu_us_per_frame": cpu / result["sent"] * 1e6,
         "cpu_share": cpu / elapsed,
         "peak_rss_mib": daemon.peak_rss(),
         "rss_first_last": (rss_samples[0], rss_samples[-1]),
         "final_values_wrong": len(wrong),
     }
+
+
+@contextlib.contextmanager
+def profiled(daemon: Daemon, out: Path | None) -> Iterator[None]:
+    """py-spy the daemon (raw collapsed stacks in ``out``) while the block runs."""
+    if out is None:
+        yield
+        return
+    profiler = subprocess.Popen(
+        ["py-spy", "record", "--gil", "--pid", str(daemon.pid), "--rate", "500", "--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.0)  # py-spy attaches
+        yield
+    finally:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=30)
 
 
 def run_engine(
@@ -369,46 +396,25 @@ def run_engine(
 ) -> dict[str, dict[str, Any]]:
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     daemon = Daemon(engine, port, names, prefix, workdir)
-    profiler = None
+
+    def profile(name: str) -> Path | None:
+        return Path(args.profile) / f"{engine}-{name}.txt" if args.profile else None
+
     try:
         fake.send(("wait_subscribed", len(names)))
         fake.recv()
         results: dict[str, dict[str, Any]] = {}
         print(f"[{engine}] subscribed; warm-up", file=sys.stderr, flush=True)
         phase("warmup", daemon, fake, client, prefix, names, ("burst", 20 * len(names)))
-        if args.profile:
-            out = Path(args.profile) / f"{engine}.txt"
-            profiler = subprocess.Popen(
-                [
-                    "py-spy",
-                    "record",
-                    "--pid",
-                    str(daemon.pid),
-                    "--rate",
-                    "500",
-                    "--format",
-                    "raw",
-                    "-o",
-                    str(out),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(1.0)  # py-spy attaches
         print(f"[{engine}] burst of {args.burst} frames", file=sys.stderr, flush=True)
-        results["burst"] = phase("burst", daemon, fake, client, prefix, names, ("burst", args.burst))
-        if profiler is not None:
-            profiler.send_signal(signal.SIGINT)
-            profiler.wait(timeout=30)
-            profiler = None
+        with profiled(daemon, profile("burst")):
+            results["burst"] = phase("burst", daemon, fake, client, prefix, names, ("burst", args.burst))
         print(f"[{engine}] {args.rate} frames/s for {args.duration:g} s", file=sys.stderr, flush=True)
-        results["rate"] = phase(
-            "rate", daemon, fake, client, prefix, names, ("rate", args.rate, args.duration)
-        )
+        with profiled(daemon, profile("rate")):
+            command = ("rate", args.rate, args.duration)
+            results["rate"] = phase("rate", daemon, fake, client, prefix, names, command)
         return results
     finally:
-        if profiler is not None:
-            profiler.kill()
         daemon.stop()
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
@@ -424,6 +430,8 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
         ("p99_ms", "{:.3f}"),
         ("max_ms", "{:.3f}"),
         ("samples", "{:,.0f}"),
+        ("to_decode_p50_ms", "{:.3f}"),
+        ("to_decode_p99_ms", "{:.3f}"),
         ("cpu_us_per_frame", "{:.2f}"),
         ("cpu_share", "{:.2f}"),
         ("peak_rss_mib", "{:.1f}"),
@@ -451,7 +459,9 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200_000, help="frames sent at full speed")
     parser.add_argument("--rate", type=int, default=5000, help="frames/s of the fixed-rate phase")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the fixed-rate phase")
-    parser.add_argument("--profile", metavar="DIR", help="py-spy the daemon during the burst (raw stacks)")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="py-spy the daemon in each phase (raw stacks, DIR/ENGINE-PHASE.txt)"
+    )
     args = parser.parse_args()
     if args.profile and shutil.which("py-spy") is None:
         parser.error("--profile needs py-spy on PATH (pip install py-spy)")
