@@ -191,6 +191,33 @@ class FakeServer:
             await trio.sleep(0.001)
         return {"first_sent": first, "last": last, "sent": total}
 
+    async def floor(self, per_second: int, seconds: float, prefix: str) -> dict[str, Any]:
+        """The harness alone: the same pacing, but records published straight to Redis (no
+        daemon), so that the watcher's own latency on this machine is known.  (redis-py
+        blocks this loop while it publishes: this is the harness, not the daemon.)"""
+        client = redis.Redis.from_url(REDIS_URL)
+        total = int(per_second * seconds)
+        last: dict[str, int] = {}
+        sent = 0
+        first = 0.0
+        start = trio.current_time()
+        while sent < total:
+            due = min(total, int((trio.current_time() - start) * per_second) + 1)
+            if due > sent:
+                stamp = time.time()
+                first = first or stamp
+                pipe = client.pipeline(transaction=False)
+                for seq in range(sent + 1, due + 1):
+                    name = self.names[seq % len(self.names)]
+                    record = {"bid_size": stamp, "ask_size": seq, "received_ts": stamp}
+                    pipe.publish(f"{prefix}ticker_updates:binance:{name}", orjson.dumps(record))
+                    last[name] = seq
+                pipe.execute()
+                sent = due
+            await trio.sleep(0.001)
+        client.close()
+        return {"first_sent": first, "last": sorted(last.items()), "sent": total}
+
 
 def run_fake(names: list[str], pipe: multiprocessing.connection.Connection) -> None:
     """The fake's process: serve, and run the commands that come down ``pipe``."""
@@ -272,7 +299,7 @@ class Watcher:
         self.to_decode: list[float] = []
 
     def watch(
-        self, fake: multiprocessing.connection.Connection, daemon: Daemon, timeout: float
+        self, fake: multiprocessing.connection.Connection, daemon: Daemon | None, timeout: float
     ) -> tuple[dict[str, Any], float, list[float]]:
         """Collect samples (and the daemon's RSS each second) until the fake reports the
         phase done and the update carrying its last frame has arrived.
@@ -291,7 +318,7 @@ class Watcher:
                 last_seq = max(seq for _, seq in result["last"])
             if result is not None and newest >= last_seq:
                 return result, newest_at, rss
-            if time.time() >= next_rss:
+            if daemon is not None and time.time() >= next_rss:
                 rss.append(daemon.rss())
                 next_rss += 1.0
             message = self.pubsub.get_message(timeout=0.05)
@@ -366,6 +393,23 @@ def phase(
     }
 
 
+def floor(
+    args: argparse.Namespace, fake: multiprocessing.connection.Connection, client: redis.Redis
+) -> dict[str, float]:
+    """Latency of the harness alone (fake → Redis → watcher) at the fixed rate."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+    watcher = Watcher(client, prefix, None)
+    fake.send(("floor", args.rate, args.duration, prefix))
+    watcher.watch(fake, None, timeout=120 + 2 * args.duration)
+    watcher.close()
+    lat = watcher.latencies
+    return {
+        "p50_ms": _percentile(lat, 0.50) * 1e3,
+        "p99_ms": _percentile(lat, 0.99) * 1e3,
+        "max_ms": max(lat) * 1e3,
+    }
+
+
 @contextlib.contextmanager
 def profiled(daemon: Daemon, out: Path | None) -> Iterator[None]:
     """py-spy the daemon (raw collapsed stacks in ``out``) while the block runs."""
@@ -373,7 +417,19 @@ def profiled(daemon: Daemon, out: Path | None) -> Iterator[None]:
         yield
         return
     profiler = subprocess.Popen(
-        ["py-spy", "record", "--gil", "--pid", str(daemon.pid), "--rate", "500", "--format", "raw", "-o", str(out)],
+        [
+            "py-spy",
+            "record",
+            "--gil",
+            "--pid",
+            str(daemon.pid),
+            "--rate",
+            "500",
+            "--format",
+            "raw",
+            "-o",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -420,7 +476,9 @@ def run_engine(
             client.delete(key)
 
 
-def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace) -> None:
+def report(
+    results: dict[str, dict[str, dict[str, Any]]], base: dict[str, float], args: argparse.Namespace
+) -> None:
     engines = list(results)
     rows = [
         ("frames", "{:,.0f}"),
@@ -450,6 +508,10 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
                 f"{'{:.1f}→{:.1f}'.format(*results[e][name]['rss_first_last']):>16}" for e in engines
             )
             print(f"  {'rss_mib first→last':<20}" + line)
+    print(
+        f"\nharness floor (the fake publishes straight to Redis at {args.rate:,}/s, same watcher): "
+        f"p50 {base['p50_ms']:.3f} ms, p99 {base['p99_ms']:.3f} ms, max {base['max_ms']:.3f} ms"
+    )
 
 
 def main() -> None:
@@ -479,11 +541,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for engine in engines:
                 results[engine] = run_engine(engine, args, port, ours, client, names, Path(tmp))
+            print("harness floor", file=sys.stderr, flush=True)
+            base = floor(args, ours, client)
     finally:
         ours.send(("stop",))
         fake_process.join(timeout=5)
         client.close()
-    report(results, args)
+    report(results, base, args)
 
 
 if __name__ == "__main__":
