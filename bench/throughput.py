@@ -17,8 +17,14 @@ same pipeline) and knows when the last frame's value arrived.
   the symbols).  Frames/s end to end = frames / (first frame sent → last frame's value
   published).  Latency is sampled on 10 symbols (all 200 would make the watcher the
   bottleneck).  Every symbol's final value is then checked in the hash.
-* **rate**: ``--rate`` frames/s for ``--duration`` seconds, every update watched; RSS is
-  sampled each second so a long run (``--duration 600``) shows whether memory grows.
+* **rate**: ``--rate`` frames/s for ``--duration`` seconds (the fake sends what is due every
+  millisecond), every update watched; RSS is sampled each second so a long run
+  (``--duration 600``) shows whether memory grows.
+* **harness floor**: the same pacing with the fake publishing straight to Redis and no
+  daemon: the latency the fake, Redis and the watcher add on their own on this machine.
+
+``to_decode`` is the part of the latency before the daemon decoded the frame (its
+``received_ts``): the socket and the daemon waking up, as opposed to the writer.
 
 CPU per frame is the daemon's user+system time over the phase divided by its frames; peak
 RSS is the daemon's ``VmHWM`` after the phase.  Redis writes/s count ``PUBLISH`` calls

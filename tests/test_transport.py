@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 import trustme
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
@@ -24,7 +25,12 @@ from websockets.server import ServerProtocol
 
 from tickerd import transport
 
-pytestmark = pytest.mark.parametrize("engine", transport.engine_names())
+
+@pytest.fixture(params=transport.engine_names())
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every contract test runs once per engine."""
+    name: str = request.param
+    return name
 
 
 class Peer:
@@ -35,9 +41,10 @@ class Peer:
         self.protocol = protocol
 
     async def flush(self) -> None:
-        for data in self.protocol.data_to_send():
-            if data:
-                await self.stream.send_all(data)
+        """Send what the protocol queued, in one write."""
+        data = b"".join(self.protocol.data_to_send())  # b"" (EOF) is left to the handler's exit
+        if data:
+            await self.stream.send_all(data)
 
     async def read_events(self) -> list[object]:
         """At least one protocol event (the client's request, a frame), or [] at EOF."""
@@ -349,3 +356,24 @@ async def test_compressed_messages_arrive_intact(engine: str) -> None:
         assert await conn.receive() == text
     # permessage-deflate is used when the server offers it (trio-websocket never asks for it).
     assert negotiated == [engine == "websockets"]
+
+
+async def test_websockets_engine_hands_over_a_burst_from_one_socket_read() -> None:
+    """The default engine's reason to be: no socket read or task switch per frame.
+    (trio-websocket checkpoints on every message, by design of its reader task.)"""
+    sent = trio.Event()
+
+    async def handler(peer: Peer) -> None:
+        await peer.accept()
+        for i in range(50):
+            peer.protocol.send_text(f'{{"n":{i}}}'.encode())
+        await peer.flush()  # one write: all 50 frames are in the client's socket buffer
+        sent.set()
+        await peer.next_frame()
+
+    async with websocket_server(handler) as url, transport.connect(url, engine="websockets") as conn:
+        await sent.wait()
+        assert await conn.receive() == '{"n":0}'  # reads the socket once…
+        with trio.testing.assert_no_checkpoints():  # …and hands the rest over without it
+            rest = [await conn.receive() for _ in range(49)]
+        assert rest == [f'{{"n":{i}}}' for i in range(1, 50)]
