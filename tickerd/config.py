@@ -18,7 +18,7 @@ import attrs
 import cattrs
 
 from tickerd import exchanges
-from tickerd.transport import engine_names
+from tickerd.transport import DEFAULT_ENGINE, engine_names
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -104,7 +104,8 @@ class FeedSettings:
     healthy_after: float = attrs.field(default=30.0, validator=_positive)
     #: How long a new connection may take to confirm its subscriptions before it counts as up.
     ready_timeout: float = attrs.field(default=10.0, validator=_positive)
-    engine: str = attrs.field(default="trio-websocket", validator=_engine)
+    #: The websocket engine (``websockets`` or ``trio-websocket``); exchanges may override it.
+    engine: str = attrs.field(default=DEFAULT_ENGINE, validator=_engine)
     #: Extra CA bundle for ``wss://`` (a private relay); the system store otherwise.
     ca_file: str | None = None
 

@@ -40,9 +40,26 @@ def native(symbol: str) -> str:
 
 
 class _Merged:
-    """The latest book and statistics of one symbol; a frame of either kind refreshes it."""
+    """The latest book and statistics of one symbol; a frame of either kind refreshes it.
 
-    __slots__ = ("ask", "ask_size", "bid", "bid_size", "stats", "symbol", "update_id")
+    The statistics are kept parsed: book frames, by far the most frequent, then build their
+    Ticker from floats already at hand.
+    """
+
+    __slots__ = (
+        "ask",
+        "ask_size",
+        "bid",
+        "bid_size",
+        "change",
+        "change_pct",
+        "high",
+        "last",
+        "low",
+        "symbol",
+        "update_id",
+        "volume",
+    )
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -51,7 +68,12 @@ class _Merged:
         self.bid_size: float | None = None
         self.ask: float | None = None
         self.ask_size: float | None = None
-        self.stats: dict[str, Any] = {}
+        self.last: float | None = None
+        self.volume: float | None = None
+        self.high: float | None = None
+        self.low: float | None = None
+        self.change: float | None = None
+        self.change_pct: float | None = None
 
 
 class BinanceDecoder(Decoder):
@@ -104,7 +126,12 @@ class BinanceDecoder(Decoder):
             state = self._by_native.get(msg["s"])
             if state is None:
                 return []
-            state.stats = msg
+            state.last = optional_float(msg.get("c"))
+            state.volume = optional_float(msg.get("v"))
+            state.high = optional_float(msg.get("h"))
+            state.low = optional_float(msg.get("l"))
+            state.change = optional_float(msg.get("p"))
+            state.change_pct = optional_float(msg.get("P"))
             if state.update_id < 0:  # no book yet: the ticker's own best prices will do
                 state.bid = optional_float(msg.get("b"))
                 state.bid_size = optional_float(msg.get("B"))
@@ -133,20 +160,19 @@ class BinanceDecoder(Decoder):
         )
 
     def _merged(self, state: _Merged, exchange_ts: float | None) -> Ticker:
-        stats = state.stats
         return Ticker(
             exchange="binance",
             symbol=state.symbol,
-            last=optional_float(stats.get("c")),
+            last=state.last,
             bid=state.bid,
             ask=state.ask,
             bid_size=state.bid_size,
             ask_size=state.ask_size,
-            volume_24h=optional_float(stats.get("v")),
-            high_24h=optional_float(stats.get("h")),
-            low_24h=optional_float(stats.get("l")),
-            change_24h=optional_float(stats.get("p")),
-            change_pct_24h=optional_float(stats.get("P")),
+            volume_24h=state.volume,
+            high_24h=state.high,
+            low_24h=state.low,
+            change_24h=state.change,
+            change_pct_24h=state.change_pct,
             exchange_ts=exchange_ts,
             received_ts=time.time(),
         )

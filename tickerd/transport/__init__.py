@@ -18,6 +18,9 @@ import trio
 
 #: The largest message accepted; a bigger one closes the connection (a broken or hostile peer).
 MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+#: The engine used unless configuration picks another: websockets' sans-I/O protocol parses a
+#: burst of frames per socket read in the reader's own task (see ``websockets_engine``).
+DEFAULT_ENGINE = "websockets"
 #: Seconds a TCP + TLS + websocket handshake may take.
 CONNECT_TIMEOUT = 10.0
 
@@ -92,9 +95,9 @@ async def open_stream(
 
 
 def _engines() -> dict[str, Connector]:
-    from tickerd.transport import trio_websocket_engine
+    from tickerd.transport import trio_websocket_engine, websockets_engine
 
-    return {"trio-websocket": trio_websocket_engine.connect}
+    return {"trio-websocket": trio_websocket_engine.connect, "websockets": websockets_engine.connect}
 
 
 def engine_names() -> list[str]:
@@ -111,7 +114,7 @@ def ssl_context_for(url: str, ca_file: str | None = None) -> ssl.SSLContext | No
 
 @asynccontextmanager
 async def connect(
-    url: str, *, engine: str = "trio-websocket", ssl_context: ssl.SSLContext | None = None
+    url: str, *, engine: str = DEFAULT_ENGINE, ssl_context: ssl.SSLContext | None = None
 ) -> AsyncIterator[Connection]:
     """Open a websocket with the chosen engine; closes it on exit.
 

@@ -6,12 +6,29 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import h11
 import trio
 import trio_websocket
+import wsproto.utilities
 
 from tickerd.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, Target, TransportError, open_stream
 
 _FAILURES = (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError, ssl.SSLError)
+#: trio-websocket answers an invalid handshake *response* (a wrong ``Sec-WebSocket-Accept``)
+#: with an HTTP rejection that h11 refuses to send as a client; wsproto's complaint about the
+#: response is up that error's ``__context__`` chain.
+_BAD_RESPONSE = h11.LocalProtocolError
+
+
+def _reported(error: BaseException) -> BaseException:
+    """The error worth reporting: wsproto's complaint rather than h11's refusal to answer it."""
+    if isinstance(error, _BAD_RESPONSE):
+        cause = error.__context__
+        while cause is not None:
+            if isinstance(cause, wsproto.utilities.RemoteProtocolError):
+                return cause
+            cause = cause.__context__
+    return error
 
 
 class _Connection:
@@ -68,6 +85,6 @@ async def connect(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator
                     await ws.aclose()
             finally:
                 nursery.cancel_scope.cancel()
-    except* (trio.TooSlowError, trio_websocket.ConnectionClosed, *_FAILURES) as group:
+    except* (trio.TooSlowError, trio_websocket.ConnectionClosed, _BAD_RESPONSE, *_FAILURES) as group:
         await trio.aclose_forcefully(stream)
-        raise TransportError(f"{url}: {group.exceptions[0]!r}") from group
+        raise TransportError(f"{url}: {_reported(group.exceptions[0])!r}") from group

@@ -1,0 +1,82 @@
+"""Decode cost per frame, per exchange: each adapter's decoder over realistic frames.
+
+    .venv/bin/python bench/decode.py [--frames 300000] [--symbols 20] [--exchange NAME ...]
+
+Frames come from the exchange's fake (``fake_for(name)().bench_frames``): the setup frames a
+decoder must see first (acks that assign channel ids, snapshots that deltas build on), then
+ticker updates cycling through the symbols with moving prices, exactly as the exchange sends
+them.  Only the updates are timed.  One process, one core; no sockets, no Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+from tickerd import exchanges
+from tickerd.testing import fake_for
+
+BASES = ("BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "AVAX", "LINK", "DOT", "LTC", "BCH", "UNI")
+#: The market each exchange is benchmarked on (its main ticker feed's symbol form).
+MARKETS = {
+    "binance": "{}/USDT",
+    "bitfinex": "{}/USD",
+    "bitmex": "{}/USDT:USDT",
+    "bitstamp": "{}/USD",
+    "bybit": "{}/USDT:USDT",
+    "coinbase": "{}/USD",
+    "hyperliquid": "{}/USDC:USDC",
+    "kraken": "{}/USD",
+    "okx": "{}/USDT",
+}
+
+
+def symbols_for(name: str, count: int) -> list[str]:
+    """``count`` symbols in ``name``'s market form (numbered bases past the real ones)."""
+    bases = [*BASES, *(f"X{i:03d}" for i in range(max(0, count - len(BASES))))][:count]
+    return [MARKETS.get(name, "{}/USDT").format(base) for base in bases]
+
+
+def bench(name: str, frames: int, symbols: int) -> dict[str, float]:
+    chosen = symbols_for(name, symbols)
+    setup, updates = fake_for(name)().bench_frames(chosen, frames)
+    decoder = exchanges.get(name).decoder(chosen)
+    for frame in setup:
+        decoder.decode(frame)
+    decode = decoder.decode
+    tickers = 0
+    gc.collect()
+    started = time.perf_counter()
+    for frame in updates:
+        tickers += len(decode(frame))
+    elapsed = time.perf_counter() - started
+    return {
+        "frames": len(updates),
+        "seconds": elapsed,
+        "per_s": len(updates) / elapsed,
+        "us": elapsed / len(updates) * 1e6,
+        "tickers": tickers / len(updates),
+        "bytes": sum(len(f) for f in updates) / len(updates),
+        "junk": decoder.junk,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=300_000, help="update frames per exchange")
+    parser.add_argument("--symbols", type=int, default=20, help="symbols the frames cycle through")
+    parser.add_argument("--exchange", action="append", choices=exchanges.names(), help="default: all")
+    args = parser.parse_args()
+    print(f"{'exchange':<12} {'frames/s':>10} {'µs/frame':>9} {'tickers/frame':>14} {'bytes/frame':>12} junk")
+    for name in args.exchange or exchanges.names():
+        r = bench(name, args.frames, args.symbols)
+        print(
+            f"{name:<12} {r['per_s']:>10,.0f} {r['us']:>9.2f} {r['tickers']:>14.2f} {r['bytes']:>12.0f} "
+            f"{r['junk']:.0f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

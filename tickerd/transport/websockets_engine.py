@@ -1,0 +1,239 @@
+"""The default engine: ``websockets``' sans-I/O client protocol driven by plain trio streams.
+
+Why it exists: trio-websocket parses frames in a background task and hands each message to
+the reader through a memory channel, so every frame costs task switches and channel traffic
+(~36k frames/s on a 2-core machine before any work is done with them).  Here the protocol
+object runs in the reader's own task: one ``receive_some`` parses every frame that arrived
+with it, and :meth:`_Connection.receive` hands those over one by one, without touching the
+socket or the scheduler, before it reads the socket again.
+
+Protocol duties are done at the socket read that surfaced them, before any frame of that
+read is handed over: pongs for server pings and the echo of a server's close frame are sent
+at once, a failed connection (oversized message, protocol error, invalid UTF-8) sends its
+close frame.  Messages that arrived before a close are still handed over; then ``receive``
+raises :class:`TransportError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import trio
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidState
+from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import USER_AGENT
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from tickerd.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, Target, TransportError, open_stream
+
+#: Bytes asked of the socket per read: a burst of frames is parsed in one go.
+RECEIVE_SIZE = 64 * 1024
+#: Seconds a clean close (our close frame, the server's answer and TCP close) may take.
+CLOSE_TIMEOUT = 2.0
+
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream]
+
+
+class _Connection:
+    """One websocket: the protocol object, its stream, and the messages parsed ahead."""
+
+    def __init__(self, stream: _Stream, protocol: ClientProtocol) -> None:
+        self._stream = stream
+        self._protocol = protocol
+        self._messages: deque[str | bytes] = deque()
+        #: Parts of a fragmented message, and whether it is text.
+        self._fragments: list[bytes] = []
+        self._fragmented_text = False
+        #: Raised by ``receive`` once the buffered messages are handed over.
+        self._closed: TransportError | None = None
+        #: The reader (pongs, close echo) and the sender both write to the stream.
+        self._send_lock = trio.StrictFIFOLock()
+
+    async def send(self, message: str) -> None:
+        if self._closed is not None:
+            raise TransportError(f"send failed: {self._closed}")
+        try:
+            self._protocol.send_text(message.encode())
+        except InvalidState as exc:
+            raise TransportError(f"send failed: connection is {self._protocol.state.name.lower()}") from exc
+        await self._flush()
+
+    async def receive(self) -> str | bytes:
+        """The next message: from those already parsed, else after reading the socket.
+
+        It does not checkpoint while parsed messages remain (the socket read that parsed
+        them did), so a burst is handed over at the cost of a deque pop per frame.
+        """
+        messages = self._messages
+        while not messages:
+            await self._read()
+        return messages.popleft()
+
+    async def _read(self) -> None:
+        """Read the socket once; parse, answer control frames, queue the messages."""
+        if self._closed is not None:
+            raise self._closed
+        protocol = self._protocol
+        data = await self._receive_some()
+        if data:
+            protocol.receive_data(data)
+        else:
+            protocol.receive_eof()
+        self._accept(protocol.events_received())
+        if protocol.writes:  # pongs, the echo of a close frame, our close on failure
+            await self._flush()
+        if self._closed is None:
+            self._closed = self._ended()
+
+    async def _receive_some(self) -> bytes | bytearray:
+        try:
+            return await self._stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._closed = TransportError(f"connection lost: {exc.__cause__ or exc!r}")
+            raise self._closed from exc
+
+    def _accept(self, events: Iterable[object]) -> None:
+        """Queue the data frames' messages (assembling fragments); control frames need
+        nothing here: the protocol object already queued pongs and the close echo."""
+        append = self._messages.append
+        for frame in events:
+            if not isinstance(frame, Frame):
+                continue  # the handshake response
+            opcode = frame.opcode
+            if opcode is _TEXT:
+                if frame.fin:
+                    self._text(frame.data)
+                else:
+                    self._fragments, self._fragmented_text = [bytes(frame.data)], True
+            elif opcode is _BINARY:
+                if frame.fin:
+                    append(bytes(frame.data))
+                else:
+                    self._fragments, self._fragmented_text = [bytes(frame.data)], False
+            elif opcode is _CONT:
+                self._fragments.append(bytes(frame.data))
+                if frame.fin:
+                    whole = b"".join(self._fragments)
+                    self._fragments = []
+                    if self._fragmented_text:
+                        self._text(whole)
+                    else:
+                        append(whole)
+
+    def _text(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            self._messages.append(str(data, "utf-8"))
+        except UnicodeDecodeError:
+            if self._protocol.state is State.OPEN:
+                self._protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+            self._closed = TransportError("protocol error: invalid UTF-8 in a text message")
+
+    def _ended(self) -> TransportError | None:
+        """Why the connection ended, if it did (a close frame, EOF, a protocol failure)."""
+        protocol = self._protocol
+        if protocol.close_rcvd is not None:
+            return TransportError(f"closed by peer: {protocol.close_rcvd}")
+        error = protocol.parser_exc
+        if error is None:
+            return None
+        if isinstance(error, EOFError):
+            return TransportError("connection closed without a close frame")
+        return TransportError(f"protocol error: {error}")
+
+    async def _flush(self) -> None:
+        """Send what the protocol object queued, in order (taken under the lock)."""
+        async with self._send_lock:
+            data = b"".join(self._protocol.data_to_send())  # b"" = half-close: the exit closes
+            if not data:
+                return
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise TransportError(f"send failed: {exc.__cause__ or exc!r}") from exc
+
+    async def handshake(self) -> None:
+        """The opening handshake; a refusal or a bad response is a clear TransportError."""
+        protocol = self._protocol
+        request = protocol.connect()
+        request.headers["User-Agent"] = f"tickerd {USER_AGENT}"
+        protocol.send_request(request)
+        await self._flush()
+        # A refused handshake leaves the state at CONNECTING (the protocol object waits for
+        # the server's EOF): the error is known as soon as the response is parsed.
+        while protocol.state is State.CONNECTING and protocol.handshake_exc is None:
+            data = await self._receive_some()
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+        if protocol.handshake_exc is not None:
+            cause = protocol.handshake_exc.__cause__
+            detail = f" ({cause})" if cause else ""
+            raise TransportError(f"handshake failed: {protocol.handshake_exc}{detail}")
+        self._accept(protocol.events_received())  # frames that came with the response
+        if protocol.writes:
+            await self._flush()
+
+    async def close(self) -> None:
+        """Send a close frame and wait for the server's answer and its TCP close."""
+        protocol = self._protocol
+        if protocol.state is State.OPEN:
+            protocol.send_close(CloseCode.NORMAL_CLOSURE)
+            await self._flush()
+        while protocol.state is not State.CLOSED:
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+
+
+@asynccontextmanager
+async def connect(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator[_Connection]:
+    """Open ``url``; failures to connect or to complete the handshake are TransportError.
+
+    permessage-deflate is offered and used when the server accepts it; messages larger than
+    :data:`MAX_MESSAGE_SIZE` fail the connection (close code 1009).
+    """
+    target = Target.parse(url)
+    stream = await open_stream(target, ssl_context)
+    try:
+        protocol = ClientProtocol(
+            parse_uri(url),
+            extensions=enable_client_permessage_deflate(None),
+            max_size=MAX_MESSAGE_SIZE,
+        )
+        conn = _Connection(stream, protocol)
+        with trio.fail_after(CONNECT_TIMEOUT):
+            await conn.handshake()
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(stream)
+        raise TransportError(f"{url}: websocket handshake timed out") from None
+    except TransportError as exc:
+        await trio.aclose_forcefully(stream)
+        raise TransportError(f"{url}: {exc}") from exc
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    try:
+        yield conn
+    except BaseException:
+        # Cancelled or failed: no time for a close handshake; drop the connection at once.
+        await trio.aclose_forcefully(stream)
+        raise
+    else:
+        # If the peer went away first, closing the stream is all that is left to do.
+        with (
+            trio.move_on_after(CLOSE_TIMEOUT, shield=True),
+            contextlib.suppress(TransportError, trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await conn.close()
+        await trio.aclose_forcefully(stream)
