@@ -20,8 +20,8 @@ same pipeline) and knows when the last frame's value arrived.
 * **rate**: ``--rate`` frames/s for ``--duration`` seconds (the fake sends what is due every
   millisecond), every update watched; RSS is sampled each second so a long run
   (``--duration 600``) shows whether memory grows.
-* **harness floor**: the same pacing with the fake publishing straight to Redis and no
-  daemon: the latency the fake, Redis and the watcher add on their own on this machine.
+* **harness floor**: the same pacing (at most 10 s) with the fake publishing straight to
+  Redis and no daemon: the latency the fake, Redis and the watcher add on their own.
 
 ``to_decode`` is the part of the latency before the daemon decoded the frame (its
 ``received_ts``): the socket and the daemon waking up, as opposed to the writer.
@@ -61,6 +61,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 CHUNK = 256
 #: Symbols whose every update is watched during the burst.
 SAMPLED = 10
+#: The harness floor is a latency distribution, not a soak: it never runs longer than this.
+FLOOR_SECONDS = 10.0
 
 
 def symbols(count: int) -> list[str]:
@@ -394,7 +396,8 @@ def phase(
         "cpu_us_per_frame": cpu / result["sent"] * 1e6,
         "cpu_share": cpu / elapsed,
         "peak_rss_mib": daemon.peak_rss(),
-        "rss_first_last": (rss_samples[0], rss_samples[-1]),
+        # RSS at the start, each quarter and the end of the phase: growth vs. a plateau.
+        "rss_course": [rss_samples[round(q * (len(rss_samples) - 1))] for q in (0, 0.25, 0.5, 0.75, 1)],
         "final_values_wrong": len(wrong),
     }
 
@@ -405,8 +408,9 @@ def floor(
     """Latency of the harness alone (fake → Redis → watcher) at the fixed rate."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     watcher = Watcher(client, prefix, None)
-    fake.send(("floor", args.rate, args.duration, prefix))
-    watcher.watch(fake, None, timeout=120 + 2 * args.duration)
+    seconds = min(args.duration, FLOOR_SECONDS)
+    fake.send(("floor", args.rate, seconds, prefix))
+    watcher.watch(fake, None, timeout=120 + 2 * seconds)
     watcher.close()
     lat = watcher.latencies
     return {
@@ -510,12 +514,12 @@ def report(
         for key, fmt in rows:
             print(f"  {key:<20}" + "".join(f"{fmt.format(results[e][name][key]):>16}" for e in engines))
         if name == "rate":
-            line = "".join(
-                f"{'{:.1f}→{:.1f}'.format(*results[e][name]['rss_first_last']):>16}" for e in engines
-            )
-            print(f"  {'rss_mib first→last':<20}" + line)
+            for e in engines:
+                course = " → ".join(f"{mib:.1f}" for mib in results[e][name]["rss_course"])
+                print(f"  rss_mib over the phase ({e}): {course}")
     print(
-        f"\nharness floor (the fake publishes straight to Redis at {args.rate:,}/s, same watcher): "
+        f"\nharness floor (the fake publishes straight to Redis at {args.rate:,}/s for "
+        f"{min(args.duration, FLOOR_SECONDS):g} s, same watcher): "
         f"p50 {base['p50_ms']:.3f} ms, p99 {base['p99_ms']:.3f} ms, max {base['max_ms']:.3f} ms"
     )
 

@@ -377,3 +377,27 @@ async def test_websockets_engine_hands_over_a_burst_from_one_socket_read() -> No
         with trio.testing.assert_no_checkpoints():  # …and hands the rest over without it
             rest = [await conn.receive() for _ in range(49)]
         assert rest == [f'{{"n":{i}}}' for i in range(1, 50)]
+
+
+async def test_invalid_utf8_text_fails_the_connection(engine: str) -> None:
+    closes: list[Frame | None] = []
+    done = trio.Event()
+
+    async def handler(peer: Peer) -> None:
+        await peer.accept()
+        await peer.send_text("fine")
+        peer.protocol.send_text(b"\xff\xfe not utf-8")
+        peer.protocol.send_text(b"after the bad one")
+        await peer.flush()
+        closes.append(await peer.next_frame())
+        done.set()
+
+    async with websocket_server(handler) as url:
+        async with transport.connect(url, engine=engine) as conn:
+            assert await conn.receive() == "fine"
+            await _receive_error(conn)  # the message after the bad one is not handed over
+        await done.wait()
+    if engine == "websockets":  # trio-websocket drops the TCP connection without a close frame
+        [frame] = closes
+        assert frame is not None and frame.opcode is Opcode.CLOSE
+        assert int.from_bytes(bytes(frame.data)[:2], "big") == 1007  # "invalid frame payload data"

@@ -83,6 +83,9 @@ async def connect(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator
             else:
                 with trio.move_on_after(2.0, shield=True):
                     await ws.aclose()
+                # After a protocol failure of its own, trio-websocket leaves the TCP
+                # connection open: close it, whatever state the library is in.
+                await trio.aclose_forcefully(stream)
             finally:
                 nursery.cancel_scope.cancel()
     except* (trio.TooSlowError, trio_websocket.ConnectionClosed, _BAD_RESPONSE, *_FAILURES) as group:

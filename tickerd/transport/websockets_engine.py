@@ -102,35 +102,33 @@ class _Connection:
 
     def _accept(self, events: Iterable[object]) -> None:
         """Queue the data frames' messages (assembling fragments); control frames need
-        nothing here: the protocol object already queued pongs and the close echo."""
-        append = self._messages.append
-        for frame in events:
-            if not isinstance(frame, Frame):
-                continue  # the handshake response
-            opcode = frame.opcode
-            if opcode is _TEXT:
-                if frame.fin:
-                    self._text(frame.data)
-                else:
-                    self._fragments, self._fragmented_text = [bytes(frame.data)], True
-            elif opcode is _BINARY:
-                if frame.fin:
-                    append(bytes(frame.data))
-                else:
-                    self._fragments, self._fragmented_text = [bytes(frame.data)], False
-            elif opcode is _CONT:
-                self._fragments.append(bytes(frame.data))
-                if frame.fin:
-                    whole = b"".join(self._fragments)
-                    self._fragments = []
-                    if self._fragmented_text:
-                        self._text(whole)
-                    else:
-                        append(whole)
+        nothing here: the protocol object already queued pongs and the close echo.
 
-    def _text(self, data: bytes | bytearray | memoryview) -> None:
+        A text message that is not UTF-8 fails the connection (close code 1007); nothing
+        after it is handed over.
+        """
+        append = self._messages.append
         try:
-            self._messages.append(str(data, "utf-8"))
+            for frame in events:
+                if not isinstance(frame, Frame):
+                    continue  # the handshake response
+                opcode = frame.opcode
+                if opcode is _TEXT:
+                    if frame.fin:
+                        append(str(frame.data, "utf-8"))
+                    else:
+                        self._fragments, self._fragmented_text = [bytes(frame.data)], True
+                elif opcode is _BINARY:
+                    if frame.fin:
+                        append(bytes(frame.data))
+                    else:
+                        self._fragments, self._fragmented_text = [bytes(frame.data)], False
+                elif opcode is _CONT:
+                    self._fragments.append(bytes(frame.data))
+                    if frame.fin:
+                        whole = b"".join(self._fragments)
+                        self._fragments = []
+                        append(str(whole, "utf-8") if self._fragmented_text else whole)
         except UnicodeDecodeError:
             if self._protocol.state is State.OPEN:
                 self._protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
