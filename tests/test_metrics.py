@@ -116,6 +116,10 @@ async def test_run_serves_metrics_on_the_given_port(
             await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
             await kraken.push("BTC/USD", last=8.0)
             await updates.wait_for(lambda r: r["last"] == 8.0)
+            # The counter moves after the publish returns; once a later batch is published,
+            # the first one has certainly been counted.
+            await kraken.push("BTC/USD", last=9.0)
+            await updates.wait_for(lambda r: r["last"] == 9.0)
             status, text = await get(port, "/metrics")
             assert status == 200 and samples(text)["tickerd_tickers_written_total", ()] >= 1
             process.send_signal(signal.SIGINT)
