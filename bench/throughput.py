@@ -535,8 +535,10 @@ def main() -> None:
         "--profile", metavar="DIR", help="py-spy the daemon in each phase (raw stacks, DIR/ENGINE-PHASE.txt)"
     )
     args = parser.parse_args()
-    if args.profile and shutil.which("py-spy") is None:
-        parser.error("--profile needs py-spy on PATH (pip install py-spy)")
+    if args.profile:
+        if shutil.which("py-spy") is None:
+            parser.error("--profile needs py-spy on PATH (pip install py-spy)")
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     engines = args.engine or ["websockets", "trio-websocket"]
     names = symbols(args.symbols)
     client = redis.Redis.from_url(REDIS_URL)
