@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -161,3 +166,47 @@ def db(pg_url: str) -> Iterator[Database]:
     database = Database(pg_url)
     yield database
     database.conn.close()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m tickerd ARGS`` to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "tickerd", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def cli_config(tmp_path: Path, url: str, prefix: str, redis_url: str = REDIS_URL, grace: float = 5.0) -> Path:
+    """A minimal TOML config: one Kraken symbol at ``url``, keys under ``prefix``."""
+    path = tmp_path / "tickerd.toml"
+    path.write_text(
+        f'shutdown_grace = {grace}\n[redis]\nurl = "{redis_url}"\nprefix = "{prefix}"\n'
+        f'[exchanges.kraken]\nurl = "{url}"\nsymbols = ["BTC/USD"]\n'
+    )
+    return path
+
+
+async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> None:
+    """Read ``stream`` into ``seen`` until ``marker`` shows up (a process's log line)."""
+    while marker not in seen:
+        chunk = await stream.receive_some()
+        if not chunk:
+            raise AssertionError(f"stream ended before {marker!r}: {seen.decode()}")
+        seen.extend(chunk)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for servers a test starts itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def until(fake: FakeExchange, predicate: Callable[[], object]) -> None:
+    """``fake.wait_until`` with a guard, so a broken adapter fails instead of hanging."""
+    with trio.fail_after(10):
+        await fake.wait_until(predicate)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 import orjson
 import pytest
@@ -11,7 +10,7 @@ import redis
 import trio
 import trio.testing
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
+from tests.conftest import Updates, make_config, start_daemon, start_fake, stored, until
 from tickerd import exchanges
 from tickerd.config import FeedSettings
 from tickerd.exchanges.base import Rejected, Subscribed
@@ -20,7 +19,6 @@ from tickerd.feed import Feed
 from tickerd.health import ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.testing.bitmex import FakeBitMEX
-from tickerd.testing.server import FakeExchange
 
 XBT = "BTC/USD:BTC"
 #: Captured on connect (cryptofeed sample_data BITMEX.ws.1.0).
@@ -73,12 +71,6 @@ def refusal(error: str, *args: str) -> bytes:
     """The 400 error BitMEX answers a subscribe with (it echoes the request)."""
     request = {"op": "subscribe", "args": list(args)}
     return orjson.dumps({"status": 400, "error": error, "meta": {}, "request": request})
-
-
-async def until(fake: FakeExchange, predicate: Callable[[], object]) -> None:
-    """``fake.wait_until`` with a guard, so a broken adapter fails instead of hanging."""
-    with trio.fail_after(10):
-        await fake.wait_until(predicate)
 
 
 def test_quote_maps_the_book_and_its_time() -> None:

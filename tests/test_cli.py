@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,18 +9,8 @@ from pathlib import Path
 
 import trio
 
-from tests.conftest import REDIS_URL, Updates, start_fake
+from tests.conftest import Updates, cli_config, read_until, run_cli, start_fake
 from tickerd.testing import FakeKraken
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tickerd", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_invalid_value_exits_2_naming_the_key(tmp_path: Path) -> None:
@@ -67,28 +56,11 @@ async def test_invalid_config_opens_no_connection(nursery: trio.Nursery, tmp_pat
     assert kraken.attempt_times == []
 
 
-def _config(tmp_path: Path, url: str, prefix: str, redis_url: str = REDIS_URL, grace: float = 5.0) -> Path:
-    path = tmp_path / "tickerd.toml"
-    path.write_text(
-        f'shutdown_grace = {grace}\n[redis]\nurl = "{redis_url}"\nprefix = "{prefix}"\n'
-        f'[exchanges.kraken]\nurl = "{url}"\nsymbols = ["BTC/USD"]\n'
-    )
-    return path
-
-
-async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> None:
-    while marker not in seen:
-        chunk = await stream.receive_some()
-        if not chunk:
-            raise AssertionError(f"stream ended before {marker!r}: {seen.decode()}")
-        seen.extend(chunk)
-
-
 async def test_sigint_shuts_down_cleanly_with_exit_0(
     nursery: trio.Nursery, tmp_path: Path, prefix: str, updates: Updates
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
-    path = _config(tmp_path, kraken.url, prefix)
+    path = cli_config(tmp_path, kraken.url, prefix)
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "tickerd", "--config", str(path)], stderr=subprocess.PIPE
     )
@@ -104,14 +76,14 @@ async def test_sigint_shuts_down_cleanly_with_exit_0(
     assert process.stderr is not None
     log = bytearray()
     with trio.fail_after(5):
-        await _read_until(process.stderr, b"tickerd stopped", log)
+        await read_until(process.stderr, b"tickerd stopped", log)
     assert b"SIGINT: shutting down" in log
 
 
 async def test_a_second_signal_exits_at_once(nursery: trio.Nursery, tmp_path: Path, prefix: str) -> None:
     kraken = await start_fake(nursery, FakeKraken())
     # Redis is unreachable, so the shutdown flush would wait out its 60 s grace period.
-    path = _config(tmp_path, kraken.url, prefix, redis_url="redis://127.0.0.1:1/0", grace=60.0)
+    path = cli_config(tmp_path, kraken.url, prefix, redis_url="redis://127.0.0.1:1/0", grace=60.0)
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "tickerd", "--config", str(path)], stderr=subprocess.PIPE
     )
@@ -120,9 +92,9 @@ async def test_a_second_signal_exits_at_once(nursery: trio.Nursery, tmp_path: Pa
     try:
         with trio.fail_after(20):
             await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
-            await _read_until(process.stderr, b"Redis unreachable", log)
+            await read_until(process.stderr, b"Redis unreachable", log)
             process.send_signal(signal.SIGTERM)
-            await _read_until(process.stderr, b"SIGTERM: shutting down", log)
+            await read_until(process.stderr, b"SIGTERM: shutting down", log)
         with trio.fail_after(5):  # far less than the grace period
             process.send_signal(signal.SIGTERM)
             assert await process.wait() == 1

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from tests.conftest import Database, make_config, start_daemon, start_fake
-from tests.test_cli import run_cli
+from tests.conftest import Database, make_config, run_cli, start_daemon, start_fake
 from tickerd import cli
 from tickerd.testing import FakeKraken
 

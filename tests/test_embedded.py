@@ -15,8 +15,7 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import make_config, start_daemon, start_fake, stored
-from tests.test_cli import _read_until
+from tests.conftest import make_config, read_until, start_daemon, start_fake, stored
 from tickerd import embedded
 from tickerd.config import Config, RedisSettings
 from tickerd.testing import FakeKraken
@@ -112,7 +111,7 @@ async def test_cli_says_it_waits_for_a_configured_server(nursery: trio.Nursery, 
     log = bytearray()
     try:
         with trio.fail_after(20):
-            await _read_until(process.stderr, b"does not answer yet; waiting for it", log)
+            await read_until(process.stderr, b"does not answer yet; waiting for it", log)
             await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))  # it runs meanwhile
             process.send_signal(signal.SIGINT)
             assert await process.wait() == 0

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import trio
 
-from tests.conftest import start_fake
-from tests.test_cli import _config, _read_until
+from tests.conftest import cli_config, read_until, start_fake
 from tickerd.testing import FakeExchange, FakeKraken
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -52,7 +51,7 @@ async def test_pipeline_example_shows_tickers_and_status_and_stops_on_ctrl_c(
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
     nursery.start_soon(keep_moving, kraken, "BTC/USD")
-    config = _config(tmp_path, kraken.url, prefix)
+    config = cli_config(tmp_path, kraken.url, prefix)
     process = await trio.lowlevel.open_process(
         [sys.executable, str(EXAMPLES / "run_example_pipeline.py"), "--config", str(config)],
         stdout=subprocess.PIPE,
@@ -62,12 +61,12 @@ async def test_pipeline_example_shows_tickers_and_status_and_stops_on_ctrl_c(
     seen = bytearray()
     try:
         with trio.fail_after(20):
-            await _read_until(process.stdout, b"status: Redis up", seen)
-            await _read_until(process.stdout, b"BTC/USD", seen)
-            await _read_until(process.stdout, "● fresh".encode(), seen)
+            await read_until(process.stdout, b"status: Redis up", seen)
+            await read_until(process.stdout, b"BTC/USD", seen)
+            await read_until(process.stdout, "● fresh".encode(), seen)
             process.send_signal(signal.SIGINT)
             assert await process.wait() == 0
-            await _read_until(process.stdout, b"\nstopped\n", seen)
+            await read_until(process.stdout, b"\nstopped\n", seen)
     finally:
         process.kill()
     assert "kraken     connected    1 connection(s), 1 symbols" in seen.decode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 import orjson
 import pytest
@@ -11,7 +10,7 @@ import redis
 import trio
 import trio.testing
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
+from tests.conftest import Updates, make_config, start_daemon, start_fake, stored, until
 from tickerd import exchanges
 from tickerd.config import FeedSettings
 from tickerd.exchanges.base import Rejected, Reply, Subscribed
@@ -20,7 +19,6 @@ from tickerd.feed import Feed
 from tickerd.health import ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.testing.hyperliquid import FakeHyperliquid
-from tickerd.testing.server import FakeExchange
 
 BTC = "BTC/USDC:USDC"
 #: Shape of the official SDK's ``BboData``; ``bbo`` is ``[best bid, best ask]``, ``time`` in ms.
@@ -39,12 +37,6 @@ CTX = (
 
 def decoder(*symbols: str) -> HyperliquidDecoder:
     return exchanges.get("hyperliquid").decoder(symbols)  # type: ignore[return-value]
-
-
-async def until(fake: FakeExchange, predicate: Callable[[], object]) -> None:
-    """``fake.wait_until`` with a guard, so a broken adapter fails instead of hanging."""
-    with trio.fail_after(10):
-        await fake.wait_until(predicate)
 
 
 def error(text: str) -> bytes:

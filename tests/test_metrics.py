@@ -12,9 +12,17 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 import tickerd
-from tests.conftest import Updates, make_config, start_daemon, start_fake, wait_health
-from tests.test_cli import _config, _read_until, run_cli
-from tests.test_writer import _free_port
+from tests.conftest import (
+    Updates,
+    cli_config,
+    free_port,
+    make_config,
+    read_until,
+    run_cli,
+    start_daemon,
+    start_fake,
+    wait_health,
+)
 from tickerd.metrics import Metrics
 from tickerd.testing import FakeKraken
 
@@ -103,8 +111,8 @@ async def test_run_serves_metrics_on_the_given_port(
     nursery: trio.Nursery, tmp_path: Path, prefix: str, updates: Updates
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
-    port = _free_port()
-    config = str(_config(tmp_path, kraken.url, prefix))
+    port = free_port()
+    config = str(cli_config(tmp_path, kraken.url, prefix))
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "tickerd", "run", "--config", config, "--metrics-port", str(port)],
         stderr=subprocess.PIPE,
@@ -112,7 +120,7 @@ async def test_run_serves_metrics_on_the_given_port(
     assert process.stderr is not None
     try:
         with trio.fail_after(20):
-            await _read_until(process.stderr, f":{port}/metrics".encode(), bytearray())
+            await read_until(process.stderr, f":{port}/metrics".encode(), bytearray())
             await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
             await kraken.push("BTC/USD", last=8.0)
             await updates.wait_for(lambda r: r["last"] == 8.0)
@@ -133,7 +141,7 @@ def test_a_metrics_port_in_use_is_a_clear_error_with_exit_2(tmp_path: Path, pref
         taken.bind(("", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = _config(tmp_path, "ws://127.0.0.1:1/v2", prefix)
+        config = cli_config(tmp_path, "ws://127.0.0.1:1/v2", prefix)
         result = run_cli("run", "--config", str(config), "--metrics-port", str(port))
     assert result.returncode == 2
     assert f"--metrics-port {port}: " in result.stderr and "address already in use" in result.stderr.lower()

@@ -9,8 +9,7 @@ import orjson
 import redis
 import trio
 
-from tests.conftest import REDIS_URL, make_config, start_daemon, start_fake
-from tests.test_cli import run_cli
+from tests.conftest import REDIS_URL, make_config, run_cli, start_daemon, start_fake
 from tests.test_monitor import wait_records
 from tickerd.monitor import heartbeat_key
 from tickerd.status import read_report

@@ -13,8 +13,7 @@ from pathlib import Path
 import redis
 import trio
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake
-from tests.test_cli import _read_until
+from tests.conftest import Updates, make_config, read_until, start_daemon, start_fake
 from tests.test_status import status_config
 from tickerd.testing import FakeKraken
 from tickerd.watch import Board, price
@@ -56,10 +55,10 @@ async def test_watch_shows_updates_as_they_come_and_exits_on_ctrl_c(
     seen = bytearray()
     try:
         with trio.fail_after(20):
-            await _read_until(process.stdout, b"50,000.00", seen)  # from the stored hash
-            await _read_until(process.stdout, b"status: HEALTHY \xc2\xb7 kraken connected 1/1 fresh", seen)
+            await read_until(process.stdout, b"50,000.00", seen)  # from the stored hash
+            await read_until(process.stdout, b"status: HEALTHY \xc2\xb7 kraken connected 1/1 fresh", seen)
             await kraken.push("BTC/USD", last=51234.5)  # arrives over pub/sub
-            await _read_until(process.stdout, b"51,234.50", seen)
+            await read_until(process.stdout, b"51,234.50", seen)
             process.send_signal(signal.SIGINT)
             assert await process.wait() == 0
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
 
@@ -11,24 +10,17 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import make_config, start_daemon, start_fake, stored
+from tests.conftest import free_port, make_config, start_daemon, start_fake, stored
 from tickerd.model import Ticker
 from tickerd.testing import FakeKraken
 from tickerd.writer import RedisWriter
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PrivateRedis:
     """A redis-server of the test's own, so it can be stopped and restarted mid-stream."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
