@@ -175,13 +175,11 @@ class _Session:
         while True:
             frame = await conn.receive()
             self.frames += 1
-            tickers = decode(frame)
-            if tickers:
-                for ticker in tickers:
-                    try:
-                        sink.send_nowait(ticker)
-                    except trio.WouldBlock:
-                        await sink.send(ticker)
+            for ticker in decode(frame):
+                try:
+                    sink.send_nowait(ticker)
+                except trio.WouldBlock:
+                    await sink.send(ticker)
             if decoder.events:
                 self._handle_events()
             if decoder.junk != self.junk:
