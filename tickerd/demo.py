@@ -22,8 +22,8 @@ import trio
 from tickerd import cli, embedded, logs, watch
 from tickerd.config import Config, structure
 from tickerd.daemon import serve
+from tickerd.layout import RedisLayout
 from tickerd.testing import FakeBinance, FakeExchange, fake_for
-from tickerd.writer import ticker_key
 
 PREFIX = "tickerd-demo:"
 
@@ -108,7 +108,7 @@ def _clean(url: str, prefix: str) -> None:
     """Remove the demo's tickers (its health records expire by themselves)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
     try:
-        client.delete(*(ticker_key(prefix, name) for name in SYMBOLS))
+        RedisLayout(prefix).delete_tickers(client, list(SYMBOLS))
     except redis.RedisError:
         pass
     finally:

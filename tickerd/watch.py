@@ -25,8 +25,8 @@ import redis
 import trio
 
 from tickerd import cli, embedded
+from tickerd.layout import RedisLayout
 from tickerd.status import read_report, summary_line
-from tickerd.writer import decode_record
 
 #: Seconds between two status lines (health records are read from Redis).
 STATUS_EVERY = 10.0
@@ -154,14 +154,6 @@ class View:
             await trio.sleep(pace)
 
 
-def _snapshot(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
-    """Every stored ticker (blocking)."""
-    records = []
-    for key in client.scan_iter(match=f"{prefix}tickers:*", count=100):
-        records += [decode_record(raw) for raw in client.hgetall(key).values()]
-    return records
-
-
 async def watch(
     url: str,
     prefix: str,
@@ -173,6 +165,7 @@ async def watch(
     title: str = "tickerd watch",
 ) -> None:
     """Show the tickers in Redis at ``url`` until cancelled."""
+    layout = RedisLayout(prefix)
     board = Board(stale_after, exchanges)
     view = View(board, out, title, interactive)
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
@@ -188,7 +181,7 @@ async def watch(
                 await trio.sleep(1)
                 continue
             if message is not None and message["type"] == "pmessage":
-                board.update(decode_record(message["data"]))
+                board.update(layout.decode_ticker(message["data"]))
                 view.touch()
 
     async def statuses() -> None:
@@ -200,8 +193,8 @@ async def watch(
 
     try:
         # Subscribe before reading the hashes, so no update falls between the two.
-        await trio.to_thread.run_sync(pubsub.psubscribe, f"{prefix}ticker_updates:*")
-        for record in await trio.to_thread.run_sync(_snapshot, client, prefix):
+        await trio.to_thread.run_sync(pubsub.psubscribe, layout.updates_pattern())
+        for record in await trio.to_thread.run_sync(layout.read_all_tickers, client):
             board.update(record)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(listen)
