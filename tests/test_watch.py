@@ -15,8 +15,8 @@ import trio
 
 from tests.conftest import Updates, make_config, read_until, start_daemon, start_fake
 from tests.test_status import status_config
+from tickerd.commands.watch import Board, price
 from tickerd.testing import FakeKraken
-from tickerd.watch import Board, price
 from tickerd.writer import ticker_key
 
 
