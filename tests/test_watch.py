@@ -15,9 +15,9 @@ import trio
 
 from tests.conftest import Updates, make_config, read_until, start_daemon, start_fake
 from tests.test_status import status_config
+from tickerd.commands.watch import Board, price
 from tickerd.layout import RedisLayout
 from tickerd.testing import FakeKraken
-from tickerd.watch import Board, price
 
 
 def test_board_marks_stale_tickers_and_formats_prices() -> None:

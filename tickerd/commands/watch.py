@@ -24,9 +24,10 @@ from typing import Any, TextIO
 import redis
 import trio
 
-from tickerd import cli, embedded
+from tickerd import embedded
+from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
+from tickerd.commands.status import read_report, summary_line
 from tickerd.layout import RedisLayout
-from tickerd.status import read_report, summary_line
 
 #: Seconds between two status lines (health records are read from Redis).
 STATUS_EVERY = 10.0
@@ -234,9 +235,9 @@ def screen(out: TextIO, interactive: bool) -> Iterator[None]:
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    config = cli.load_or_report(args)
+    config = load_or_report(args)
     if config is None:
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     url = embedded.locate(config.redis)
     if not embedded.answers(url):
         print(f"tickerd watch: Redis at {url} does not answer", file=sys.stderr)
@@ -266,7 +267,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="A live view of the latest tickers in Redis, updated on every change; "
         "ages are marked fresh or STALE (health.stale_after); a status line every 10 s.",
     )
-    cli.add_config_option(parser)
+    add_config_option(parser)
     parser.add_argument("--exchange", action="append", metavar="NAME", help="only this exchange (repeatable)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="exit after this long")
     parser.set_defaults(func=run_watch)
