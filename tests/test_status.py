@@ -11,8 +11,8 @@ import trio
 
 from tests.conftest import REDIS_URL, make_config, run_cli, start_daemon, start_fake
 from tests.test_monitor import wait_records
+from tickerd.commands.status import read_report
 from tickerd.monitor import heartbeat_key
-from tickerd.status import read_report
 from tickerd.testing import FakeKraken
 
 
