@@ -129,7 +129,7 @@ async def test_redis_restart_mid_stream_keeps_the_latest_values(
     with trio.fail_after(10):
         while daemon.writer.redis_up:  # it may have met the outage while the pushes went out
             await daemon.writer.redis_state_changed()
-    assert daemon.health()["writer"]["redis_up"] is False
+    assert daemon.health().writer.redis_up is False
 
     private_redis.start()  # an empty server: everything must be written again
     with trio.fail_after(15):
@@ -137,5 +137,5 @@ async def test_redis_restart_mid_stream_keeps_the_latest_values(
             await daemon.writer.redis_state_changed()
     assert stored(client, "", "kraken", "BTC/USD")["last"] == 4.0  # type: ignore[index]
     assert stored(client, "", "kraken", "ETH/USD")["last"] == 40.0  # type: ignore[index]
-    assert daemon.health()["writer"]["redis_up"] is True
+    assert daemon.health().writer.redis_up is True
     client.close()
