@@ -30,7 +30,9 @@ import psycopg
 import trio
 from psycopg import sql
 
-from tickerd import cli, demo, exchanges, logs, watch
+from tickerd import exchanges, logs
+from tickerd.commands import demo, watch
+from tickerd.commands import main as cli
 from tickerd.config import Config, DatabaseSettings, LogSettings
 from tickerd.config import load as load_config
 from tickerd.sources import tables

@@ -18,7 +18,6 @@ import sys
 import time
 from typing import Any
 
-import orjson
 import redis
 import trio
 
@@ -33,12 +32,13 @@ async def follow_updates(config: tickerd.Config, latest: dict[tuple[str, str], d
     """Keep ``latest`` up to date from the pub/sub channels (redis-py is blocking: a thread)."""
     client = redis.Redis.from_url(config.redis.address)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.psubscribe(f"{config.redis.prefix}ticker_updates:*")
+    layout = config.redis.layout
+    pubsub.psubscribe(layout.updates_pattern())
     try:
         while True:
             message = await trio.to_thread.run_sync(pubsub.get_message, True, 0.2)
             if message and message["type"] == "pmessage":
-                ticker = orjson.loads(message["data"])
+                ticker = layout.decode_ticker(message["data"])
                 latest[ticker["exchange"], ticker["symbol"]] = ticker
     finally:
         pubsub.close()

@@ -15,7 +15,6 @@ import argparse
 import sys
 
 import attrs
-import orjson
 import redis
 import trio
 
@@ -43,7 +42,8 @@ async def collect(config: tickerd.Config, exchange: str, symbol: str) -> None:
     client = redis.Redis.from_url(config.redis.address)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     # Subscribed before the daemon starts, so the very first ticker is not missed.
-    pubsub.subscribe(f"{config.redis.prefix}ticker_updates:{exchange}:{symbol}")
+    layout = config.redis.layout
+    pubsub.subscribe(layout.updates(exchange, symbol))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(tickerd.serve, config)
@@ -53,7 +53,7 @@ async def collect(config: tickerd.Config, exchange: str, symbol: str) -> None:
                 message = await trio.to_thread.run_sync(pubsub.get_message, True, 1.0)
                 if not message or message["type"] != "message":
                     continue
-                ticker = orjson.loads(message["data"])
+                ticker = layout.decode_ticker(message["data"])
                 if ticker["received_ts"] <= last_seen:
                     continue  # not newer than what we have: not a new ticker
                 last_seen = ticker["received_ts"]

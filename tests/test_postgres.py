@@ -26,11 +26,11 @@ from tests.conftest import (
     wait_health,
 )
 from tests.test_monitor import wait_records
+from tickerd.commands.status import read_report, render
 from tickerd.config import ConfigError, structure
 from tickerd.health import DEGRADED, HEALTHY
 from tickerd.layout import RedisLayout
 from tickerd.sources import tables
-from tickerd.status import read_report, render
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
 
 

@@ -12,9 +12,9 @@ import trio
 from tests.conftest import REDIS_URL, make_config, run_cli, start_daemon, start_fake
 from tests.test_monitor import wait_records
 from tickerd import snapshots
+from tickerd.commands.status import read_report
 from tickerd.layout import RedisLayout
 from tickerd.snapshots import Heartbeat, SourceSnapshot, WriterCounters
-from tickerd.status import read_report
 from tickerd.testing import FakeKraken
 
 

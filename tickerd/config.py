@@ -18,6 +18,7 @@ import attrs
 import cattrs
 
 from tickerd import exchanges
+from tickerd.layout import RedisLayout
 from tickerd.transport import DEFAULT_ENGINE, engine_names
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
@@ -73,6 +74,11 @@ class RedisSettings:
     def address(self) -> str:
         """The configured URL, else the default local server."""
         return self.url or DEFAULT_REDIS_URL
+
+    @property
+    def layout(self) -> RedisLayout:
+        """The key names and record encoding under this ``prefix``."""
+        return RedisLayout(self.prefix)
 
 
 def _upper(value: object) -> str:

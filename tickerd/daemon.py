@@ -289,7 +289,7 @@ async def serve(
     client = redis_client(config.redis.address)
     try:
         send, receive = trio.open_memory_channel[Ticker](CHANNEL_SIZE)
-        writer = RedisWriter(client, prefix=config.redis.prefix, grace=config.shutdown_grace)
+        writer = RedisWriter(client, config.redis.layout, grace=config.shutdown_grace)
         async with trio.open_nursery() as root:
             root.start_soon(writer.run, receive)
             async with trio.open_nursery() as exchanges_nursery:

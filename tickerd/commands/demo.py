@@ -19,11 +19,12 @@ from typing import Any, TextIO
 import redis
 import trio
 
-from tickerd import cli, embedded, logs, watch
+from tickerd import embedded, logs
+from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report, watch
 from tickerd.config import Config, structure
 from tickerd.daemon import serve
+from tickerd.layout import RedisLayout
 from tickerd.testing import FakeBinance, FakeExchange, fake_for
-from tickerd.writer import ticker_key
 
 PREFIX = "tickerd-demo:"
 
@@ -108,7 +109,7 @@ def _clean(url: str, prefix: str) -> None:
     """Remove the demo's tickers (its health records expire by themselves)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
     try:
-        client.delete(*(ticker_key(prefix, name) for name in SYMBOLS))
+        RedisLayout(prefix).delete_tickers(client, list(SYMBOLS))
     except redis.RedisError:
         pass
     finally:
@@ -116,9 +117,9 @@ def _clean(url: str, prefix: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = cli.load_or_report(args)  # for its Redis and log settings
+    config = load_or_report(args)  # for its Redis and log settings
     if config is None:
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     prefix = config.redis.prefix or PREFIX
     names = args.exchange or list(SYMBOLS)
     unknown = sorted(set(names) - set(SYMBOLS))
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             f"tickerd demo: unknown exchange(s) {', '.join(unknown)} (have {', '.join(SYMBOLS)})",
             file=sys.stderr,
         )
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     out = sys.stdout
     interactive = out.isatty()
     log_file = embedded.state_dir() / "demo.log"
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
                 _clean(resolved.redis.address, prefix)
     except embedded.EmbeddedRedisError as exc:
         print(f"tickerd demo: {exc}", file=sys.stderr)
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     return 0
 
 
@@ -161,7 +162,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Run fake exchange servers on 127.0.0.1 with synthetic prices, the daemon pointed "
         f"at them (keys under {PREFIX!r}) and the live view: tickerd working without internet.",
     )
-    cli.add_config_option(parser)
+    add_config_option(parser)
     parser.add_argument(
         "--exchange",
         action="append",

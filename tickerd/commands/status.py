@@ -17,7 +17,8 @@ import attrs
 import orjson
 import redis
 
-from tickerd import cli, embedded
+from tickerd import embedded
+from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
 from tickerd.health import DEGRADED, DOWN, LEVELS, assess
 from tickerd.layout import RedisLayout
 from tickerd.snapshots import DatabaseSourceSnapshot, ExchangeRecord, ExchangeSnapshot, Heartbeat, converter
@@ -187,9 +188,9 @@ def render(report: Report) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    config = cli.load_or_report(args)
+    config = load_or_report(args)
     if config is None:
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     url = embedded.locate(config.redis)
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
     try:
@@ -210,6 +211,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Show the daemon's health from its records in Redis. "
         "Exit status: 0 healthy, 1 degraded, 2 down or not running.",
     )
-    cli.add_config_option(parser)
+    add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON, for programs")
     parser.set_defaults(func=run_status)
