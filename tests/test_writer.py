@@ -135,12 +135,12 @@ async def test_redis_restart_mid_stream_keeps_the_latest_values(
     await kraken.push("ETH/USD", last=40.0)
     with trio.fail_after(10):  # it may have met the outage while the pushes went out
         await until_redis_up(daemon.writer, False)
-    assert daemon.health()["writer"]["redis_up"] is False
+    assert daemon.health().writer.redis_up is False
 
     private_redis.start()  # an empty server: everything must be written again
     with trio.fail_after(15):
         await until_redis_up(daemon.writer, True)
     assert (stored(client, "", "kraken", "BTC/USD") or {}).get("last") == 4.0
     assert (stored(client, "", "kraken", "ETH/USD") or {}).get("last") == 40.0
-    assert daemon.health()["writer"]["redis_up"] is True
+    assert daemon.health().writer.redis_up is True
     client.close()

@@ -80,7 +80,7 @@ async def run_demo(config: Config, fakes: dict[str, FakeExchange], *, out: TextI
             nursery.start_soon(_market, fake, _symbols(name), rng)
         daemon = await nursery.start(serve, config)
         with trio.move_on_after(5):  # so that the first status line shows them connected
-            while any(h["state"] != "connected" for h in daemon.health()["exchanges"].values()):
+            while any(h.state != "connected" for h in daemon.health().exchanges.values()):
                 await daemon.health_changed()
         await watch.watch(
             config.redis.address,
