@@ -51,11 +51,15 @@ class RedisLayout:
 
     def updates(self, exchange: str, symbol: str) -> str:
         """The channel each written update of ``(exchange, symbol)`` is published on."""
-        return f"{self.prefix}ticker_updates:{exchange}:{symbol}"
+        return self._updates_of(exchange) + symbol
 
     def updates_pattern(self, exchange: str = "*") -> str:
         """``PSUBSCRIBE`` pattern: every update (of one exchange, if named)."""
-        return self.updates(exchange, "*") if exchange != "*" else f"{self.prefix}ticker_updates:*"
+        return self._updates_of(exchange) + "*" if exchange != "*" else f"{self.prefix}ticker_updates:*"
+
+    def _updates_of(self, exchange: str) -> str:
+        """The channels' common start for one exchange (the writer adds each symbol to it)."""
+        return f"{self.prefix}ticker_updates:{exchange}:"
 
     def encode_ticker(self, ticker: Ticker) -> bytes:
         """The JSON stored in the hash and published on the channel.
@@ -97,17 +101,19 @@ class RedisLayout:
         The hashes come before the publishes so a subscriber that reads the hash on a
         notification sees the value it was notified of.  Each ticker is JSON-encoded once.
         """
-        encode, channel = self.encode_ticker, self.updates
-        hashes: dict[str, list[str | bytes]] = {}
+        encode = self.encode_ticker
+        # exchange → its HSET command (grown per ticker) and the start of its channel names
+        exchanges: dict[str, tuple[list[str | bytes], str]] = {}
         publishes: list[Command] = []
         for (exchange, symbol), ticker in batch.items():
             payload = encode(ticker)
-            fields = hashes.get(exchange)
-            if fields is None:
-                fields = hashes[exchange] = ["HSET", self.tickers(exchange)]
+            known = exchanges.get(exchange)
+            if known is None:
+                known = exchanges[exchange] = (["HSET", self.tickers(exchange)], self._updates_of(exchange))
+            fields, channel = known
             fields += (symbol, payload)
-            publishes.append(("PUBLISH", channel(exchange, symbol), payload))
-        return [*hashes.values(), *publishes]
+            publishes.append(("PUBLISH", channel + symbol, payload))
+        return [*(fields for fields, _ in exchanges.values()), *publishes]
 
     def read_ticker(self, client: redis.Redis, exchange: str, symbol: str) -> Record | None:
         """The latest ticker of ``(exchange, symbol)``, or ``None`` if none is stored."""
