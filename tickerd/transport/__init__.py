@@ -3,6 +3,11 @@
 Everything above this module speaks :class:`Connection` and :class:`TransportError` only, so
 the websocket engine can be swapped (per exchange or globally) without touching the I/O loop.
 Each engine module implements :func:`connect` for its library; nothing else imports them.
+
+The error contract, the same for every engine: a connection that cannot be opened, fails or
+closes raises :class:`TransportError` (from ``connect``, ``send``, ``receive`` and the close
+on exit), never an exception group and never a library's own exception; the caller's own
+exceptions, ``trio.Cancelled`` and ``KeyboardInterrupt`` pass through ``connect`` untouched.
 """
 
 from __future__ import annotations
@@ -53,12 +58,16 @@ class Target:
 
     @classmethod
     def parse(cls, url: str) -> Target:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # a port that is not a number raises here
+        except ValueError:
+            raise TransportError(f"not a websocket URL: {url!r}") from None
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise TransportError(f"not a websocket URL: {url!r}")
         secure = parts.scheme == "wss"
         resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(parts.hostname, parts.port or (443 if secure else 80), resource, secure)
+        return cls(parts.hostname, port or (443 if secure else 80), resource, secure)
 
 
 async def open_stream(
@@ -83,7 +92,7 @@ async def open_stream(
             try:
                 await tls.do_handshake()
             except BaseException:
-                await trio.aclose_forcefully(tcp)
+                await drop(tcp)
                 raise
             return tls
     except trio.TooSlowError:
@@ -92,6 +101,17 @@ async def open_stream(
         raise TransportError(f"{target.host}:{target.port}: TLS failed: {exc.__cause__ or exc}") from exc
     except OSError as exc:
         raise TransportError(f"{target.host}:{target.port}: {exc.strerror or exc}") from exc
+
+
+async def drop(stream: trio.abc.AsyncResource) -> None:
+    """Close ``stream`` at once (no close handshake), without a checkpoint that could raise.
+
+    Engines call it while an exception is in flight: an outer cancellation must not replace
+    that exception (a KeyboardInterrupt, the caller's own error) with a ``Cancelled``, which
+    ``trio.aclose_forcefully`` alone would raise in an already cancelled scope.
+    """
+    with trio.CancelScope(shield=True):
+        await trio.aclose_forcefully(stream)
 
 
 def _engines() -> dict[str, Connector]:
