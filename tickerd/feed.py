@@ -21,7 +21,7 @@ import itertools
 import math
 import operator
 import random
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 from loguru import logger
@@ -42,14 +42,6 @@ def backoff_delay(failures: int, settings: FeedSettings, rng: random.Random) -> 
     exponent = min(failures - 1, 32)
     delay = min(settings.max_reconnect_delay, settings.reconnect_delay * math.pow(2, exponent))
     return delay / 2 + rng.uniform(0, delay / 2)
-
-
-def _first_leaf(group: BaseExceptionGroup[transport.TransportError]) -> BaseException:
-    """The first real exception in a (possibly nested) group: the one worth reporting."""
-    first: BaseException = group
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
 
 
 class _Session:
@@ -132,8 +124,8 @@ class _Session:
                     transport.connect(feed.url, engine=feed.engine, ssl_context=feed.ssl_context) as conn,
                     trio.open_nursery() as nursery,
                 ):
-                    nursery.start_soon(self._sender, conn)
-                    nursery.start_soon(self._reader, conn)
+                    nursery.start_soon(self._until_it_fails, self._sender, conn)
+                    nursery.start_soon(self._until_it_fails, self._reader, conn)
                     nursery.start_soon(self._watchdog)
                     if feed.adapter.keepalive is not None:
                         nursery.start_soon(self._keepalive)
@@ -145,8 +137,8 @@ class _Session:
                         await self._ready.wait()
                     started = True
                     task_status.started()
-        except* transport.TransportError as group:
-            self._end(str(_first_leaf(group)))
+        except transport.TransportError as exc:  # connecting or closing failed
+            self._end(str(exc))
         finally:
             feed.live.discard(self)
             feed.frames += self.frames
@@ -155,6 +147,17 @@ class _Session:
             self.done.set()
         if not started:
             raise transport.TransportError(self.outcome or "connection closed before it was ready")
+
+    async def _until_it_fails(
+        self, work: Callable[[transport.Connection], Awaitable[None]], conn: transport.Connection
+    ) -> None:
+        """Run ``work`` (the sender, the reader); the connection failing ends the session
+        with the transport's reason, as the watchdog ends it, instead of failing the nursery
+        (which would wrap the error in an exception group)."""
+        try:
+            await work(conn)
+        except transport.TransportError as exc:
+            self._end(str(exc))
 
     async def _sender(self, conn: transport.Connection) -> None:
         """Send queued frames in order, no faster than the exchange's inbound limit allows."""
