@@ -9,7 +9,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -67,7 +67,11 @@ def make_config(
     return structure(raw)
 
 
-async def start_fake(nursery: trio.Nursery, fake: FakeExchange) -> FakeExchange:
+#: A fake of one exchange: ``start_fake`` hands back the very type it was given.
+Fake = TypeVar("Fake", bound=FakeExchange)
+
+
+async def start_fake(nursery: trio.Nursery, fake: Fake) -> Fake:
     await nursery.start(fake.serve)
     return fake
 

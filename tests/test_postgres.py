@@ -294,7 +294,9 @@ async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
     await kraken.push("BTC/USD", last=5.0)  # collection goes on with the last known set
     await updates.wait_for(lambda r: r["last"] == 5.0)
     # tickerd status tells: degraded, and why.
-    await wait_records(daemon, redis_client, prefix, lambda beat, _: beat["source"]["state"] == "down")
+    await wait_records(
+        daemon, redis_client, prefix, lambda beat, _: beat is not None and beat["source"]["state"] == "down"
+    )
     report = read_report(redis_client, REDIS_URL, prefix)
     assert report.level == DEGRADED
     name = db.url.rsplit("/", 1)[1]
@@ -309,7 +311,9 @@ async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
     await allow_connections(db, True)
     await kraken.wait_until(lambda: not kraken.is_subscribed("ETH/USD"))  # re-read on return
     await wait_source(daemon, state="up")
-    await wait_records(daemon, redis_client, prefix, lambda beat, _: beat["source"]["state"] == "up")
+    await wait_records(
+        daemon, redis_client, prefix, lambda beat, _: beat is not None and beat["source"]["state"] == "up"
+    )
     assert read_report(redis_client, REDIS_URL, prefix).level == HEALTHY
     assert kraken.connection_count == 1 and kraken.is_subscribed("BTC/USD")
     assert len(await backend_pids(db)) == 1
