@@ -56,6 +56,8 @@ from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from tickerd.layout import RedisLayout
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Frames written per ``send_all`` at full speed (they share one send timestamp).
 CHUNK = 256
@@ -204,6 +206,7 @@ class FakeServer:
         daemon), so that the watcher's own latency on this machine is known.  (redis-py
         blocks this loop while it publishes: this is the harness, not the daemon.)"""
         client = redis.Redis.from_url(REDIS_URL)
+        layout = RedisLayout(prefix)
         total = int(per_second * seconds)
         last: dict[str, int] = {}
         sent = 0
@@ -218,7 +221,7 @@ class FakeServer:
                 for seq in range(sent + 1, due + 1):
                     name = self.names[seq % len(self.names)]
                     record = {"bid_size": stamp, "ask_size": seq, "received_ts": stamp}
-                    pipe.publish(f"{prefix}ticker_updates:binance:{name}", orjson.dumps(record))
+                    pipe.publish(layout.updates("binance", name), orjson.dumps(record))
                     last[name] = seq
                 pipe.execute()
                 sent = due
@@ -296,11 +299,11 @@ class Watcher:
 
     def __init__(self, client: redis.Redis, prefix: str, names: list[str] | None) -> None:
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
-        channel = f"{prefix}ticker_updates:binance:"
+        self.layout = layout = RedisLayout(prefix)
         if names is None:
-            self.pubsub.psubscribe(channel + "*")
+            self.pubsub.psubscribe(layout.updates_pattern("binance"))
         else:
-            self.pubsub.subscribe(*(channel + name for name in names))
+            self.pubsub.subscribe(*(layout.updates("binance", name) for name in names))
         self.latencies: list[float] = []
         #: The part of each latency spent before the daemon decoded the frame (its
         #: ``received_ts``): the socket and the daemon's wake-up, as opposed to the writer.
@@ -333,7 +336,7 @@ class Watcher:
             if message is None:
                 continue
             now = time.time()
-            record = orjson.loads(message["data"])
+            record = self.layout.decode_ticker(message["data"])
             self.latencies.append(now - record["bid_size"])
             self.to_decode.append(record["received_ts"] - record["bid_size"])
             if record["ask_size"] > newest:
@@ -376,10 +379,8 @@ def phase(
         assert last_symbol in watched, "the last frame's symbol must be watched"
     cpu, publishes = daemon.cpu_seconds() - cpu0, _publishes(client) - publishes0
     watcher.close()
-    stored = client.hgetall(f"{prefix}tickers:binance")
-    wrong = [
-        s for s, seq in result["last"] if orjson.loads(stored.get(s.encode(), b"{}")).get("ask_size") != seq
-    ]
+    stored = RedisLayout(prefix).read_tickers(client, "binance")
+    wrong = [s for s, seq in result["last"] if stored.get(s, {}).get("ask_size") != seq]
     elapsed = done - result["first_sent"]
     lat = watcher.latencies
     return {
@@ -482,7 +483,7 @@ def run_engine(
         return results
     finally:
         daemon.stop()
-        for key in client.scan_iter(f"{prefix}*"):
+        for key in client.scan_iter(RedisLayout(prefix).owned_pattern()):
             client.delete(key)
 
 

@@ -30,7 +30,9 @@ import psycopg
 import trio
 from psycopg import sql
 
-from tickerd import cli, demo, exchanges, logs, watch
+from tickerd import exchanges, logs
+from tickerd.commands import demo, watch
+from tickerd.commands import main as cli
 from tickerd.config import Config, DatabaseSettings, LogSettings
 from tickerd.config import load as load_config
 from tickerd.sources import tables
@@ -39,11 +41,10 @@ from tickerd.testing import FakeExchange
 SCHEMA = "tickerd"
 NAME = re.compile(r"tickerd_demo_[0-9a-f]{8}")
 
-#: What the demo collects: Kraken and Binance as below, every other exchange its
-#: ``tickerd demo`` symbols (so a new exchange joins the demo with its fake).
-DEMO_SYMBOLS: dict[str, list[str]] = {name: list(demo.SYMBOLS[name]) for name in exchanges.names()} | {
-    "kraken": ["BTC/USD", "ETH/USD", "SOL/USD"],
-    "binance": ["BTC/USDT", "ETH/USDT"],
+#: What the demo collects: every exchange's sample symbols (so a new exchange joins the demo
+#: by being registered).
+DEMO_SYMBOLS: dict[str, list[str]] = {
+    name: list(exchanges.get(name).sample_symbols) for name in exchanges.names()
 }
 
 

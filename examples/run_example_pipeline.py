@@ -18,7 +18,6 @@ import sys
 import time
 from typing import Any
 
-import orjson
 import redis
 import trio
 
@@ -33,12 +32,13 @@ async def follow_updates(config: tickerd.Config, latest: dict[tuple[str, str], d
     """Keep ``latest`` up to date from the pub/sub channels (redis-py is blocking: a thread)."""
     client = redis.Redis.from_url(config.redis.address)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.psubscribe(f"{config.redis.prefix}ticker_updates:*")
+    layout = config.redis.layout
+    pubsub.psubscribe(layout.updates_pattern())
     try:
         while True:
             message = await trio.to_thread.run_sync(pubsub.get_message, True, 0.2)
             if message and message["type"] == "pmessage":
-                ticker = orjson.loads(message["data"])
+                ticker = layout.decode_ticker(message["data"])
                 latest[ticker["exchange"], ticker["symbol"]] = ticker
     finally:
         pubsub.close()
@@ -63,17 +63,17 @@ async def display(latest: dict[tuple[str, str], dict[str, Any]], stale_after: fl
 async def report_status(daemon: tickerd.TickerDaemon) -> None:
     """A status report once connected (5 s at most) and every 10 s, from the daemon's own health."""
     with trio.move_on_after(5):
-        while any(e["state"] != "connected" for e in daemon.health()["exchanges"].values()):
+        while any(e.state != "connected" for e in daemon.health().exchanges.values()):
             await daemon.health_changed()
     while True:
         health = daemon.health()
-        print("status:", "Redis up" if health["writer"]["redis_up"] else "Redis DOWN",
-              f"{health['writer']['written']} tickers written")  # fmt: skip
-        for name, exchange in sorted(health["exchanges"].items()):
+        print("status:", "Redis up" if health.writer.redis_up else "Redis DOWN",
+              f"{health.writer.written} tickers written")  # fmt: skip
+        for name, exchange in sorted(health.exchanges.items()):
             print(
-                f"  {name:<10} {exchange['state']:<12} {exchange['connections']} connection(s), "
-                f"{len(exchange['symbols'])} symbols, {len(exchange['stale'])} stale, "
-                f"{len(exchange['rejected'])} rejected, {exchange['reconnects']} reconnects"
+                f"  {name:<10} {exchange.state:<12} {exchange.connections} connection(s), "
+                f"{len(exchange.symbols)} symbols, {len(exchange.stale)} stale, "
+                f"{len(exchange.rejected)} rejected, {exchange.reconnects} reconnects"
             )
         await trio.sleep(STATUS_EVERY)
 

@@ -15,27 +15,14 @@ import argparse
 import sys
 
 import attrs
-import orjson
 import redis
 import trio
 
 import tickerd
-from tickerd import logs
+from tickerd import exchanges, logs
 from tickerd.config import ExchangeConfig
 from tickerd.embedded import resolved
 
-#: A liquid symbol of each exchange, in the unified form its adapter serves.
-SYMBOLS = {
-    "kraken": "BTC/USD",
-    "binance": "BTC/USDT",
-    "coinbase": "BTC/USD",
-    "bitstamp": "BTC/USD",
-    "bitfinex": "BTC/USD",
-    "okx": "BTC/USDT",
-    "bybit": "BTC/USDT",
-    "bitmex": "BTC/USD:BTC",
-    "hyperliquid": "BTC/USDC:USDC",
-}
 COUNT = 10
 
 
@@ -43,7 +30,8 @@ async def collect(config: tickerd.Config, exchange: str, symbol: str) -> None:
     client = redis.Redis.from_url(config.redis.address)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     # Subscribed before the daemon starts, so the very first ticker is not missed.
-    pubsub.subscribe(f"{config.redis.prefix}ticker_updates:{exchange}:{symbol}")
+    layout = config.redis.layout
+    pubsub.subscribe(layout.updates(exchange, symbol))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(tickerd.serve, config)
@@ -53,7 +41,7 @@ async def collect(config: tickerd.Config, exchange: str, symbol: str) -> None:
                 message = await trio.to_thread.run_sync(pubsub.get_message, True, 1.0)
                 if not message or message["type"] != "message":
                     continue
-                ticker = orjson.loads(message["data"])
+                ticker = layout.decode_ticker(message["data"])
                 if ticker["received_ts"] <= last_seen:
                     continue  # not newer than what we have: not a new ticker
                 last_seen = ticker["received_ts"]
@@ -72,11 +60,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("exchange", nargs="?", default="kraken", choices=sorted(SYMBOLS))
+    parser.add_argument("exchange", nargs="?", default="kraken", choices=exchanges.names())
     parser.add_argument("--symbol", help="unified symbol (default: a liquid one of the exchange)")
     parser.add_argument("--url", help="the exchange's websocket URL (default: the real one)")
     args = parser.parse_args()
-    symbol = args.symbol or SYMBOLS[args.exchange]
+    symbol = args.symbol or exchanges.get(args.exchange).sample_symbols[0]
     try:
         base = tickerd.load_config()  # REDIS_URL, REDIS_PREFIX, LOG_LEVEL… still apply
         config = attrs.evolve(

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
 import psycopg
 import pytest
 import redis
@@ -22,7 +21,11 @@ from psycopg import sql
 
 import tickerd
 from tickerd.config import Config, structure
+from tickerd.layout import RedisLayout
+from tickerd.snapshots import DaemonHealth, DatabaseSourceSnapshot, SourceSnapshot
 from tickerd.testing import FakeExchange
+
+FakeT = TypeVar("FakeT", bound=FakeExchange)
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -39,7 +42,7 @@ def prefix(redis_client: redis.Redis) -> Iterator[str]:
     """A key prefix of this test's own; its keys (and only those) are deleted afterwards."""
     value = f"tickerd-test-{uuid.uuid4().hex[:10]}:"
     yield value
-    for key in redis_client.scan_iter(f"{value}*"):
+    for key in redis_client.scan_iter(RedisLayout(value).owned_pattern()):
         redis_client.delete(key)
 
 
@@ -67,11 +70,7 @@ def make_config(
     return structure(raw)
 
 
-#: A fake of one exchange: ``start_fake`` hands back the very type it was given.
-Fake = TypeVar("Fake", bound=FakeExchange)
-
-
-async def start_fake(nursery: trio.Nursery, fake: Fake) -> Fake:
+async def start_fake(nursery: trio.Nursery, fake: FakeT) -> FakeT:
     await nursery.start(fake.serve)
     return fake
 
@@ -81,19 +80,26 @@ async def start_daemon(nursery: trio.Nursery, config: Config) -> tickerd.TickerD
     return daemon
 
 
-async def wait_health(daemon: tickerd.TickerDaemon, predicate: Callable[[dict[str, Any]], bool]) -> None:
+async def wait_health(daemon: tickerd.TickerDaemon, predicate: Callable[[DaemonHealth], bool]) -> None:
     """Return once ``predicate(daemon.health())`` holds, re-checked on every health change."""
     with trio.fail_after(10):
         while not predicate(daemon.health()):
             await daemon.health_changed()
 
 
+def database_source(source: SourceSnapshot | None) -> DatabaseSourceSnapshot:
+    """A subscription source (of ``health()`` or the heartbeat) that is a database."""
+    assert isinstance(source, DatabaseSourceSnapshot), source
+    return source
+
+
 class Updates:
     """Waits for ticker updates published on Redis (no polling of the hash, no sleeps)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.psubscribe(f"{prefix}ticker_updates:*")
+        self._layout = RedisLayout(prefix)
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub.psubscribe(self._layout.updates_pattern())
         self._pubsub.get_message(timeout=1.0)  # the psubscribe confirmation
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -102,7 +108,7 @@ class Updates:
             while True:
                 message = await trio.to_thread.run_sync(self._pubsub.get_message, True, 0.1)
                 if message and message["type"] == "pmessage":
-                    record: dict[str, Any] = orjson.loads(message["data"])
+                    record = self._layout.decode_ticker(message["data"])
                     if predicate(record):
                         return record
 
@@ -119,8 +125,7 @@ async def updates(redis_client: redis.Redis, prefix: str) -> AsyncIterator[Updat
 
 def stored(client: redis.Redis, prefix: str, exchange: str, symbol: str) -> dict[str, Any] | None:
     """The ticker record tickerd keeps in Redis for (exchange, symbol)."""
-    raw = client.hget(f"{prefix}tickers:{exchange}", symbol)
-    return None if raw is None else dict(orjson.loads(raw))
+    return RedisLayout(prefix).read_ticker(client, exchange, symbol)
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ import pytest
 import trio
 
 from tests.conftest import Database, make_config, run_cli, start_daemon, start_fake
-from tickerd import cli
+from tickerd.commands.main import main
 from tickerd.testing import FakeKraken
 
 
 def tickerd(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """``tickerd ARGS`` in this process: (exit status, stdout, stderr)."""
-    status = cli.main(list(args))
+    status = main(list(args))
     out, err = capsys.readouterr()
     return status, out, err
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 
-import orjson
 import pytest
 import redis
 import trio
 
 from tests.conftest import free_port, make_config, start_daemon, start_fake, stored
+from tickerd.layout import RedisLayout
 from tickerd.model import Ticker
 from tickerd.testing import FakeKraken
 from tickerd.writer import RedisWriter
+from tickerd.writer.bridge import execute
 
 
 class PrivateRedis:
@@ -63,15 +64,21 @@ def private_redis() -> Iterator[PrivateRedis]:
     server.stop()
 
 
+async def until_redis_up(writer: RedisWriter, up: bool) -> None:
+    """Return once the writer sees Redis up (or down), re-checked on every change."""
+    while writer.redis_up is not up:
+        await writer.redis_state_changed()
+
+
 def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: str) -> None:
-    writer = RedisWriter(redis_client, prefix=prefix)
+    layout = RedisLayout(prefix)
     ticker = Ticker(
         "kraken", "BTC/USD", last=10.0, bid=9.5, ask=10.5, volume_24h=3.0, received_ts=1700000000.5
     )
-    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(f"{prefix}ticker_updates:kraken:BTC/USD")
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(layout.updates("kraken", "BTC/USD"))
     pubsub.get_message(timeout=1)
-    writer._write({("kraken", "BTC/USD"): ticker})
+    execute(redis_client, layout.ticker_commands({("kraken", "BTC/USD"): ticker}))
     record = stored(redis_client, prefix, "kraken", "BTC/USD")
     assert record is not None
     assert {
@@ -87,12 +94,12 @@ def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: st
         "time": 1700000000.5,
     }
     message = pubsub.get_message(timeout=2)
-    assert message is not None and orjson.loads(message["data"]) == record
+    assert message is not None and layout.decode_ticker(message["data"]) == record
     pubsub.close()
 
 
 async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redis, prefix: str) -> None:
-    writer = RedisWriter(redis_client, prefix=prefix)
+    writer = RedisWriter(redis_client, RedisLayout(prefix))
     send, receive = trio.open_memory_channel[Ticker](10_000)
     for i in range(5000):
         send.send_nowait(Ticker("kraken", f"S{i % 10}/USD", last=float(i)))
@@ -104,7 +111,7 @@ async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redi
                 await writer.flushed()
         nursery.cancel_scope.cancel()
     assert writer.written == 10 and writer.coalesced == 4990
-    assert stored(redis_client, prefix, "kraken", "S9/USD")["last"] == 4999.0  # type: ignore[index]
+    assert (stored(redis_client, prefix, "kraken", "S9/USD") or {}).get("last") == 4999.0
 
 
 async def test_redis_restart_mid_stream_keeps_the_latest_values(
@@ -126,16 +133,14 @@ async def test_redis_restart_mid_stream_keeps_the_latest_values(
     for price in (2.0, 3.0, 4.0):
         await kraken.push("BTC/USD", last=price)
     await kraken.push("ETH/USD", last=40.0)
-    with trio.fail_after(10):
-        while daemon.writer.redis_up:  # it may have met the outage while the pushes went out
-            await daemon.writer.redis_state_changed()
-    assert daemon.health()["writer"]["redis_up"] is False
+    with trio.fail_after(10):  # it may have met the outage while the pushes went out
+        await until_redis_up(daemon.writer, False)
+    assert daemon.health().writer.redis_up is False
 
     private_redis.start()  # an empty server: everything must be written again
     with trio.fail_after(15):
-        while not daemon.writer.redis_up:
-            await daemon.writer.redis_state_changed()
-    assert stored(client, "", "kraken", "BTC/USD")["last"] == 4.0  # type: ignore[index]
-    assert stored(client, "", "kraken", "ETH/USD")["last"] == 40.0  # type: ignore[index]
-    assert daemon.health()["writer"]["redis_up"] is True
+        await until_redis_up(daemon.writer, True)
+    assert (stored(client, "", "kraken", "BTC/USD") or {}).get("last") == 4.0
+    assert (stored(client, "", "kraken", "ETH/USD") or {}).get("last") == 40.0
+    assert daemon.health().writer.redis_up is True
     client.close()

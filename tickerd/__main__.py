@@ -2,6 +2,6 @@
 
 import sys
 
-from tickerd.cli import main
+from tickerd.commands.main import main
 
 sys.exit(main())

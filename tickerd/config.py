@@ -18,6 +18,8 @@ import attrs
 import cattrs
 
 from tickerd import exchanges
+from tickerd.backoff import Backoff
+from tickerd.layout import RedisLayout
 from tickerd.transport import DEFAULT_ENGINE, engine_names
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
@@ -74,6 +76,11 @@ class RedisSettings:
         """The configured URL, else the default local server."""
         return self.url or DEFAULT_REDIS_URL
 
+    @property
+    def layout(self) -> RedisLayout:
+        """The key names and record encoding under this ``prefix``."""
+        return RedisLayout(self.prefix)
+
 
 def _upper(value: object) -> str:
     return str(value).upper()
@@ -108,6 +115,11 @@ class FeedSettings:
     engine: str = attrs.field(default=DEFAULT_ENGINE, validator=_engine)
     #: Extra CA bundle for ``wss://`` (a private relay); the system store otherwise.
     ca_file: str | None = None
+
+    @property
+    def backoff(self) -> Backoff:
+        """The reconnect policy: ``reconnect_delay`` doubling up to ``max_reconnect_delay``."""
+        return Backoff(self.reconnect_delay, self.max_reconnect_delay)
 
 
 @attrs.frozen

@@ -1,21 +1,36 @@
 """Where tickerd's data lives in Redis: every key name, the record encoding, the read helpers.
 
 One class owns the layout so that the writer, the monitor, ``status``, ``watch``, the demo, the
-examples and the tests agree by construction (and so a fleet or Redis Cluster variant has one
-place to change):
+examples and the tests agree by construction (and so a strict fullon layout, or a fleet or
+Redis Cluster variant, has one place to change):
 
 * ``{prefix}tickers:{exchange}``: hash, symbol → latest ticker JSON (fullon_cache layout);
 * ``{prefix}ticker_updates:{exchange}:{symbol}``: pub/sub channel, the same JSON on each update;
 * ``{prefix}tickerd:heartbeat``: the daemon's own record (expires);
 * ``{prefix}tickerd:health:{exchange}``: one exchange's health record (expires).
+
+The read helpers are blocking (redis-py); async callers run them in a worker thread.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import orjson
+
+from tickerd import snapshots
+from tickerd.model import Ticker
+from tickerd.snapshots import ExchangeRecord, Heartbeat
+
+if TYPE_CHECKING:
+    import redis
+
+#: A stored ticker, decoded: the fullon_cache fields plus every :class:`Ticker` field.
+Record = dict[str, Any]
+#: One Redis command as redis-py packs it: the command name, then its arguments.
+Command = Sequence[str | bytes]
 
 
 @attrs.frozen
@@ -32,7 +47,7 @@ class RedisLayout:
 
     def tickers_pattern(self) -> str:
         """``SCAN`` pattern matching every exchange's ticker hash."""
-        return f"{self.prefix}tickers:*"
+        return self.tickers("*")
 
     def updates(self, exchange: str, symbol: str) -> str:
         """The channel each written update of ``(exchange, symbol)`` is published on."""
@@ -40,11 +55,84 @@ class RedisLayout:
 
     def updates_pattern(self, exchange: str = "*") -> str:
         """``PSUBSCRIBE`` pattern: every update (of one exchange, if named)."""
-        return (
-            f"{self.prefix}ticker_updates:{exchange}:*"
-            if exchange != "*"
-            else f"{self.prefix}ticker_updates:*"
+        return self.updates(exchange, "*") if exchange != "*" else f"{self.prefix}ticker_updates:*"
+
+    def encode_ticker(self, ticker: Ticker) -> bytes:
+        """The JSON stored in the hash and published on the channel.
+
+        It carries the fullon_cache field names (``price`` = last, ``volume``, ``time``) that
+        existing readers use, plus every Ticker field under its own name.  Built inline (no
+        intermediate method) because the writer thread calls it once per written ticker.
+        """
+        return orjson.dumps(
+            {
+                "symbol": ticker.symbol,
+                "exchange": ticker.exchange,
+                "price": ticker.last,
+                "bid": ticker.bid,
+                "ask": ticker.ask,
+                "last": ticker.last,
+                "volume": ticker.volume_24h,
+                "time": ticker.exchange_ts if ticker.exchange_ts is not None else ticker.received_ts,
+                "bid_size": ticker.bid_size,
+                "ask_size": ticker.ask_size,
+                "volume_24h": ticker.volume_24h,
+                "high_24h": ticker.high_24h,
+                "low_24h": ticker.low_24h,
+                "change_24h": ticker.change_24h,
+                "change_pct_24h": ticker.change_pct_24h,
+                "exchange_ts": ticker.exchange_ts,
+                "received_ts": ticker.received_ts,
+            }
         )
+
+    def decode_ticker(self, raw: bytes | str) -> Record:
+        """A stored or published ticker back to its record (a hash value, a message's data)."""
+        return decode(raw)
+
+    def ticker_commands(self, batch: Mapping[tuple[str, str], Ticker]) -> list[Command]:
+        """The commands that store a batch of latest tickers: one ``HSET`` per exchange, then a
+        ``PUBLISH`` per ticker.
+
+        The hashes come before the publishes so a subscriber that reads the hash on a
+        notification sees the value it was notified of.  Each ticker is JSON-encoded once.
+        """
+        encode, channel = self.encode_ticker, self.updates
+        hashes: dict[str, list[str | bytes]] = {}
+        publishes: list[Command] = []
+        for (exchange, symbol), ticker in batch.items():
+            payload = encode(ticker)
+            fields = hashes.get(exchange)
+            if fields is None:
+                fields = hashes[exchange] = ["HSET", self.tickers(exchange)]
+            fields += (symbol, payload)
+            publishes.append(("PUBLISH", channel(exchange, symbol), payload))
+        return [*hashes.values(), *publishes]
+
+    def read_ticker(self, client: redis.Redis, exchange: str, symbol: str) -> Record | None:
+        """The latest ticker of ``(exchange, symbol)``, or ``None`` if none is stored."""
+        raw = client.hget(self.tickers(exchange), symbol)
+        return None if raw is None else decode(raw)
+
+    def read_tickers(self, client: redis.Redis, exchange: str) -> dict[str, Record]:
+        """Every stored ticker of ``exchange``, by symbol."""
+        stored: dict[bytes | str, bytes | str] = client.hgetall(self.tickers(exchange))
+        return {
+            symbol if isinstance(symbol, str) else symbol.decode(): decode(raw)
+            for symbol, raw in stored.items()
+        }
+
+    def read_all_tickers(self, client: redis.Redis) -> list[Record]:
+        """Every stored ticker of every exchange under this prefix."""
+        records: list[Record] = []
+        for key in client.scan_iter(match=self.tickers_pattern(), count=100):
+            records += [decode(raw) for raw in client.hgetall(key).values()]
+        return records
+
+    def delete_tickers(self, client: redis.Redis, exchanges: Sequence[str]) -> None:
+        """Remove the ticker hashes of ``exchanges`` (the demo cleans up after itself)."""
+        if exchanges:
+            client.delete(*(self.tickers(name) for name in exchanges))
 
     # -- health ----------------------------------------------------------------------------
 
@@ -55,6 +143,22 @@ class RedisLayout:
     def health(self, exchange: str) -> str:
         """One exchange's health record."""
         return f"{self.prefix}tickerd:health:{exchange}"
+
+    def read_health(self, client: redis.Redis) -> tuple[Heartbeat | None, dict[str, ExchangeRecord]]:
+        """The heartbeat (``None`` when absent: never started, or expired) and the record of
+        every exchange it lists that has one, as ``tickerd status`` and ``watch`` read them
+        (blocking: redis-py)."""
+        raw = client.get(self.heartbeat())
+        if raw is None:
+            return None, {}
+        heartbeat = snapshots.loads(raw, Heartbeat)
+        exchanges: dict[str, ExchangeRecord] = {}
+        names = heartbeat.exchanges
+        if names:
+            for name, value in zip(names, client.mget([self.health(n) for n in names]), strict=True):
+                if value is not None:
+                    exchanges[name] = snapshots.loads(value, ExchangeRecord)
+        return heartbeat, exchanges
 
     def owned_pattern(self) -> str:
         """Every key of this layout's prefix (tests clean up with it)."""

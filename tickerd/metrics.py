@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import trio
 from loguru import logger
@@ -22,8 +21,8 @@ from prometheus_client.registry import Collector
 
 from tickerd.daemon import TickerDaemon
 from tickerd.health import DOWN, HEALTHY, LEVELS, assess
-from tickerd.model import Ticker
-from tickerd.writer import Key
+from tickerd.snapshots import ExchangeSnapshot
+from tickerd.writer import Written
 
 #: Latency buckets in seconds: sub-millisecond pipelines up to multi-second Redis stalls.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -32,7 +31,7 @@ MAX_REQUEST = 8192
 
 
 #: One number read from an exchange's health snapshot.
-_Reading = Callable[[dict[str, Any]], float]
+_Reading = Callable[[ExchangeSnapshot], float]
 
 
 class _DaemonCollector(Collector):
@@ -44,42 +43,40 @@ class _DaemonCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         health = self.daemon.health()
         per_exchange: dict[str, tuple[str, _Reading]] = {
-            "frames_received": ("Websocket frames received", lambda r: r["frames"]),
+            "frames_received": ("Websocket frames received", lambda r: r.frames),
             "frames_decoded": (
                 "Frames the decoder understood (tickers and control frames)",
-                lambda r: r["frames"] - r["junk"],
+                lambda r: r.frames - r.junk,
             ),
-            "frames_junk": ("Frames the decoder could not use", lambda r: r["junk"]),
-            "reconnects": ("Connection failures followed by a reconnect", lambda r: r["reconnects"]),
+            "frames_junk": ("Frames the decoder could not use", lambda r: r.junk),
+            "reconnects": ("Connection failures followed by a reconnect", lambda r: r.reconnects),
         }
         for name, (help_text, value) in per_exchange.items():
             counter = CounterMetricFamily(f"tickerd_{name}", help_text, labels=["exchange"])
-            for exchange, record in sorted(health["exchanges"].items()):
+            for exchange, record in sorted(health.exchanges.items()):
                 counter.add_metric([exchange], value(record))
             yield counter
         gauges: dict[str, tuple[str, _Reading]] = {
-            "symbols": ("Subscribed symbols", lambda r: len(r["symbols"])),
-            "stale_symbols": ("Subscribed symbols without a recent update", lambda r: len(r["stale"])),
-            "rejected_symbols": ("Symbols the exchange refused", lambda r: len(r["rejected"])),
-            "connections": ("Open websocket connections", lambda r: r["connections"]),
+            "symbols": ("Subscribed symbols", lambda r: len(r.symbols)),
+            "stale_symbols": ("Subscribed symbols without a recent update", lambda r: len(r.stale)),
+            "rejected_symbols": ("Symbols the exchange refused", lambda r: len(r.rejected)),
+            "connections": ("Open websocket connections", lambda r: r.connections),
         }
         for name, (help_text, value) in gauges.items():
             gauge = GaugeMetricFamily(f"tickerd_{name}", help_text, labels=["exchange"])
-            for exchange, record in sorted(health["exchanges"].items()):
+            for exchange, record in sorted(health.exchanges.items()):
                 gauge.add_metric([exchange], value(record))
             yield gauge
-        writer = health["writer"]
-        yield CounterMetricFamily(
-            "tickerd_tickers_written", "Tickers written to Redis", value=writer["written"]
-        )
-        yield CounterMetricFamily("tickerd_batches", "Pipelines written to Redis", value=writer["batches"])
+        writer = health.writer
+        yield CounterMetricFamily("tickerd_tickers_written", "Tickers written to Redis", value=writer.written)
+        yield CounterMetricFamily("tickerd_batches", "Pipelines written to Redis", value=writer.batches)
         yield CounterMetricFamily(
             "tickerd_coalesced_updates",
             "Updates replaced by a newer one before they were written",
-            value=writer["coalesced"],
+            value=writer.coalesced,
         )
         yield GaugeMetricFamily(
-            "tickerd_redis_up", "1 while Redis accepts writes", value=int(writer["redis_up"])
+            "tickerd_redis_up", "1 while Redis accepts writes", value=int(writer.redis_up)
         )
 
 
@@ -102,9 +99,10 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
-        daemon.writer.batch_listeners.append(self._batch_written)
+        daemon.writer.batch_written.connect(self._batch_written)
 
-    def _batch_written(self, batch: dict[Key, Ticker], seconds: float) -> None:
+    def _batch_written(self, written: Written) -> None:
+        batch, seconds = written
         self.redis_write.observe(seconds)
         sample = next(iter(batch.values()))
         if sample.received_ts:
@@ -113,8 +111,8 @@ class Metrics:
     def healthz(self) -> tuple[int, str]:
         """``200`` and ``ok`` when healthy, else ``503`` and why (same rule as ``status``)."""
         health = self.daemon.health()
-        level, reasons = assess(health["exchanges"], health["source"])
-        if not health["writer"]["redis_up"]:
+        level, reasons = assess(health.exchanges, health.source)
+        if not health.writer.redis_up:
             level, reasons = DOWN, [*reasons, "Redis is not reachable"]
         if level == HEALTHY:
             return 200, "ok\n"

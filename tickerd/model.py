@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
 
@@ -30,29 +28,3 @@ class Ticker:
     change_pct_24h: float | None = None
     exchange_ts: float | None = None
     received_ts: float = 0.0
-
-    def to_record(self) -> dict[str, Any]:
-        """The JSON object stored in Redis.
-
-        It carries the fullon_cache field names (``price`` = last, ``volume``, ``time``) that
-        existing readers use, plus every Ticker field under its own name.
-        """
-        return {
-            "symbol": self.symbol,
-            "exchange": self.exchange,
-            "price": self.last,
-            "bid": self.bid,
-            "ask": self.ask,
-            "last": self.last,
-            "volume": self.volume_24h,
-            "time": self.exchange_ts if self.exchange_ts is not None else self.received_ts,
-            "bid_size": self.bid_size,
-            "ask_size": self.ask_size,
-            "volume_24h": self.volume_24h,
-            "high_24h": self.high_24h,
-            "low_24h": self.low_24h,
-            "change_24h": self.change_24h,
-            "change_pct_24h": self.change_pct_24h,
-            "exchange_ts": self.exchange_ts,
-            "received_ts": self.received_ts,
-        }

@@ -24,9 +24,10 @@ from typing import Any, TextIO
 import redis
 import trio
 
-from tickerd import cli, embedded
-from tickerd.status import read_report, summary_line
-from tickerd.writer import decode_record
+from tickerd import embedded
+from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
+from tickerd.commands.status import read_report, summary_line
+from tickerd.layout import RedisLayout
 
 #: Seconds between two status lines (health records are read from Redis).
 STATUS_EVERY = 10.0
@@ -154,14 +155,6 @@ class View:
             await trio.sleep(pace)
 
 
-def _snapshot(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
-    """Every stored ticker (blocking)."""
-    records = []
-    for key in client.scan_iter(match=f"{prefix}tickers:*", count=100):
-        records += [decode_record(raw) for raw in client.hgetall(key).values()]
-    return records
-
-
 async def watch(
     url: str,
     prefix: str,
@@ -173,6 +166,7 @@ async def watch(
     title: str = "tickerd watch",
 ) -> None:
     """Show the tickers in Redis at ``url`` until cancelled."""
+    layout = RedisLayout(prefix)
     board = Board(stale_after, exchanges)
     view = View(board, out, title, interactive)
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
@@ -188,7 +182,7 @@ async def watch(
                 await trio.sleep(1)
                 continue
             if message is not None and message["type"] == "pmessage":
-                board.update(decode_record(message["data"]))
+                board.update(layout.decode_ticker(message["data"]))
                 view.touch()
 
     async def statuses() -> None:
@@ -200,8 +194,8 @@ async def watch(
 
     try:
         # Subscribe before reading the hashes, so no update falls between the two.
-        await trio.to_thread.run_sync(pubsub.psubscribe, f"{prefix}ticker_updates:*")
-        for record in await trio.to_thread.run_sync(_snapshot, client, prefix):
+        await trio.to_thread.run_sync(pubsub.psubscribe, layout.updates_pattern())
+        for record in await trio.to_thread.run_sync(layout.read_all_tickers, client):
             board.update(record)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(listen)
@@ -241,9 +235,9 @@ def screen(out: TextIO, interactive: bool) -> Iterator[None]:
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    config = cli.load_or_report(args)
+    config = load_or_report(args)
     if config is None:
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     url = embedded.locate(config.redis)
     if not embedded.answers(url):
         print(f"tickerd watch: Redis at {url} does not answer", file=sys.stderr)
@@ -273,7 +267,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="A live view of the latest tickers in Redis, updated on every change; "
         "ages are marked fresh or STALE (health.stale_after); a status line every 10 s.",
     )
-    cli.add_config_option(parser)
+    add_config_option(parser)
     parser.add_argument("--exchange", action="append", metavar="NAME", help="only this exchange (repeatable)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="exit after this long")
     parser.set_defaults(func=run_watch)

@@ -15,7 +15,8 @@ from typing import Any
 
 import psycopg
 
-from tickerd import cli, exchanges
+from tickerd import exchanges
+from tickerd.commands import EXIT_CONFIG, EXIT_OK, add_config_option, load_or_report
 from tickerd.config import Config
 from tickerd.sources import tables
 from tickerd.sources.database import conninfo, describe, one_line
@@ -46,7 +47,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Create tickerd's tables, or apply the migrations the database has not seen. "
         "Safe to run twice, and while daemons read.",
     )
-    cli.add_config_option(init)
+    add_config_option(init)
     init.set_defaults(func=db_init)
 
     symbols = commands.add_parser(
@@ -58,7 +59,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     actions = symbols.add_subparsers(dest="symbols_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="every exchange and symbol with its state")
-    cli.add_config_option(listing)
+    add_config_option(listing)
     listing.set_defaults(func=symbols_list)
     for name, needs_symbol, func, text in (
         ("add", True, symbols_add, "list SYMBOL on EXCHANGE, enabled (the exchange too, if new)"),
@@ -74,20 +75,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             nargs=None if needs_symbol else "?",
             help="unified: BTC/USDT, BTC/USDT:USDT",
         )
-        cli.add_config_option(action)
+        add_config_option(action)
         action.set_defaults(func=func)
 
 
-def _fail(message: str, status: int = cli.EXIT_CONFIG) -> int:
+def _fail(message: str, status: int = EXIT_CONFIG) -> int:
     print(f"tickerd: {message}", file=sys.stderr)
     return status
 
 
 def _database(args: argparse.Namespace) -> tuple[Config, str] | int:
     """The configuration and its database URL, or the exit status after saying why not."""
-    config = cli.load_or_report(args)
+    config = load_or_report(args)
     if config is None:
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     if config.database.url is None:
         return _fail("no database configured: set DATABASE_URL or [database] url")
     if config.database.mode != "tickerd":
@@ -124,7 +125,7 @@ def db_init(args: argparse.Namespace) -> int:
         print(f"{where}: applied migration {migration.version} ({migration.description})")
     if applied:
         print(f"{where} is at version {applied[-1].version}")
-    return cli.EXIT_OK
+    return EXIT_OK
 
 
 def _with_tables(args: argparse.Namespace, work: Callable[[psycopg.Connection[Any], str], int]) -> int:
@@ -168,7 +169,7 @@ def symbols_list(args: argparse.Namespace) -> int:
         rows = tables.all_rows(conn, schema)
         if not rows:
             print("no exchanges listed; add one with: tickerd symbols add EXCHANGE SYMBOL")
-            return cli.EXIT_OK
+            return EXIT_OK
         lines = [("EXCHANGE", "SYMBOL", "STATE")]
         collected = 0
         for exchange, exchange_on, url, symbol, symbol_on in rows:
@@ -184,7 +185,7 @@ def symbols_list(args: argparse.Namespace) -> int:
         for exchange, symbol, state in lines:
             print(f"{exchange:<{width[0]}}  {symbol:<{width[1]}}  {state}")
         print(f"{collected} symbols collected")
-        return cli.EXIT_OK
+        return EXIT_OK
 
     return _with_tables(args, work)
 
@@ -200,7 +201,7 @@ def symbols_add(args: argparse.Namespace) -> int:
             print(f"added {args.exchange} {args.symbol}")
         else:
             print(f"{args.exchange} {args.symbol} is already listed (enable it with: tickerd symbols enable)")
-        return cli.EXIT_OK
+        return EXIT_OK
 
     return _with_tables(args, work)
 
@@ -215,7 +216,7 @@ def symbols_remove(args: argparse.Namespace) -> int:
         if not tables.remove_symbol(conn, schema, args.exchange, args.symbol):
             return _fail(f"{args.exchange} {args.symbol} is not listed", EXIT_NOT_FOUND)
         print(f"removed {args.exchange} {args.symbol}")
-        return cli.EXIT_OK
+        return EXIT_OK
 
     return _with_tables(args, work)
 
@@ -230,7 +231,7 @@ def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
         if not tables.set_enabled(conn, schema, args.exchange, args.symbol, enabled):
             return _fail(f"{what} is not listed (add it with: tickerd symbols add)", EXIT_NOT_FOUND)
         print(f"{'enabled' if enabled else 'disabled'} {what}")
-        return cli.EXIT_OK
+        return EXIT_OK
 
     return _with_tables(args, work)
 

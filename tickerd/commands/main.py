@@ -19,26 +19,22 @@ from collections.abc import Sequence
 import trio
 from loguru import logger
 
-from tickerd import config as config_module
 from tickerd import embedded, logs
+from tickerd.commands import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, add_config_option, load_or_report
 from tickerd.config import Config, ConfigError
 from tickerd.daemon import serve
 from tickerd.metrics import Metrics
 
-EXIT_OK = 0
-EXIT_INTERRUPTED = 1
-EXIT_CONFIG = 2
-
 #: Modules that add subcommands (``register(commands)``); each is one feature's CLI.
-COMMAND_MODULES: list[str] = ["tickerd.status", "tickerd.watch", "tickerd.demo", "tickerd.cli_db"]
+COMMAND_MODULES: list[str] = [
+    "tickerd.commands.status",
+    "tickerd.commands.watch",
+    "tickerd.commands.demo",
+    "tickerd.commands.db",
+]
 
 
 METRICS_HELP = "serve Prometheus /metrics and /healthz on this port (all interfaces)"
-
-
-def add_config_option(subparser: argparse.ArgumentParser) -> None:
-    """Let ``--config`` follow the subcommand too (``tickerd run --config FILE``)."""
-    subparser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML configuration")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,16 +98,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result
-
-
-def load_or_report(args: argparse.Namespace) -> Config | None:
-    """The configuration ``--config`` and the environment describe, or ``None`` after
-    printing the one clear error message (callers exit with :data:`EXIT_CONFIG`)."""
-    try:
-        return config_module.load(args.config)
-    except ConfigError as exc:
-        print(f"tickerd: configuration error: {exc}", file=sys.stderr)
-        return None
 
 
 def _run(config: Config, metrics_port: int | None) -> int:

@@ -1,102 +1,51 @@
-"""The one task that talks to Redis.
+"""The coalescing loop: the one task that decides what reaches Redis, and when.
 
 Feeds put tickers into a memory channel; the writer drains it continuously into a dict keyed
 by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by the number of
-symbols, not by the burst), and whenever Redis is free it writes the whole dict as one
-pipeline from a worker thread (redis-py has no trio API).  If Redis goes away, the batch goes
-back under any newer values and is retried with backoff: nothing latest is lost.
+symbols, not by the burst), and whenever Redis is free it writes the whole dict in one round
+trip from its worker thread (:mod:`tickerd.writer.bridge`), as the commands the layout
+(:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes back under any newer
+values and is retried with backoff: nothing latest is lost.
 
 Health records (:mod:`tickerd.monitor`) travel through the same task, so Redis has one writer;
-they are rare (a few a minute) and go in a pipeline of their own, after the tickers.
+they are rare (a few a minute) and go in a round trip of their own, after the tickers.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-import orjson
-import outcome
 import redis
 import trio
 from loguru import logger
 
+from tickerd.backoff import Backoff
+from tickerd.broadcast import Broadcast
+from tickerd.layout import Command, RedisLayout
 from tickerd.model import Ticker
+from tickerd.writer.bridge import WorkerThread, execute
 
 Key = tuple[str, str]
-#: Called after each written batch with the batch and the seconds its pipeline took (metrics).
-BatchListener = Callable[[dict[Key, Ticker], float], None]
+#: A written batch and the seconds its round trip took (what metrics observe).
+Written = tuple[dict[Key, Ticker], float]
 
-#: Backoff while Redis is unreachable: first delay and cap, in seconds.
-RETRY_FIRST = 0.05
-RETRY_CAP = 2.0
-
-
-def ticker_key(prefix: str, exchange: str) -> str:
-    """``tickers:{exchange}``: the hash of latest tickers (fullon_cache layout)."""
-    return f"{prefix}tickers:{exchange}"
-
-
-def update_channel(prefix: str, exchange: str, symbol: str) -> str:
-    """``ticker_updates:{exchange}:{symbol}``: published on every written update."""
-    return f"{prefix}ticker_updates:{exchange}:{symbol}"
-
-
-class _Thread:
-    """The writer's own long-lived thread for redis-py's blocking calls.
-
-    ``trio.to_thread.run_sync`` per batch costs more than a small batch's write: a capacity
-    limiter, a job object and an OS thread rename for every call (~15 % of the daemon's CPU
-    at 5,000 frames/s).  One thread fed by a queue does the same hop for the price of a
-    queue put and a ``run_sync_soon``.  Like ``to_thread.run_sync``, a call is not
-    cancellable while it runs (redis-py's socket timeout bounds it).
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def stop(self) -> None:
-        """Let the thread end after the job in hand (if any); a later call starts a new one."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread = None
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job()
-
-    async def run_sync(self, fn: Callable[[Any], None], arg: Any) -> None:
-        """``fn(arg)`` in the thread; its exception is raised here."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="tickerd-redis", daemon=True)
-            self._thread.start()
-        task = trio.lowlevel.current_task()
-        token = trio.lowlevel.current_trio_token()
-
-        def job() -> None:
-            result = outcome.capture(fn, arg)
-            token.run_sync_soon(trio.lowlevel.reschedule, task, result)
-
-        self._jobs.put(job)
-        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+#: While Redis is unreachable: retry soon (a restart is often quick), then every 2 s.  No
+#: jitter: there is one writer per daemon, nothing to spread out.
+RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
 
 
 class RedisWriter:
     """Coalesce, pipeline, retry.  ``run`` is the task; counters are for health and metrics."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "", grace: float = 5.0) -> None:
+    def __init__(self, client: redis.Redis, layout: RedisLayout, *, grace: float = 5.0) -> None:
         self._client = client
-        self._prefix = prefix
+        self.layout = layout
         self._grace = grace
         self._pending: dict[Key, Ticker] = {}
         self._wakeup = trio.Event()
-        self._flushed = trio.Event()
-        self._redis_event = trio.Event()
+        self._flushed = Broadcast[None]()
+        self._redis_changed = Broadcast[bool]()
         self.written = 0
         self.batches = 0
         self.coalesced = 0
@@ -105,11 +54,12 @@ class RedisWriter:
         #: (exchange, symbol) → trio time of the latest batch that held its ticker: taken once
         #: per coalesced batch, so staleness costs the hot path nothing per frame.
         self.last_seen: dict[Key, float] = {}
-        self.batch_listeners: list[BatchListener] = []
+        #: Fired after each written batch of tickers (metrics connect to it).
+        self.batch_written = Broadcast[Written]()
         self.records_written = 0
         self._records: dict[str, tuple[bytes | None, int]] = {}
         self._closing: list[Callable[[], None]] = []
-        self._thread = _Thread()
+        self._thread = WorkerThread()
 
     async def run(self, receive: trio.MemoryReceiveChannel[Ticker]) -> None:
         """Write until cancelled, then flush what is held within the grace period."""
@@ -199,16 +149,15 @@ class RedisWriter:
             self._records = records | self._records
             return
         self.records_written += len(records)
-        self._signal_flushed()
+        self._flushed.fire(None)
 
     def _write_records(self, records: dict[str, tuple[bytes | None, int]]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for key, (value, ttl) in records.items():
-            if value is None:
-                pipe.delete(key)
-            else:
-                pipe.set(key, value, ex=ttl)
-        pipe.execute()
+        """``SET key value EX ttl`` per record, ``DEL key`` for a withdrawn one (writer thread)."""
+        commands: list[Command] = [
+            ("DEL", key) if value is None else ("SET", key, value, "EX", str(ttl))
+            for key, (value, ttl) in records.items()
+        ]
+        execute(self._client, commands)
 
     async def _flush_until_done(self) -> None:
         while self._pending:
@@ -219,7 +168,7 @@ class RedisWriter:
         batch = self._take()
         if not batch:
             return
-        delay = RETRY_FIRST
+        failures = 0
         while True:
             try:
                 started = time.perf_counter()
@@ -230,15 +179,15 @@ class RedisWriter:
                     self._down_since = time.monotonic()
                     logger.warning("Redis unreachable, holding the latest values: {error}", error=str(exc))
                     self._set_redis_up(False)
+                failures += 1
                 try:
-                    await trio.sleep(delay)
+                    await trio.sleep(RETRY.delay(failures))
                 except trio.Cancelled:
                     # Shutdown while Redis is away: the final flush (within the grace
                     # period) must still hold these values, under any newer ones.
                     batch.update(self._pending)
                     self._pending = batch
                     raise
-                delay = min(delay * 2, RETRY_CAP)
                 batch.update(self._take())  # newer values replace what the failed batch held
         if not self.redis_up:
             self._set_redis_up(True)
@@ -247,65 +196,22 @@ class RedisWriter:
             )
         self.written += len(batch)
         self.batches += 1
-        if self.batch_listeners:
-            seconds = time.perf_counter() - started
-            for listener in self.batch_listeners:
-                listener(batch, seconds)
-        self._signal_flushed()
-
-    def _signal_flushed(self) -> None:
-        self._flushed.set()
-        self._flushed = trio.Event()
+        self.batch_written.fire((batch, time.perf_counter() - started))
+        self._flushed.fire(None)
 
     def _set_redis_up(self, up: bool) -> None:
         self.redis_up = up
-        self._redis_event.set()
-        self._redis_event = trio.Event()
+        self._redis_changed.fire(up)
 
     async def redis_state_changed(self) -> None:
         """Wait until Redis goes away or comes back (health, tests)."""
-        await self._redis_event.wait()
+        await self._redis_changed.wait()
 
     async def flushed(self) -> None:
         """Wait for the next batch of tickers or health records to reach Redis (tests)."""
         await self._flushed.wait()
 
     def _write(self, batch: dict[Key, Ticker]) -> None:
-        """One pipeline: HSET every exchange's hash, then PUBLISH each update (writer thread).
-
-        The hash is written before the publishes so a subscriber that reads the hash on a
-        notification sees the value it was notified of.  Each ticker is JSON-encoded once.
-
-        The commands go through a pooled connection directly (pack all, send once, read one
-        reply each): redis-py's Pipeline object costs ~45 µs more per batch and ~1.6 µs more
-        per command, which at a steady 5,000 frames/s (a batch per frame or two) is most of
-        what the writer spends.
-        """
-        prefix = self._prefix
-        hashes: dict[str, list[str | bytes]] = {}
-        publishes: list[tuple[str, str, bytes]] = []
-        for (exchange, symbol), ticker in batch.items():
-            payload = orjson.dumps(ticker.to_record())
-            fields = hashes.get(exchange)
-            if fields is None:
-                fields = hashes[exchange] = ["HSET", ticker_key(prefix, exchange)]
-            fields += (symbol, payload)
-            publishes.append(("PUBLISH", update_channel(prefix, exchange, symbol), payload))
-        commands: list[Sequence[str | bytes]] = [*hashes.values(), *publishes]
-        pool = self._client.connection_pool
-        connection: Any = pool.get_connection()  # redis-py's Connection methods are untyped
-        try:
-            connection.send_packed_command(connection.pack_commands(commands))
-            for _ in commands:
-                connection.read_response()  # raises the first error reply
-        except BaseException:
-            connection.disconnect()  # replies may be left unread: this socket is not reused
-            raise
-        finally:
-            pool.release(connection)
-
-
-def decode_record(raw: bytes | str) -> dict[str, Any]:
-    """A stored ticker record back to a dict (readers, tests, the watch view)."""
-    result: dict[str, Any] = orjson.loads(raw)
-    return result
+        """The layout's commands for the batch, in one round trip (writer thread: the tickers
+        are encoded there, off the event loop)."""
+        execute(self._client, self.layout.ticker_commands(batch))

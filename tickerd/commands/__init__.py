@@ -1,0 +1,34 @@
+"""tickerd's command line: one module per command, and what they share.
+
+:mod:`tickerd.commands.main` builds the parser and dispatches; each other module is one
+command (``run``, ``status``, ``watch``, ``demo``, ``db``/``symbols``) and adds itself with
+``register(commands)``.  The exit statuses, the ``--config`` option and loading the
+configuration live here so every command treats them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tickerd import config as config_module
+from tickerd.config import Config, ConfigError
+
+EXIT_OK = 0
+EXIT_INTERRUPTED = 1
+EXIT_CONFIG = 2
+
+
+def add_config_option(subparser: argparse.ArgumentParser) -> None:
+    """Let ``--config`` follow the subcommand too (``tickerd run --config FILE``)."""
+    subparser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML configuration")
+
+
+def load_or_report(args: argparse.Namespace) -> Config | None:
+    """The configuration ``--config`` and the environment describe, or ``None`` after
+    printing the one clear error message (callers exit with :data:`EXIT_CONFIG`)."""
+    try:
+        return config_module.load(args.config)
+    except ConfigError as exc:
+        print(f"tickerd: configuration error: {exc}", file=sys.stderr)
+        return None
