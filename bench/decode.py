@@ -5,7 +5,9 @@
 Frames come from the exchange's fake (``fake_for(name)().bench_frames``): the setup frames a
 decoder must see first (acks that assign channel ids, snapshots that deltas build on), then
 ticker updates cycling through the symbols with moving prices, exactly as the exchange sends
-them.  Only the updates are timed.  One process, one core; no sockets, no Redis.
+them.  The symbols take the market forms of the adapter's ``sample_symbols`` in turn (spot and
+perpetuals where it has both) with other base assets.  Only the updates are timed.  One process,
+one core; no sockets, no Redis.
 """
 
 from __future__ import annotations
@@ -15,27 +17,23 @@ import gc
 import time
 
 from tickerd import exchanges
+from tickerd.exchanges.base import split_unified
 from tickerd.testing import fake_for
 
 BASES = ("BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "AVAX", "LINK", "DOT", "LTC", "BCH", "UNI")
-#: The market each exchange is benchmarked on (its main ticker feed's symbol form).
-MARKETS = {
-    "binance": "{}/USDT",
-    "bitfinex": "{}/USD",
-    "bitmex": "{}/USDT:USDT",
-    "bitstamp": "{}/USD",
-    "bybit": "{}/USDT:USDT",
-    "coinbase": "{}/USD",
-    "hyperliquid": "{}/USDC:USDC",
-    "kraken": "{}/USD",
-    "okx": "{}/USDT",
-}
+
+
+def rebased(symbol: str, base: str) -> str:
+    """``symbol``'s market (quote, settlement) with another base asset."""
+    _, quote, settle = split_unified(symbol)
+    return f"{base}/{quote}" if settle is None else f"{base}/{quote}:{settle}"
 
 
 def symbols_for(name: str, count: int) -> list[str]:
-    """``count`` symbols in ``name``'s market form (numbered bases past the real ones)."""
+    """``count`` symbols of ``name``, its sample markets in turn (numbered bases past the real ones)."""
     bases = [*BASES, *(f"X{i:03d}" for i in range(max(0, count - len(BASES))))][:count]
-    return [MARKETS.get(name, "{}/USDT").format(base) for base in bases]
+    samples = exchanges.get(name).sample_symbols
+    return [rebased(samples[i % len(samples)], base) for i, base in enumerate(bases)]
 
 
 def bench(name: str, frames: int, symbols: int) -> dict[str, float]:

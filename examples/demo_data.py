@@ -41,11 +41,10 @@ from tickerd.testing import FakeExchange
 SCHEMA = "tickerd"
 NAME = re.compile(r"tickerd_demo_[0-9a-f]{8}")
 
-#: What the demo collects: Kraken and Binance as below, every other exchange its
-#: ``tickerd demo`` symbols (so a new exchange joins the demo with its fake).
-DEMO_SYMBOLS: dict[str, list[str]] = {name: list(demo.SYMBOLS[name]) for name in exchanges.names()} | {
-    "kraken": ["BTC/USD", "ETH/USD", "SOL/USD"],
-    "binance": ["BTC/USDT", "ETH/USDT"],
+#: What the demo collects: every exchange's sample symbols (so a new exchange joins the demo
+#: by being registered).
+DEMO_SYMBOLS: dict[str, list[str]] = {
+    name: list(exchanges.get(name).sample_symbols) for name in exchanges.names()
 }
 
 

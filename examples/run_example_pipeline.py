@@ -63,17 +63,17 @@ async def display(latest: dict[tuple[str, str], dict[str, Any]], stale_after: fl
 async def report_status(daemon: tickerd.TickerDaemon) -> None:
     """A status report once connected (5 s at most) and every 10 s, from the daemon's own health."""
     with trio.move_on_after(5):
-        while any(e["state"] != "connected" for e in daemon.health()["exchanges"].values()):
+        while any(e.state != "connected" for e in daemon.health().exchanges.values()):
             await daemon.health_changed()
     while True:
         health = daemon.health()
-        print("status:", "Redis up" if health["writer"]["redis_up"] else "Redis DOWN",
-              f"{health['writer']['written']} tickers written")  # fmt: skip
-        for name, exchange in sorted(health["exchanges"].items()):
+        print("status:", "Redis up" if health.writer.redis_up else "Redis DOWN",
+              f"{health.writer.written} tickers written")  # fmt: skip
+        for name, exchange in sorted(health.exchanges.items()):
             print(
-                f"  {name:<10} {exchange['state']:<12} {exchange['connections']} connection(s), "
-                f"{len(exchange['symbols'])} symbols, {len(exchange['stale'])} stale, "
-                f"{len(exchange['rejected'])} rejected, {exchange['reconnects']} reconnects"
+                f"  {name:<10} {exchange.state:<12} {exchange.connections} connection(s), "
+                f"{len(exchange.symbols)} symbols, {len(exchange.stale)} stale, "
+                f"{len(exchange.rejected)} rejected, {exchange.reconnects} reconnects"
             )
         await trio.sleep(STATUS_EVERY)
 

@@ -19,22 +19,10 @@ import redis
 import trio
 
 import tickerd
-from tickerd import logs
+from tickerd import exchanges, logs
 from tickerd.config import ExchangeConfig
 from tickerd.embedded import resolved
 
-#: A liquid symbol of each exchange, in the unified form its adapter serves.
-SYMBOLS = {
-    "kraken": "BTC/USD",
-    "binance": "BTC/USDT",
-    "coinbase": "BTC/USD",
-    "bitstamp": "BTC/USD",
-    "bitfinex": "BTC/USD",
-    "okx": "BTC/USDT",
-    "bybit": "BTC/USDT",
-    "bitmex": "BTC/USD:BTC",
-    "hyperliquid": "BTC/USDC:USDC",
-}
 COUNT = 10
 
 
@@ -72,11 +60,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("exchange", nargs="?", default="kraken", choices=sorted(SYMBOLS))
+    parser.add_argument("exchange", nargs="?", default="kraken", choices=exchanges.names())
     parser.add_argument("--symbol", help="unified symbol (default: a liquid one of the exchange)")
     parser.add_argument("--url", help="the exchange's websocket URL (default: the real one)")
     args = parser.parse_args()
-    symbol = args.symbol or SYMBOLS[args.exchange]
+    symbol = args.symbol or exchanges.get(args.exchange).sample_symbols[0]
     try:
         base = tickerd.load_config()  # REDIS_URL, REDIS_PREFIX, LOG_LEVEL… still apply
         config = attrs.evolve(

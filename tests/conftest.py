@@ -9,7 +9,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -22,7 +22,10 @@ from psycopg import sql
 import tickerd
 from tickerd.config import Config, structure
 from tickerd.layout import RedisLayout
+from tickerd.snapshots import DaemonHealth, DatabaseSourceSnapshot, SourceSnapshot
 from tickerd.testing import FakeExchange
+
+FakeT = TypeVar("FakeT", bound=FakeExchange)
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -67,7 +70,7 @@ def make_config(
     return structure(raw)
 
 
-async def start_fake(nursery: trio.Nursery, fake: FakeExchange) -> FakeExchange:
+async def start_fake(nursery: trio.Nursery, fake: FakeT) -> FakeT:
     await nursery.start(fake.serve)
     return fake
 
@@ -77,11 +80,17 @@ async def start_daemon(nursery: trio.Nursery, config: Config) -> tickerd.TickerD
     return daemon
 
 
-async def wait_health(daemon: tickerd.TickerDaemon, predicate: Callable[[dict[str, Any]], bool]) -> None:
+async def wait_health(daemon: tickerd.TickerDaemon, predicate: Callable[[DaemonHealth], bool]) -> None:
     """Return once ``predicate(daemon.health())`` holds, re-checked on every health change."""
     with trio.fail_after(10):
         while not predicate(daemon.health()):
             await daemon.health_changed()
+
+
+def database_source(source: SourceSnapshot | None) -> DatabaseSourceSnapshot:
+    """A subscription source (of ``health()`` or the heartbeat) that is a database."""
+    assert isinstance(source, DatabaseSourceSnapshot), source
+    return source
 
 
 class Updates:

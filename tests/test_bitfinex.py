@@ -213,7 +213,7 @@ async def test_a_rejected_symbol_does_not_stop_the_others(
 
     await fake.push("ETH/USD", last=3000.5)
     await updates.wait_for(lambda r: r["symbol"] == "ETH/USD" and r["last"] == 3000.5)
-    assert daemon.health()["exchanges"]["bitfinex"]["rejected"] == {"NOPE/USD": "10300: symbol: invalid"}
+    assert daemon.health().exchanges["bitfinex"].rejected == {"NOPE/USD": "10300: symbol: invalid"}
 
 
 async def test_a_restart_notice_moves_to_a_new_connection_first(

@@ -258,12 +258,12 @@ async def test_refused_symbols_do_not_stop_the_others(
 
     await fake.push(XBT, last=65000.0)  # sent after the refusals, on the same socket
     await updates.wait_for(lambda r: r["symbol"] == XBT and r["last"] == 65000.0)
-    health = daemon.health()["exchanges"]["bitmex"]
-    assert health["rejected"] == {
+    health = daemon.health().exchanges["bitmex"]
+    assert health.rejected == {
         "ETH/USD:ETH": "ETHUSD settles in XBt: use ETH/USD:BTC",
         "FOO/USD:BTC": "Unknown or expired symbol: FOOUSD. Please see the documentation at https://www.bitmex.com/app/wsAPI.",
     }
-    assert health["connections"] == 1 and health["junk"] == 0
+    assert health.connections == 1 and health.junk == 0
 
 
 async def test_a_dropped_connection_heals(nursery: trio.Nursery, prefix: str, updates: Updates) -> None:

@@ -192,7 +192,7 @@ async def test_a_rejected_pair_does_not_stop_the_others(
 
     await fake.push("LTC/USD", last=70.5)
     await updates.wait_for(lambda r: r["symbol"] == "LTC/USD" and r["last"] == 70.5)
-    rejected = daemon.health()["exchanges"]["bitstamp"]["rejected"]
+    rejected = daemon.health().exchanges["bitstamp"].rejected
     assert list(rejected) == ["FOO/USD"]  # the errors came before LTC/USD's acks: blamed right
 
 

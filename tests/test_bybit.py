@@ -242,9 +242,9 @@ async def test_rejected_symbol_does_not_take_its_request_down(
     # Bybit refuses the whole first request; tickerd sends the innocent symbols again.
     with trio.fail_after(10):
         await fake.wait_until(lambda: fake.is_subscribed(PERP) and fake.is_subscribed("ETH/USDT:USDT"))
-    health = daemon.health()["exchanges"]["bybit"]
-    assert list(health["rejected"]) == ["XXX/USDT:USDT"]
-    assert "Invalid symbol" in health["rejected"]["XXX/USDT:USDT"]
+    health = daemon.health().exchanges["bybit"]
+    assert list(health.rejected) == ["XXX/USDT:USDT"]
+    assert "Invalid symbol" in health.rejected["XXX/USDT:USDT"]
     await fake.push("ETH/USDT:USDT", last=3500.0)
     await updates.wait_for(lambda r: r["symbol"] == "ETH/USDT:USDT" and r["last"] == 3500.0)
 

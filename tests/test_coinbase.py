@@ -218,9 +218,7 @@ async def test_a_rejected_product_does_not_stop_the_others(
     await fake.push("BTC/USD", last=101.0)
     await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 101.0)
     # The ack that left FOO-USD out came before that update on the same connection.
-    assert (
-        daemon.health()["exchanges"]["coinbase"]["rejected"]["FOO/USD"] == "FOO-USD is not a Coinbase product"
-    )
+    assert daemon.health().exchanges["coinbase"].rejected["FOO/USD"] == "FOO-USD is not a Coinbase product"
 
 
 async def test_a_dropped_connection_heals(nursery: trio.Nursery, prefix: str, updates: Updates) -> None:

@@ -99,7 +99,7 @@ async def test_symbols_are_chunked_over_connections(
     daemon = await start_daemon(nursery, make_config(prefix, {"kraken": kraken}, {"kraken": symbols}))
     await kraken.wait_until(lambda: all(kraken.is_subscribed(s) for s in symbols))
     assert sorted(len(c.subscribed) for c in kraken.connections) == [1, 2, 2]
-    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["connections"] == 3)
+    await wait_health(daemon, lambda h: h.exchanges["kraken"].connections == 3)
 
 
 async def test_rejected_symbol_is_in_health_and_the_others_flow(
@@ -113,9 +113,9 @@ async def test_rejected_symbol_is_in_health_and_the_others_flow(
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
     await kraken.push("BTC/USD", last=77.0)
     await updates.wait_for(lambda r: r["last"] == 77.0)
-    health = daemon.health()["exchanges"]["kraken"]
-    assert health["rejected"] == {"FOO/USD": "Currency pair not supported FOO/USD"}
-    assert health["state"] == "connected"
+    health = daemon.health().exchanges["kraken"]
+    assert health.rejected == {"FOO/USD": "Currency pair not supported FOO/USD"}
+    assert health.state == "connected"
 
 
 async def test_an_exchange_that_fails_is_left_alone_while_others_go_on(
@@ -135,9 +135,9 @@ async def test_an_exchange_that_fails_is_left_alone_while_others_go_on(
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
     await kraken.push("BTC/USD", last=11.0)
     await updates.wait_for(lambda r: r["last"] == 11.0)
-    await wait_health(daemon, lambda h: h["exchanges"]["binance"]["state"] == "failed")
-    assert daemon.health()["exchanges"]["kraken"]["state"] == "connected"
-    assert "503" in daemon.health()["exchanges"]["binance"]["last_error"]
+    await wait_health(daemon, lambda h: h.exchanges["binance"].state == "failed")
+    assert daemon.health().exchanges["kraken"].state == "connected"
+    assert "503" in (daemon.health().exchanges["binance"].last_error or "")
 
 
 async def test_a_symbol_added_after_a_connection_gave_up_gets_a_new_one(
@@ -149,9 +149,9 @@ async def test_a_symbol_added_after_a_connection_gave_up_gets_a_new_one(
         prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}, feed={"max_retries": 1, "reconnect_delay": 0.01}
     )
     daemon = await start_daemon(nursery, config)
-    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["state"] == "failed")
+    await wait_health(daemon, lambda h: h.exchanges["kraken"].state == "failed")
     kraken.refuse = False
     daemon.add("kraken", "ETH/USD")
     await kraken.wait_until(lambda: kraken.is_subscribed("ETH/USD"))
     assert not kraken.is_subscribed("BTC/USD")  # the failed connection stays given up
-    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["state"] == "degraded")
+    await wait_health(daemon, lambda h: h.exchanges["kraken"].state == "degraded")

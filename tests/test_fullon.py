@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from tests.conftest import Database, make_config, start_daemon, start_fake, wait_health
+from tests.conftest import Database, database_source, make_config, start_daemon, start_fake, wait_health
 from tickerd.config import ConfigError, load
 from tickerd.testing import FakeBinance, FakeKraken
 
@@ -78,12 +78,12 @@ async def test_the_admins_active_exchanges_are_collected_and_changes_followed(
     )
     daemon = await start_daemon(nursery, config)
     assert daemon.symbols() == {"kraken": ["BTC/USD", "ETH/USD"]}
-    source = daemon.health()["source"]
-    assert (source["kind"], source["state"]) == ("fullon", "up")
-    assert source["problems"] == [
+    source = database_source(daemon.health().source)
+    assert (source.kind, source.state) == ("fullon", "up")
+    assert source.problems == (
         "unknown exchange 'kucoin' (supported: binance, bitfinex, bitmex, bitstamp, bybit, coinbase, "
-        "hyperliquid, kraken, okx)"
-    ]
+        "hyperliquid, kraken, okx)",
+    )
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD") and kraken.is_subscribed("ETH/USD"))
 
     await db.execute("UPDATE exchanges SET active = true WHERE name = 'binance old'")
@@ -94,7 +94,7 @@ async def test_the_admins_active_exchanges_are_collected_and_changes_followed(
 
     await db.execute("UPDATE exchanges SET active = false WHERE cat_ex_id = 1")
     await kraken.wait_until(lambda: not kraken.connections)
-    await wait_health(daemon, lambda h: sorted(h["exchanges"]) == ["binance"])
+    await wait_health(daemon, lambda h: sorted(h.exchanges) == ["binance"])
     assert binance.connection_count == 1
     assert table_names(db) == tables_before  # tickerd wrote nothing into fullon's database
 

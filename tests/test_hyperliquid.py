@@ -222,10 +222,10 @@ async def test_rejected_coin_does_not_stop_the_others_and_kilo_coins_resolve(
     await fake.push(BTC, last=65000.0)
     await updates.wait_for(lambda r: r["symbol"] == BTC and r["last"] == 65000.0)
 
-    health = daemon.health()["exchanges"]["hyperliquid"]
-    assert list(health["rejected"]) == ["FOO/USDC:USDC"]
-    assert "Invalid subscription" in health["rejected"]["FOO/USDC:USDC"]
-    assert health["connections"] == 1 and health["junk"] == 0
+    health = daemon.health().exchanges["hyperliquid"]
+    assert list(health.rejected) == ["FOO/USDC:USDC"]
+    assert "Invalid subscription" in health.rejected["FOO/USDC:USDC"]
+    assert health.connections == 1 and health.junk == 0
 
 
 async def test_a_dropped_connection_heals(nursery: trio.Nursery, prefix: str, updates: Updates) -> None:

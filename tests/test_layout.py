@@ -6,6 +6,7 @@ import redis
 
 from tickerd.layout import RedisLayout
 from tickerd.model import Ticker
+from tickerd.writer.bridge import execute
 
 
 def test_key_names_are_the_fullon_ones_under_the_prefix() -> None:
@@ -52,10 +53,7 @@ def test_read_helpers_see_what_the_commands_store(redis_client: redis.Redis, pre
         ("kraken", "A/USD"): Ticker("kraken", "A/USD", last=1.0),
         ("binance", "B/USDT"): Ticker("binance", "B/USDT", last=2.0),
     }
-    pipe = redis_client.pipeline(transaction=False)
-    for name, *args in layout.ticker_commands(batch):
-        pipe.execute_command(name, *args)  # type: ignore[no-untyped-call]
-    pipe.execute()
+    execute(redis_client, layout.ticker_commands(batch))
     assert (layout.read_ticker(redis_client, "kraken", "A/USD") or {}).get("last") == 1.0
     assert layout.read_ticker(redis_client, "kraken", "B/USDT") is None
     assert {s: r["last"] for s, r in layout.read_tickers(redis_client, "binance").items()} == {"B/USDT": 2.0}

@@ -73,10 +73,10 @@ async def test_metrics_count_frames_tickers_batches_and_latency(
     assert status == 200
     found = samples(text)
     kraken_label = (("exchange", "kraken"),)
-    health = daemon.health()["exchanges"]["kraken"]
-    assert found["tickerd_frames_received_total", kraken_label] == health["frames"] >= 5
+    health = daemon.health().exchanges["kraken"]
+    assert found["tickerd_frames_received_total", kraken_label] == health.frames >= 5
     assert found["tickerd_frames_junk_total", kraken_label] == 1
-    assert found["tickerd_frames_decoded_total", kraken_label] == health["frames"] - 1
+    assert found["tickerd_frames_decoded_total", kraken_label] == health.frames - 1
     assert found["tickerd_reconnects_total", kraken_label] == 0
     assert found["tickerd_symbols", kraken_label] == 1
     assert found["tickerd_stale_symbols", kraken_label] == 0
@@ -97,12 +97,12 @@ async def test_healthz_is_200_when_healthy_and_503_with_the_reason_otherwise(
     config = make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}, feed={"reconnect_delay": 30})
     daemon = await start_daemon(nursery, config)
     port = await start_metrics(nursery, daemon)
-    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["state"] == "connected")
+    await wait_health(daemon, lambda h: h.exchanges["kraken"].state == "connected")
     assert await get(port, "/healthz") == (200, "ok\n")
 
     kraken.refuse = True
     await kraken.drop()
-    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["state"] == "reconnecting")
+    await wait_health(daemon, lambda h: h.exchanges["kraken"].state == "reconnecting")
     assert await get(port, "/healthz") == (503, "degraded: kraken: reconnecting\n")
     assert (await get(port, "/nope"))[0] == 404
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
-import orjson
 import pytest
 import redis
 import trio
@@ -15,23 +13,29 @@ import trio.testing
 
 import tickerd
 from tests.conftest import make_config, start_daemon, start_fake, wait_health
-from tickerd.monitor import health_key, heartbeat_key, read_health
+from tickerd import snapshots
+from tickerd.layout import RedisLayout
+from tickerd.snapshots import ExchangeRecord, Heartbeat
 from tickerd.testing import FakeKraken
+
+#: What the health records read from Redis are: the heartbeat (if any), every exchange's record.
+Records = tuple[Heartbeat | None, dict[str, ExchangeRecord]]
 
 
 def spy_records(
     daemon: tickerd.TickerDaemon, monkeypatch: pytest.MonkeyPatch
-) -> list[tuple[float, str, Any]]:
-    """Every health record the monitor hands the writer from now on: (virtual time, key, record).
+) -> list[tuple[float, str, bytes | None]]:
+    """Every health record the monitor hands the writer from now on: (virtual time, key,
+    stored value; ``None`` for a deletion).
 
     Put times are exact in virtual time, unlike the writes themselves: the clock jumps ahead
     while a write runs in its worker thread.
     """
-    puts: list[tuple[float, str, Any]] = []
+    puts: list[tuple[float, str, bytes | None]] = []
     put = daemon.writer.put_record
 
     def spy(key: str, value: bytes | None, ttl: int) -> None:
-        puts.append((trio.current_time(), key, value and orjson.loads(value)))
+        puts.append((trio.current_time(), key, value))
         put(key, value, ttl)
 
     monkeypatch.setattr(daemon.writer, "put_record", spy)
@@ -41,7 +45,7 @@ def spy_records(
 async def wait_stale(daemon: tickerd.TickerDaemon, exchange: str, symbols: list[str]) -> None:
     """Return once ``exchange``'s stale symbols are ``symbols`` (virtual time: a far limit)."""
     with trio.fail_after(3600):
-        while daemon.health()["exchanges"][exchange]["stale"] != symbols:
+        while daemon.health().exchanges[exchange].stale != tuple(symbols):
             await daemon.health_changed()
 
 
@@ -65,15 +69,15 @@ async def wait_records(
     daemon: tickerd.TickerDaemon,
     client: redis.Redis,
     prefix: str,
-    predicate: Callable[[dict[str, Any] | None, dict[str, dict[str, Any]]], bool],
-) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    predicate: Callable[[Heartbeat | None, dict[str, ExchangeRecord]], object],
+) -> Records:
     """The health records once ``predicate`` holds, re-read after every write to Redis.
 
     The time limit is far off because under a MockClock the clock may jump to the nearest
     deadline while a write runs in its worker thread.
     """
     with trio.fail_after(3600):
-        while not predicate(*(found := read_health(client, prefix))):
+        while not predicate(*(found := RedisLayout(prefix).read_health(client))):
             await daemon.writer.flushed()
     return found
 
@@ -93,19 +97,20 @@ async def test_records_describe_the_daemon_and_each_exchange(
         redis_client,
         prefix,
         # The refusal is written at once, possibly before the connection counts as up.
-        lambda _, ex: "kraken" in ex and ex["kraken"]["rejected"] and ex["kraken"]["state"] == "connected",
+        lambda _, ex: "kraken" in ex and ex["kraken"].rejected and ex["kraken"].state == "connected",
     )
     assert heartbeat is not None
-    assert heartbeat["state"] == "running" and heartbeat["pid"] == os.getpid()
-    assert heartbeat["exchanges"] == ["kraken"] and heartbeat["version"] == tickerd.__version__
+    assert heartbeat.state == "running" and heartbeat.pid == os.getpid()
+    assert heartbeat.exchanges == ("kraken",) and heartbeat.version == tickerd.__version__
     record = exchanges["kraken"]
-    assert record["state"] == "connected" and record["connections"] == 1
-    assert record["symbols"] == ["BTC/USD", "FOO/USD"] and record["stale"] == []
-    assert record["rejected"] == {"FOO/USD": "Currency pair not supported FOO/USD"}
-    assert record["last_error"] == "FOO/USD rejected: Currency pair not supported FOO/USD"
-    assert record["last_error_ts"] > heartbeat["started"] - 1
-    assert record["reconnects"] == 0
-    for key in (heartbeat_key(prefix), health_key(prefix, "kraken")):
+    assert record.exchange == "kraken" and record.state == "connected" and record.connections == 1
+    assert record.symbols == ("BTC/USD", "FOO/USD") and record.stale == ()
+    assert record.rejected == {"FOO/USD": "Currency pair not supported FOO/USD"}
+    assert record.last_error == "FOO/USD rejected: Currency pair not supported FOO/USD"
+    assert record.last_error_ts is not None and record.last_error_ts > heartbeat.started - 1
+    assert record.reconnects == 0
+    layout = RedisLayout(prefix)
+    for key in (layout.heartbeat(), layout.health("kraken")):
         assert 0 < redis_client.ttl(key) <= 90  # 3 × the 30 s interval: a dead daemon's records expire
 
 
@@ -117,16 +122,17 @@ async def test_steady_state_costs_one_write_per_exchange_per_interval(
     config = make_config(prefix, {"kraken": kraken}, {"kraken": symbols}, health={"stale_after": 7200})
     daemon = await start_daemon(nursery, config)
     await kraken.wait_until(lambda: all(kraken.is_subscribed(s) for s in symbols))
-    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["state"] == "connected")
+    await wait_health(daemon, lambda h: h.exchanges["kraken"].state == "connected")
 
     puts = spy_records(daemon, monkeypatch)
     await trio.sleep(3600)  # virtual: one hour of a healthy daemon
 
     writes = Counter(key for _, key, _ in puts)
+    layout = RedisLayout(prefix)
     # 120 an hour for 100 symbols (a per-symbol scheme would cost 12,000).
-    assert writes[health_key(prefix, "kraken")] <= 121
-    assert writes[heartbeat_key(prefix)] <= 121
-    assert writes[health_key(prefix, "kraken")] >= 119  # and the records are kept fresh
+    assert writes[layout.health("kraken")] <= 121
+    assert writes[layout.heartbeat()] <= 121
+    assert writes[layout.health("kraken")] >= 119  # and the records are kept fresh
 
 
 async def test_a_state_change_is_written_at_once(
@@ -139,18 +145,25 @@ async def test_a_state_change_is_written_at_once(
     kraken = await start_fake(nursery, FakeKraken())
     config = make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}, feed={"reconnect_delay": 60})
     daemon = await start_daemon(nursery, config)
-    await wait_records(daemon, redis_client, prefix, lambda _, ex: ex.get("kraken", {}).get("connections"))
+    await wait_records(
+        daemon, redis_client, prefix, lambda _, ex: "kraken" in ex and ex["kraken"].connections
+    )
     await trio.sleep(40)  # past the first steady-state write
     puts = spy_records(daemon, monkeypatch)
     kraken.refuse = True
     dropped = trio.current_time()
     await kraken.drop()
     _, exchanges = await wait_records(
-        daemon, redis_client, prefix, lambda _, ex: ex["kraken"]["state"] == "reconnecting"
+        daemon, redis_client, prefix, lambda _, ex: ex["kraken"].state == "reconnecting"
     )
-    put_at = next(t for t, _, record in puts if record and record.get("state") == "reconnecting")
+    key = RedisLayout(prefix).health("kraken")
+    put_at = next(
+        t
+        for t, k, value in puts
+        if k == key and value and snapshots.loads(value, ExchangeRecord).state == "reconnecting"
+    )
     assert put_at - dropped < 1.0  # at once, not at the next 30 s interval
-    assert exchanges["kraken"]["reconnects"] >= 1 and exchanges["kraken"]["connections"] == 0
+    assert exchanges["kraken"].reconnects >= 1 and exchanges["kraken"].connections == 0
 
 
 async def test_a_symbol_without_updates_is_stale_logged_once_and_fresh_again(
@@ -176,9 +189,9 @@ async def test_a_symbol_without_updates_is_stale_logged_once_and_fresh_again(
     nursery.start_soon(btc_keeps_moving)
     await wait_stale(daemon, "kraken", ["ETH/USD"])
     _, exchanges = await wait_records(
-        daemon, redis_client, prefix, lambda _, ex: ex["kraken"]["stale"] == ["ETH/USD"]
+        daemon, redis_client, prefix, lambda _, ex: ex["kraken"].stale == ("ETH/USD",)
     )
-    assert exchanges["kraken"]["last_tick"]["ETH/USD"] < exchanges["kraken"]["last_tick"]["BTC/USD"]
+    assert exchanges["kraken"].last_tick["ETH/USD"] < exchanges["kraken"].last_tick["BTC/USD"]
     await trio.sleep(120)  # virtual: still stale, no new log line
     assert logs.count("stale: no update for 30 s") == 1
     assert not any(m.get("method") == "unsubscribe" for m in kraken.received)  # BTC/USD flows
@@ -232,6 +245,7 @@ async def test_shutdown_marks_the_daemon_stopped(
         daemon = await start_daemon(inner, config)
         await wait_records(daemon, redis_client, prefix, lambda _, ex: "kraken" in ex)
         inner.cancel_scope.cancel()
-    heartbeat, exchanges = read_health(redis_client, prefix)
-    assert heartbeat is not None and heartbeat["state"] == "stopped"
-    assert exchanges == {} and not redis_client.exists(health_key(prefix, "kraken"))
+    layout = RedisLayout(prefix)
+    heartbeat, exchanges = layout.read_health(redis_client)
+    assert heartbeat is not None and heartbeat.state == "stopped"
+    assert exchanges == {} and not redis_client.exists(layout.health("kraken"))

@@ -177,7 +177,7 @@ async def test_rejected_instrument_does_not_stop_the_others(
     await fake.push(SWAP, last=3.25)
     await updates.wait_for(lambda r: r["symbol"] == SWAP and r["last"] == 3.25)
     # Frames arrive in order: the error that came before this push has been handled.
-    rejected = daemon.health()["exchanges"]["okx"]["rejected"]
+    rejected = daemon.health().exchanges["okx"].rejected
     assert list(rejected) == ["NOPE/USDT"] and "NOPE-USDT doesn't exist" in rejected["NOPE/USDT"]
 
 

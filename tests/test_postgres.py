@@ -19,6 +19,7 @@ from tests.conftest import (
     REDIS_URL,
     Database,
     Updates,
+    database_source,
     make_config,
     start_daemon,
     start_fake,
@@ -28,7 +29,7 @@ from tests.test_monitor import wait_records
 from tickerd.commands.status import read_report, render
 from tickerd.config import ConfigError, structure
 from tickerd.health import DEGRADED, HEALTHY
-from tickerd.monitor import health_key
+from tickerd.layout import RedisLayout
 from tickerd.sources import tables
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
 
@@ -70,7 +71,9 @@ def pg_config(prefix: str, url: str, fakes: dict[str, FakeExchange], **database:
 
 
 async def wait_source(daemon: tickerd.TickerDaemon, **expected: Any) -> None:
-    await wait_health(daemon, lambda h: all(h["source"][k] == v for k, v in expected.items()))
+    await wait_health(
+        daemon, lambda h: all(getattr(database_source(h.source), k) == v for k, v in expected.items())
+    )
 
 
 def test_db_init_creates_then_is_a_no_op_even_concurrently(db: Database) -> None:
@@ -112,8 +115,8 @@ async def test_the_daemon_collects_what_the_tables_list(
     await binance.wait_until(lambda: binance.is_subscribed("BTC/USDT"))
     await kraken.push("BTC/USD", last=101.5)
     await updates.wait_for(lambda r: r["exchange"] == "kraken" and r["last"] == 101.5)
-    source = daemon.health()["source"]
-    assert (source["kind"], source["state"], source["reads"], source["problems"]) == ("postgres", "up", 1, [])
+    source = database_source(daemon.health().source)
+    assert (source.kind, source.state, source.reads, source.problems) == ("postgres", "up", 1, ())
     assert any(line.startswith("tickerd running (postgres)") for line in logs)
 
 
@@ -149,7 +152,7 @@ async def test_live_changes_touch_only_the_affected_subscriptions(
     assert (kraken.connection_count, binance.connection_count) == (1, 1)  # nothing reconnected
     assert binance_requests(binance, "UNSUBSCRIBE") == [] and len(binance_requests(binance, "SUBSCRIBE")) == 1
     assert daemon.symbols() == {"kraken": ["BTC/USD"], "binance": ["BTC/USDT"]}
-    assert daemon.health()["source"]["reads"] == 4  # the start plus one per transaction
+    assert database_source(daemon.health().source).reads == 4  # the start plus one per transaction
 
 
 async def test_disabling_an_exchange_or_changing_its_url_restarts_only_that_exchange(
@@ -165,7 +168,7 @@ async def test_disabling_an_exchange_or_changing_its_url_restarts_only_that_exch
 
     await db.execute("UPDATE tickerd.exchanges SET enabled = false WHERE name = 'kraken'")
     await kraken.wait_until(lambda: not kraken.connections)
-    assert "kraken" not in daemon.health()["exchanges"]
+    assert "kraken" not in daemon.health().exchanges
 
     await db.execute("UPDATE tickerd.exchanges SET enabled = true WHERE name = 'kraken'")
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD") and kraken.is_subscribed("ETH/USD"))
@@ -176,7 +179,7 @@ async def test_disabling_an_exchange_or_changing_its_url_restarts_only_that_exch
     await relay.wait_until(lambda: relay.is_subscribed("BTC/USD") and relay.is_subscribed("ETH/USD"))
     await kraken.wait_until(lambda: not kraken.connections)
     assert binance.connection_count == 1 and binance.is_subscribed("BTC/USDT")
-    await wait_health(daemon, lambda h: h["exchanges"]["kraken"]["connections"] == 1)
+    await wait_health(daemon, lambda h: h.exchanges["kraken"].connections == 1)
 
 
 async def test_health_records_follow_exchanges_stopped_and_restarted_by_the_database(
@@ -198,8 +201,8 @@ async def test_health_records_follow_exchanges_stopped_and_restarted_by_the_data
         prefix,
         lambda beat, found: (
             beat is not None
-            and beat["exchanges"] == ["kraken"]
-            and redis_client.exists(health_key(prefix, "binance")) == 0
+            and beat.exchanges == ("kraken",)
+            and redis_client.exists(RedisLayout(prefix).health("binance")) == 0
         ),
     )
 
@@ -207,7 +210,7 @@ async def test_health_records_follow_exchanges_stopped_and_restarted_by_the_data
     relay.refuse = True
     await db.execute("UPDATE tickerd.exchanges SET url = %s WHERE name = 'kraken'", [relay.url])
     await wait_records(
-        daemon, redis_client, prefix, lambda beat, found: found["kraken"]["state"] == "reconnecting"
+        daemon, redis_client, prefix, lambda beat, found: found["kraken"].state == "reconnecting"
     )
 
 
@@ -226,7 +229,7 @@ async def test_a_lost_notification_is_caught_by_the_periodic_re_read(
         " SET session_replication_role = origin"
     )
     await kraken.wait_until(lambda: kraken.is_subscribed("ETH/USD"))
-    assert daemon.health()["source"]["notifications"] == 0
+    assert database_source(daemon.health().source).notifications == 0
     assert kraken.connection_count == 1
 
 
@@ -241,12 +244,12 @@ async def test_unusable_rows_are_skipped_and_reported_once(
     )
     daemon = await start_daemon(nursery, pg_config(prefix, db.url, {"kraken": kraken}, refresh=0.05))
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
-    problems = daemon.health()["source"]["problems"]
+    problems = database_source(daemon.health().source).problems
     assert (
         problems[0] == "kraken: 'btcusd' is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)"
     )
     assert problems[1].startswith("unknown exchange 'krakken' (supported: binance, ")
-    await wait_health(daemon, lambda h: h["source"]["reads"] >= 3)  # re-read, not reported again
+    await wait_health(daemon, lambda h: database_source(h.source).reads >= 3)  # re-read, not reported again
     assert sum("ignoring a database row" in line for line in logs) == 2
     assert daemon.symbols() == {"kraken": ["BTC/USD"]}
 
@@ -294,7 +297,12 @@ async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
     await kraken.push("BTC/USD", last=5.0)  # collection goes on with the last known set
     await updates.wait_for(lambda r: r["last"] == 5.0)
     # tickerd status tells: degraded, and why.
-    await wait_records(daemon, redis_client, prefix, lambda beat, _: beat["source"]["state"] == "down")
+    await wait_records(
+        daemon,
+        redis_client,
+        prefix,
+        lambda beat, _: beat is not None and database_source(beat.source).state == "down",
+    )
     report = read_report(redis_client, REDIS_URL, prefix)
     assert report.level == DEGRADED
     name = db.url.rsplit("/", 1)[1]
@@ -309,7 +317,12 @@ async def test_an_outage_keeps_collection_running_and_the_return_is_re_read(
     await allow_connections(db, True)
     await kraken.wait_until(lambda: not kraken.is_subscribed("ETH/USD"))  # re-read on return
     await wait_source(daemon, state="up")
-    await wait_records(daemon, redis_client, prefix, lambda beat, _: beat["source"]["state"] == "up")
+    await wait_records(
+        daemon,
+        redis_client,
+        prefix,
+        lambda beat, _: beat is not None and database_source(beat.source).state == "up",
+    )
     assert read_report(redis_client, REDIS_URL, prefix).level == HEALTHY
     assert kraken.connection_count == 1 and kraken.is_subscribed("BTC/USD")
     assert len(await backend_pids(db)) == 1
@@ -331,7 +344,7 @@ async def test_unreachable_at_start_starts_empty_and_collects_once_it_answers(
     await install(db, {"kraken": ["BTC/USD"]})
     await allow_connections(db, False)
     daemon = await start_daemon(nursery, pg_config(prefix, db.url, {"kraken": kraken}))
-    assert daemon.health()["source"]["state"] == "down" and daemon.symbols() == {}
+    assert database_source(daemon.health().source).state == "down" and daemon.symbols() == {}
     await allow_connections(db, True)
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
 

@@ -11,8 +11,10 @@ import trio
 
 from tests.conftest import REDIS_URL, make_config, run_cli, start_daemon, start_fake
 from tests.test_monitor import wait_records
+from tickerd import snapshots
 from tickerd.commands.status import read_report
-from tickerd.monitor import heartbeat_key
+from tickerd.layout import RedisLayout
+from tickerd.snapshots import Heartbeat, SourceSnapshot, WriterCounters
 from tickerd.testing import FakeKraken
 
 
@@ -47,7 +49,9 @@ async def test_healthy_daemon_exit_0_table_and_json(
     daemon = await start_daemon(
         nursery, make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD", "ETH/USD"]})
     )
-    await wait_records(daemon, redis_client, prefix, lambda _, ex: ex.get("kraken", {}).get("connections"))
+    await wait_records(
+        daemon, redis_client, prefix, lambda _, ex: "kraken" in ex and ex["kraken"].connections
+    )
 
     code, out = await status(tmp_path, prefix)
     assert code == 0, out
@@ -77,7 +81,7 @@ async def test_rejected_symbol_is_degraded_exit_1(
     daemon = await start_daemon(
         nursery, make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD", "FOO/USD"]})
     )
-    await wait_records(daemon, redis_client, prefix, lambda _, ex: ex.get("kraken", {}).get("rejected"))
+    await wait_records(daemon, redis_client, prefix, lambda _, ex: "kraken" in ex and ex["kraken"].rejected)
     code, out = await status(tmp_path, prefix)
     assert code == 1, out
     assert "  rejected  kraken FOO/USD: Currency pair not supported FOO/USD" in out
@@ -98,13 +102,19 @@ async def test_stopped_daemon_is_down(
 
 def test_an_old_heartbeat_means_down(redis_client: redis.Redis, prefix: str) -> None:
     """A daemon that hangs (or died less than a TTL ago) is not taken for alive."""
-    heartbeat = {
-        "state": "running",
-        "time": time.time() - 75,
-        "started": time.time() - 3600,
-        "interval": 30.0,
-        "exchanges": [],
-    }
-    redis_client.set(heartbeat_key(prefix), orjson.dumps(heartbeat), ex=30)
+    heartbeat = Heartbeat(
+        state="running",
+        time=time.time() - 75,
+        started=time.time() - 3600,
+        pid=1,
+        host="elsewhere",
+        version="0.1.0",
+        interval=30.0,
+        stale_after=60.0,
+        exchanges=(),
+        writer=WriterCounters(written=0, batches=0, coalesced=0),
+        source=SourceSnapshot(kind="toml"),
+    )
+    redis_client.set(RedisLayout(prefix).heartbeat(), snapshots.dumps(heartbeat), ex=30)
     report = read_report(redis_client, REDIS_URL, prefix)
     assert report.level == 2 and report.reasons == ["heartbeat is 75 s old: tickerd is hung or gone"]

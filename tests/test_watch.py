@@ -122,12 +122,12 @@ async def test_demo_runs_offline_in_one_command(redis_client: redis.Redis, prefi
     assert last_table[0].startswith("tickerd demo (fake exchanges on 127.0.0.1)")
     rows = [line.split() for line in last_table[2:-1]]
     assert [row[:2] for row in rows] == [
-        *(["binance", s] for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")),
+        *(["binance", s] for s in ("BTC/USDT", "ETH/USDT")),
         *(["kraken", s] for s in ("BTC/USD", "ETH/USD", "SOL/USD")),
     ]
     assert all(row[-1] == "fresh" for row in rows)
     assert last_table[-1].startswith(
-        "status: HEALTHY · binance connected 3/3 fresh · kraken connected 3/3 fresh"
+        "status: HEALTHY · binance connected 2/2 fresh · kraken connected 3/3 fresh"
     )
     assert not redis_client.exists(RedisLayout(prefix).tickers("kraken"))  # the demo cleans up its tickers
 

@@ -14,6 +14,7 @@ from tickerd.layout import RedisLayout
 from tickerd.model import Ticker
 from tickerd.testing import FakeKraken
 from tickerd.writer import RedisWriter
+from tickerd.writer.bridge import execute
 
 
 class PrivateRedis:
@@ -71,14 +72,13 @@ async def until_redis_up(writer: RedisWriter, up: bool) -> None:
 
 def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: str) -> None:
     layout = RedisLayout(prefix)
-    writer = RedisWriter(redis_client, layout)
     ticker = Ticker(
         "kraken", "BTC/USD", last=10.0, bid=9.5, ask=10.5, volume_24h=3.0, received_ts=1700000000.5
     )
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.subscribe(layout.updates("kraken", "BTC/USD"))
     pubsub.get_message(timeout=1)
-    writer._write({("kraken", "BTC/USD"): ticker})
+    execute(redis_client, layout.ticker_commands({("kraken", "BTC/USD"): ticker}))
     record = stored(redis_client, prefix, "kraken", "BTC/USD")
     assert record is not None
     assert {
@@ -135,12 +135,12 @@ async def test_redis_restart_mid_stream_keeps_the_latest_values(
     await kraken.push("ETH/USD", last=40.0)
     with trio.fail_after(10):  # it may have met the outage while the pushes went out
         await until_redis_up(daemon.writer, False)
-    assert daemon.health()["writer"]["redis_up"] is False
+    assert daemon.health().writer.redis_up is False
 
     private_redis.start()  # an empty server: everything must be written again
     with trio.fail_after(15):
         await until_redis_up(daemon.writer, True)
     assert (stored(client, "", "kraken", "BTC/USD") or {}).get("last") == 4.0
     assert (stored(client, "", "kraken", "ETH/USD") or {}).get("last") == 40.0
-    assert daemon.health()["writer"]["redis_up"] is True
+    assert daemon.health().writer.redis_up is True
     client.close()

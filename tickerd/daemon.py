@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 import trio
@@ -23,6 +23,7 @@ from tickerd.feed import Feed
 from tickerd.health import ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.monitor import HealthMonitor
+from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
 from tickerd.writer import RedisWriter
 
 if TYPE_CHECKING:
@@ -122,15 +123,26 @@ class _ExchangeRunner:
             self.feeds.remove(feed)
             feed.cancel_scope.cancel()
 
-    def snapshot(self) -> dict[str, Any]:
-        symbols = sorted(s for feed in self.feeds for s in feed.symbols)
-        return self.health.snapshot() | {
-            "symbols": symbols,
-            "feeds": len(self.feeds),
-            "frames": sum(feed.frame_count for feed in self.feeds),
-            "junk": sum(feed.junk_count for feed in self.feeds),
-            "last_tick": self.daemon.writer.last_tick_times(self.health.name, symbols),
-        }
+    def subscribed(self) -> list[str]:
+        """The symbols of this exchange's connections, sorted."""
+        return sorted(s for feed in self.feeds for s in feed.symbols)
+
+    def snapshot(self) -> ExchangeSnapshot:
+        health, symbols = self.health, self.subscribed()
+        return ExchangeSnapshot(
+            state=health.state,
+            connections=health.connections,
+            reconnects=health.reconnects,
+            last_error=health.last_error,
+            last_error_ts=health.last_error_ts,
+            rejected=dict(health.rejected),
+            stale=tuple(sorted(health.stale)),
+            symbols=tuple(symbols),
+            feeds=len(self.feeds),
+            frames=sum(feed.frame_count for feed in self.feeds),
+            junk=sum(feed.junk_count for feed in self.feeds),
+            last_tick=self.daemon.writer.last_tick_times(health.name, symbols),
+        )
 
 
 class TickerDaemon:
@@ -247,21 +259,22 @@ class TickerDaemon:
 
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
-        return {name: runner.snapshot()["symbols"] for name, runner in self._runners.items()}
+        return {name: runner.subscribed() for name, runner in self._runners.items()}
 
-    def health(self) -> dict[str, Any]:
-        """Plain data: every exchange's state, connections, symbols, errors; the writer's;
-        the subscription source's."""
-        return {
-            "exchanges": {name: runner.snapshot() for name, runner in self._runners.items()},
-            "writer": {
-                "redis_up": self.writer.redis_up,
-                "written": self.writer.written,
-                "batches": self.writer.batches,
-                "coalesced": self.writer.coalesced,
-            },
-            "source": None if self.source is None else self.source.snapshot(),
-        }
+    def health(self) -> DaemonHealth:
+        """Every exchange's state, connections, symbols, errors; the writer's; the
+        subscription source's."""
+        writer = self.writer
+        return DaemonHealth(
+            exchanges={name: runner.snapshot() for name, runner in self._runners.items()},
+            writer=WriterStats(
+                written=writer.written,
+                batches=writer.batches,
+                coalesced=writer.coalesced,
+                redis_up=writer.redis_up,
+            ),
+            source=None if self.source is None else self.source.snapshot(),
+        )
 
 
 def redis_client(url: str) -> redis.Redis:

@@ -8,10 +8,11 @@ truth to keep in sync.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import attrs
+
+from tickerd.snapshots import DatabaseSourceSnapshot, ExchangeSnapshot, SourceSnapshot
 
 #: States of one connection (a feed), from the loop's point of view.
 CONNECTING = "connecting"
@@ -87,18 +88,6 @@ class ExchangeHealth:
         for listener in self.listeners:
             listener(self)
 
-    def snapshot(self) -> dict[str, Any]:
-        """A plain-data view for programs (``TickerDaemon.health()``)."""
-        return {
-            "state": self.state,
-            "connections": self.connections,
-            "reconnects": self.reconnects,
-            "last_error": self.last_error,
-            "last_error_ts": self.last_error_ts,
-            "rejected": dict(self.rejected),
-            "stale": sorted(self.stale),
-        }
-
 
 #: Overall levels, which are also ``tickerd status``'s exit statuses.
 HEALTHY, DEGRADED, DOWN = 0, 1, 2
@@ -106,7 +95,7 @@ LEVELS = ("healthy", "degraded", "down")
 
 
 def assess(
-    exchanges: dict[str, dict[str, Any]], source: dict[str, Any] | None = None
+    exchanges: Mapping[str, ExchangeSnapshot], source: SourceSnapshot | None = None
 ) -> tuple[int, list[str]]:
     """The overall level of a set of exchange snapshots, and why it is not healthy.
 
@@ -116,19 +105,19 @@ def assess(
     unavailable (collection goes on, but changes cannot arrive); healthy otherwise.
     """
     reasons: list[str] = []
-    if source is not None and source.get("state") == "down":
-        reasons.append(f"subscriptions database {source['database']} unavailable: {source['last_error']}")
+    if isinstance(source, DatabaseSourceSnapshot) and source.state == "down":
+        reasons.append(f"subscriptions database {source.database} unavailable: {source.last_error}")
     failed = 0
     for name, record in sorted(exchanges.items()):
-        state = record.get("state")
+        state = record.state
         if state == FAILED:
             failed += 1
         if state not in (CONNECTED, "idle"):
             reasons.append(f"{name}: {state}")
-        if record.get("stale"):
-            reasons.append(f"{name}: {len(record['stale'])} stale symbol(s)")
-        if record.get("rejected"):
-            reasons.append(f"{name}: {len(record['rejected'])} rejected symbol(s)")
+        if record.stale:
+            reasons.append(f"{name}: {len(record.stale)} stale symbol(s)")
+        if record.rejected:
+            reasons.append(f"{name}: {len(record.rejected)} rejected symbol(s)")
     if exchanges and failed == len(exchanges):
         return DOWN, reasons
     return (DEGRADED if reasons else HEALTHY), reasons

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import orjson
 
+from tickerd import snapshots
 from tickerd.model import Ticker
+from tickerd.snapshots import ExchangeRecord, Heartbeat
 
 if TYPE_CHECKING:
     import redis
@@ -141,6 +143,22 @@ class RedisLayout:
     def health(self, exchange: str) -> str:
         """One exchange's health record."""
         return f"{self.prefix}tickerd:health:{exchange}"
+
+    def read_health(self, client: redis.Redis) -> tuple[Heartbeat | None, dict[str, ExchangeRecord]]:
+        """The heartbeat (``None`` when absent: never started, or expired) and the record of
+        every exchange it lists that has one, as ``tickerd status`` and ``watch`` read them
+        (blocking: redis-py)."""
+        raw = client.get(self.heartbeat())
+        if raw is None:
+            return None, {}
+        heartbeat = snapshots.loads(raw, Heartbeat)
+        exchanges: dict[str, ExchangeRecord] = {}
+        names = heartbeat.exchanges
+        if names:
+            for name, value in zip(names, client.mget([self.health(n) for n in names]), strict=True):
+                if value is not None:
+                    exchanges[name] = snapshots.loads(value, ExchangeRecord)
+        return heartbeat, exchanges
 
     def owned_pattern(self) -> str:
         """Every key of this layout's prefix (tests clean up with it)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import trio
 from loguru import logger
@@ -23,6 +22,7 @@ from prometheus_client.registry import Collector
 from tickerd.daemon import TickerDaemon
 from tickerd.health import DOWN, HEALTHY, LEVELS, assess
 from tickerd.model import Ticker
+from tickerd.snapshots import ExchangeSnapshot
 from tickerd.writer import Key
 
 #: Latency buckets in seconds: sub-millisecond pipelines up to multi-second Redis stalls.
@@ -32,7 +32,7 @@ MAX_REQUEST = 8192
 
 
 #: One number read from an exchange's health snapshot.
-_Reading = Callable[[dict[str, Any]], float]
+_Reading = Callable[[ExchangeSnapshot], float]
 
 
 class _DaemonCollector(Collector):
@@ -44,42 +44,40 @@ class _DaemonCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         health = self.daemon.health()
         per_exchange: dict[str, tuple[str, _Reading]] = {
-            "frames_received": ("Websocket frames received", lambda r: r["frames"]),
+            "frames_received": ("Websocket frames received", lambda r: r.frames),
             "frames_decoded": (
                 "Frames the decoder understood (tickers and control frames)",
-                lambda r: r["frames"] - r["junk"],
+                lambda r: r.frames - r.junk,
             ),
-            "frames_junk": ("Frames the decoder could not use", lambda r: r["junk"]),
-            "reconnects": ("Connection failures followed by a reconnect", lambda r: r["reconnects"]),
+            "frames_junk": ("Frames the decoder could not use", lambda r: r.junk),
+            "reconnects": ("Connection failures followed by a reconnect", lambda r: r.reconnects),
         }
         for name, (help_text, value) in per_exchange.items():
             counter = CounterMetricFamily(f"tickerd_{name}", help_text, labels=["exchange"])
-            for exchange, record in sorted(health["exchanges"].items()):
+            for exchange, record in sorted(health.exchanges.items()):
                 counter.add_metric([exchange], value(record))
             yield counter
         gauges: dict[str, tuple[str, _Reading]] = {
-            "symbols": ("Subscribed symbols", lambda r: len(r["symbols"])),
-            "stale_symbols": ("Subscribed symbols without a recent update", lambda r: len(r["stale"])),
-            "rejected_symbols": ("Symbols the exchange refused", lambda r: len(r["rejected"])),
-            "connections": ("Open websocket connections", lambda r: r["connections"]),
+            "symbols": ("Subscribed symbols", lambda r: len(r.symbols)),
+            "stale_symbols": ("Subscribed symbols without a recent update", lambda r: len(r.stale)),
+            "rejected_symbols": ("Symbols the exchange refused", lambda r: len(r.rejected)),
+            "connections": ("Open websocket connections", lambda r: r.connections),
         }
         for name, (help_text, value) in gauges.items():
             gauge = GaugeMetricFamily(f"tickerd_{name}", help_text, labels=["exchange"])
-            for exchange, record in sorted(health["exchanges"].items()):
+            for exchange, record in sorted(health.exchanges.items()):
                 gauge.add_metric([exchange], value(record))
             yield gauge
-        writer = health["writer"]
-        yield CounterMetricFamily(
-            "tickerd_tickers_written", "Tickers written to Redis", value=writer["written"]
-        )
-        yield CounterMetricFamily("tickerd_batches", "Pipelines written to Redis", value=writer["batches"])
+        writer = health.writer
+        yield CounterMetricFamily("tickerd_tickers_written", "Tickers written to Redis", value=writer.written)
+        yield CounterMetricFamily("tickerd_batches", "Pipelines written to Redis", value=writer.batches)
         yield CounterMetricFamily(
             "tickerd_coalesced_updates",
             "Updates replaced by a newer one before they were written",
-            value=writer["coalesced"],
+            value=writer.coalesced,
         )
         yield GaugeMetricFamily(
-            "tickerd_redis_up", "1 while Redis accepts writes", value=int(writer["redis_up"])
+            "tickerd_redis_up", "1 while Redis accepts writes", value=int(writer.redis_up)
         )
 
 
@@ -113,8 +111,8 @@ class Metrics:
     def healthz(self) -> tuple[int, str]:
         """``200`` and ``ok`` when healthy, else ``503`` and why (same rule as ``status``)."""
         health = self.daemon.health()
-        level, reasons = assess(health["exchanges"], health["source"])
-        if not health["writer"]["redis_up"]:
+        level, reasons = assess(health.exchanges, health.source)
+        if not health.writer.redis_up:
             level, reasons = DOWN, [*reasons, "Redis is not reachable"]
         if level == HEALTHY:
             return 200, "ok\n"

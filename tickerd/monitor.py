@@ -26,42 +26,20 @@ import math
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
-import redis
+import attrs
 import trio
 from loguru import logger
 
+from tickerd import snapshots
 from tickerd.health import ExchangeHealth
+from tickerd.layout import RedisLayout
+from tickerd.snapshots import ExchangeRecord, Heartbeat
 
 if TYPE_CHECKING:
     from tickerd.daemon import TickerDaemon
     from tickerd.feed import Feed
-
-
-def heartbeat_key(prefix: str) -> str:
-    """The daemon's own record."""
-    return f"{prefix}tickerd:heartbeat"
-
-
-def health_key(prefix: str, exchange: str) -> str:
-    """One exchange's health record."""
-    return f"{prefix}tickerd:health:{exchange}"
-
-
-def read_health(client: redis.Redis, prefix: str) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
-    """The heartbeat (``None`` when absent: never started, or expired) and every exchange's
-    record, as ``tickerd status`` and ``tickerd watch`` read them (blocking: redis-py)."""
-    raw = client.get(heartbeat_key(prefix))
-    heartbeat: dict[str, Any] | None = None if raw is None else orjson.loads(raw)
-    exchanges: dict[str, dict[str, Any]] = {}
-    names = heartbeat["exchanges"] if heartbeat else []
-    if names:
-        for name, value in zip(names, client.mget([health_key(prefix, n) for n in names]), strict=True):
-            if value is not None:
-                exchanges[name] = orjson.loads(value)
-    return heartbeat, exchanges
 
 
 class HealthMonitor:
@@ -70,7 +48,7 @@ class HealthMonitor:
     def __init__(self, daemon: TickerDaemon) -> None:
         self.daemon = daemon
         self.settings = daemon.config.health
-        self.prefix = daemon.config.redis.prefix
+        self.layout = RedisLayout(daemon.config.redis.prefix)
         self.ttl = math.ceil(3 * self.settings.interval)
         self.started = time.time()
         self._wake = trio.Event()
@@ -115,7 +93,7 @@ class HealthMonitor:
         runners = self.daemon.runners()
         for name in self._due.keys() - {runner.health.name for runner in runners}:
             del self._due[name]  # stopped by a configuration change: its record goes
-            self._put(health_key(self.prefix, name), None)
+            self._put(self.layout.health(name), None)
             self._heartbeat_due = now
         for runner in runners:
             name = runner.health.name
@@ -125,40 +103,42 @@ class HealthMonitor:
                     self._heartbeat_due = now  # the heartbeat lists the exchanges
                 self._due[name] = now
             if name in self._dirty or now >= self._due[name]:
-                record = {"exchange": name, "time": time.time()} | runner.snapshot()
-                self._put(health_key(self.prefix, name), record)
+                record = ExchangeRecord(
+                    exchange=name, time=time.time(), **attrs.asdict(runner.snapshot(), recurse=False)
+                )
+                self._put(self.layout.health(name), record)
                 self._due[name] = now + interval
         self._dirty.clear()
         if now >= self._heartbeat_due:
-            self._put(heartbeat_key(self.prefix), self._heartbeat("running"))
+            self._put(self.layout.heartbeat(), self._heartbeat("running"))
             self._heartbeat_due = now + interval
 
-    def _put(self, key: str, record: dict[str, Any] | None) -> None:
-        self.daemon.writer.put_record(key, None if record is None else orjson.dumps(record), self.ttl)
+    def _put(self, key: str, record: Heartbeat | ExchangeRecord | None) -> None:
+        self.daemon.writer.put_record(key, None if record is None else snapshots.dumps(record), self.ttl)
 
-    def _heartbeat(self, state: str) -> dict[str, Any]:
+    def _heartbeat(self, state: str) -> Heartbeat:
         from tickerd import __version__  # the package imports this module: import late
 
-        writer = self.daemon.writer
-        return {
-            "state": state,
-            "time": time.time(),
-            "started": self.started,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "version": __version__,
-            "interval": self.settings.interval,
-            "stale_after": self.settings.stale_after,
-            "exchanges": sorted(self._due),
-            "writer": {"written": writer.written, "batches": writer.batches, "coalesced": writer.coalesced},
-            "source": None if self.daemon.source is None else self.daemon.source.snapshot(),
-        }
+        health = self.daemon.health()
+        return Heartbeat(
+            state=state,
+            time=time.time(),
+            started=self.started,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            version=__version__,
+            interval=self.settings.interval,
+            stale_after=self.settings.stale_after,
+            exchanges=tuple(sorted(self._due)),
+            writer=health.writer,  # stored as declared: the counters, not redis_up
+            source=health.source,
+        )
 
     def _stopped(self) -> None:
         """At shutdown: the exchanges' records go, the heartbeat says the daemon stopped."""
         for name in self._due:
-            self._put(health_key(self.prefix, name), None)
-        self._put(heartbeat_key(self.prefix), self._heartbeat("stopped"))
+            self._put(self.layout.health(name), None)
+        self._put(self.layout.heartbeat(), self._heartbeat("stopped"))
 
     def check_staleness(self, now: float) -> None:
         """Mark stale symbols, log each change once, resubscribe all-stale live connections."""

@@ -19,34 +19,34 @@ from typing import Any, TextIO
 import redis
 import trio
 
-from tickerd import embedded, logs
+from tickerd import embedded, exchanges, logs
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report, watch
 from tickerd.config import Config, structure
 from tickerd.daemon import serve
+from tickerd.exchanges.base import split_unified
 from tickerd.layout import RedisLayout
 from tickerd.testing import FakeBinance, FakeExchange, fake_for
 
 PREFIX = "tickerd-demo:"
 
-#: Symbols per exchange, each in a form its adapter serves, with a plausible start price.
-SYMBOLS: dict[str, dict[str, float]] = {
-    "kraken": {"BTC/USD": 64000.0, "ETH/USD": 3200.0, "SOL/USD": 150.0},
-    "binance": {"BTC/USDT": 64010.0, "ETH/USDT": 3201.0, "SOL/USDT": 150.1},
-    "coinbase": {"BTC/USD": 63990.0, "ETH/USD": 3199.0},
-    "bitstamp": {"BTC/USD": 64005.0, "ETH/EUR": 2950.0},
-    "bitfinex": {"BTC/USD": 64002.0, "ETH/USD": 3200.5},
-    "okx": {"BTC/USDT": 64008.0, "ETH/USDT:USDT": 3202.0},
-    "bybit": {"BTC/USDT": 64009.0, "ETH/USDT:USDT": 3203.0},
-    "bitmex": {"BTC/USD:BTC": 64020.0, "ETH/USDT:USDT": 3204.0},
-    "hyperliquid": {"BTC/USDC:USDC": 64015.0, "ETH/USDC:USDC": 3205.0},
-}
+#: Start prices by base asset, so that the random walks begin near real markets whatever the
+#: exchange (its symbols are its adapter's ``sample_symbols``); another base starts wherever its
+#: fake invents it.
+START_PRICES: dict[str, float] = {"BTC": 64000.0, "ETH": 3200.0, "SOL": 150.0}
 
 
-def _seed(fake: FakeExchange, symbol: str, price: float) -> None:
+def _symbols(name: str) -> list[str]:
+    """The symbols the demo runs on exchange ``name``."""
+    return list(exchanges.get(name).sample_symbols)
+
+
+def _seed(fake: FakeExchange, symbol: str) -> None:
     """Start a symbol's random walk at a plausible price instead of a random one."""
-    fake.state(symbol).update(
-        last=price, bid=price * 0.9999, ask=price * 1.0001, high=price * 1.02, low=price * 0.98
-    )
+    price = START_PRICES.get(split_unified(symbol)[0])
+    if price is not None:
+        fake.state(symbol).update(
+            last=price, bid=price * 0.9999, ask=price * 1.0001, high=price * 1.02, low=price * 0.98
+        )
 
 
 async def _market(fake: FakeExchange, symbols: list[str], rng: random.Random) -> None:
@@ -67,7 +67,7 @@ def demo_config(urls: dict[str, str], redis_url: str | None, prefix: str) -> Con
     return structure(
         {
             "redis": {"prefix": prefix} | ({"url": redis_url} if redis_url else {}),
-            "exchanges": {name: {"url": url, "symbols": list(SYMBOLS[name])} for name, url in urls.items()},
+            "exchanges": {name: {"url": url, "symbols": _symbols(name)} for name, url in urls.items()},
         }
     )
 
@@ -77,10 +77,10 @@ async def run_demo(config: Config, fakes: dict[str, FakeExchange], *, out: TextI
     rng = random.Random()
     async with trio.open_nursery() as nursery:
         for name, fake in fakes.items():
-            nursery.start_soon(_market, fake, list(SYMBOLS[name]), rng)
+            nursery.start_soon(_market, fake, _symbols(name), rng)
         daemon = await nursery.start(serve, config)
         with trio.move_on_after(5):  # so that the first status line shows them connected
-            while any(h["state"] != "connected" for h in daemon.health()["exchanges"].values()):
+            while any(h.state != "connected" for h in daemon.health().exchanges.values()):
                 await daemon.health_changed()
         await watch.watch(
             config.redis.address,
@@ -98,8 +98,8 @@ async def _with_fakes(names: list[str], redis_url: str | None, prefix: str, body
         fakes: dict[str, FakeExchange] = {}
         for name in names:
             fake = fake_for(name)()
-            for symbol, price in SYMBOLS[name].items():
-                _seed(fake, symbol, price)
+            for symbol in _symbols(name):
+                _seed(fake, symbol)
             fakes[name] = await nursery.start(fake.serve)
         await body(demo_config({n: f.url for n, f in fakes.items()}, redis_url, prefix), fakes)
         nursery.cancel_scope.cancel()
@@ -109,7 +109,7 @@ def _clean(url: str, prefix: str) -> None:
     """Remove the demo's tickers (its health records expire by themselves)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
     try:
-        RedisLayout(prefix).delete_tickers(client, list(SYMBOLS))
+        RedisLayout(prefix).delete_tickers(client, exchanges.names())
     except redis.RedisError:
         pass
     finally:
@@ -121,11 +121,11 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     prefix = config.redis.prefix or PREFIX
-    names = args.exchange or list(SYMBOLS)
-    unknown = sorted(set(names) - set(SYMBOLS))
+    names = args.exchange or exchanges.names()
+    unknown = sorted(set(names) - set(exchanges.names()))
     if unknown:
         print(
-            f"tickerd demo: unknown exchange(s) {', '.join(unknown)} (have {', '.join(SYMBOLS)})",
+            f"tickerd demo: unknown exchange(s) {', '.join(unknown)} (have {', '.join(exchanges.names())})",
             file=sys.stderr,
         )
         return EXIT_CONFIG
@@ -167,7 +167,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--exchange",
         action="append",
         metavar="NAME",
-        help="only this exchange (repeatable; default all nine)",
+        help="only this exchange (repeatable; default every exchange)",
     )
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="exit after this long")
     parser.set_defaults(func=run)

@@ -20,7 +20,8 @@ import redis
 from tickerd import embedded
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
 from tickerd.health import DEGRADED, DOWN, LEVELS, assess
-from tickerd.monitor import read_health
+from tickerd.layout import RedisLayout
+from tickerd.snapshots import DatabaseSourceSnapshot, ExchangeRecord, ExchangeSnapshot, Heartbeat, converter
 
 #: A heartbeat older than this many health intervals means the daemon is not working.
 HEARTBEAT_INTERVALS = 2
@@ -34,13 +35,13 @@ class Report:
     reasons: list[str]
     url: str
     prefix: str
-    heartbeat: dict[str, Any] | None
-    exchanges: dict[str, dict[str, Any]]
+    heartbeat: Heartbeat | None
+    exchanges: dict[str, ExchangeRecord]
     checked: float
 
     @property
     def heartbeat_age(self) -> float | None:
-        return None if self.heartbeat is None else max(0.0, self.checked - self.heartbeat["time"])
+        return None if self.heartbeat is None else max(0.0, self.checked - self.heartbeat.time)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,8 +51,8 @@ class Report:
             "redis": self.url,
             "prefix": self.prefix,
             "heartbeat_age": self.heartbeat_age,
-            "heartbeat": self.heartbeat,
-            "exchanges": self.exchanges,
+            "heartbeat": converter.unstructure(self.heartbeat),
+            "exchanges": converter.unstructure(self.exchanges, dict[str, ExchangeRecord]),
         }
 
 
@@ -59,25 +60,29 @@ def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
     """Read the records and judge them (blocking: redis-py)."""
     now = time.time()
 
-    def report(level: int, reasons: list[str], *found: Any) -> Report:
-        heartbeat, exchanges = found or (None, {})
-        return Report(level, reasons, url, prefix, heartbeat, exchanges, now)
+    def report(
+        level: int,
+        reasons: list[str],
+        heartbeat: Heartbeat | None = None,
+        exchanges: dict[str, ExchangeRecord] | None = None,
+    ) -> Report:
+        return Report(level, reasons, url, prefix, heartbeat, exchanges or {}, now)
 
     try:
-        heartbeat, exchanges = read_health(client, prefix)
+        heartbeat, exchanges = RedisLayout(prefix).read_health(client)
     except (redis.RedisError, OSError) as exc:
         return report(DOWN, [f"Redis at {url} is not reachable: {exc}"])
     if heartbeat is None:
         where = f"{url} (prefix {prefix!r})" if prefix else url
         return report(DOWN, [f"tickerd is not running: no heartbeat in Redis at {where}"])
-    if heartbeat["state"] != "running":
-        when = _clock(heartbeat["time"])
+    if heartbeat.state != "running":
+        when = _clock(heartbeat.time)
         return report(DOWN, [f"tickerd stopped at {when}"], heartbeat, exchanges)
-    age = now - heartbeat["time"]
-    if age > HEARTBEAT_INTERVALS * heartbeat["interval"]:
+    age = now - heartbeat.time
+    if age > HEARTBEAT_INTERVALS * heartbeat.interval:
         return report(DOWN, [f"heartbeat is {_age(age)} old: tickerd is hung or gone"], heartbeat, exchanges)
-    level, reasons = assess(exchanges, heartbeat.get("source"))
-    missing = sorted(set(heartbeat["exchanges"]) - set(exchanges))
+    level, reasons = assess(exchanges, heartbeat.source)
+    missing = sorted(set(heartbeat.exchanges) - set(exchanges))
     if missing:
         reasons += [f"{name}: no health record" for name in missing]
         level = max(level, DEGRADED)
@@ -97,9 +102,9 @@ def _clock(epoch: float) -> str:
     return datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
 
 
-def _counts(record: dict[str, Any]) -> tuple[int, int, int, int]:
+def _counts(record: ExchangeSnapshot) -> tuple[int, int, int, int]:
     """(subscribed, fresh, stale, rejected) symbols of one exchange record."""
-    symbols, stale, rejected = record["symbols"], record["stale"], record["rejected"]
+    symbols, stale, rejected = record.symbols, record.stale, record.rejected
     return len(symbols), len(symbols) - len(stale) - len(rejected), len(stale), len(rejected)
 
 
@@ -108,7 +113,7 @@ def summary_line(report: Report) -> str:
     parts = [LEVELS[report.level].upper()]
     for name, record in sorted(report.exchanges.items()):
         total, fresh, _, _ = _counts(record)
-        parts.append(f"{name} {record['state']} {fresh}/{total} fresh")
+        parts.append(f"{name} {record.state} {fresh}/{total} fresh")
     if report.heartbeat_age is not None:
         parts.append(f"heartbeat {_age(report.heartbeat_age)} ago")
     if report.level == DOWN:
@@ -122,17 +127,17 @@ def render(report: Report) -> str:
     heartbeat = report.heartbeat
     if heartbeat is not None:
         lines.append(
-            f"tickerd {heartbeat['version']} {heartbeat['state']}, pid {heartbeat['pid']} on "
-            f"{heartbeat['host']}, up {_age(heartbeat['time'] - heartbeat['started'])}, "
+            f"tickerd {heartbeat.version} {heartbeat.state}, pid {heartbeat.pid} on "
+            f"{heartbeat.host}, up {_age(heartbeat.time - heartbeat.started)}, "
             f"heartbeat {_age(report.heartbeat_age or 0)} ago"
         )
     lines.append(f"redis {report.url}" + (f"  prefix {report.prefix!r}" if report.prefix else ""))
-    source = heartbeat.get("source") if heartbeat is not None else None
-    if source is not None and "database" in source:  # subscriptions from PostgreSQL
-        ignored = f", {len(source['problems'])} row(s) ignored" if source["problems"] else ""
-        lines.append(f"subscriptions {source['kind']} {source['database']} {source['state']}{ignored}")
+    source = heartbeat.source if heartbeat is not None else None
+    if isinstance(source, DatabaseSourceSnapshot):  # subscriptions from PostgreSQL
+        ignored = f", {len(source.problems)} row(s) ignored" if source.problems else ""
+        lines.append(f"subscriptions {source.kind} {source.database} {source.state}{ignored}")
     if report.exchanges:
-        rows = [
+        rows: list[tuple[str, ...]] = [
             (
                 "EXCHANGE",
                 "STATE",
@@ -146,15 +151,14 @@ def render(report: Report) -> str:
             )
         ]
         for name, record in sorted(report.exchanges.items()):
-            error = record.get("last_error")
-            when = record.get("last_error_ts")
+            error, when = record.last_error, record.last_error_ts
             rows.append(
                 (
                     name,
-                    record["state"],
-                    str(record["connections"]),
+                    record.state,
+                    str(record.connections),
                     *map(str, _counts(record)),
-                    str(record["reconnects"]),
+                    str(record.reconnects),
                     f"{_clock(when)} {error}" if error and when else "-",
                 )
             )
@@ -168,11 +172,11 @@ def render(report: Report) -> str:
             lines.append("  ".join([*cells, row[-1]]))
         details = []
         for name, record in sorted(report.exchanges.items()):
-            for symbol in record["stale"]:
-                tick = record["last_tick"].get(symbol)
+            for symbol in record.stale:
+                tick = record.last_tick.get(symbol)
                 since = f"last tick {_age(report.checked - tick)} ago" if tick else "no tick yet"
                 details.append(f"  stale     {name} {symbol} ({since})")
-            for symbol, reason in sorted(record["rejected"].items()):
+            for symbol, reason in sorted(record.rejected.items()):
                 details.append(f"  rejected  {name} {symbol}: {reason}")
         if details:
             lines += ["", *details]

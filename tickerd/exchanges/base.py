@@ -161,6 +161,26 @@ class Exchange(abc.ABC):
     #: Spot markets only: ``BASE/QUOTE:SETTLE`` symbols are refused up front.
     spot_only: ClassVar[bool] = False
 
+    # -- Manifest: the one place an exchange is described to the rest of the project. -----
+    # The fake registry (tickerd.testing.fake_for), the demo, bench/decode.py, the examples and
+    # the README's exchange table (python -m tickerd.exchanges.table) all read these, so a new
+    # exchange is this file, its fake, its decoder tests and one line in the registry.
+    #: The fake server, ``"module:Class"``: named, not imported, so that the daemon never
+    #: loads test code.
+    fake: ClassVar[str]
+    #: A few liquid symbols covering the markets the adapter serves (spot and, where it has
+    #: them, perpetuals); the first is the default wherever one symbol is wanted.
+    sample_symbols: ClassVar[tuple[str, ...]]
+    #: README: the channels the adapter subscribes to (Markdown).
+    feeds: ClassVar[str]
+    #: README: unified ↔ native symbol forms (Markdown).
+    symbol_forms: ClassVar[str]
+    #: README: keepalive duties beyond the :attr:`keepalive` ping and :attr:`max_lifetime`
+    #: rotation, which the table states from those fields (Markdown).
+    keepalive_note: ClassVar[str] = ""
+    #: README: caveats on the delivered fields beyond :attr:`lacks` (Markdown).
+    lacks_note: ClassVar[str] = ""
+
     @property
     def provides(self) -> tuple[str, ...]:
         """The Ticker fields this exchange delivers."""

@@ -184,6 +184,12 @@ class Binance(Exchange):
     name = "binance"
     decoder_class = BinanceDecoder
     spot_only = True
+    fake = "tickerd.testing.binance:FakeBinance"
+    sample_symbols = ("BTC/USDT", "ETH/USDT")
+    feeds = "spot `@bookTicker` (real-time BBO) + `@ticker` (24 h stats), merged"
+    symbol_forms = "`BTC/USDT` ↔ `BTCUSDT` (spot)"
+    keepalive_note = "answers server ping frames"
+    lacks_note = "book-only updates carry no exchange time"
     url = "wss://stream.binance.com:9443/ws"
     max_symbols_per_connection = 200
     max_lifetime = 23 * 3600.0

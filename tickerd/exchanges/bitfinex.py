@@ -200,6 +200,13 @@ class Bitfinex(Exchange):
 
     name = "bitfinex"
     decoder_class = BitfinexDecoder
+    fake = "tickerd.testing.bitfinex:FakeBitfinex"
+    sample_symbols = ("BTC/USD", "ETH/USD", "BTC/USDT:USDT")
+    feeds = "v2 `ticker`, routed by `chanId`"
+    symbol_forms = (
+        "`BTC/USD` ↔ `tBTCUSD`, `DOGE/USD` ↔ `tDOGE:USD`, `BTC/USDT:USDT` ↔ `tBTCF0:USTF0` (UST ↔ USDT etc.)"
+    )
+    keepalive_note = "server `hb`"
     url = "wss://api-pub.bitfinex.com/ws/2"
     #: One ``ticker`` channel per symbol; Bitfinex allows 25 channels per connection.
     max_symbols_per_connection = 25

@@ -246,6 +246,13 @@ class BitMEX(Exchange):
 
     name = "bitmex"
     decoder_class = BitMEXDecoder
+    fake = "tickerd.testing.bitmex:FakeBitMEX"
+    sample_symbols = ("BTC/USD:BTC", "ETH/USDT:USDT")
+    feeds = "`quote:{S}` + `instrument:{S}` (partial rows merged)"
+    symbol_forms = (
+        "`BTC/USD:BTC` ↔ `XBTUSD`, `ETH/USDT:USDT` ↔ `ETHUSDT`, `ETH/USD:BTC` ↔ `ETHUSD` (quanto), "
+        "`BTC/USDT` ↔ `XBT_USDT`"
+    )
     url = "wss://ws.bitmex.com/realtime"
     #: Two subscriptions a symbol; BitMEX documents no per-connection cap, and its whole
     #: listing fits in a few connections (new connections are limited to 60 an hour).

@@ -251,6 +251,10 @@ class Bybit(Exchange):
 
     name = "bybit"
     decoder_class = BybitDecoder
+    fake = "tickerd.testing.bybit:FakeBybit"
+    sample_symbols = ("BTC/USDT", "ETH/USDT:USDT")
+    feeds = "spot: `tickers.{S}` + `orderbook.1.{S}`; linear: `tickers.{S}` (snapshot + deltas merged)"
+    symbol_forms = "`BTC/USDT` ↔ `BTCUSDT` on `/spot`, `BTC/USDT:USDT` ↔ `BTCUSDT` on `/linear`"
     url = "wss://stream.bybit.com/v5/public"
     #: Spot uses two topics a symbol; 100 symbols keep a connection's topic list modest.
     max_symbols_per_connection = 100

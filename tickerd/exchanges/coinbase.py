@@ -205,6 +205,12 @@ class Coinbase(Exchange):
     name = "coinbase"
     decoder_class = CoinbaseDecoder
     spot_only = True
+    fake = "tickerd.testing.coinbase:FakeCoinbase"
+    sample_symbols = ("BTC/USD", "ETH/USD")
+    feeds = "Advanced Trade `ticker` + `heartbeats`"
+    symbol_forms = "`BTC/USD` ↔ `BTC-USD` (`-USDC` ids answered as `-USD` are mapped back)"
+    keepalive_note = "the `heartbeats` channel"
+    lacks_note = "only the percentage is sent"
     url = "wss://advanced-trade-ws.coinbase.com"
     #: Not documented; kept moderate so one refused or slow connection costs little.
     max_symbols_per_connection = 100

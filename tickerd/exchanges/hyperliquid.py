@@ -231,6 +231,11 @@ class Hyperliquid(Exchange):
 
     name = "hyperliquid"
     decoder_class = HyperliquidDecoder
+    fake = "tickerd.testing.hyperliquid:FakeHyperliquid"
+    sample_symbols = ("BTC/USDC:USDC", "ETH/USDC:USDC")
+    feeds = "`bbo` + `activeAssetCtx`, merged"
+    symbol_forms = "`BTC/USDC:USDC` ↔ coin `BTC` (`KPEPE/USDC:USDC` ↔ `kPEPE`)"
+    lacks_note = "`last` is the mid price, the mark price while the book is one-sided"
     url = "wss://api.hyperliquid.xyz/ws"
     #: 1000 subscriptions per IP over at most 10 connections, two subscriptions a symbol.
     max_symbols_per_connection = 50

@@ -123,6 +123,12 @@ class Kraken(Exchange):
     name = "kraken"
     decoder_class = KrakenDecoder
     spot_only = True
+    fake = "tickerd.testing.kraken:FakeKraken"
+    sample_symbols = ("BTC/USD", "ETH/USD", "SOL/USD")
+    feeds = "WebSocket v2 `ticker` (`event_trigger=bbo`)"
+    symbol_forms = "`BTC/USD` ↔ `BTC/USD` (spot)"
+    keepalive_note = "server heartbeats"
+    lacks_note = "no exchange_ts when Kraken omits `timestamp`"
     url = "wss://ws.kraken.com/v2"
     max_symbols_per_connection = 200
     keepalive = Keepalive(interval=30.0, frame='{"method":"ping"}')

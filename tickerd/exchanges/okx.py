@@ -158,6 +158,13 @@ class OKX(Exchange):
 
     name = "okx"
     decoder_class = OKXDecoder
+    fake = "tickerd.testing.okx:FakeOKX"
+    sample_symbols = ("BTC/USDT", "ETH/USDT:USDT")
+    feeds = "v5 `tickers`"
+    symbol_forms = (
+        "`BTC/USDT` ↔ `BTC-USDT`, `BTC/USDT:USDT` ↔ `BTC-USDT-SWAP`, `BTC/USD:BTC` ↔ `BTC-USD-SWAP`"
+    )
+    lacks_note = "swap sizes are in contracts"
     url = "wss://ws.okx.com:8443/ws/v5/public"
     max_symbols_per_connection = 200
     #: Text ping well inside OKX's 30 s no-push limit.

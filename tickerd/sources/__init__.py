@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import trio
 
 from tickerd.config import Config
+from tickerd.snapshots import SourceSnapshot
 
 if TYPE_CHECKING:
     from tickerd.daemon import TickerDaemon
@@ -39,9 +40,9 @@ class Source(abc.ABC):
         :class:`~tickerd.config.ConfigError`; after it, nothing is raised.
         """
 
-    def snapshot(self) -> dict[str, Any]:
-        """Plain data for ``TickerDaemon.health()["source"]``."""
-        return {"kind": self.kind}
+    def snapshot(self) -> SourceSnapshot:
+        """What ``TickerDaemon.health().source`` shows."""
+        return SourceSnapshot(kind=self.kind)
 
     def _changed(self) -> None:
         for listener in self.listeners:

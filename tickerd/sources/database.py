@@ -29,6 +29,7 @@ from tickerd import exchanges
 from tickerd.config import Config, ConfigError, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import backoff_delay
+from tickerd.snapshots import DatabaseSourceSnapshot
 from tickerd.sources import Source
 
 if TYPE_CHECKING:
@@ -281,13 +282,14 @@ class DatabaseSource(Source):
             self.problems = problems
             self._changed()
 
-    def snapshot(self) -> dict[str, Any]:
-        return super().snapshot() | {
-            "database": self.where,
-            "state": self.state,
-            "reads": self.reads,
-            "notifications": self.notifications,
-            "last_read": self.last_read,
-            "last_error": self.last_error,
-            "problems": list(self.problems),
-        }
+    def snapshot(self) -> DatabaseSourceSnapshot:
+        return DatabaseSourceSnapshot(
+            kind=self.kind,
+            database=self.where,
+            state=self.state,
+            reads=self.reads,
+            notifications=self.notifications,
+            last_read=self.last_read,
+            last_error=self.last_error,
+            problems=tuple(self.problems),
+        )

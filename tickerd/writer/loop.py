@@ -1,30 +1,28 @@
-"""The one task that talks to Redis.
+"""The coalescing loop: the one task that decides what reaches Redis, and when.
 
 Feeds put tickers into a memory channel; the writer drains it continuously into a dict keyed
 by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by the number of
-symbols, not by the burst), and whenever Redis is free it writes the whole dict as one
-pipeline from a worker thread (redis-py has no trio API).  If Redis goes away, the batch goes
-back under any newer values and is retried with backoff: nothing latest is lost.
+symbols, not by the burst), and whenever Redis is free it writes the whole dict in one round
+trip from its worker thread (:mod:`tickerd.writer.bridge`), as the commands the layout
+(:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes back under any newer
+values and is retried with backoff: nothing latest is lost.
 
 Health records (:mod:`tickerd.monitor`) travel through the same task, so Redis has one writer;
-they are rare (a few a minute) and go in a pipeline of their own, after the tickers.
+they are rare (a few a minute) and go in a round trip of their own, after the tickers.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-import outcome
 import redis
 import trio
 from loguru import logger
 
-from tickerd.layout import RedisLayout
+from tickerd.layout import Command, RedisLayout
 from tickerd.model import Ticker
+from tickerd.writer.bridge import WorkerThread, execute
 
 Key = tuple[str, str]
 #: Called after each written batch with the batch and the seconds its pipeline took (metrics).
@@ -33,47 +31,6 @@ BatchListener = Callable[[dict[Key, Ticker], float], None]
 #: Backoff while Redis is unreachable: first delay and cap, in seconds.
 RETRY_FIRST = 0.05
 RETRY_CAP = 2.0
-
-
-class _Thread:
-    """The writer's own long-lived thread for redis-py's blocking calls.
-
-    ``trio.to_thread.run_sync`` per batch costs more than a small batch's write: a capacity
-    limiter, a job object and an OS thread rename for every call (~15 % of the daemon's CPU
-    at 5,000 frames/s).  One thread fed by a queue does the same hop for the price of a
-    queue put and a ``run_sync_soon``.  Like ``to_thread.run_sync``, a call is not
-    cancellable while it runs (redis-py's socket timeout bounds it).
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def stop(self) -> None:
-        """Let the thread end after the job in hand (if any); a later call starts a new one."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread = None
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job()
-
-    async def run_sync(self, fn: Callable[[Any], None], arg: Any) -> None:
-        """``fn(arg)`` in the thread; its exception is raised here."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="tickerd-redis", daemon=True)
-            self._thread.start()
-        task = trio.lowlevel.current_task()
-        token = trio.lowlevel.current_trio_token()
-
-        def job() -> None:
-            result = outcome.capture(fn, arg)
-            token.run_sync_soon(trio.lowlevel.reschedule, task, result)
-
-        self._jobs.put(job)
-        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
 
 
 class RedisWriter:
@@ -99,7 +56,7 @@ class RedisWriter:
         self.records_written = 0
         self._records: dict[str, tuple[bytes | None, int]] = {}
         self._closing: list[Callable[[], None]] = []
-        self._thread = _Thread()
+        self._thread = WorkerThread()
 
     async def run(self, receive: trio.MemoryReceiveChannel[Ticker]) -> None:
         """Write until cancelled, then flush what is held within the grace period."""
@@ -192,13 +149,12 @@ class RedisWriter:
         self._signal_flushed()
 
     def _write_records(self, records: dict[str, tuple[bytes | None, int]]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for key, (value, ttl) in records.items():
-            if value is None:
-                pipe.delete(key)
-            else:
-                pipe.set(key, value, ex=ttl)
-        pipe.execute()
+        """``SET key value EX ttl`` per record, ``DEL key`` for a withdrawn one (writer thread)."""
+        commands: list[Command] = [
+            ("DEL", key) if value is None else ("SET", key, value, "EX", str(ttl))
+            for key, (value, ttl) in records.items()
+        ]
+        execute(self._client, commands)
 
     async def _flush_until_done(self) -> None:
         while self._pending:
@@ -261,22 +217,6 @@ class RedisWriter:
         await self._flushed.wait()
 
     def _write(self, batch: dict[Key, Ticker]) -> None:
-        """One round trip: the layout's commands for the batch (writer thread).
-
-        The commands go through a pooled connection directly (pack all, send once, read one
-        reply each): redis-py's Pipeline object costs ~45 µs more per batch and ~1.6 µs more
-        per command, which at a steady 5,000 frames/s (a batch per frame or two) is most of
-        what the writer spends.
-        """
-        commands = self.layout.ticker_commands(batch)
-        pool = self._client.connection_pool
-        connection: Any = pool.get_connection()  # redis-py's Connection methods are untyped
-        try:
-            connection.send_packed_command(connection.pack_commands(commands))
-            for _ in commands:
-                connection.read_response()  # raises the first error reply
-        except BaseException:
-            connection.disconnect()  # replies may be left unread: this socket is not reused
-            raise
-        finally:
-            pool.release(connection)
+        """The layout's commands for the batch, in one round trip (writer thread: the tickers
+        are encoded there, off the event loop)."""
+        execute(self._client, self.layout.ticker_commands(batch))

@@ -1,0 +1,152 @@
+"""What the daemon reports about itself: frozen, typed values, in the manner of trio's
+``MemoryChannelStatistics``.
+
+``TickerDaemon.health()`` returns a :class:`DaemonHealth`; the monitor stores a :class:`Heartbeat`
+and one :class:`ExchangeRecord` per exchange in Redis, and ``tickerd status`` / ``watch`` read
+them back as the same classes.  Readers use attributes, so a renamed field fails type checking
+instead of a dashboard.  :data:`converter` (cattrs) turns them into JSON only at those edges;
+the field names are the JSON keys other programs read, so renaming a field changes the stored
+format (and needs a CHANGELOG line).
+
+This module imports nothing of tickerd and nothing heavy: ``status`` and ``watch`` use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+import attrs
+import cattrs
+import orjson
+from cattrs.strategies import include_subclasses
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class ExchangeSnapshot:
+    """One exchange, as its runner sees it now (``DaemonHealth.exchanges[name]``)."""
+
+    #: ``connected``, ``connecting``, ``reconnecting``, ``degraded``, ``failed`` or ``idle``.
+    state: str
+    #: Open websocket connections.
+    connections: int
+    reconnects: int
+    last_error: str | None
+    #: Epoch seconds of ``last_error``.
+    last_error_ts: float | None
+    #: Refused symbol → the exchange's reason.
+    rejected: Mapping[str, str]
+    #: Subscribed symbols without an update for ``health.stale_after`` (sorted).
+    stale: tuple[str, ...]
+    #: Subscribed symbols (sorted).
+    symbols: tuple[str, ...]
+    #: Feeds (connections, open or not).
+    feeds: int
+    frames: int
+    junk: int
+    #: Symbol → epoch seconds of its latest ticker (symbols without one are left out).
+    last_tick: Mapping[str, float]
+
+
+@attrs.frozen
+class ExchangeRecord(ExchangeSnapshot):
+    """An exchange's snapshot as stored in Redis (``RedisLayout.health(exchange)``)."""
+
+    exchange: str
+    #: Epoch seconds when it was taken.
+    time: float
+
+
+@attrs.frozen
+class WriterCounters:
+    """The writer's running totals, as the heartbeat carries them."""
+
+    #: Tickers written to Redis.
+    written: int
+    #: Pipelines written.
+    batches: int
+    #: Updates replaced by a newer one before they were written.
+    coalesced: int
+
+
+@attrs.frozen
+class WriterStats(WriterCounters):
+    """The writer now (``DaemonHealth.writer``)."""
+
+    #: False while Redis refuses writes (the writer holds the latest values meanwhile).
+    redis_up: bool
+
+
+@attrs.frozen
+class SourceSnapshot:
+    """Where the subscriptions come from (the TOML file has nothing more to say)."""
+
+    #: ``toml``, ``postgres`` or ``fullon``.
+    kind: str
+
+
+@attrs.frozen
+class DatabaseSourceSnapshot(SourceSnapshot):
+    """Subscriptions read from PostgreSQL (tickerd's tables or fullon's)."""
+
+    #: The database, without credentials.
+    database: str
+    #: ``connecting``, ``up`` or ``down``.
+    state: str
+    reads: int
+    notifications: int
+    last_read: float | None
+    last_error: str | None
+    #: Rows that could not be used, one line each.
+    problems: tuple[str, ...]
+
+
+@attrs.frozen
+class DaemonHealth:
+    """``TickerDaemon.health()``: every exchange, the writer, the subscription source."""
+
+    exchanges: Mapping[str, ExchangeSnapshot]
+    writer: WriterStats
+    source: SourceSnapshot | None
+
+
+@attrs.frozen
+class Heartbeat:
+    """The daemon's own record in Redis (``RedisLayout.heartbeat()``)."""
+
+    #: ``running``, or ``stopped`` after a clean shutdown.
+    state: str
+    #: Epoch seconds when it was written.
+    time: float
+    started: float
+    pid: int
+    host: str
+    version: str
+    #: ``health.interval``: a heartbeat much older than this means the daemon is not working.
+    interval: float
+    stale_after: float
+    #: The exchanges that have a health record.
+    exchanges: tuple[str, ...]
+    writer: WriterCounters
+    source: SourceSnapshot | None
+
+
+#: Unstructures and structures the classes above (JSON-ready dicts; unknown keys ignored, so
+#: a newer daemon's extra fields do not break an older ``tickerd status``).
+converter = cattrs.Converter()
+#: A source is written with its own class's fields and read back as the class whose fields it
+#: has (a database's names one); every other field is written as declared, so the heartbeat's
+#: ``writer`` holds the counters only, not ``redis_up``.
+include_subclasses(SourceSnapshot, converter)
+
+
+def dumps(value: object) -> bytes:
+    """JSON of a snapshot (as stored in Redis and printed by ``status --json``)."""
+    return orjson.dumps(converter.unstructure(value))
+
+
+def loads(raw: bytes | str, cls: type[T]) -> T:
+    """A stored snapshot back as ``cls``."""
+    return converter.structure(orjson.loads(raw), cls)

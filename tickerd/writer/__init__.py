@@ -1,0 +1,11 @@
+"""The Redis writer, in three parts with one job each.
+
+* :mod:`tickerd.writer.loop`: :class:`RedisWriter`, the task that coalesces tickers and
+  decides when a batch goes out (and retries it while Redis is away);
+* :mod:`tickerd.writer.bridge`: the worker thread redis-py runs in, and the packed write;
+* :mod:`tickerd.layout`: what the commands are (key names, the record encoding).
+"""
+
+from tickerd.writer.loop import BatchListener, Key, RedisWriter
+
+__all__ = ["BatchListener", "Key", "RedisWriter"]
