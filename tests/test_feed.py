@@ -14,7 +14,7 @@ import trustme
 
 from tickerd import exchanges
 from tickerd.config import FeedSettings
-from tickerd.feed import Feed, backoff_delay
+from tickerd.feed import Feed
 from tickerd.health import CONNECTED, FAILED, ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
@@ -137,7 +137,7 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     settings = FeedSettings(reconnect_delay=1.0, max_reconnect_delay=8.0)
     rng = random.Random(1)
     for failures, nominal in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0), (40, 8.0)]:
-        delays = {backoff_delay(failures, settings, rng) for _ in range(50)}
+        delays = {settings.backoff.delay(failures, rng) for _ in range(50)}
         assert all(nominal / 2 <= d <= nominal for d in delays)
         assert len(delays) > 1  # jittered, not lockstep
 
