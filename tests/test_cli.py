@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import trio
 
 from tests.conftest import Updates, cli_config, read_until, run_cli, start_fake
-from tickerd.commands.main import COMMANDS, build_parser
+from tickerd.commands.main import COMMANDS, build_parser, main
 from tickerd.testing import FakeKraken
 
 
@@ -162,3 +164,9 @@ def test_each_command_is_served_by_the_module_listed_for_it(
         build_parser([command]).parse_args([command, "--help"])
     assert raised.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: tickerd {command} ")
+
+
+def test_the_console_script_runs_the_command_line() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    module, _, name = pyproject["project"]["scripts"]["tickerd"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main

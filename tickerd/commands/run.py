@@ -3,8 +3,9 @@
 Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid configuration (before
 any connection is opened), 1 when a second signal cut the shutdown short.
 
-This is the only command that imports the daemon and Prometheus (:mod:`tickerd.metrics`);
-:mod:`tickerd.commands.main` imports it only to run it (or to show every command's help).
+It imports the daemon and Prometheus (:mod:`tickerd.metrics`) at the top, as the commands that
+need them do: :mod:`tickerd.commands.main` imports a command's module only to run it (or to
+show every command's help), so ``status`` and ``watch`` start without them.
 """
 
 from __future__ import annotations
