@@ -29,13 +29,10 @@ class Harness:
         self.feed, self.receive, self.health = feed, receive, health
 
     async def wait_for_state(self, state: str) -> None:
-        """Return once the exchange's health state is ``state`` (woken by health listeners)."""
+        """Return once the exchange's health state is ``state`` (woken by health changes)."""
         with trio.fail_after(30):
             while self.health.state != state:
-                changed = trio.Event()
-                self.health.listeners.append(lambda _, event=changed: event.set())
-                await changed.wait()
-                self.health.listeners.clear()
+                await self.health.changed.wait()
 
     async def next_ticker(self, symbol: str | None = None) -> Ticker:
         with trio.fail_after(30):

@@ -9,7 +9,6 @@ from tickerd.config import Config, ConfigError
 from tickerd.config import load as load_config
 from tickerd.daemon import TickerDaemon, serve
 from tickerd.model import Ticker
-
-__version__ = "0.1.0"
+from tickerd.version import __version__
 
 __all__ = ["Config", "ConfigError", "Ticker", "TickerDaemon", "__version__", "load_config", "serve"]

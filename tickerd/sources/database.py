@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import psycopg
@@ -30,10 +30,7 @@ from tickerd.config import Config, ConfigError, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import backoff_delay
 from tickerd.snapshots import DatabaseSourceSnapshot
-from tickerd.sources import Source
-
-if TYPE_CHECKING:
-    from tickerd.daemon import TickerDaemon
+from tickerd.sources.base import Source, Subscriptions
 
 T = TypeVar("T")
 
@@ -166,7 +163,7 @@ class DatabaseSource(Source):
 
     # -- the loop ---------------------------------------------------------------------------
 
-    async def run(self, daemon: TickerDaemon, *, task_status: trio.TaskStatus[None]) -> None:
+    async def run(self, daemon: Subscriptions, *, task_status: trio.TaskStatus[None]) -> None:
         started = False
         failures = 0
         while True:
@@ -214,7 +211,7 @@ class DatabaseSource(Source):
         self.state = "up"
         self._changed()
 
-    def _down(self, reason: str, daemon: TickerDaemon) -> None:
+    def _down(self, reason: str, daemon: Subscriptions) -> None:
         self.last_error = reason
         if self.state == "down":
             logger.debug("PostgreSQL still unavailable: {reason}", reason=reason)
