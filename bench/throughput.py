@@ -299,7 +299,7 @@ class Watcher:
 
     def __init__(self, client: redis.Redis, prefix: str, names: list[str] | None) -> None:
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
-        layout = RedisLayout(prefix)
+        self.layout = layout = RedisLayout(prefix)
         if names is None:
             self.pubsub.psubscribe(layout.updates_pattern("binance"))
         else:
@@ -336,7 +336,7 @@ class Watcher:
             if message is None:
                 continue
             now = time.time()
-            record = orjson.loads(message["data"])
+            record = self.layout.decode_ticker(message["data"])
             self.latencies.append(now - record["bid_size"])
             self.to_decode.append(record["received_ts"] - record["bid_size"])
             if record["ask_size"] > newest:

@@ -14,7 +14,7 @@ import trustme
 
 from tickerd import exchanges
 from tickerd.config import FeedSettings
-from tickerd.feed import Feed, backoff_delay
+from tickerd.feed import Feed
 from tickerd.health import CONNECTED, FAILED, ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
@@ -134,7 +134,7 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     settings = FeedSettings(reconnect_delay=1.0, max_reconnect_delay=8.0)
     rng = random.Random(1)
     for failures, nominal in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0), (40, 8.0)]:
-        delays = {backoff_delay(failures, settings, rng) for _ in range(50)}
+        delays = {settings.backoff.delay(failures, rng) for _ in range(50)}
         assert all(nominal / 2 <= d <= nominal for d in delays)
         assert len(delays) > 1  # jittered, not lockstep
 
@@ -157,7 +157,11 @@ async def test_backoff_resets_only_after_a_healthy_period(
     fake = FakeKraken()
     await start(nursery, fake, ["BTC/USD"], reconnect_delay=1.0, max_reconnect_delay=64.0, healthy_after=30.0)
     for count in range(1, 5):  # connect-then-drop: the backoff keeps growing
-        await fake.wait_until(lambda c=count: fake.connection_count == c and fake.is_subscribed("BTC/USD"))
+
+        def reconnected(connections: int = count) -> bool:
+            return fake.connection_count == connections and fake.is_subscribed("BTC/USD")
+
+        await fake.wait_until(reconnected)
         await fake.drop()
     await fake.wait_until(lambda: fake.connection_count == 5 and fake.is_subscribed("BTC/USD"))
     gaps = [b - a for a, b in itertools.pairwise(fake.attempt_times)]

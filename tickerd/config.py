@@ -18,6 +18,7 @@ import attrs
 import cattrs
 
 from tickerd import exchanges
+from tickerd.backoff import Backoff
 from tickerd.layout import RedisLayout
 from tickerd.transport import DEFAULT_ENGINE, engine_names
 
@@ -114,6 +115,11 @@ class FeedSettings:
     engine: str = attrs.field(default=DEFAULT_ENGINE, validator=_engine)
     #: Extra CA bundle for ``wss://`` (a private relay); the system store otherwise.
     ca_file: str | None = None
+
+    @property
+    def backoff(self) -> Backoff:
+        """The reconnect policy: ``reconnect_delay`` doubling up to ``max_reconnect_delay``."""
+        return Backoff(self.reconnect_delay, self.max_reconnect_delay)
 
 
 @attrs.frozen

@@ -33,17 +33,6 @@ from tickerd.health import CONNECTED, CONNECTING, FAILED, RECONNECTING, Exchange
 from tickerd.model import Ticker
 
 
-def backoff_delay(failures: int, settings: FeedSettings, rng: random.Random) -> float:
-    """Exponential delay for the ``failures``-th consecutive failure, capped, with jitter.
-
-    The jitter ("equal jitter": half fixed, half random) keeps many connections that failed
-    together from reconnecting in lockstep, while still guaranteeing a minimum wait.
-    """
-    exponent = min(failures - 1, 32)
-    delay = min(settings.max_reconnect_delay, settings.reconnect_delay * math.pow(2, exponent))
-    return delay / 2 + rng.uniform(0, delay / 2)
-
-
 def _first_leaf(group: BaseExceptionGroup[transport.TransportError]) -> BaseException:
     """The first real exception in a (possibly nested) group: the one worth reporting."""
     first: BaseException = group
@@ -373,7 +362,7 @@ class Feed:
                             )
                             nursery.cancel_scope.cancel()
                             return
-                        delay = backoff_delay(failures, self.settings, self._rng)
+                        delay = self.settings.backoff.delay(failures, self._rng)
                         self._state(RECONNECTING)
                         log.warning(
                             "connection lost ({reason}); reconnecting in {delay:.1f} s",

@@ -21,9 +21,8 @@ from prometheus_client.registry import Collector
 
 from tickerd.daemon import TickerDaemon
 from tickerd.health import DOWN, HEALTHY, LEVELS, assess
-from tickerd.model import Ticker
 from tickerd.snapshots import ExchangeSnapshot
-from tickerd.writer import Key
+from tickerd.writer import Written
 
 #: Latency buckets in seconds: sub-millisecond pipelines up to multi-second Redis stalls.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -100,9 +99,10 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
-        daemon.writer.batch_listeners.append(self._batch_written)
+        daemon.writer.batch_written.connect(self._batch_written)
 
-    def _batch_written(self, batch: dict[Key, Ticker], seconds: float) -> None:
+    def _batch_written(self, written: Written) -> None:
+        batch, seconds = written
         self.redis_write.observe(seconds)
         sample = next(iter(batch.values()))
         if sample.received_ts:

@@ -18,6 +18,9 @@ EXIT_OK = 0
 EXIT_INTERRUPTED = 1
 EXIT_CONFIG = 2
 
+#: ``--metrics-port`` belongs to ``run``, and to ``tickerd`` itself since ``run`` is the default.
+METRICS_HELP = "serve Prometheus /metrics and /healthz on this port (all interfaces)"
+
 
 def add_config_option(subparser: argparse.ArgumentParser) -> None:
     """Let ``--config`` follow the subcommand too (``tickerd run --config FILE``)."""

@@ -28,7 +28,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from tickerd import exchanges
 from tickerd.config import Config, ConfigError, ExchangeConfig
 from tickerd.exchanges.base import Exchange
-from tickerd.feed import backoff_delay
 from tickerd.snapshots import DatabaseSourceSnapshot
 from tickerd.sources.base import Source, Subscriptions
 
@@ -141,7 +140,7 @@ class DatabaseSource(Source):
         # The feeds' reconnect policy, capped at the re-read interval: a database that is
         # back is noticed at least as soon as a change would have been.
         self._backoff = attrs.evolve(
-            config.feed, max_reconnect_delay=min(config.feed.max_reconnect_delay, self.settings.refresh)
+            config.feed.backoff, cap=min(config.feed.max_reconnect_delay, self.settings.refresh)
         )
         self._rng = random.Random()
 
@@ -194,7 +193,7 @@ class DatabaseSource(Source):
                 started = True
                 task_status.started()
             failures += 1
-            await trio.sleep(backoff_delay(failures, self._backoff, self._rng))
+            await trio.sleep(self._backoff.delay(failures, self._rng))
 
     def _up(self) -> None:
         """A read succeeded (every read is news to health watchers: ``reads``, ``last_read``)."""

@@ -7,6 +7,7 @@ Each engine module implements :func:`connect` for its library; nothing else impo
 
 from __future__ import annotations
 
+import importlib
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -94,15 +95,22 @@ async def open_stream(
         raise TransportError(f"{target.host}:{target.port}: {exc.strerror or exc}") from exc
 
 
-def _engines() -> dict[str, Connector]:
-    from tickerd.transport import trio_websocket_engine, websockets_engine
+#: The selectable engines, by the module implementing each one's ``connect``: imported when a
+#: connection uses it, so loading the configuration (as ``tickerd status`` does) loads none.
+_ENGINES = {
+    "trio-websocket": "tickerd.transport.trio_websocket_engine",
+    "websockets": "tickerd.transport.websockets_engine",
+}
 
-    return {"trio-websocket": trio_websocket_engine.connect, "websockets": websockets_engine.connect}
+
+def _engine(name: str) -> Connector:
+    connect: Connector = importlib.import_module(_ENGINES[name]).connect
+    return connect
 
 
 def engine_names() -> list[str]:
     """The selectable engines."""
-    return sorted(_engines())
+    return sorted(_ENGINES)
 
 
 def ssl_context_for(url: str, ca_file: str | None = None) -> ssl.SSLContext | None:
@@ -123,5 +131,5 @@ async def connect(
     """
     if ssl_context is None:
         ssl_context = ssl_context_for(url)
-    async with _engines()[engine](url, ssl_context) as connection:
+    async with _engine(engine)(url, ssl_context) as connection:
         yield connection

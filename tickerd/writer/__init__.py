@@ -6,6 +6,6 @@
 * :mod:`tickerd.layout`: what the commands are (key names, the record encoding).
 """
 
-from tickerd.writer.loop import BatchListener, Key, RedisWriter
+from tickerd.writer.loop import RedisWriter, Written
 
-__all__ = ["BatchListener", "Key", "RedisWriter"]
+__all__ = ["RedisWriter", "Written"]

@@ -20,17 +20,19 @@ import redis
 import trio
 from loguru import logger
 
+from tickerd.backoff import Backoff
+from tickerd.broadcast import Broadcast
 from tickerd.layout import Command, RedisLayout
 from tickerd.model import Ticker
 from tickerd.writer.bridge import WorkerThread, execute
 
 Key = tuple[str, str]
-#: Called after each written batch with the batch and the seconds its pipeline took (metrics).
-BatchListener = Callable[[dict[Key, Ticker], float], None]
+#: A written batch and the seconds its round trip took (what metrics observe).
+Written = tuple[dict[Key, Ticker], float]
 
-#: Backoff while Redis is unreachable: first delay and cap, in seconds.
-RETRY_FIRST = 0.05
-RETRY_CAP = 2.0
+#: While Redis is unreachable: retry soon (a restart is often quick), then every 2 s.  No
+#: jitter: there is one writer per daemon, nothing to spread out.
+RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
 
 
 class RedisWriter:
@@ -42,8 +44,8 @@ class RedisWriter:
         self._grace = grace
         self._pending: dict[Key, Ticker] = {}
         self._wakeup = trio.Event()
-        self._flushed = trio.Event()
-        self._redis_event = trio.Event()
+        self._flushed = Broadcast[None]()
+        self._redis_changed = Broadcast[bool]()
         self.written = 0
         self.batches = 0
         self.coalesced = 0
@@ -52,7 +54,8 @@ class RedisWriter:
         #: (exchange, symbol) → trio time of the latest batch that held its ticker: taken once
         #: per coalesced batch, so staleness costs the hot path nothing per frame.
         self.last_seen: dict[Key, float] = {}
-        self.batch_listeners: list[BatchListener] = []
+        #: Fired after each written batch of tickers (metrics connect to it).
+        self.batch_written = Broadcast[Written]()
         self.records_written = 0
         self._records: dict[str, tuple[bytes | None, int]] = {}
         self._closing: list[Callable[[], None]] = []
@@ -146,7 +149,7 @@ class RedisWriter:
             self._records = records | self._records
             return
         self.records_written += len(records)
-        self._signal_flushed()
+        self._flushed.fire(None)
 
     def _write_records(self, records: dict[str, tuple[bytes | None, int]]) -> None:
         """``SET key value EX ttl`` per record, ``DEL key`` for a withdrawn one (writer thread)."""
@@ -165,7 +168,7 @@ class RedisWriter:
         batch = self._take()
         if not batch:
             return
-        delay = RETRY_FIRST
+        failures = 0
         while True:
             try:
                 started = time.perf_counter()
@@ -176,15 +179,15 @@ class RedisWriter:
                     self._down_since = time.monotonic()
                     logger.warning("Redis unreachable, holding the latest values: {error}", error=str(exc))
                     self._set_redis_up(False)
+                failures += 1
                 try:
-                    await trio.sleep(delay)
+                    await trio.sleep(RETRY.delay(failures))
                 except trio.Cancelled:
                     # Shutdown while Redis is away: the final flush (within the grace
                     # period) must still hold these values, under any newer ones.
                     batch.update(self._pending)
                     self._pending = batch
                     raise
-                delay = min(delay * 2, RETRY_CAP)
                 batch.update(self._take())  # newer values replace what the failed batch held
         if not self.redis_up:
             self._set_redis_up(True)
@@ -193,24 +196,16 @@ class RedisWriter:
             )
         self.written += len(batch)
         self.batches += 1
-        if self.batch_listeners:
-            seconds = time.perf_counter() - started
-            for listener in self.batch_listeners:
-                listener(batch, seconds)
-        self._signal_flushed()
-
-    def _signal_flushed(self) -> None:
-        self._flushed.set()
-        self._flushed = trio.Event()
+        self.batch_written.fire((batch, time.perf_counter() - started))
+        self._flushed.fire(None)
 
     def _set_redis_up(self, up: bool) -> None:
         self.redis_up = up
-        self._redis_event.set()
-        self._redis_event = trio.Event()
+        self._redis_changed.fire(up)
 
     async def redis_state_changed(self) -> None:
         """Wait until Redis goes away or comes back (health, tests)."""
-        await self._redis_event.wait()
+        await self._redis_changed.wait()
 
     async def flushed(self) -> None:
         """Wait for the next batch of tickers or health records to reach Redis (tests)."""
