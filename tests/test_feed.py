@@ -29,13 +29,10 @@ class Harness:
         self.feed, self.receive, self.health = feed, receive, health
 
     async def wait_for_state(self, state: str) -> None:
-        """Return once the exchange's health state is ``state`` (woken by health listeners)."""
+        """Return once the exchange's health state is ``state`` (woken by health changes)."""
         with trio.fail_after(30):
             while self.health.state != state:
-                changed = trio.Event()
-                self.health.listeners.append(lambda _, event=changed: event.set())
-                await changed.wait()
-                self.health.listeners.clear()
+                await self.health.changed.wait()
 
     async def next_ticker(self, symbol: str | None = None) -> Ticker:
         with trio.fail_after(30):
@@ -160,7 +157,11 @@ async def test_backoff_resets_only_after_a_healthy_period(
     fake = FakeKraken()
     await start(nursery, fake, ["BTC/USD"], reconnect_delay=1.0, max_reconnect_delay=64.0, healthy_after=30.0)
     for count in range(1, 5):  # connect-then-drop: the backoff keeps growing
-        await fake.wait_until(lambda c=count: fake.connection_count == c and fake.is_subscribed("BTC/USD"))
+
+        def reconnected(connections: int = count) -> bool:
+            return fake.connection_count == connections and fake.is_subscribed("BTC/USD")
+
+        await fake.wait_until(reconnected)
         await fake.drop()
     await fake.wait_until(lambda: fake.connection_count == 5 and fake.is_subscribed("BTC/USD"))
     gaps = [b - a for a, b in itertools.pairwise(fake.attempt_times)]
