@@ -13,7 +13,7 @@ import trio.testing
 import trustme
 
 from tickerd import exchanges
-from tickerd.config import FeedSettings
+from tickerd.config import ConfigError, FeedSettings, structure
 from tickerd.feed import Feed
 from tickerd.health import CONNECTED, FAILED, ExchangeHealth
 from tickerd.model import Ticker
@@ -293,3 +293,27 @@ async def test_application_keepalive_is_sent_on_schedule(
     times = [t for m, t in zip(fake.received, fake.received_times, strict=True) if m.get("method") == "ping"]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(abs(gap - 30.0) < 0.5 for gap in gaps)  # Kraken's adapter asks for one every 30 s
+
+
+def test_a_connection_lives_until_the_shorter_of_the_configured_and_the_exchanges_limit() -> None:
+    def lifetime(exchange: str, max_lifetime: float | None = None) -> float | None:
+        send, _ = trio.open_memory_channel[Ticker](1)
+        adapter = exchanges.get(exchange)
+        feed = Feed(
+            adapter,
+            adapter.url,
+            [],
+            settings=FeedSettings(max_lifetime=max_lifetime),
+            sink=send,
+            health=ExchangeHealth(exchange),
+            feed_id=1,
+        )
+        return feed.max_lifetime
+
+    assert lifetime("kraken") is None  # Kraken sets no limit: connections are never rotated
+    assert lifetime("kraken", max_lifetime=3600.0) == 3600.0
+    assert lifetime("binance") == 23 * 3600.0  # before Binance's own 24 h cut
+    assert lifetime("binance", max_lifetime=3600.0) == 3600.0
+    assert lifetime("binance", max_lifetime=48 * 3600.0) == 23 * 3600.0
+    with pytest.raises(ConfigError, match="max_lifetime: expected a positive number of seconds, got 0"):
+        structure({"feed": {"max_lifetime": 0}})
