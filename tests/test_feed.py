@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,10 @@ class Harness:
         self.feed, self.receive, self.health = feed, receive, health
 
     async def wait_for_state(self, state: str) -> None:
-        """Return once the exchange's health state is ``state`` (woken by health listeners)."""
+        """Return once the exchange's health state is ``state`` (woken by health changes)."""
         with trio.fail_after(30):
             while self.health.state != state:
-                changed = trio.Event()
-
-                def wake(_: ExchangeHealth, event: trio.Event = changed) -> None:
-                    event.set()
-
-                self.health.listeners.append(wake)
-                await changed.wait()
-                self.health.listeners.clear()
+                await self.health.changed.wait()
 
     async def next_ticker(self, symbol: str | None = None) -> Ticker:
         with trio.fail_after(30):
@@ -122,14 +114,14 @@ async def test_backoff_resets_only_after_a_healthy_period(
 ) -> None:
     fake = FakeKraken()
     await start(nursery, fake, ["BTC/USD"], reconnect_delay=1.0, max_reconnect_delay=64.0, healthy_after=30.0)
-
-    def up(connections: int) -> Callable[[], bool]:
-        return lambda: fake.connection_count == connections and fake.is_subscribed("BTC/USD")
-
     for count in range(1, 5):  # connect-then-drop: the backoff keeps growing
-        await fake.wait_until(up(count))
+
+        def reconnected(connections: int = count) -> bool:
+            return fake.connection_count == connections and fake.is_subscribed("BTC/USD")
+
+        await fake.wait_until(reconnected)
         await fake.drop()
-    await fake.wait_until(up(5))
+    await fake.wait_until(lambda: fake.connection_count == 5 and fake.is_subscribed("BTC/USD"))
     gaps = [b - a for a, b in itertools.pairwise(fake.attempt_times)]
     assert gaps[-1] >= 4.0  # the 4th consecutive failure waits 8 s nominal, at least 4
     await trio.sleep(31)  # virtual: the connection stays up past healthy_after

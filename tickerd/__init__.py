@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 from tickerd.config import Config, ConfigError
 from tickerd.config import load as load_config
 from tickerd.model import Ticker
+from tickerd.version import __version__
 
 if TYPE_CHECKING:
     from tickerd.daemon import TickerDaemon, serve
-
-__version__ = "0.1.0"
 
 __all__ = ["Config", "ConfigError", "Ticker", "TickerDaemon", "__version__", "load_config", "serve"]
 
