@@ -76,8 +76,22 @@ def import_graph(root: Path, package: str) -> Graph:
 
 
 def cycles(graph: Graph) -> list[list[str]]:
-    """One cycle (``[a, b, …, a]``) through each group of modules that import each other."""
-    # Tarjan's strongly connected components, iteratively (no recursion limit to meet).
+    """Cycles (``[a, b, …, a]``) that together pass through every module that is on one: a
+    shortest one through each such module not already named."""
+    found: list[list[str]] = []
+    for component in _tangles(graph):
+        named: set[str] = set()
+        for module in sorted(component):
+            if module not in named:
+                cycle = _cycle_through(graph, component, module)
+                named.update(cycle)
+                found.append(cycle)
+    return found
+
+
+def _tangles(graph: Graph) -> list[set[str]]:
+    """The groups of modules that import each other: Tarjan's strongly connected components
+    of more than one module, found iteratively (no recursion limit to meet)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -115,12 +129,11 @@ def cycles(graph: Graph) -> list[list[str]]:
                             break
                     if len(component) > 1:
                         components.append(component)
-    return [_cycle_in(graph, component) for component in components]
+    return components
 
 
-def _cycle_in(graph: Graph, component: set[str]) -> list[str]:
-    """A shortest cycle through the component's first module (breadth-first)."""
-    first = min(component)
+def _cycle_through(graph: Graph, component: set[str], first: str) -> list[str]:
+    """A shortest cycle through ``first`` within its component (breadth-first)."""
     came_from: dict[str, str] = {}
     frontier = [first]
     while frontier:
@@ -136,7 +149,7 @@ def _cycle_in(graph: Graph, component: set[str]) -> list[str]:
                     came_from[target] = node
                     following.append(target)
         frontier = following
-    raise AssertionError(f"no cycle through {first} in {sorted(component)}")
+    raise AssertionError(f"no cycle through {first} in {sorted(component)}")  # not a component
 
 
 def test_tickerd_has_no_import_cycles() -> None:
