@@ -204,6 +204,7 @@ class Bitstamp(Exchange):
     #: Bitstamp ends connections at 90 days; rotate a day before.
     max_lifetime = 89 * 86400.0
     keepalive = Keepalive(interval=10.0, frame='{"event":"bts:heartbeat"}')
+    reconnect_request = True
     #: No documented inbound limit; pacing keeps a 40-channel subscribe burst to 2 s.
     send_interval = 0.05
     lacks = ("volume_24h", "high_24h", "low_24h", "change_24h", "change_pct_24h")
