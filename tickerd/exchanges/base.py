@@ -193,8 +193,8 @@ class Exchange(abc.ABC):
     feeds: ClassVar[str]
     #: README: unified ↔ native symbol forms (Markdown).
     symbol_forms: ClassVar[str]
-    #: README: keepalive duties beyond the :attr:`keepalive` ping and :attr:`max_lifetime`
-    #: rotation, which the table states from those fields (Markdown).
+    #: README: keepalive duties beyond the :attr:`keepalive` ping, :attr:`reconnect_request`
+    #: and :attr:`max_lifetime` rotation, which the table states from those fields (Markdown).
     keepalive_note: ClassVar[str] = ""
     #: README: caveats on the delivered fields beyond :attr:`lacks` (Markdown).
     lacks_note: ClassVar[str] = ""

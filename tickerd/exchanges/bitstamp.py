@@ -194,7 +194,6 @@ class Bitstamp(Exchange):
     sample_symbols = ("BTC/USD", "ETH/EUR")
     feeds = "`order_book_{pair}` (best bid/ask + sizes) + `live_trades_{pair}` (last), merged"
     symbol_forms = "`BTC/USD` ↔ `btcusd` (spot)"
-    keepalive_note = "`bts:request_reconnect` honoured"
     lacks_note = "no 24 h stats on the websocket"
     url = "wss://ws.bitstamp.net"
     #: Two channels a symbol, and each ``order_book`` message is a top-100 snapshot: a
