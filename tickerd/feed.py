@@ -118,8 +118,8 @@ class _Session:
                     nursery.start_soon(self._watchdog)
                     if feed.adapter.keepalive is not None:
                         nursery.start_soon(self._keepalive)
-                    if feed.adapter.max_lifetime is not None:
-                        nursery.start_soon(self._lifetime)
+                    if feed.max_lifetime is not None:
+                        nursery.start_soon(self._lifetime, feed.max_lifetime)
                     self._queue(self._decoder.subscribe(sorted(feed.symbols)))
                     feed.live.add(self)  # from here on, live adds/removes reach this session
                     with trio.move_on_after(feed.settings.ready_timeout):
@@ -235,9 +235,7 @@ class _Session:
             await trio.sleep(keepalive.interval)
             self._queue([keepalive.frame])
 
-    async def _lifetime(self) -> None:
-        lifetime = self.feed.adapter.max_lifetime
-        assert lifetime is not None
+    async def _lifetime(self, lifetime: float) -> None:
         await trio.sleep(lifetime)
         logger.info("rotating connection before its forced lifetime ends", exchange=self.feed.adapter.name)
         self.needs_successor.set()
@@ -269,6 +267,9 @@ class Feed:
         self.feed_id = feed_id
         self.engine = engine or settings.engine
         self.ssl_context = transport.ssl_context_for(url, settings.ca_file)
+        #: Seconds after which a connection is rotated: the configured or the exchange's limit.
+        lifetimes = [t for t in (settings.max_lifetime, adapter.max_lifetime) if t is not None]
+        self.max_lifetime = min(lifetimes, default=None)
         self.frames = 0
         self.junk = 0
         #: True once ``run`` returned (cancelled, or out of retries): it takes no new symbols.

@@ -12,6 +12,7 @@ exceptions, ``trio.Cancelled`` and ``KeyboardInterrupt`` pass through ``connect`
 
 from __future__ import annotations
 
+import importlib
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -114,15 +115,22 @@ async def drop(stream: trio.abc.AsyncResource) -> None:
         await trio.aclose_forcefully(stream)
 
 
-def _engines() -> dict[str, Connector]:
-    from tickerd.transport import trio_websocket_engine, websockets_engine
+#: The selectable engines, by the module implementing each one's ``connect``: imported when a
+#: connection uses it, so loading the configuration (as ``tickerd status`` does) loads none.
+_ENGINES = {
+    "trio-websocket": "tickerd.transport.trio_websocket_engine",
+    "websockets": "tickerd.transport.websockets_engine",
+}
 
-    return {"trio-websocket": trio_websocket_engine.connect, "websockets": websockets_engine.connect}
+
+def _engine(name: str) -> Connector:
+    connect: Connector = importlib.import_module(_ENGINES[name]).connect
+    return connect
 
 
 def engine_names() -> list[str]:
     """The selectable engines."""
-    return sorted(_engines())
+    return sorted(_ENGINES)
 
 
 def ssl_context_for(url: str, ca_file: str | None = None) -> ssl.SSLContext | None:
@@ -143,5 +151,5 @@ async def connect(
     """
     if ssl_context is None:
         ssl_context = ssl_context_for(url)
-    async with _engines()[engine](url, ssl_context) as connection:
+    async with _engine(engine)(url, ssl_context) as connection:
         yield connection
