@@ -6,8 +6,9 @@ symbol (:meth:`FakeExchange.reject`), drop every connection (:meth:`FakeExchange
 silent (:attr:`FakeExchange.silent`), send junk (:meth:`FakeExchange.send_raw`), ask clients to
 reconnect (:meth:`FakeExchange.request_reconnect`), close connections at a forced lifetime
 (:attr:`FakeExchange.lifetime`), refuse new connections (:attr:`FakeExchange.refuse`).  What a
-client did is recorded the same way too: subscription changes (:attr:`FakeExchange.changes`)
-and keepalive duties performed (:attr:`FakeExchange.keepalives`).  Tests wait on it with
+client did is recorded the same way too: subscription changes (:attr:`FakeExchange.changes`),
+keepalive duties performed (:attr:`FakeExchange.keepalives`), protocol rules broken
+(:attr:`FakeExchange.violations`).  Tests wait on it with
 :meth:`FakeExchange.wait_until` (a condition re-checked on every change), never with sleeps.
 """
 
