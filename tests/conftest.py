@@ -80,9 +80,11 @@ async def start_daemon(nursery: trio.Nursery, config: Config) -> tickerd.TickerD
     return daemon
 
 
-async def wait_health(daemon: tickerd.TickerDaemon, predicate: Callable[[DaemonHealth], bool]) -> None:
+async def wait_health(
+    daemon: tickerd.TickerDaemon, predicate: Callable[[DaemonHealth], bool], within: float = 10
+) -> None:
     """Return once ``predicate(daemon.health())`` holds, re-checked on every health change."""
-    with trio.fail_after(10):
+    with trio.fail_after(within):
         while not predicate(daemon.health()):
             await daemon.health_changed()
 
@@ -215,7 +217,7 @@ def free_port() -> int:
         return port
 
 
-async def until(fake: FakeExchange, predicate: Callable[[], object]) -> None:
+async def until(fake: FakeExchange, predicate: Callable[[], object], within: float = 10) -> None:
     """``fake.wait_until`` with a guard, so a broken adapter fails instead of hanging."""
-    with trio.fail_after(10):
+    with trio.fail_after(within):
         await fake.wait_until(predicate)

@@ -1,16 +1,13 @@
-"""Bitfinex v2: chanId routing, symbol forms, control events; the fake with the real daemon."""
+"""Bitfinex v2: chanId routing, symbol forms, control events; the 25-channel limit against the fake."""
 
 from __future__ import annotations
 
-import itertools
-
 import orjson
 import pytest
-import redis
 import trio
 import trio.testing
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
+from tests.conftest import make_config, start_daemon, start_fake
 from tickerd import exchanges
 from tickerd.exchanges.base import ReconnectRequested, Rejected, Reply, Subscribed
 from tickerd.exchanges.bitfinex import BitfinexDecoder, native, unified
@@ -184,75 +181,12 @@ def test_perpetuals_must_settle_in_their_quote() -> None:
 # -- against the fake, with the real daemon and real Redis ----------------------------------
 
 
-async def test_spot_and_perpetual_tickers_reach_redis(
-    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBitfinex())
-    symbols = ["BTC/USD", "DOGE/USD", "BTC/USDT:USDT"]
-    await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": symbols}))
-    await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
-
-    await fake.push("BTC/USDT:USDT", last=86717.0, bid=86697.0, ask=86723.0, change_pct=1.5)
-    record = await updates.wait_for(lambda r: r["symbol"] == "BTC/USDT:USDT" and r["last"] == 86717.0)
-    assert record["exchange"] == "bitfinex"
-    assert (record["bid"], record["ask"], record["change_pct_24h"]) == (86697.0, 86723.0, 1.5)
-    assert stored(redis_client, prefix, "bitfinex", "BTC/USDT:USDT") == record
-    assert stored(redis_client, prefix, "bitfinex", "DOGE/USD") is not None  # from the first ticker
-    assert fake.violations == []
-
-
-async def test_a_rejected_symbol_does_not_stop_the_others(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBitfinex())
-    fake.reject("NOPE/USD")
-    daemon = await start_daemon(
-        nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": ["NOPE/USD", "ETH/USD"]})
-    )
-    await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
-
-    await fake.push("ETH/USD", last=3000.5)
-    await updates.wait_for(lambda r: r["symbol"] == "ETH/USD" and r["last"] == 3000.5)
-    assert daemon.health().exchanges["bitfinex"].rejected == {"NOPE/USD": "10300: symbol: invalid"}
-
-
-async def test_a_restart_notice_moves_to_a_new_connection_first(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBitfinex())
-    await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": ["BTC/USD"]}))
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
-    old = fake.connections[0]
-
-    nursery.start_soon(lambda: fake.send_info(20051, close_after=5.0))
-    with trio.fail_after(2):  # the client leaves the old connection before the server drops it
-        await fake.wait_until(lambda: old not in fake.connections and fake.is_subscribed("BTC/USD"))
-    assert fake.connection_count == 2
-    await fake.push("BTC/USD", last=70000.0)
-    await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 70000.0)
-
-
 async def test_symbols_are_spread_over_connections_of_25_channels(nursery: trio.Nursery, prefix: str) -> None:
-    fake = await start_fake(nursery, FakeBitfinex(max_channels=25))
+    fake = FakeBitfinex(max_channels=25)
+    await start_fake(nursery, fake)
     symbols = [f"C{i:02d}/USD" for i in range(30)]
     await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": symbols}))
     with trio.fail_after(5):
         await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
     assert sorted(len(fake.channels(c)) for c in fake.connections) == [5, 25]
     assert fake.violations == []
-
-
-async def test_pings_every_20_s_and_heartbeats_keep_a_quiet_connection(
-    clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str
-) -> None:
-    fake = await start_fake(nursery, FakeBitfinex())
-    await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": ["BTC/USD"]}))
-
-    def ping_times() -> list[float]:
-        return [t for m, t in zip(fake.received, fake.received_times, strict=True) if m["event"] == "ping"]
-
-    with trio.fail_after(600):
-        await fake.wait_until(lambda: len(ping_times()) >= 4)
-    times = ping_times()
-    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([20.0] * 3, abs=0.5)
-    assert fake.connection_count == 1 and fake.is_subscribed("BTC/USD")  # 80 s without market data

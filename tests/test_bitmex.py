@@ -1,24 +1,13 @@
-"""BitMEX: ``quote`` + ``instrument`` decoding on real frame shapes, the fake, the daemon."""
+"""BitMEX: ``quote`` + ``instrument`` decoding on real frame shapes, symbol and settle forms."""
 
 from __future__ import annotations
 
-import random
-
 import orjson
 import pytest
-import redis
-import trio
-import trio.testing
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored, until
 from tickerd import exchanges
-from tickerd.config import FeedSettings
 from tickerd.exchanges.base import Rejected, Subscribed
 from tickerd.exchanges.bitmex import BitMEXDecoder, native, settle_currency
-from tickerd.feed import Feed
-from tickerd.health import ExchangeHealth
-from tickerd.model import Ticker
-from tickerd.testing.bitmex import FakeBitMEX
 
 XBT = "BTC/USD:BTC"
 #: Captured on connect (cryptofeed sample_data BITMEX.ws.1.0).
@@ -214,94 +203,3 @@ def test_symbol_forms() -> None:
     with pytest.raises(ValueError, match="settles in its base"):
         adapter.check_symbol("BTC/USD:ETH")
     assert (settle_currency("XBt"), settle_currency("USDt"), settle_currency("EUR")) == ("BTC", "USDT", "EUR")
-
-
-# -- against the fake, with the daemon and real Redis ---------------------------------------
-
-
-async def test_tickers_reach_redis_and_instrument_updates_merge(
-    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBitMEX())
-    symbols = [XBT, "ETH/USDT:USDT"]
-    await start_daemon(nursery, make_config(prefix, {"bitmex": fake}, {"bitmex": symbols}))
-    await until(fake, lambda: all(fake.is_subscribed(s) for s in symbols))
-
-    await fake.push(XBT, last=64000.5, bid=63999.5, ask=64001.5, bid_size=100.0, ask_size=300.0, high=65000.0)
-    record = await updates.wait_for(
-        lambda r: r["symbol"] == XBT and r["last"] == 64000.5 and r["bid"] == 63999.5
-    )
-    assert record["exchange"] == "bitmex"
-    assert (record["ask"], record["bid_size"], record["ask_size"], record["high_24h"]) == (
-        64001.5,
-        100.0,
-        300.0,
-        65000.0,
-    )
-
-    await fake.push(XBT, last=64100.0)  # the instrument update carries lastPrice, not highPrice
-    record = await updates.wait_for(lambda r: r["symbol"] == XBT and r["last"] == 64100.0)
-    assert record["high_24h"] == 65000.0 and record["bid"] == 63999.5
-    assert stored(redis_client, prefix, "bitmex", XBT) == record
-    assert stored(redis_client, prefix, "bitmex", "ETH/USDT:USDT") is not None  # from its partials
-
-
-async def test_refused_symbols_do_not_stop_the_others(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBitMEX())
-    fake.reject("FOO/USD:BTC")
-    symbols = ["ETH/USD:ETH", "FOO/USD:BTC", XBT]  # ETHUSD is a quanto: it settles in XBt
-    daemon = await start_daemon(nursery, make_config(prefix, {"bitmex": fake}, {"bitmex": symbols}))
-    await until(fake, lambda: fake.is_subscribed(XBT) and fake.is_subscribed("ETH/USD:BTC"))
-    await until(fake, lambda: any(isinstance(m, dict) and "quote:FOOUSD" in m["args"] for m in fake.received))
-
-    await fake.push(XBT, last=65000.0)  # sent after the refusals, on the same socket
-    await updates.wait_for(lambda r: r["symbol"] == XBT and r["last"] == 65000.0)
-    health = daemon.health().exchanges["bitmex"]
-    assert health.rejected == {
-        "ETH/USD:ETH": "ETHUSD settles in XBt: use ETH/USD:BTC",
-        "FOO/USD:BTC": "Unknown or expired symbol: FOOUSD. Please see the documentation at https://www.bitmex.com/app/wsAPI.",
-    }
-    assert health.connections == 1 and health.junk == 0
-
-
-async def test_a_dropped_connection_heals(nursery: trio.Nursery, prefix: str, updates: Updates) -> None:
-    fake = await start_fake(nursery, FakeBitMEX())
-    config = make_config(prefix, {"bitmex": fake}, {"bitmex": [XBT]}, feed={"reconnect_delay": 0.01})
-    await start_daemon(nursery, config)
-    await until(fake, lambda: fake.is_subscribed(XBT))
-    await fake.drop()
-    await until(fake, lambda: fake.connection_count == 2 and fake.is_subscribed(XBT))
-    await fake.push(XBT, last=66000.0)
-    await updates.wait_for(lambda r: r["symbol"] == XBT and r["last"] == 66000.0)
-
-
-async def test_text_pings_every_5_seconds_keep_a_quiet_socket(
-    nursery: trio.Nursery, clock: trio.testing.MockClock
-) -> None:
-    fake = await start_fake(nursery, FakeBitMEX())
-    send, receive = trio.open_memory_channel[Ticker](100)
-    feed = Feed(
-        exchanges.get("bitmex"),
-        fake.url,
-        [XBT],
-        settings=FeedSettings(silence_timeout=8.0),
-        sink=send,
-        health=ExchangeHealth("bitmex"),
-        feed_id=1,
-        rng=random.Random(1),
-    )
-    nursery.start_soon(feed.run)
-    await until(fake, lambda: fake.is_subscribed(XBT))
-    opened = fake.connections[0].opened_at
-
-    def pings() -> list[float]:
-        return [t for m, t in zip(fake.received, fake.received_times, strict=True) if m == "ping"]
-
-    with trio.fail_after(60):  # virtual seconds
-        await fake.wait_until(lambda: len(pings()) >= 4)
-    for n, at in enumerate(pings(), start=1):
-        assert abs(at - opened - 5.0 * n) <= 8.0 / 4  # one watchdog step of virtual-clock slack
-    assert fake.connection_count == 1  # the pongs kept the 8 s silence watchdog quiet
-    assert receive.statistics().current_buffer_used >= 1  # the subscription's partials

@@ -1,18 +1,13 @@
-"""Bitstamp: order book + trades merged into tickers; control frames; the fake with the daemon."""
+"""Bitstamp: order book + trades merged into tickers; control frames, errors, reconnect requests."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
-import redis
-import trio
-import trio.testing
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
 from tickerd import exchanges
 from tickerd.exchanges.base import ReconnectRequested, Rejected, Subscribed
 from tickerd.exchanges.bitstamp import BitstampDecoder, native
-from tickerd.testing.bitstamp import FakeBitstamp
 
 # Real captured trade (cryptofeed sample data); the book frame has the captured diff_order_book shape.
 TRADE = (
@@ -157,77 +152,3 @@ def test_symbol_forms() -> None:
     adapter.check_symbol("ETH/EUR")
     with pytest.raises(ValueError, match="BASE/QUOTE"):
         adapter.check_symbol("BTC/USD:USD")
-
-
-# -- against the fake, with the real daemon and real Redis ----------------------------------
-
-
-async def test_merged_tickers_reach_redis(
-    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBitstamp())
-    await start_daemon(nursery, make_config(prefix, {"bitstamp": fake}, {"bitstamp": ["BTC/USD", "ETH/EUR"]}))
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD") and fake.is_subscribed("ETH/EUR"))
-
-    await fake.push_trade("BTC/USD", last=64000.5)
-    await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 64000.5)
-    await fake.push_book("BTC/USD", bid=63999.5, ask=64001.5, bid_size=0.25, ask_size=3.0)
-    record = await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["bid"] == 63999.5)
-
-    assert record["last"] == 64000.5  # the book update kept the last trade price
-    assert (record["ask"], record["bid_size"], record["ask_size"]) == (64001.5, 0.25, 3.0)
-    assert stored(redis_client, prefix, "bitstamp", "BTC/USD") == record
-    assert stored(redis_client, prefix, "bitstamp", "ETH/EUR") is not None  # its first book
-    assert fake.violations == []
-
-
-async def test_a_rejected_pair_does_not_stop_the_others(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBitstamp())
-    fake.reject("FOO/USD")
-    config = make_config(prefix, {"bitstamp": fake}, {"bitstamp": ["BTC/USD", "FOO/USD", "LTC/USD"]})
-    daemon = await start_daemon(nursery, config)
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD") and fake.is_subscribed("LTC/USD"))
-
-    await fake.push("LTC/USD", last=70.5)
-    await updates.wait_for(lambda r: r["symbol"] == "LTC/USD" and r["last"] == 70.5)
-    rejected = daemon.health().exchanges["bitstamp"].rejected
-    assert list(rejected) == ["FOO/USD"]  # the errors came before LTC/USD's acks: blamed right
-
-
-async def test_a_reconnect_request_moves_to_a_new_connection_first(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBitstamp(reconnect_grace=5.0))
-    await start_daemon(nursery, make_config(prefix, {"bitstamp": fake}, {"bitstamp": ["BTC/USD"]}))
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
-    old = fake.connections[0]
-
-    nursery.start_soon(fake.request_reconnect)
-    with trio.fail_after(2):  # the client closes the old connection itself, before the 5 s grace
-        await fake.wait_until(lambda: old not in fake.connections and fake.is_subscribed("BTC/USD"))
-    assert fake.connection_count == 2
-    await fake.push("BTC/USD", last=333.0)
-    await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 333.0)
-
-
-async def test_heartbeats_every_10_s_keep_a_quiet_connection(
-    clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str
-) -> None:
-    fake = await start_fake(nursery, FakeBitstamp())
-    await start_daemon(nursery, make_config(prefix, {"bitstamp": fake}, {"bitstamp": ["BTC/USD"]}))
-
-    def heartbeat_times() -> list[float]:
-        return [
-            t
-            for m, t in zip(fake.received, fake.received_times, strict=True)
-            if m["event"] == "bts:heartbeat"
-        ]
-
-    with trio.fail_after(600):
-        await fake.wait_until(lambda: len(heartbeat_times()) >= 6)
-    gaps = [b - a for a, b in zip(heartbeat_times(), heartbeat_times()[1:], strict=False)]
-    assert all(gap == pytest.approx(10.0, abs=0.5) for gap in gaps), gaps
-    # A minute without market data: the heartbeat answers kept the silence watchdog fed.
-    assert fake.connection_count == 1 and fake.is_subscribed("BTC/USD")

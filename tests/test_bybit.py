@@ -1,25 +1,13 @@
-"""Bybit v5: decoder on real frame shapes, and the daemon against the fake spot/linear server."""
+"""Bybit v5: decoder on real frame shapes, request refusals, the category endpoints."""
 
 from __future__ import annotations
 
-import random
-
 import orjson
 import pytest
-import redis
-import trio
-import trio.testing
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
 from tickerd import exchanges
-from tickerd.config import FeedSettings
 from tickerd.exchanges.base import Rejected, Reply, Subscribed
 from tickerd.exchanges.bybit import BybitDecoder
-from tickerd.feed import Feed
-from tickerd.health import ExchangeHealth
-from tickerd.model import Ticker
-from tickerd.testing import fake_for
-from tickerd.testing.bybit import FakeBybit
 
 PERP = "BTC/USDT:USDT"
 SPOT = "BTC/USDT"
@@ -119,14 +107,14 @@ def test_control_frames_give_nothing_and_junk_is_counted() -> None:
     for frame in (PONG, OLD_PONG, unsub):
         assert dec.decode(frame) == []
     assert dec.junk == 0 and dec.events == []
-    for frame in (
+    for junk in (
         "pong",
         '{"topic":"kline.1.BTCUSDT","data":[]}',
         '{"what":1}',
         b"\x00",
         LINEAR_SNAPSHOT[:-9],
     ):
-        assert dec.decode(frame) == []
+        assert dec.decode(junk) == []
     assert dec.junk == 5
 
 
@@ -198,97 +186,3 @@ def test_symbols_go_to_their_category_url() -> None:
     for bad in ("BTC/USD:BTC", "BTC/USDC:USDC", "BTCUSDT"):
         with pytest.raises(ValueError, match="BASE/"):
             bybit.check_symbol(bad)
-
-
-# -- against the fake ------------------------------------------------------------------------
-
-
-async def test_spot_and_perp_reach_redis_over_their_own_connections(
-    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, fake_for("bybit")())
-    config = make_config(prefix, {"bybit": fake}, {"bybit": [SPOT, PERP]})
-    await start_daemon(nursery, config)
-    with trio.fail_after(10):
-        await fake.wait_until(lambda: fake.is_subscribed(SPOT) and fake.is_subscribed(PERP))
-    assert sorted(c.ws.path for c in fake.connections) == ["/v5/public/linear", "/v5/public/spot"]
-
-    await fake.push(PERP, last=65000.5, bid=64999.5, ask=65001.0, bid_size=3.0, ask_size=4.0, volume=900.0)
-    await updates.wait_for(lambda r: r["symbol"] == PERP and r["last"] == 65000.5)
-    await fake.push(PERP, bid=64990.0)  # the fake sends a delta holding only the bid
-    record = await updates.wait_for(lambda r: r["symbol"] == PERP and r["bid"] == 64990.0)
-    assert (record["last"], record["ask"], record["bid_size"], record["volume"]) == (
-        65000.5,
-        65001.0,
-        3.0,
-        900.0,
-    )
-    assert stored(redis_client, prefix, "bybit", PERP) == record
-
-    await fake.push(SPOT, last=64000.0, bid=63999.0, ask=64001.0, bid_size=0.5, ask_size=0.25)
-    record = await updates.wait_for(
-        lambda r: r["symbol"] == SPOT and r["bid"] == 63999.0 and r["last"] == 64000.0
-    )
-    assert (record["ask"], record["bid_size"], record["ask_size"]) == (64001.0, 0.5, 0.25)
-
-
-async def test_rejected_symbol_does_not_take_its_request_down(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBybit())
-    fake.reject("XXX/USDT:USDT")
-    symbols = [PERP, "XXX/USDT:USDT", "ETH/USDT:USDT"]
-    daemon = await start_daemon(nursery, make_config(prefix, {"bybit": fake}, {"bybit": symbols}))
-    # Bybit refuses the whole first request; tickerd sends the innocent symbols again.
-    with trio.fail_after(10):
-        await fake.wait_until(lambda: fake.is_subscribed(PERP) and fake.is_subscribed("ETH/USDT:USDT"))
-    health = daemon.health().exchanges["bybit"]
-    assert list(health.rejected) == ["XXX/USDT:USDT"]
-    assert "Invalid symbol" in health.rejected["XXX/USDT:USDT"]
-    await fake.push("ETH/USDT:USDT", last=3500.0)
-    await updates.wait_for(lambda r: r["symbol"] == "ETH/USDT:USDT" and r["last"] == 3500.0)
-
-
-async def test_a_dropped_connection_heals_with_a_fresh_snapshot(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeBybit())
-    await start_daemon(nursery, make_config(prefix, {"bybit": fake}, {"bybit": [PERP]}))
-    with trio.fail_after(10):
-        await fake.wait_until(lambda: fake.is_subscribed(PERP))
-        await fake.drop()
-        await fake.wait_until(lambda: fake.connection_count == 2 and fake.is_subscribed(PERP))
-    await fake.push(PERP, bid=12.5)  # a delta on the new connection: merged onto its snapshot
-    record = await updates.wait_for(lambda r: r["symbol"] == PERP and r["bid"] == 12.5)
-    assert record["last"] == fake.market[PERP]["last"]
-
-
-async def test_pings_every_20_seconds_keep_an_idle_connection(
-    nursery: trio.Nursery, clock: trio.testing.MockClock
-) -> None:
-    fake = await start_fake(nursery, FakeBybit(idle_timeout=60.0))
-    send, _receive = trio.open_memory_channel[Ticker](100)
-    adapter = exchanges.get("bybit")
-    feed = Feed(
-        adapter,
-        adapter.endpoint(fake.url, PERP),
-        [PERP],
-        settings=FeedSettings(silence_timeout=30.0),
-        sink=send,
-        health=ExchangeHealth("bybit"),
-        feed_id=1,
-        rng=random.Random(1),
-    )
-    nursery.start_soon(feed.run)
-
-    def pings() -> list[float]:
-        return [t for m, t in zip(fake.received, fake.received_times, strict=True) if m == {"op": "ping"}]
-
-    with trio.fail_after(300):
-        await fake.wait_until(lambda: fake.is_subscribed(PERP))
-        opened = fake.connections[0].opened_at
-        await fake.wait_until(lambda: len(pings()) >= 10)
-    for n, at in enumerate(pings(), start=1):
-        assert abs(at - opened - 20.0 * n) < 1.0
-    # 200 s without a ticker: the pongs fed the silence watchdog and the pings the server.
-    assert fake.connection_count == 1 and fake.pongs >= 10

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.conftest import Updates, cli_config, read_until, run_cli, start_fake
+from tickerd.commands.main import COMMANDS, build_parser, main
 from tickerd.testing import FakeKraken
 
 
@@ -108,3 +113,60 @@ def test_config_option_works_after_the_run_command(tmp_path: Path) -> None:
     for args in (("--config", str(config), "run"), ("run", "--config", str(config))):
         result = run_cli(*args)
         assert result.returncode == 2 and "feed.max_retries: expected 0" in result.stderr
+
+
+#: What ``status`` and ``watch`` start without: they only read Redis, so they must not pay for
+#: the daemon (and the exchanges, transports and sources it loads), Prometheus or psycopg.
+HEAVY = ("tickerd.daemon", "prometheus_client", "psycopg")
+
+#: ``python -m tickerd ARGS`` in a fresh interpreter, then the names of the modules it loaded.
+_LOADED_BY = """\
+import runpy, sys
+sys.argv[0] = "tickerd"
+try:
+    runpy.run_module("tickerd", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+print("loaded:", *sorted(sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "output"),
+    [
+        (("status",), "tickerd is not running"),
+        (("status", "--help"), "usage: tickerd status"),
+        (("watch", "--duration", "0.1"), "no tickers"),
+    ],
+)
+def test_status_and_watch_start_without_the_daemon_prometheus_or_psycopg(
+    args: tuple[str, ...], output: str, prefix: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADED_BY, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "REDIS_PREFIX": prefix},
+    )
+    report, _, modules = result.stdout.rpartition("loaded:")
+    assert output in report + result.stderr  # the command ran
+    heavy = [name for name in modules.split() if any(name == h or name.startswith(f"{h}.") for h in HEAVY)]
+    assert heavy == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_is_served_by_the_module_listed_for_it(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tickerd COMMAND`` loads only :data:`COMMANDS`' module for it: that module must register it."""
+    with pytest.raises(SystemExit) as raised:
+        build_parser([command]).parse_args([command, "--help"])
+    assert raised.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: tickerd {command} ")
+
+
+def test_the_console_script_runs_the_command_line() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    module, _, name = pyproject["project"]["scripts"]["tickerd"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main

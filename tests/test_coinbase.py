@@ -1,18 +1,13 @@
-"""Coinbase Advanced Trade: decoder on real frame shapes, then the fake with the real daemon."""
+"""Coinbase Advanced Trade: decoder on real frame shapes, acks, USDC products."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
-import redis
-import trio
-import trio.testing
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
 from tickerd import exchanges
 from tickerd.exchanges.base import Rejected, Subscribed
 from tickerd.exchanges.coinbase import CoinbaseDecoder, native, unified, usd_twin
-from tickerd.testing.coinbase import FakeCoinbase
 
 # The ticker frame from Coinbase's docs (via ccxt), and frames captured from the live feed.
 SNAPSHOT = (
@@ -178,78 +173,3 @@ def test_perpetuals_are_refused_with_the_expected_form() -> None:
     adapter.check_symbol("BTC/USD")
     with pytest.raises(ValueError, match="BASE/QUOTE"):
         adapter.check_symbol("BTC/USDC:USDC")
-
-
-# -- against the fake, with the real daemon and real Redis ----------------------------------
-
-
-async def test_tickers_reach_redis_and_usdc_keeps_its_symbol(
-    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeCoinbase())
-    symbols = ["BTC/USD", "ETH/USDC"]
-    await start_daemon(nursery, make_config(prefix, {"coinbase": fake}, {"coinbase": symbols}))
-    await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
-    await updates.wait_for(lambda r: r["symbol"] == "ETH/USDC")  # from the snapshot, labelled ETH-USD
-
-    await fake.push("BTC/USD", last=64000.5, bid=63999.5, ask=64001.5, bid_size=0.25, ask_size=3.0)
-    record = await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 64000.5)
-    assert record["exchange"] == "coinbase"
-    assert (record["bid"], record["ask"], record["bid_size"], record["ask_size"]) == (
-        63999.5,
-        64001.5,
-        0.25,
-        3.0,
-    )
-    assert stored(redis_client, prefix, "coinbase", "BTC/USD") == record
-    assert stored(redis_client, prefix, "coinbase", "ETH/USD") is None
-    assert fake.violations == []
-
-
-async def test_a_rejected_product_does_not_stop_the_others(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeCoinbase())
-    fake.reject("FOO/USD")
-    config = make_config(prefix, {"coinbase": fake}, {"coinbase": ["BTC/USD", "FOO/USD"]})
-    daemon = await start_daemon(nursery, config)
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
-
-    await fake.push("BTC/USD", last=101.0)
-    await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 101.0)
-    # The ack that left FOO-USD out came before that update on the same connection.
-    assert daemon.health().exchanges["coinbase"].rejected["FOO/USD"] == "FOO-USD is not a Coinbase product"
-
-
-async def test_a_dropped_connection_heals(nursery: trio.Nursery, prefix: str, updates: Updates) -> None:
-    fake = await start_fake(nursery, FakeCoinbase())
-    config = make_config(
-        prefix, {"coinbase": fake}, {"coinbase": ["BTC/USD"]}, feed={"reconnect_delay": 0.05}
-    )
-    await start_daemon(nursery, config)
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
-
-    await fake.drop()
-    await fake.wait_until(lambda: fake.connection_count == 2 and fake.is_subscribed("BTC/USD"))
-    await fake.push("BTC/USD", last=202.0)
-    await updates.wait_for(lambda r: r["symbol"] == "BTC/USD" and r["last"] == 202.0)
-
-
-async def test_subscribes_within_5_s_and_heartbeats_keep_a_quiet_connection(
-    clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str
-) -> None:
-    fake = await start_fake(nursery, FakeCoinbase())
-    # A quiet market for longer than stale_after would (rightly) be resubscribed: not this test's subject.
-    config = make_config(prefix, {"coinbase": fake}, {"coinbase": ["BTC/USD"]}, health={"stale_after": 600})
-    await start_daemon(nursery, config)
-    with trio.fail_after(600):
-        await fake.wait_until(lambda: len(fake.received) >= 2)
-        opened = fake.connections[0].opened_at
-        assert [m["channel"] for m in fake.received[:2]] == ["ticker", "heartbeats"]
-        assert all(t - opened < 5.0 for t in fake.received_times[:2])
-
-        # Two minutes without market data: heartbeats keep the connection open and fed.
-        await trio.sleep(120)
-    assert fake.connection_count == 1 and fake.is_subscribed("BTC/USD")
-    assert len(fake.received) == 2  # no application pings: the heartbeats channel is the keepalive
-    assert fake.violations == []

@@ -13,9 +13,9 @@ import trio.testing
 import trustme
 
 from tickerd import exchanges
-from tickerd.config import FeedSettings
+from tickerd.config import ConfigError, FeedSettings, structure
 from tickerd.feed import Feed
-from tickerd.health import CONNECTED, FAILED, ExchangeHealth
+from tickerd.health import FAILED, ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
 
@@ -29,13 +29,10 @@ class Harness:
         self.feed, self.receive, self.health = feed, receive, health
 
     async def wait_for_state(self, state: str) -> None:
-        """Return once the exchange's health state is ``state`` (woken by health listeners)."""
+        """Return once the exchange's health state is ``state`` (woken by health changes)."""
         with trio.fail_after(30):
             while self.health.state != state:
-                changed = trio.Event()
-                self.health.listeners.append(lambda _, event=changed: event.set())
-                await changed.wait()
-                self.health.listeners.clear()
+                await self.health.changed.wait()
 
     async def next_ticker(self, symbol: str | None = None) -> Ticker:
         with trio.fail_after(30):
@@ -66,19 +63,6 @@ async def start(
     return Harness(feed, receive, health)
 
 
-async def test_reconnects_and_resubscribes_after_a_drop(nursery: trio.Nursery) -> None:
-    fake = FakeKraken()
-    h = await start(nursery, fake, ["BTC/USD", "ETH/USD"], reconnect_delay=0.01)
-    await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
-    await fake.drop()
-    await fake.wait_until(lambda: fake.connection_count == 2 and fake.is_subscribed("ETH/USD"))
-    await fake.push("ETH/USD", last=3100.25)
-    while (await h.next_ticker("ETH/USD")).last != 3100.25:
-        pass
-    assert h.health.reconnects == 1
-    assert "closed" in (h.health.last_error or "") or "receive" in (h.health.last_error or "")
-
-
 async def test_watchdog_reconnects_a_silent_connection(
     nursery: trio.Nursery, clock: trio.testing.MockClock
 ) -> None:
@@ -102,35 +86,6 @@ async def test_watchdog_covers_a_connection_that_never_sends_a_frame(
     await fake.wait_until(lambda: len(fake.attempt_times) == 2)
     assert 5.0 <= fake.attempt_times[1] - fake.attempt_times[0] <= 5.0 + 5.0 / 4 + 0.5
     assert h.health.reconnects == 1
-
-
-async def test_junk_frames_are_counted_and_ignored(nursery: trio.Nursery) -> None:
-    fake = FakeKraken()
-    h = await start(nursery, fake, ["BTC/USD"])
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
-    for junk in ("garbage", '{"channel":"ticker","data":[{"bad":1}]}', b"\x00\x01binary", "[1,2"):
-        await fake.send_raw(junk)
-    await fake.push("BTC/USD", last=1.5)
-    while (await h.next_ticker()).last != 1.5:
-        pass
-    [session] = h.feed.live
-    assert session.junk == 4
-    assert fake.connection_count == 1  # junk never costs the connection
-
-
-async def test_rejected_symbol_is_reported_and_others_go_on(nursery: trio.Nursery) -> None:
-    fake = FakeKraken()
-    fake.reject("FOO/USD")
-    h = await start(nursery, fake, ["BTC/USD", "FOO/USD"])
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
-    with trio.fail_after(5):
-        while "FOO/USD" not in h.health.rejected:
-            await h.next_ticker()
-    assert h.health.rejected["FOO/USD"] == "Currency pair not supported FOO/USD"
-    await fake.push("BTC/USD", last=42.0)
-    while (await h.next_ticker("BTC/USD")).last != 42.0:
-        pass
-    assert h.health.state == CONNECTED
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
@@ -160,7 +115,11 @@ async def test_backoff_resets_only_after_a_healthy_period(
     fake = FakeKraken()
     await start(nursery, fake, ["BTC/USD"], reconnect_delay=1.0, max_reconnect_delay=64.0, healthy_after=30.0)
     for count in range(1, 5):  # connect-then-drop: the backoff keeps growing
-        await fake.wait_until(lambda c=count: fake.connection_count == c and fake.is_subscribed("BTC/USD"))
+
+        def reconnected(connections: int = count) -> bool:
+            return fake.connection_count == connections and fake.is_subscribed("BTC/USD")
+
+        await fake.wait_until(reconnected)
         await fake.drop()
     await fake.wait_until(lambda: fake.connection_count == 5 and fake.is_subscribed("BTC/USD"))
     gaps = [b - a for a, b in itertools.pairwise(fake.attempt_times)]
@@ -180,31 +139,9 @@ async def test_gives_up_after_max_retries(nursery: trio.Nursery, clock: trio.tes
     assert h.health.state == FAILED
 
 
-async def test_live_add_and_remove_touch_only_that_symbol(nursery: trio.Nursery) -> None:
-    fake = FakeKraken()
-    h = await start(nursery, fake, ["BTC/USD"])
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
-    sent_before = len(fake.received)
-    h.feed.add("ETH/USD")
-    await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
-    assert fake.received[sent_before]["params"]["symbol"] == ["ETH/USD"]
-    h.feed.remove("BTC/USD")
-    await fake.wait_until(lambda: not fake.is_subscribed("BTC/USD"))
-    assert fake.received[-1]["method"] == "unsubscribe"
-    assert fake.received[-1]["params"]["symbol"] == ["BTC/USD"]
-    assert fake.connection_count == 1
-
-
-async def test_binance_server_pings_are_answered(
+async def test_binance_subscribe_requests_respect_the_rate_limit(
     nursery: trio.Nursery, clock: trio.testing.MockClock
 ) -> None:
-    fake = FakeBinance(ping_interval=20.0)
-    await start(nursery, fake, ["BTC/USDT"], silence_timeout=300.0)
-    await fake.wait_until(lambda: fake.pongs >= 3)
-    assert fake.connection_count == 1
-
-
-async def test_binance_subscribe_requests_respect_the_rate_limit(nursery: trio.Nursery) -> None:
     fake = FakeBinance()
     h = await start(nursery, fake, ["BTC/USDT"])
     await fake.wait_until(lambda: fake.is_subscribed("BTC/USDT"))
@@ -214,25 +151,6 @@ async def test_binance_subscribe_requests_respect_the_rate_limit(nursery: trio.N
     await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
     gaps = [b - a for a, b in itertools.pairwise(fake.request_times)]
     assert len(gaps) == 3 and min(gaps) >= 0.45  # ≤ 2 requests a second (Binance allows 5)
-
-
-async def test_forced_lifetime_rotates_make_before_break(
-    nursery: trio.Nursery, clock: trio.testing.MockClock
-) -> None:
-    fake = FakeBinance(lifetime=24 * 3600.0, ping_interval=20.0)
-    # An idle fake sends no data frames: keep the watchdog out of this day-long virtual run.
-    h = await start(nursery, fake, ["BTC/USDT"], silence_timeout=48 * 3600.0)
-    await fake.wait_until(lambda: fake.is_subscribed("BTC/USDT"))
-    first = fake.connections[0]
-    await fake.wait_until(lambda: len(fake.subscribers("BTC/USDT")) == 2)
-    assert 23 * 3600 <= trio.current_time() < 24 * 3600
-    assert not first.closed  # the replacement is subscribed while the old one still runs
-    await fake.wait_until(lambda: first.closed)
-    assert trio.current_time() < 24 * 3600  # closed by tickerd, not by the exchange's limit
-    await fake.push("BTC/USDT", bid=7.0)
-    while (await h.next_ticker()).bid != 7.0:
-        pass
-    assert h.health.reconnects == 0  # a rotation is not a failure
 
 
 @pytest.fixture
@@ -293,3 +211,27 @@ async def test_application_keepalive_is_sent_on_schedule(
     times = [t for m, t in zip(fake.received, fake.received_times, strict=True) if m.get("method") == "ping"]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(abs(gap - 30.0) < 0.5 for gap in gaps)  # Kraken's adapter asks for one every 30 s
+
+
+def test_a_connection_lives_until_the_shorter_of_the_configured_and_the_exchanges_limit() -> None:
+    def lifetime(exchange: str, max_lifetime: float | None = None) -> float | None:
+        send, _ = trio.open_memory_channel[Ticker](1)
+        adapter = exchanges.get(exchange)
+        feed = Feed(
+            adapter,
+            adapter.url,
+            [],
+            settings=FeedSettings(max_lifetime=max_lifetime),
+            sink=send,
+            health=ExchangeHealth(exchange),
+            feed_id=1,
+        )
+        return feed.max_lifetime
+
+    assert lifetime("kraken") is None  # Kraken sets no limit: connections are never rotated
+    assert lifetime("kraken", max_lifetime=3600.0) == 3600.0
+    assert lifetime("binance") == 23 * 3600.0  # before Binance's own 24 h cut
+    assert lifetime("binance", max_lifetime=3600.0) == 3600.0
+    assert lifetime("binance", max_lifetime=48 * 3600.0) == 23 * 3600.0
+    with pytest.raises(ConfigError, match="max_lifetime: expected a positive number of seconds, got 0"):
+        structure({"feed": {"max_lifetime": 0}})

@@ -1,24 +1,13 @@
-"""Hyperliquid: ``bbo`` + ``activeAssetCtx`` decoding on real frame shapes, the fake, the daemon."""
+"""Hyperliquid: ``bbo`` + ``activeAssetCtx`` decoding on real frame shapes, coin forms."""
 
 from __future__ import annotations
 
-import random
-
 import orjson
 import pytest
-import redis
-import trio
-import trio.testing
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored, until
 from tickerd import exchanges
-from tickerd.config import FeedSettings
 from tickerd.exchanges.base import Rejected, Reply, Subscribed
 from tickerd.exchanges.hyperliquid import HyperliquidDecoder, coin_of, unified
-from tickerd.feed import Feed
-from tickerd.health import ExchangeHealth
-from tickerd.model import Ticker
-from tickerd.testing.hyperliquid import FakeHyperliquid
 
 BTC = "BTC/USDC:USDC"
 #: Shape of the official SDK's ``BboData``; ``bbo`` is ``[best bid, best ask]``, ``time`` in ms.
@@ -171,103 +160,3 @@ def test_symbol_forms() -> None:
     with pytest.raises(ValueError, match="not a unified symbol"):
         adapter.check_symbol("kPEPE/USDC:USDC")  # the unified form is upper-case
     assert (coin_of(BTC), unified("BTC"), unified("kPEPE")) == ("BTC", BTC, "KPEPE/USDC:USDC")
-
-
-# -- against the fake, with the daemon and real Redis ---------------------------------------
-
-
-async def test_tickers_reach_redis_with_their_values(
-    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
-) -> None:
-    fake = FakeHyperliquid()
-    await start_fake(nursery, fake)
-    symbols = [BTC, "ETH/USDC:USDC"]
-    await start_daemon(nursery, make_config(prefix, {"hyperliquid": fake}, {"hyperliquid": symbols}))
-    await until(fake, lambda: all(fake.is_subscribed(s) for s in symbols))
-
-    await fake.push(BTC, last=64000.5, bid=63999.5, ask=64001.5, bid_size=0.25, ask_size=3.0, volume=812.5)
-    record = await updates.wait_for(
-        lambda r: r["symbol"] == BTC and r["last"] == 64000.5 and r["bid"] == 63999.5
-    )
-    assert record["exchange"] == "hyperliquid"
-    assert (record["price"], record["ask"], record["bid_size"], record["ask_size"]) == (
-        64000.5,
-        64001.5,
-        0.25,
-        3.0,
-    )
-    assert record["volume"] == 812.5
-
-    await fake.push_bbo(BTC, bid=64010.0)
-    record = await updates.wait_for(lambda r: r["symbol"] == BTC and r["bid"] == 64010.0)
-    assert record["last"] == 64000.5 and record["volume"] == 812.5  # a book update keeps the context
-    assert stored(redis_client, prefix, "hyperliquid", BTC) == record
-    assert stored(redis_client, prefix, "hyperliquid", "ETH/USDC:USDC") is not None  # from the first push
-
-
-async def test_rejected_coin_does_not_stop_the_others_and_kilo_coins_resolve(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeHyperliquid())
-    fake.reject("FOO/USDC:USDC")
-    symbols = [BTC, "FOO/USDC:USDC", "KPEPE/USDC:USDC"]
-    daemon = await start_daemon(nursery, make_config(prefix, {"hyperliquid": fake}, {"hyperliquid": symbols}))
-    await until(fake, lambda: fake.is_subscribed(BTC) and fake.is_subscribed("KPEPE/USDC:USDC"))
-    await until(
-        fake, lambda: {"FOO", "kPEPE"} <= {m.get("subscription", {}).get("coin") for m in fake.received}
-    )
-
-    await fake.push("KPEPE/USDC:USDC", last=0.0123)  # sent after the errors, on the same socket
-    await updates.wait_for(lambda r: r["symbol"] == "KPEPE/USDC:USDC" and r["last"] == 0.0123)
-    await fake.push(BTC, last=65000.0)
-    await updates.wait_for(lambda r: r["symbol"] == BTC and r["last"] == 65000.0)
-
-    health = daemon.health().exchanges["hyperliquid"]
-    assert list(health.rejected) == ["FOO/USDC:USDC"]
-    assert "Invalid subscription" in health.rejected["FOO/USDC:USDC"]
-    assert health.connections == 1 and health.junk == 0
-
-
-async def test_a_dropped_connection_heals(nursery: trio.Nursery, prefix: str, updates: Updates) -> None:
-    fake = await start_fake(nursery, FakeHyperliquid())
-    config = make_config(
-        prefix, {"hyperliquid": fake}, {"hyperliquid": [BTC]}, feed={"reconnect_delay": 0.01}
-    )
-    await start_daemon(nursery, config)
-    await until(fake, lambda: fake.is_subscribed(BTC))
-    await fake.drop()
-    await until(fake, lambda: fake.connection_count == 2 and fake.is_subscribed(BTC))
-    await fake.push(BTC, last=66000.0)
-    await updates.wait_for(lambda r: r["symbol"] == BTC and r["last"] == 66000.0)
-
-
-async def test_pings_every_30_seconds_and_pongs_keep_a_quiet_socket(
-    nursery: trio.Nursery, clock: trio.testing.MockClock
-) -> None:
-    fake = await start_fake(nursery, FakeHyperliquid())
-    send, receive = trio.open_memory_channel[Ticker](100)
-    settings = FeedSettings(silence_timeout=40.0)
-    adapter = exchanges.get("hyperliquid")
-    feed = Feed(
-        adapter,
-        fake.url,
-        [BTC],
-        settings=settings,
-        sink=send,
-        health=ExchangeHealth("hyperliquid"),
-        feed_id=1,
-        rng=random.Random(1),
-    )
-    nursery.start_soon(feed.run)
-    await until(fake, lambda: fake.is_subscribed(BTC))
-    opened = fake.connections[0].opened_at
-
-    def pings() -> list[float]:
-        return [t for m, t in zip(fake.received, fake.received_times, strict=True) if m == {"method": "ping"}]
-
-    with trio.fail_after(200):  # virtual seconds
-        await fake.wait_until(lambda: len(pings()) >= 3)
-    for n, at in enumerate(pings(), start=1):
-        assert abs(at - opened - 30.0 * n) <= 40.0 / 4  # one watchdog step of virtual-clock slack
-    assert fake.connection_count == 1  # the pongs kept the silence watchdog quiet
-    assert receive.statistics().current_buffer_used >= 1  # the subscription's first frames

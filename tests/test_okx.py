@@ -1,25 +1,13 @@
-"""OKX v5: decoder on real frame shapes, and the daemon against the fake server."""
+"""OKX v5: decoder on real frame shapes, symbol forms, request batching."""
 
 from __future__ import annotations
 
-import random
-
 import orjson
 import pytest
-import redis
-import trio
-import trio.testing
 
-from tests.conftest import Updates, make_config, start_daemon, start_fake, stored
 from tickerd import exchanges
-from tickerd.config import FeedSettings
 from tickerd.exchanges.base import ReconnectRequested, Rejected, Subscribed
 from tickerd.exchanges.okx import OKXDecoder
-from tickerd.feed import Feed
-from tickerd.health import ExchangeHealth
-from tickerd.model import Ticker
-from tickerd.testing import fake_for
-from tickerd.testing.okx import FakeOKX
 
 SPOT = "BTC/USDT"
 SWAP = "BTC/USDT:USDT"
@@ -134,94 +122,3 @@ def test_check_symbol_names_the_expected_forms() -> None:
     for bad in ("BTC/USDT:BTC", "BTC/USD:USD", "BTC-USDT"):
         with pytest.raises(ValueError, match="BASE/"):
             okx.check_symbol(bad)
-
-
-# -- against the fake ------------------------------------------------------------------------
-
-
-async def test_spot_and_swap_reach_redis_from_one_batched_request(
-    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, fake_for("okx")())
-    await start_daemon(nursery, make_config(prefix, {"okx": fake}, {"okx": [SPOT, SWAP]}))
-    with trio.fail_after(10):
-        await fake.wait_until(lambda: fake.is_subscribed(SPOT) and fake.is_subscribed(SWAP))
-    assert fake.connection_count == 1
-    assert [m["op"] for m in fake.received if isinstance(m, dict)] == ["subscribe"]
-
-    await fake.push(SWAP, last=65000.5, bid=64999.5, ask=65001.0, bid_size=30.0, ask_size=40.0, volume=900.0)
-    record = await updates.wait_for(lambda r: r["symbol"] == SWAP and r["last"] == 65000.5)
-    assert (record["bid"], record["ask"], record["bid_size"], record["ask_size"]) == (
-        64999.5,
-        65001.0,
-        30.0,
-        40.0,
-    )
-    assert record["volume"] == 900.0
-    assert stored(redis_client, prefix, "okx", SWAP) == record
-    await fake.push(SPOT, last=64000.0, volume=12.5)
-    record = await updates.wait_for(lambda r: r["symbol"] == SPOT and r["last"] == 64000.0)
-    assert record["volume"] == 12.5
-
-
-async def test_rejected_instrument_does_not_stop_the_others(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeOKX())
-    fake.reject("NOPE/USDT")
-    daemon = await start_daemon(
-        nursery, make_config(prefix, {"okx": fake}, {"okx": [SPOT, "NOPE/USDT", SWAP]})
-    )
-    with trio.fail_after(10):
-        await fake.wait_until(lambda: fake.is_subscribed(SPOT) and fake.is_subscribed(SWAP))
-    await fake.push(SWAP, last=3.25)
-    await updates.wait_for(lambda r: r["symbol"] == SWAP and r["last"] == 3.25)
-    # Frames arrive in order: the error that came before this push has been handled.
-    rejected = daemon.health().exchanges["okx"].rejected
-    assert list(rejected) == ["NOPE/USDT"] and "NOPE-USDT doesn't exist" in rejected["NOPE/USDT"]
-
-
-async def test_upgrade_notice_rotates_before_the_server_closes(
-    nursery: trio.Nursery, prefix: str, updates: Updates
-) -> None:
-    fake = await start_fake(nursery, FakeOKX())
-    await start_daemon(nursery, make_config(prefix, {"okx": fake}, {"okx": [SWAP]}))
-    with trio.fail_after(10):
-        await fake.wait_until(lambda: fake.is_subscribed(SWAP))
-        first = fake.connections[0]
-        await fake.notice(close_after=30.0)
-        await fake.wait_until(
-            lambda: fake.connection_count == 2 and first.closed and fake.is_subscribed(SWAP)
-        )
-    await fake.push(SWAP, last=70000.0)
-    await updates.wait_for(lambda r: r["symbol"] == SWAP and r["last"] == 70000.0)
-
-
-async def test_text_pings_keep_a_quiet_connection_open(
-    nursery: trio.Nursery, clock: trio.testing.MockClock
-) -> None:
-    fake = await start_fake(nursery, FakeOKX())
-    send, _receive = trio.open_memory_channel[Ticker](100)
-    feed = Feed(
-        exchanges.get("okx"),
-        fake.url,
-        [SWAP],
-        settings=FeedSettings(silence_timeout=30.0),
-        sink=send,
-        health=ExchangeHealth("okx"),
-        feed_id=1,
-        rng=random.Random(1),
-    )
-    nursery.start_soon(feed.run)
-
-    def pings() -> list[float]:
-        return [t for m, t in zip(fake.received, fake.received_times, strict=True) if m == "ping"]
-
-    with trio.fail_after(300):
-        await fake.wait_until(lambda: fake.is_subscribed(SWAP))
-        opened = fake.connections[0].opened_at
-        await fake.wait_until(lambda: len(pings()) >= 10)
-    for n, at in enumerate(pings(), start=1):
-        assert abs(at - opened - 20.0 * n) < 1.0
-    # 200 s with no ticker pushed: each pong counts as a push for OKX's 30 s rule.
-    assert fake.connection_count == 1 and fake.pongs >= 10

@@ -23,7 +23,9 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from tests.conftest import free_port
 from tickerd import transport
+from tickerd.transport import trio_websocket_engine
 
 
 @pytest.fixture(params=transport.engine_names())
@@ -127,11 +129,37 @@ async def websocket_server(
         nursery.cancel_scope.cancel()
 
 
-async def _receive_error(conn: transport.Connection) -> str:
-    """Receive until the connection fails; the error's message."""
+async def _receive_until_it_fails(conn: transport.Connection) -> transport.TransportError:
+    """Receive until the connection fails; the error, exactly a TransportError."""
     with pytest.raises(transport.TransportError) as info:
         while True:
             await conn.receive()
+    assert type(info.value) is transport.TransportError
+    return info.value
+
+
+async def _failure(url: str, engine: str, *before: str) -> str:
+    """Connect, receive the messages ``before``, then receive until the connection fails;
+    the error's message.
+
+    The error is let out of ``connect``, as it leaves it in the feed: what comes out must be
+    exactly that TransportError, not an exception group (trio-websocket runs a nursery inside).
+    """
+    with pytest.raises(transport.TransportError) as info:
+        async with transport.connect(url, engine=engine) as conn:
+            for message in before:
+                assert await conn.receive() == message
+            raise await _receive_until_it_fails(conn)
+    assert type(info.value) is transport.TransportError
+    return str(info.value)
+
+
+async def _connect_failure(url: str, engine: str) -> str:
+    """The message of the error connecting raises: exactly a TransportError."""
+    with pytest.raises(transport.TransportError) as info:
+        async with transport.connect(url, engine=engine):
+            pytest.fail("connected")
+    assert type(info.value) is transport.TransportError
     return str(info.value)
 
 
@@ -204,6 +232,7 @@ async def test_server_pings_are_answered_while_reading(engine: str) -> None:
 
 async def test_close_by_server_is_a_transport_error_after_the_messages_before_it(engine: str) -> None:
     echoed: list[Frame | None] = []
+    done = trio.Event()
 
     async def handler(peer: Peer) -> None:
         await peer.accept()
@@ -211,10 +240,11 @@ async def test_close_by_server_is_a_transport_error_after_the_messages_before_it
         peer.protocol.send_close(1001, "going away")
         await peer.flush()
         echoed.append(await peer.next_frame())
+        done.set()
 
-    async with websocket_server(handler) as url, transport.connect(url, engine=engine) as conn:
-        assert await conn.receive() == "last words"
-        message = await _receive_error(conn)
+    async with websocket_server(handler) as url:
+        message = await _failure(url, engine, "last words")
+        await done.wait()
     assert "1001" in message and "going away" in message
     [frame] = echoed
     assert frame is not None and frame.opcode is Opcode.CLOSE  # the close handshake was answered
@@ -226,9 +256,8 @@ async def test_abrupt_tcp_reset_is_a_transport_error(engine: str) -> None:
         await peer.send_text("before reset")
         await peer.reset()
 
-    async with websocket_server(handler) as url, transport.connect(url, engine=engine) as conn:
-        assert await conn.receive() == "before reset"
-        await _receive_error(conn)
+    async with websocket_server(handler) as url:
+        await _failure(url, engine, "before reset")
 
 
 async def test_eof_without_close_frame_is_a_transport_error(engine: str) -> None:
@@ -237,23 +266,28 @@ async def test_eof_without_close_frame_is_a_transport_error(engine: str) -> None
         await peer.send_text("bye")
         await peer.stream.aclose()
 
-    async with websocket_server(handler) as url, transport.connect(url, engine=engine) as conn:
-        assert await conn.receive() == "bye"
-        assert "close" in await _receive_error(conn)
+    async with websocket_server(handler) as url:
+        assert "close" in await _failure(url, engine, "bye")
 
 
 async def test_oversized_message_fails_the_connection(engine: str) -> None:
     closes: list[Frame | None] = []
+    done = trio.Event()
 
     async def handler(peer: Peer) -> None:
         await peer.accept()
         await peer.send_text("small")
         await peer.send_text("x" * (transport.MAX_MESSAGE_SIZE + 1))
         closes.append(await peer.next_frame())
+        done.set()
 
-    async with websocket_server(handler) as url, transport.connect(url, engine=engine) as conn:
-        assert await conn.receive() == "small"
-        await _receive_error(conn)
+    async with websocket_server(handler) as url:
+        async with transport.connect(url, engine=engine) as conn:
+            assert await conn.receive() == "small"
+            # Not let out of ``connect``: its clean close reads on while the server finishes
+            # its write and reads the close frame; a dropped connection would reset that write.
+            await _receive_until_it_fails(conn)
+        await done.wait()
     [frame] = closes
     assert frame is not None and frame.opcode is Opcode.CLOSE
     assert int.from_bytes(bytes(frame.data)[:2], "big") == 1009  # "message too big"
@@ -274,9 +308,7 @@ async def test_refused_handshake_is_a_clear_transport_error(
         await peer.accept(respond)
 
     async with websocket_server(handler) as url:
-        with pytest.raises(transport.TransportError, match=expected):
-            async with transport.connect(url, engine=engine):
-                pass
+        assert expected in await _connect_failure(url, engine)
 
 
 async def test_bad_accept_header_is_a_transport_error(engine: str) -> None:
@@ -291,9 +323,7 @@ async def test_bad_accept_header_is_a_transport_error(engine: str) -> None:
         await peer.next_frame()
 
     async with websocket_server(handler) as url:
-        with pytest.raises(transport.TransportError, match=r"(?i)accept"):
-            async with transport.connect(url, engine=engine):
-                pass
+        assert "accept" in (await _connect_failure(url, engine)).lower()
 
 
 @pytest.fixture
@@ -308,7 +338,7 @@ def _server_tls(ca: trustme.CA, names: list[str]) -> ssl.SSLContext:
     def record_sni(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
         names.append(name or "")
 
-    context.sni_callback = record_sni  # type: ignore[assignment]
+    context.sni_callback = record_sni
     return context
 
 
@@ -335,9 +365,7 @@ async def test_tls_with_an_untrusted_certificate_is_refused(engine: str, ca: tru
         await peer.accept()
 
     async with websocket_server(handler, ssl_context=_server_tls(ca, [])) as url:
-        with pytest.raises(transport.TransportError, match="CERTIFICATE_VERIFY_FAILED"):
-            async with transport.connect(url, engine=engine):
-                pass
+        assert "CERTIFICATE_VERIFY_FAILED" in await _connect_failure(url, engine)
 
 
 async def test_compressed_messages_arrive_intact(engine: str) -> None:
@@ -393,11 +421,132 @@ async def test_invalid_utf8_text_fails_the_connection(engine: str) -> None:
         done.set()
 
     async with websocket_server(handler) as url:
-        async with transport.connect(url, engine=engine) as conn:
-            assert await conn.receive() == "fine"
-            await _receive_error(conn)  # the message after the bad one is not handed over
+        await _failure(url, engine, "fine")  # the message after the bad one is not handed over
         await done.wait()
     if engine == "websockets":  # trio-websocket drops the TCP connection without a close frame
         [frame] = closes
         assert frame is not None and frame.opcode is Opcode.CLOSE
         assert int.from_bytes(bytes(frame.data)[:2], "big") == 1007  # "invalid frame payload data"
+
+
+async def test_nothing_listening_is_a_transport_error(engine: str) -> None:
+    port = free_port()
+    assert f"127.0.0.1:{port}" in await _connect_failure(f"ws://127.0.0.1:{port}/feed", engine)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1/feed", "ws://127.0.0.1:port/feed", "ws://[::1/feed"])
+async def test_what_is_no_websocket_url_is_a_transport_error(engine: str, url: str) -> None:
+    assert "not a websocket URL" in await _connect_failure(url, engine)
+
+
+async def test_sending_on_a_failed_connection_is_a_transport_error(engine: str) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.accept()
+        await peer.reset()
+
+    async with websocket_server(handler) as url:
+        with pytest.raises(transport.TransportError) as info:
+            async with transport.connect(url, engine=engine) as conn:
+                await _receive_until_it_fails(conn)
+                await conn.send('{"op":"ping"}')
+    assert type(info.value) is transport.TransportError
+    assert "send failed" in str(info.value)
+
+
+async def test_a_peer_that_resets_instead_of_answering_our_close_is_no_error(engine: str) -> None:
+    got_close = trio.Event()
+
+    async def handler(peer: Peer) -> None:
+        await peer.accept()
+        await peer.send_text("hi")
+        await peer.stream.receive_some()  # the client's close frame, left unanswered
+        got_close.set()
+        await peer.reset()
+
+    async with websocket_server(handler) as url:
+        async with transport.connect(url, engine=engine) as conn:
+            assert await conn.receive() == "hi"
+        assert got_close.is_set()
+
+
+@pytest.mark.parametrize("error", [ValueError("the caller's own"), KeyboardInterrupt()], ids=repr)
+async def test_the_callers_exceptions_leave_connect_untouched(engine: str, error: BaseException) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.accept()
+        await peer.next_frame()
+
+    async with websocket_server(handler) as url:
+        with pytest.raises(type(error)) as info:
+            async with transport.connect(url, engine=engine):
+                raise error
+    assert info.value is error  # the very exception: not wrapped, not a TransportError
+
+
+@pytest.mark.parametrize("phase", ["handshake", "reading"])
+async def test_cancellation_leaves_connect_as_it_is(engine: str, phase: str) -> None:
+    """Exactly ``trio.Cancelled`` leaves ``connect``: never a TransportError (the feed would
+    count a failure and reconnect), never a group; the cancelled scope catches it."""
+    requested = trio.Event()
+
+    async def handler(peer: Peer) -> None:
+        if phase == "handshake":
+            await peer.read_events()  # the request, never answered
+            requested.set()
+        else:
+            await peer.accept()
+        await peer.next_frame()
+
+    async def cancel_when_requested(scope: trio.CancelScope) -> None:
+        await requested.wait()
+        scope.cancel()
+
+    left: list[BaseException] = []
+    async with websocket_server(handler) as url, trio.open_nursery() as nursery:
+        with trio.CancelScope() as scope:
+            nursery.start_soon(cancel_when_requested, scope)
+            try:
+                async with transport.connect(url, engine=engine) as conn:
+                    scope.cancel()
+                    await conn.receive()  # the server sends nothing
+            except BaseException as exc:
+                left.append(exc)
+                raise
+        requested.set()
+    assert scope.cancelled_caught
+    assert [type(exc) for exc in left] == [trio.Cancelled]
+
+
+async def _a_cancelled() -> trio.Cancelled:
+    """A real ``trio.Cancelled``, caught by the scope it belongs to."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.lowlevel.checkpoint()
+        except trio.Cancelled as exc:
+            return exc
+    raise AssertionError("not cancelled")
+
+
+async def test_trio_websocket_engine_unwraps_its_nursery_s_group() -> None:
+    """What may leave trio-websocket's nursery, and the one exception ``connect`` raises for
+    it.  Checked directly: a cancellation racing a failure cannot be staged over a socket."""
+    url = "ws://127.0.0.1:1/feed"
+    cancelled, interrupt, bug = await _a_cancelled(), KeyboardInterrupt(), RuntimeError("bug")
+    reset, body = OSError("connection reset"), ValueError("the caller's own")
+
+    def unwrapped(*leaves: BaseException, body: BaseException | None = None) -> BaseException:
+        return trio_websocket_engine._unwrapped(BaseExceptionGroup("nursery", list(leaves)), body, url)
+
+    # A connection failure, however deeply nested, is one TransportError naming its cause.
+    error = unwrapped(ExceptionGroup("inner", [reset]))
+    assert type(error) is transport.TransportError and error.__cause__ is reset
+    assert str(error) == f"{url}: OSError('connection reset')"
+    # A cancellation is never flattened into TransportError, whatever failed meanwhile.
+    assert unwrapped(reset, cancelled) is cancelled
+    assert unwrapped(cancelled, reset, interrupt) is interrupt
+    # The caller's own exception comes out as it is, even a group of its own.
+    assert unwrapped(reset, body, body=body) is body
+    session = BaseExceptionGroup("session", [cancelled])
+    assert unwrapped(session, await _a_cancelled(), body=session) is session
+    # A bug is not disguised as a connection failure.
+    assert unwrapped(reset, bug) is bug

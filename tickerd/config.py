@@ -111,6 +111,9 @@ class FeedSettings:
     healthy_after: float = attrs.field(default=30.0, validator=_positive)
     #: How long a new connection may take to confirm its subscriptions before it counts as up.
     ready_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Rotate every connection after this many seconds (make-before-break), or sooner where
+    #: the exchange's own limit is shorter; unset: only at the exchange's own limit.
+    max_lifetime: float | None = attrs.field(default=None, validator=attrs.validators.optional(_positive))
     #: The websocket engine (``websockets`` or ``trio-websocket``); exchanges may override it.
     engine: str = attrs.field(default=DEFAULT_ENGINE, validator=_engine)
     #: Extra CA bundle for ``wss://`` (a private relay); the system store otherwise.

@@ -4,19 +4,25 @@
 a :class:`TickerDaemon` handle once running, through which symbols are added and removed
 live: an added symbol joins a connection with room for it (or a new one) without restarting
 any other connection, and a removed one is unsubscribed on its own connection.
+
+Each exchange's runner owns its feeds, so it also judges their staleness (see
+:meth:`_ExchangeRunner.check_staleness`).  Everything outside this module sees the daemon
+through its handle only: ``health()`` (typed snapshots), ``health_changes`` and
+``add``/``remove``/``apply``/``symbols``; nothing reaches into runners, feeds or sessions.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import redis
 import trio
 from loguru import logger
 
 from tickerd import exchanges, sources
+from tickerd.broadcast import Broadcast
 from tickerd.config import Config, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
@@ -24,17 +30,15 @@ from tickerd.health import ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.monitor import HealthMonitor
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
+from tickerd.sources import Source
 from tickerd.writer import RedisWriter
-
-if TYPE_CHECKING:
-    from tickerd.sources import Source
 
 #: Tickers the feeds may queue ahead of the writer's coalescing before they wait.
 CHANNEL_SIZE = 4096
 
 
 class _ExchangeRunner:
-    """One exchange: its nursery, its feeds (connections) and its health."""
+    """One exchange: its nursery, its feeds (connections), their health and staleness."""
 
     def __init__(self, daemon: TickerDaemon, name: str, settings: ExchangeConfig) -> None:
         self.daemon = daemon
@@ -50,6 +54,12 @@ class _ExchangeRunner:
         #: Cancels the whole exchange (disabled, or restarted with other settings).
         self.cancel_scope = trio.CancelScope()
         self._ids = itertools.count(1)
+        #: Staleness bookkeeping: when each symbol was first seen subscribed (its baseline
+        #: until a ticker arrives), each feed's frame count at the last check, and when each
+        #: feed was last resubscribed.
+        self._since: dict[str, float] = {}
+        self._frames_seen: dict[Feed, int] = {}
+        self._resubscribed: dict[Feed, float] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self.cancel_scope:
@@ -59,7 +69,68 @@ class _ExchangeRunner:
                     self.add(symbol)
                 self.wanted.clear()
                 task_status.started()
-                await trio.sleep_forever()
+                await self._watch_staleness()
+
+    async def _watch_staleness(self) -> None:
+        """Check staleness every ``stale_after / 4`` (a timer, so the hot path pays nothing)."""
+        stale_after = self.daemon.config.health.stale_after
+        while True:
+            self.check_staleness(trio.current_time())
+            await trio.sleep(stale_after / 4)
+
+    def check_staleness(self, now: float) -> None:
+        """Mark stale symbols, log each change once, resubscribe all-stale live connections.
+
+        Judged from the writer's per-batch last-seen times: a symbol with no update for
+        ``health.stale_after`` is stale.  When every symbol of a connection is stale while its
+        frames still arrive, the subscriptions are what went wrong: the connection
+        resubscribes them, at most once per ``stale_after``.  A connection without any frame
+        is the feed's watchdog's business (it reconnects).
+        """
+        stale_after = self.daemon.config.health.stale_after
+        last_seen = self.daemon.writer.last_seen
+        health = self.health
+        name = health.name
+        since: dict[str, float] = {}
+        frames_seen: dict[Feed, int] = {}
+        stale: set[str] = set()
+        subscribed: set[str] = set()
+        all_stale: list[tuple[Feed, int]] = []
+        for feed in self.feeds:
+            wanted = [s for s in feed.symbols if s not in health.rejected]
+            subscribed.update(wanted)
+            feed_stale = 0
+            for symbol in wanted:
+                first = since[symbol] = self._since.get(symbol, now)
+                if now - max(first, last_seen.get((name, symbol), first)) >= stale_after:
+                    stale.add(symbol)
+                    feed_stale += 1
+            frames = frames_seen[feed] = feed.frame_count
+            if (
+                wanted
+                and feed_stale == len(wanted)
+                and feed.live
+                and frames != self._frames_seen.get(feed, frames)
+                and now - self._resubscribed.get(feed, -math.inf) >= stale_after
+            ):
+                all_stale.append((feed, len(wanted)))
+        for symbol in sorted(stale - health.stale):
+            logger.warning("stale: no update for {s:g} s", s=stale_after, exchange=name, symbol=symbol)
+        for symbol in sorted((health.stale - stale) & subscribed):
+            logger.info("fresh again", exchange=name, symbol=symbol)
+        health.set_stale(stale)
+        for feed, count in all_stale:
+            logger.warning(
+                "frames arrive but none of {n} symbols updated for {s:g} s: resubscribing",
+                n=count,
+                s=stale_after,
+                exchange=name,
+                feed=feed.feed_id,
+            )
+            feed.resubscribe()
+            self._resubscribed[feed] = now
+        self._since, self._frames_seen = since, frames_seen
+        self._resubscribed = {f: t for f, t in self._resubscribed.items() if f in frames_seen}
 
     def symbols(self) -> set[str]:
         """What this exchange subscribes, including symbols asked for before it runs."""
@@ -156,17 +227,22 @@ class TickerDaemon:
         self.writer = writer
         self._nursery = nursery
         self._runners: dict[str, _ExchangeRunner] = {}
-        self._health_event = trio.Event()
+        #: Fired on every health state change: with the exchange's name (connected,
+        #: reconnecting, failed, rejected or stale symbols; started or stopped), or ``None``
+        #: when the subscription source's state changed.
+        self.health_changes: Broadcast[str | None] = Broadcast()
         #: Where the subscriptions come from (TOML, PostgreSQL, fullon); set by ``serve``.
         self.source: Source | None = None
 
-    def _health_changed(self, _: object = None) -> None:
-        self._health_event.set()
-        self._health_event = trio.Event()
+    def _exchange_changed(self, health: ExchangeHealth) -> None:
+        self.health_changes.fire(health.name)
+
+    def _source_changed(self, _: Source) -> None:
+        self.health_changes.fire(None)
 
     async def health_changed(self) -> None:
-        """Wait for the next health state change of any exchange (status views, tests)."""
-        await self._health_event.wait()
+        """Wait for the next health state change (status views, tests)."""
+        await self.health_changes.wait()
 
     def _runner(self, exchange: str, settings: ExchangeConfig | None = None) -> _ExchangeRunner:
         runner = self._runners.get(exchange)
@@ -174,7 +250,7 @@ class TickerDaemon:
             if settings is None:
                 settings = self.config.exchanges.get(exchange, ExchangeConfig())
             runner = _ExchangeRunner(self, exchange, settings)
-            runner.health.listeners.append(self._health_changed)
+            runner.health.changed.connect(self._exchange_changed)
             self._runners[exchange] = runner
         return runner
 
@@ -187,7 +263,7 @@ class TickerDaemon:
         """Close every connection of ``exchange`` and forget it (it leaves health too)."""
         runner = self._runners.pop(exchange)
         runner.cancel_scope.cancel()
-        self._health_changed()
+        self.health_changes.fire(exchange)
 
     async def apply(self, desired: Mapping[str, ExchangeConfig]) -> None:
         """Make the running set equal ``desired`` (exchange → its settings and symbols),
@@ -253,10 +329,6 @@ class TickerDaemon:
         else:
             runner.remove(symbol)
 
-    def runners(self) -> list[_ExchangeRunner]:
-        """Every exchange's runner: its feeds and health (monitor, metrics)."""
-        return list(self._runners.values())
-
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
         return {name: runner.subscribed() for name, runner in self._runners.items()}
@@ -295,7 +367,7 @@ async def serve(
             async with trio.open_nursery() as exchanges_nursery:
                 daemon = TickerDaemon(config, exchanges_nursery, send, writer)
                 daemon.source = sources.for_config(config)
-                daemon.source.listeners.append(daemon._health_changed)
+                daemon.source.changed.connect(daemon._source_changed)
                 await root.start(daemon.source.run, daemon)
                 logger.info(
                     "tickerd running ({source}): {exchanges}",
@@ -303,7 +375,7 @@ async def serve(
                     exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
                     or "no exchanges yet",
                 )
-                root.start_soon(HealthMonitor(daemon).run)
+                root.start_soon(HealthMonitor(daemon, writer, config.health, config.redis.layout).run)
                 task_status.started(daemon)
                 await trio.sleep_forever()
     finally:

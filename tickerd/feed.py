@@ -21,7 +21,7 @@ import itertools
 import math
 import operator
 import random
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 from loguru import logger
@@ -31,14 +31,6 @@ from tickerd.config import FeedSettings
 from tickerd.exchanges.base import Exchange, ReconnectRequested, Rejected, Reply, Subscribed
 from tickerd.health import CONNECTED, CONNECTING, FAILED, RECONNECTING, ExchangeHealth
 from tickerd.model import Ticker
-
-
-def _first_leaf(group: BaseExceptionGroup[transport.TransportError]) -> BaseException:
-    """The first real exception in a (possibly nested) group: the one worth reporting."""
-    first: BaseException = group
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
 
 
 class _Session:
@@ -121,21 +113,21 @@ class _Session:
                     transport.connect(feed.url, engine=feed.engine, ssl_context=feed.ssl_context) as conn,
                     trio.open_nursery() as nursery,
                 ):
-                    nursery.start_soon(self._sender, conn)
-                    nursery.start_soon(self._reader, conn)
+                    nursery.start_soon(self._until_it_fails, self._sender, conn)
+                    nursery.start_soon(self._until_it_fails, self._reader, conn)
                     nursery.start_soon(self._watchdog)
                     if feed.adapter.keepalive is not None:
                         nursery.start_soon(self._keepalive)
-                    if feed.adapter.max_lifetime is not None:
-                        nursery.start_soon(self._lifetime)
+                    if feed.max_lifetime is not None:
+                        nursery.start_soon(self._lifetime, feed.max_lifetime)
                     self._queue(self._decoder.subscribe(sorted(feed.symbols)))
                     feed.live.add(self)  # from here on, live adds/removes reach this session
                     with trio.move_on_after(feed.settings.ready_timeout):
                         await self._ready.wait()
                     started = True
                     task_status.started()
-        except* transport.TransportError as group:
-            self._end(str(_first_leaf(group)))
+        except transport.TransportError as exc:  # connecting or closing failed
+            self._end(str(exc))
         finally:
             feed.live.discard(self)
             feed.frames += self.frames
@@ -144,6 +136,17 @@ class _Session:
             self.done.set()
         if not started:
             raise transport.TransportError(self.outcome or "connection closed before it was ready")
+
+    async def _until_it_fails(
+        self, work: Callable[[transport.Connection], Awaitable[None]], conn: transport.Connection
+    ) -> None:
+        """Run ``work`` (the sender, the reader); the connection failing ends the session
+        with the transport's reason, as the watchdog ends it, instead of failing the nursery
+        (which would wrap the error in an exception group)."""
+        try:
+            await work(conn)
+        except transport.TransportError as exc:
+            self._end(str(exc))
 
     async def _sender(self, conn: transport.Connection) -> None:
         """Send queued frames in order, no faster than the exchange's inbound limit allows."""
@@ -232,9 +235,7 @@ class _Session:
             await trio.sleep(keepalive.interval)
             self._queue([keepalive.frame])
 
-    async def _lifetime(self) -> None:
-        lifetime = self.feed.adapter.max_lifetime
-        assert lifetime is not None
+    async def _lifetime(self, lifetime: float) -> None:
         await trio.sleep(lifetime)
         logger.info("rotating connection before its forced lifetime ends", exchange=self.feed.adapter.name)
         self.needs_successor.set()
@@ -266,6 +267,9 @@ class Feed:
         self.feed_id = feed_id
         self.engine = engine or settings.engine
         self.ssl_context = transport.ssl_context_for(url, settings.ca_file)
+        #: Seconds after which a connection is rotated: the configured or the exchange's limit.
+        lifetimes = [t for t in (settings.max_lifetime, adapter.max_lifetime) if t is not None]
+        self.max_lifetime = min(lifetimes, default=None)
         self.frames = 0
         self.junk = 0
         #: True once ``run`` returned (cancelled, or out of retries): it takes no new symbols.

@@ -8,10 +8,11 @@ truth to keep in sync.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import attrs
 
+from tickerd.broadcast import Broadcast
 from tickerd.snapshots import DatabaseSourceSnapshot, ExchangeSnapshot, SourceSnapshot
 
 #: States of one connection (a feed), from the loop's point of view.
@@ -31,11 +32,11 @@ class ExchangeHealth:
     last_error: str | None = None
     last_error_ts: float | None = None
     rejected: dict[str, str] = attrs.field(factory=dict)
-    #: Subscribed symbols without an update for ``health.stale_after`` (kept by the monitor).
+    #: Subscribed symbols without an update for ``health.stale_after`` (kept by the runner).
     stale: set[str] = attrs.field(factory=set)
-    #: Called with this record on every state change (connected, reconnecting, failed,
+    #: Fired with this record on every state change (connected, reconnecting, failed,
     #: rejected, stale).
-    listeners: list[Callable[[ExchangeHealth], None]] = attrs.field(factory=list, repr=False)
+    changed: Broadcast[ExchangeHealth] = attrs.field(factory=Broadcast, repr=False, eq=False)
 
     @property
     def state(self) -> str:
@@ -85,8 +86,7 @@ class ExchangeHealth:
             self._changed()
 
     def _changed(self) -> None:
-        for listener in self.listeners:
-            listener(self)
+        self.changed.fire(self)
 
 
 #: Overall levels, which are also ``tickerd status``'s exit statuses.

@@ -1,9 +1,10 @@
 """tickerd's command line: one module per command, and what they share.
 
-:mod:`tickerd.commands.main` builds the parser and dispatches; each other module is one
-command (``run``, ``status``, ``watch``, ``demo``, ``db``/``symbols``) and adds itself with
-``register(commands)``.  The exit statuses, the ``--config`` option and loading the
-configuration live here so every command treats them alike.
+Each module is one command (``run``, ``status``, ``watch``, ``demo``, ``db``/``symbols``) and
+adds itself with ``register(commands)``; :mod:`tickerd.commands.main` builds the parser from
+the module of the command being run only, so a command pays for no other command's imports.
+The exit statuses, the ``--config`` option and loading the configuration live here so every
+command treats them alike; this module stays light, since every command imports it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from tickerd.config import Config, ConfigError
 EXIT_OK = 0
 EXIT_INTERRUPTED = 1
 EXIT_CONFIG = 2
+
+#: ``--metrics-port`` belongs to ``run``, and to ``tickerd`` itself since ``run`` is the default.
+METRICS_HELP = "serve Prometheus /metrics and /healthz on this port (all interfaces)"
 
 
 def add_config_option(subparser: argparse.ArgumentParser) -> None:

@@ -1,130 +1,77 @@
-"""Command line: ``tickerd [run] [--config FILE]`` runs the daemon; other commands plug in.
+"""Command line: ``tickerd [COMMAND] [--config FILE] …``; without a command it runs the daemon.
 
-Exit status of ``run``: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid
-configuration (before any connection is opened), 1 when a second signal cut the shutdown short.
-
-Each further command lives in its own module listed in :data:`COMMAND_MODULES`; the module's
-``register(commands)`` adds a subparser whose ``func(args) -> int`` runs it.
+Each command lives in its own module, listed in :data:`COMMANDS` under the names it registers;
+the module's ``register(commands)`` adds a subparser whose ``func(args) -> int`` runs it.
+Only the module of the command being run is imported: ``tickerd status`` and ``tickerd watch``
+start without loading the daemon, Prometheus or psycopg (which ``run``, ``demo`` and ``db``
+import).  Help for every command, a missing or a mistyped command load them all.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import signal
 import sys
 from collections.abc import Sequence
 
-import trio
-from loguru import logger
+from tickerd.commands import METRICS_HELP
 
-from tickerd import embedded, logs
-from tickerd.commands import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, add_config_option, load_or_report
-from tickerd.config import Config, ConfigError
-from tickerd.daemon import serve
-from tickerd.metrics import Metrics
-
-#: Modules that add subcommands (``register(commands)``); each is one feature's CLI.
-COMMAND_MODULES: list[str] = [
-    "tickerd.commands.status",
-    "tickerd.commands.watch",
-    "tickerd.commands.demo",
-    "tickerd.commands.db",
-]
+#: The command modules by the names of the commands each one registers, in help order.
+COMMANDS: dict[str, str] = {
+    "run": "tickerd.commands.run",
+    "status": "tickerd.commands.status",
+    "watch": "tickerd.commands.watch",
+    "demo": "tickerd.commands.demo",
+    "db": "tickerd.commands.db",
+    "symbols": "tickerd.commands.db",
+}
+#: What ``tickerd`` runs when no command is named.
+DEFAULT_COMMAND = "run"
 
 
-METRICS_HELP = "serve Prometheus /metrics and /healthz on this port (all interfaces)"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tickerd",
-        description="Keep the latest ticker of every configured (exchange, symbol) in Redis.",
-    )
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
         help="TOML configuration (default: a built-in set of liquid Kraken and Binance symbols)",
     )
     parser.add_argument("--metrics-port", type=int, metavar="PORT", help=METRICS_HELP)
+
+
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first positional argument), found without importing any
+    command module; ``None`` when it names none or cannot be read (the full parser says why)."""
+    probe = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    _add_global_options(probe)
+    probe.add_argument("command", nargs="?")
+    try:
+        known, _ = probe.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return None
+    command: str | None = known.command
+    return command
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: with only the named command's module loaded when it names one
+    (``None``: every command, as for ``tickerd --help``)."""
+    parser = argparse.ArgumentParser(
+        prog="tickerd",
+        description="Keep the latest ticker of every configured (exchange, symbol) in Redis.",
+    )
+    _add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = commands.add_parser("run", help="run the daemon (the default)")
-    add_config_option(run)
-    run.add_argument("--metrics-port", type=int, metavar="PORT", default=argparse.SUPPRESS, help=METRICS_HELP)
-    run.set_defaults(func=run_daemon)
-    for module in COMMAND_MODULES:
+    command = None if argv is None else named_command(argv)
+    modules = [COMMANDS[command]] if command is not None and command in COMMANDS else list(COMMANDS.values())
+    for module in dict.fromkeys(modules):
         importlib.import_module(module).register(commands)
-    parser.set_defaults(func=run_daemon)
+    if DEFAULT_COMMAND in commands.choices:
+        parser.set_defaults(func=commands.choices[DEFAULT_COMMAND].get_default("func"))
     return parser
 
 
-async def run_until_signalled(config: Config, metrics_port: int | None = None) -> int:
-    """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
-
-    Returns the exit status: 0, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
-    """
-    status = EXIT_OK
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as outer:
-            serve_scope = trio.CancelScope()
-
-            async def _serve() -> None:
-                nonlocal status
-                with serve_scope:
-                    async with trio.open_nursery() as nursery:
-                        daemon = await nursery.start(serve, config)
-                        if metrics_port is not None:
-                            try:
-                                await nursery.start(Metrics(daemon).serve, metrics_port)
-                            except OSError as exc:
-                                logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
-                                status = EXIT_CONFIG
-                                nursery.cancel_scope.cancel()
-                outer.cancel_scope.cancel()
-
-            outer.start_soon(_serve)
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if serve_scope.cancel_called:
-                    logger.warning("{signal} again: exiting now", signal=name)
-                    os._exit(EXIT_INTERRUPTED)
-                logger.info("{signal}: shutting down (flushing Redis writes)", signal=name)
-                serve_scope.cancel()
-    return status
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     result: int = args.func(args)
     return result
-
-
-def _run(config: Config, metrics_port: int | None) -> int:
-    """:func:`run_until_signalled` in trio; a configuration error found once running (the
-    database source's missing schema) is reported like any other, with exit status 2."""
-    failure: BaseException | None = None
-    try:
-        return trio.run(run_until_signalled, config, metrics_port)
-    except* ConfigError as group:
-        failure = group
-    while isinstance(failure, BaseExceptionGroup):  # the nurseries it came through wrapped it
-        failure = failure.exceptions[0]
-    print(f"tickerd: configuration error: {failure}", file=sys.stderr)
-    return EXIT_CONFIG
-
-
-def run_daemon(args: argparse.Namespace) -> int:
-    """``tickerd run``: the daemon in the foreground until a signal."""
-    config = load_or_report(args)
-    if config is None:
-        return EXIT_CONFIG
-    logs.configure(config.log)
-    try:
-        with embedded.resolved(config) as config:
-            status = _run(config, args.metrics_port)
-    except embedded.EmbeddedRedisError as exc:
-        logger.error("{error}", error=str(exc))
-        return EXIT_CONFIG
-    logger.info("tickerd stopped")
-    return status

@@ -25,6 +25,7 @@ import redis
 import trio
 
 from tickerd import embedded
+from tickerd.broadcast import Broadcast
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
 from tickerd.commands.status import read_report, summary_line
 from tickerd.layout import RedisLayout
@@ -119,10 +120,14 @@ class View:
         self.out = out
         self.title = title
         self.interactive = interactive
-        self.changed = trio.Event()
+        #: Something to show came in since the last draw (kept while a draw is paced, so a
+        #: change then is drawn right after the pause, not a second later).
+        self.pending = False
+        self.changed: Broadcast[None] = Broadcast()
 
     def touch(self) -> None:
-        self.changed.set()
+        self.pending = True
+        self.changed.fire(None)
 
     def draw(self) -> None:
         now = time.time()
@@ -148,9 +153,10 @@ class View:
         """Redraw after changes (at most every REDRAW_EVERY s), and every second for ages."""
         pace = REDRAW_EVERY if self.interactive else PRINT_EVERY
         while True:
-            with trio.move_on_after(1.0):
-                await self.changed.wait()
-            self.changed = trio.Event()
+            if not self.pending:
+                with trio.move_on_after(1.0):
+                    await self.changed.wait()
+            self.pending = False
             self.draw()
             await trio.sleep(pace)
 

@@ -158,6 +158,24 @@ class Exchange(abc.ABC):
     lacks: ClassVar[tuple[str, ...]] = ()
     #: The per-connection protocol state class.
     decoder_class: ClassVar[type[Decoder]]
+
+    # -- Mechanisms the exchange has or lacks (tests/test_exchange_contract.py) -------------
+    # Every exchange runs the same conformance suite; where a venue lacks a mechanism, it says
+    # so here and the suite checks tickerd's fallback for it instead of skipping the scenario.
+    #: The exchange refuses a subscription to an unknown symbol in a way the decoder can
+    #: attribute (an error, an ack that leaves it out), so health lists it as rejected.
+    #: ``False``: the subscription is accepted and silently never served; the symbol then
+    #: shows as stale after ``health.stale_after``.
+    rejects_unknown: ClassVar[bool] = True
+    #: The exchange asks clients to reconnect before it closes their connections (the decoder
+    #: reports :class:`ReconnectRequested`).  ``False``: connections rotate only at
+    #: :attr:`max_lifetime` or the configured ``feed.max_lifetime``.
+    reconnect_request: ClassVar[bool] = False
+    #: The keepalive duty brings frames (pongs, heartbeats) that feed the silence watchdog
+    #: while the market is quiet.  ``False``: the duty is below the frames (answering the
+    #: server's protocol pings), so a quiet subscription looks like a dead one once
+    #: ``feed.silence_timeout`` passes.
+    keepalive_frames: ClassVar[bool] = True
     #: Spot markets only: ``BASE/QUOTE:SETTLE`` symbols are refused up front.
     spot_only: ClassVar[bool] = False
 
@@ -175,8 +193,8 @@ class Exchange(abc.ABC):
     feeds: ClassVar[str]
     #: README: unified ↔ native symbol forms (Markdown).
     symbol_forms: ClassVar[str]
-    #: README: keepalive duties beyond the :attr:`keepalive` ping and :attr:`max_lifetime`
-    #: rotation, which the table states from those fields (Markdown).
+    #: README: keepalive duties beyond the :attr:`keepalive` ping, :attr:`reconnect_request`
+    #: and :attr:`max_lifetime` rotation, which the table states from those fields (Markdown).
     keepalive_note: ClassVar[str] = ""
     #: README: caveats on the delivered fields beyond :attr:`lacks` (Markdown).
     lacks_note: ClassVar[str] = ""

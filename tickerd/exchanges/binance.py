@@ -193,5 +193,8 @@ class Binance(Exchange):
     url = "wss://stream.binance.com:9443/ws"
     max_symbols_per_connection = 200
     max_lifetime = 23 * 3600.0
+    rejects_unknown = False
+    reconnect_request = True
+    keepalive_frames = False
     #: Binance allows 5 inbound messages a second, pongs included: stay well under it.
     send_interval = 0.5

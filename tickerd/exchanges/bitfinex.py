@@ -211,6 +211,7 @@ class Bitfinex(Exchange):
     #: One ``ticker`` channel per symbol; Bitfinex allows 25 channels per connection.
     max_symbols_per_connection = 25
     keepalive = Keepalive(interval=20.0, frame='{"event":"ping","cid":1}')
+    reconnect_request = True
     lacks = ("exchange_ts",)
 
     def check_symbol(self, symbol: str) -> None:

@@ -194,7 +194,6 @@ class Bitstamp(Exchange):
     sample_symbols = ("BTC/USD", "ETH/EUR")
     feeds = "`order_book_{pair}` (best bid/ask + sizes) + `live_trades_{pair}` (last), merged"
     symbol_forms = "`BTC/USD` ↔ `btcusd` (spot)"
-    keepalive_note = "`bts:request_reconnect` honoured"
     lacks_note = "no 24 h stats on the websocket"
     url = "wss://ws.bitstamp.net"
     #: Two channels a symbol, and each ``order_book`` message is a top-100 snapshot: a
@@ -204,6 +203,7 @@ class Bitstamp(Exchange):
     #: Bitstamp ends connections at 90 days; rotate a day before.
     max_lifetime = 89 * 86400.0
     keepalive = Keepalive(interval=10.0, frame='{"event":"bts:heartbeat"}')
+    reconnect_request = True
     #: No documented inbound limit; pacing keeps a 40-channel subscribe burst to 2 s.
     send_interval = 0.05
     lacks = ("volume_24h", "high_24h", "low_24h", "change_24h", "change_pct_24h")

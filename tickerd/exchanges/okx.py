@@ -169,6 +169,7 @@ class OKX(Exchange):
     max_symbols_per_connection = 200
     #: Text ping well inside OKX's 30 s no-push limit.
     keepalive = Keepalive(interval=20.0, frame="ping")
+    reconnect_request = True
     send_interval = 0.1
 
     def check_symbol(self, symbol: str) -> None:

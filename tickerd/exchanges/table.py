@@ -34,12 +34,14 @@ def _duration(seconds: float) -> str:
 
 def _keepalive(adapter: Exchange) -> str:
     """What keeps a connection alive and fresh: the ping the loop sends, the adapter's own note
-    (server heartbeats, answered pings) and the forced rotation, in that order."""
+    (server heartbeats, answered pings), reconnect requests and the forced rotation, in that order."""
     parts = []
     if adapter.keepalive is not None:
         parts.append(f"sends `{adapter.keepalive.frame}` every {adapter.keepalive.interval:g} s")
     if adapter.keepalive_note:
         parts.append(adapter.keepalive_note)
+    if adapter.reconnect_request:
+        parts.append("honours the exchange's reconnect requests")
     if adapter.max_lifetime is not None:
         parts.append(f"rotates every {_duration(adapter.max_lifetime)}, before the exchange cuts it")
     return "; ".join(parts) or "—"

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import psycopg
@@ -29,10 +29,7 @@ from tickerd import exchanges
 from tickerd.config import Config, ConfigError, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.snapshots import DatabaseSourceSnapshot
-from tickerd.sources import Source
-
-if TYPE_CHECKING:
-    from tickerd.daemon import TickerDaemon
+from tickerd.sources.base import Source, Subscriptions
 
 T = TypeVar("T")
 
@@ -165,7 +162,7 @@ class DatabaseSource(Source):
 
     # -- the loop ---------------------------------------------------------------------------
 
-    async def run(self, daemon: TickerDaemon, *, task_status: trio.TaskStatus[None]) -> None:
+    async def run(self, daemon: Subscriptions, *, task_status: trio.TaskStatus[None]) -> None:
         started = False
         failures = 0
         while True:
@@ -213,7 +210,7 @@ class DatabaseSource(Source):
         self.state = "up"
         self._changed()
 
-    def _down(self, reason: str, daemon: TickerDaemon) -> None:
+    def _down(self, reason: str, daemon: Subscriptions) -> None:
         self.last_error = reason
         if self.state == "down":
             logger.debug("PostgreSQL still unavailable: {reason}", reason=reason)

@@ -1,4 +1,4 @@
-"""A fake Binance spot ``/ws`` server: live SUBSCRIBE acks, protocol pings, 24 h-style lifetime."""
+"""A fake Binance spot ``/ws`` server: live SUBSCRIBE acks, protocol pings, ``serverShutdown``."""
 
 from __future__ import annotations
 
@@ -20,46 +20,34 @@ def _stream_symbol(symbol: str) -> str:
 class FakeBinance(FakeExchange):
     """``push(symbol, ...)`` sends a ``@bookTicker`` frame; ``push_stats`` a ``@ticker`` one.
 
-    Binance itself accepts unknown symbols silently; :meth:`reject` makes this fake answer a
-    request that names the symbol the way Binance answers an invalid stream
-    (``{"code":2,"msg":…,"id":…}``), which is what tickerd must survive.
+    Binance accepts a stream of an unknown symbol silently, and so does this fake for a
+    :meth:`reject`-ed symbol: the request is acknowledged, and nothing is ever sent for it.
     """
 
     name = "binance"
     path = "/ws"
 
-    def __init__(self, *, ping_interval: float = 20.0, lifetime: float | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, ping_interval: float = 20.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ping_interval = ping_interval
-        #: Close every connection this many seconds after it opened (Binance's 24 h limit).
-        self.lifetime = lifetime
-        self.pongs = 0
         self._update_id = 1000
         #: The ids of every SUBSCRIBE request, in order (clients must respect the rate limit).
         self.request_times: list[float] = []
 
-    def default_reject_reason(self, symbol: str) -> str:
-        return "Invalid request: invalid stream"
+    def reconnect_frame(self, conn: FakeConnection) -> str:
+        return orjson.dumps({"e": "serverShutdown", "E": int(time.time() * 1000)}).decode()
 
     async def on_connect(self, conn: FakeConnection) -> None:
-        async with trio.open_nursery() as nursery:
-            if self.lifetime is not None:
-                nursery.start_soon(self._expire, conn)
-            while True:
-                await trio.sleep(self.ping_interval)
-                if self.silent or conn.closed:
-                    continue
-                try:
-                    await conn.ws.ping()
-                    self.pongs += 1
-                    self.notify()
-                except Exception:  # noqa: BLE001 - a vanished client simply stops being pinged
-                    return
-
-    async def _expire(self, conn: FakeConnection) -> None:
-        await trio.sleep(self.lifetime or 0)
-        conn.closed = True
-        await conn.ws.aclose(1001, "connection lifetime reached")
+        while True:
+            await trio.sleep(self.ping_interval)
+            if self.silent or conn.closed:
+                continue
+            try:
+                await conn.ws.ping()  # returns once the client's pong arrived
+            except Exception:  # noqa: BLE001 - a vanished client simply stops being pinged
+                return
+            self.keepalives += 1
+            self.notify()
 
     async def on_message(self, conn: FakeConnection, message: Any) -> None:
         if not isinstance(message, dict) or "method" not in message:
@@ -68,22 +56,15 @@ class FakeBinance(FakeExchange):
         request_id = message.get("id")
         self.request_times.append(trio.current_time())
         method, params = message["method"], message.get("params", [])
-        streams = {p.partition("@")[0] for p in params}
-        refused = [s for s in self.rejected if _stream_symbol(s) in streams]
-        if method == "SUBSCRIBE" and refused:
-            await conn.send(
-                orjson.dumps({"code": 2, "msg": self.rejected[refused[0]], "id": request_id}).decode()
-            )
-            return
         for param in params:
             native = param.partition("@")[0]
             symbol = self._unified(native)
-            if symbol is None:
+            if symbol is None or symbol in self.rejected:
                 continue
             if method == "SUBSCRIBE":
-                conn.subscribed.add(symbol)
+                conn.subscribe(symbol)
             elif method == "UNSUBSCRIBE":
-                conn.subscribed.discard(symbol)
+                conn.unsubscribe(symbol)
         await conn.send(orjson.dumps({"result": None, "id": request_id}).decode())
 
     def _unified(self, native: str) -> str | None:

@@ -9,9 +9,8 @@
   10301 ``subscribe: dup`` with the existing ``chanId``; past ``max_channels`` channels a
   connection gets 10305 ``subscribe: limit``.
 * ``[CHAN_ID,"hb"]`` on every channel each ``heartbeat_interval`` seconds; ``ping`` → ``pong``.
-* :meth:`FakeBitfinex.send_info` sends an ``info`` code (20051 restart, 20060/20061
-  maintenance); with ``close_after`` it then closes those connections, as a restarting
-  server does.
+* :meth:`FakeExchange.request_reconnect` sends ``info`` 20051 ("Stopping. Please try to
+  reconnect") and closes those connections some seconds later, as a restarting server does.
 """
 
 from __future__ import annotations
@@ -26,11 +25,7 @@ import trio
 from tickerd.exchanges.bitfinex import native, unified
 from tickerd.testing.server import FakeConnection, FakeExchange
 
-_INFO_TEXT = {
-    20051: "Stopping. Please try to reconnect",
-    20060: "Entering in Maintenance mode. Please try to reconnect in a minute",
-    20061: "Maintenance ended. You can resume normal activity. It is advised to unsubscribe/subscribe again.",
-}
+_RESTARTING = '{"event":"info","code":20051,"msg":"Stopping. Please try to reconnect"}'
 
 
 class FakeBitfinex(FakeExchange):
@@ -42,8 +37,6 @@ class FakeBitfinex(FakeExchange):
         self.heartbeat_interval = heartbeat_interval
         #: Bitfinex documents 25 (and 30) channels per connection; more get error 10305.
         self.max_channels = max_channels
-        #: Protocol rules a client broke.
-        self.violations: list[str] = []
         self._channels: dict[FakeConnection, dict[int, str]] = {}
         self._ids = itertools.count(232949, 7)
 
@@ -79,6 +72,7 @@ class FakeBitfinex(FakeExchange):
             return
         event = message.get("event")
         if event == "ping":
+            self.keepalives += 1
             pong = {"event": "pong", "ts": int(time.time() * 1000), "cid": message.get("cid")}
             await conn.send(orjson.dumps(pong).decode())
         elif event == "conf":
@@ -110,7 +104,7 @@ class FakeBitfinex(FakeExchange):
         else:
             chan_id = next(self._ids)
             channels[chan_id] = symbol
-            conn.subscribed.add(symbol)
+            conn.subscribe(symbol)
             await conn.send(orjson.dumps({"event": "subscribed", "chanId": chan_id} | echo).decode())
             await conn.send(self._frame(chan_id, self.state(symbol)))
             return
@@ -123,22 +117,11 @@ class FakeBitfinex(FakeExchange):
             await conn.send(orjson.dumps(error).decode())
             return
         if not self._ids_of(conn, symbol):
-            conn.subscribed.discard(symbol)
+            conn.unsubscribe(symbol)
         await conn.send(orjson.dumps({"event": "unsubscribed", "status": "OK", "chanId": chan_id}).decode())
 
-    async def send_info(self, code: int, *, close_after: float | None = None) -> None:
-        """Send ``info`` ``code`` to every client; optionally close them ``close_after`` s later."""
-        targets = [conn for conn in self.connections if not conn.closed]
-        frame = orjson.dumps({"event": "info", "code": code, "msg": _INFO_TEXT.get(code, "")}).decode()
-        for conn in targets:
-            await conn.send(frame)
-        if close_after is None:
-            return
-        await trio.sleep(close_after)
-        for conn in targets:
-            if not conn.closed:
-                conn.closed = True
-                await conn.ws.aclose(1001, "server restart")
+    def reconnect_frame(self, conn: FakeConnection) -> str:
+        return _RESTARTING
 
     def ticker_frames(self, conn: FakeConnection, symbol: str, state: dict[str, float]) -> list[str]:
         return [self._frame(chan_id, state) for chan_id in self._ids_of(conn, symbol)]

@@ -75,6 +75,7 @@ class FakeBitMEX(FakeExchange):
 
     async def on_message(self, conn: FakeConnection, message: Any) -> None:
         if message == "ping":
+            self.keepalives += 1
             await conn.send("pong")
             return
         if not isinstance(message, dict) or message.get("op") not in ("subscribe", "unsubscribe"):
@@ -100,11 +101,11 @@ class FakeBitMEX(FakeExchange):
             assert symbol is not None
             if op == "subscribe":
                 tables.add((table, name))
-                conn.subscribed.add(symbol)
+                conn.subscribe(symbol)
             else:
                 tables.discard((table, name))
                 if not any(n == name for _, n in tables):
-                    conn.subscribed.discard(symbol)
+                    conn.unsubscribe(symbol)
             await conn.send(_dump({"success": True, op: arg, "request": message}))
             if op == "subscribe":
                 await conn.send(self._partial(conn, table, name, self.state(symbol)))

@@ -8,8 +8,8 @@
   answers it: ``bts:error`` with an *empty* channel, so the client cannot tell which of its
   requests failed from the frame alone.
 * ``bts:heartbeat`` is answered with ``{"status": "success"}``.
-* :meth:`FakeBitstamp.request_reconnect` sends ``bts:request_reconnect`` and closes those
-  connections ``reconnect_grace`` seconds later, as Bitstamp does before maintenance.
+* :meth:`FakeExchange.request_reconnect` sends ``bts:request_reconnect`` and closes those
+  connections some seconds later, as Bitstamp does before maintenance.
 
 :meth:`FakeExchange.push` sends a book frame and a trade frame; :meth:`FakeBitstamp.push_book`
 and :meth:`FakeBitstamp.push_trade` send one kind only.
@@ -38,11 +38,8 @@ class FakeBitstamp(FakeExchange):
     name = "bitstamp"
     path = "/"
 
-    def __init__(self, *, reconnect_grace: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.reconnect_grace = reconnect_grace
-        #: Protocol rules a client broke.
-        self.violations: list[str] = []
         self._channels: dict[FakeConnection, set[str]] = {}
         self._trade_ids = itertools.count(216000477)
 
@@ -71,6 +68,7 @@ class FakeBitstamp(FakeExchange):
     async def on_message(self, conn: FakeConnection, message: Any) -> None:
         event = message.get("event") if isinstance(message, dict) else None
         if event == "bts:heartbeat":
+            self.keepalives += 1
             await conn.send('{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}')
             return
         channel = (message.get("data") or {}).get("channel") if isinstance(message, dict) else None
@@ -89,13 +87,13 @@ class FakeBitstamp(FakeExchange):
         both = {_BOOK + native(symbol), _TRADES + native(symbol)}
         if event == "bts:unsubscribe":
             channels.discard(channel)
-            conn.subscribed.discard(symbol)
+            conn.unsubscribe(symbol)
             await conn.send(self._control("bts:unsubscription_succeeded", channel))
             return
         channels.add(channel)
         await conn.send(self._control("bts:subscription_succeeded", channel))
         if both <= channels:
-            conn.subscribed.add(symbol)
+            conn.subscribe(symbol)
         if prefix == _BOOK:
             await conn.send(self._book_frame(symbol, self.state(symbol)))
 
@@ -103,16 +101,8 @@ class FakeBitstamp(FakeExchange):
     def _control(event: str, channel: str) -> str:
         return orjson.dumps({"event": event, "channel": channel, "data": {}}).decode()
 
-    async def request_reconnect(self) -> None:
-        """Ask every client to reconnect, then close their connections after the grace."""
-        doomed = [conn for conn in self.connections if not conn.closed]
-        for conn in doomed:
-            await conn.send('{"event":"bts:request_reconnect","channel":"","data":""}')
-        await trio.sleep(self.reconnect_grace)
-        for conn in doomed:
-            if not conn.closed:
-                conn.closed = True
-                await conn.ws.aclose(1000, "reconnect requested")
+    def reconnect_frame(self, conn: FakeConnection) -> str:
+        return '{"event":"bts:request_reconnect","channel":"","data":""}'
 
     def ticker_frames(self, conn: FakeConnection, symbol: str, state: dict[str, float]) -> list[str]:
         channels = self._channels.get(conn, {_BOOK + native(symbol), _TRADES + native(symbol)})

@@ -45,7 +45,6 @@ class FakeBybit(FakeExchange):
     def __init__(self, *, idle_timeout: float = 600.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.idle_timeout = idle_timeout
-        self.pongs = 0
         self._conn_ids = itertools.count(1)
         #: Per connection: its subscribed topics, and the linear ticker data it last saw.
         self._topics: dict[FakeConnection, set[str]] = {}
@@ -66,8 +65,7 @@ class FakeBybit(FakeExchange):
             while True:  # Bybit's rule: no ping for too long and the connection is cut
                 await trio.sleep_until(self._last_ping[conn] + self.idle_timeout)
                 if trio.current_time() >= self._last_ping[conn] + self.idle_timeout:
-                    conn.closed = True
-                    await conn.ws.aclose(1000, "idle")
+                    await conn.close(1000, "idle")
                     return
         finally:
             del self._topics[conn], self._seen[conn], self._last_ping[conn]
@@ -79,7 +77,7 @@ class FakeBybit(FakeExchange):
         base = {"conn_id": f"fake-{next(self._conn_ids)}", "req_id": req_id, "op": op}
         if op == "ping":
             self._last_ping[conn] = trio.current_time()
-            self.pongs += 1
+            self.keepalives += 1
             await conn.send(orjson.dumps({"success": True, "ret_msg": "pong"} | base).decode())
             return
         if op not in ("subscribe", "unsubscribe"):
@@ -97,12 +95,12 @@ class FakeBybit(FakeExchange):
             if op == "unsubscribe":
                 self._topics[conn].discard(topic)
                 if topic.startswith("tickers."):
-                    conn.subscribed.discard(symbol)
+                    conn.unsubscribe(symbol)
                     self._seen[conn].pop(symbol, None)
                 continue
             self._topics[conn].add(topic)
             if topic.startswith("tickers."):
-                conn.subscribed.add(symbol)
+                conn.subscribe(symbol)
                 await conn.send(self._ticker_frame(conn, symbol, self.state(symbol), snapshot=True))
             else:
                 await conn.send(self._book_frame(symbol, self.state(symbol)))

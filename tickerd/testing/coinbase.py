@@ -4,7 +4,7 @@ It keeps the rules a client must follow and the habits a client must survive:
 
 * a connection that has not subscribed within 5 s is closed;
 * one channel per subscribe message (a request naming ``channels`` is answered with an
-  error and recorded in :attr:`FakeCoinbase.violations`);
+  error and recorded in :attr:`FakeExchange.violations`);
 * a ``ticker`` subscription gets a ``snapshot`` event per product, then the
   ``subscriptions`` ack, which lists the connection's whole subscription set; an unknown
   (rejected) product is silently left out of it, as Coinbase does;
@@ -57,8 +57,6 @@ class FakeCoinbase(FakeExchange):
         super().__init__(**kwargs)
         self.subscribe_deadline = subscribe_deadline
         self.idle_close = idle_close
-        #: Protocol rules a client broke (message, what was wrong).
-        self.violations: list[str] = []
         self._sessions: dict[FakeConnection, _Session] = {}
 
     def default_reject_reason(self, symbol: str) -> str:
@@ -86,11 +84,13 @@ class FakeCoinbase(FakeExchange):
         try:
             await trio.sleep(self.subscribe_deadline)
             if not session.subscribed_any:
-                await self._close(conn, "no subscribe within 5 s")
+                await conn.close(1000, "no subscribe within 5 s")
                 return
             while not conn.closed:
                 await trio.sleep(1.0)
                 if session.heartbeats:
+                    self.keepalives += 1
+                    self.notify()
                     session.heartbeat_counter += 1
                     event = {
                         "current_time": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f000 +0000 UTC"),
@@ -98,14 +98,10 @@ class FakeCoinbase(FakeExchange):
                     }
                     await conn.send(self._envelope(conn, "heartbeats", [event], time.time()))
                 elif trio.current_time() - session.last_data >= self.idle_close:
-                    await self._close(conn, "idle channels closed")
+                    await conn.close(1000, "idle channels closed")
                     return
         finally:
             self._sessions.pop(conn, None)
-
-    async def _close(self, conn: FakeConnection, reason: str) -> None:
-        conn.closed = True
-        await conn.ws.aclose(1000, reason)
 
     async def on_message(self, conn: FakeConnection, message: Any) -> None:
         if not isinstance(message, dict) or message.get("type") not in ("subscribe", "unsubscribe"):
@@ -140,9 +136,9 @@ class FakeCoinbase(FakeExchange):
         for product_id in product_ids:
             symbol = unified(product_id)
             if not subscribe:
-                conn.subscribed.discard(symbol)
+                conn.unsubscribe(symbol)
             elif symbol not in self.rejected and symbol not in conn.subscribed:
-                conn.subscribed.add(symbol)
+                conn.subscribe(symbol)
                 state = self.state(symbol)
                 await conn.send(self._ticker_frame(conn, "snapshot", symbol, state))
 

@@ -59,6 +59,7 @@ class FakeHyperliquid(FakeExchange):
             return
         method = message.get("method")
         if method == "ping":
+            self.keepalives += 1
             await conn.send('{"channel":"pong"}')
             return
         subscription = message.get("subscription")
@@ -83,11 +84,11 @@ class FakeHyperliquid(FakeExchange):
         symbol = unified(coin)
         if method == "subscribe":
             feeds.add((feed, coin))
-            conn.subscribed.add(symbol)
+            conn.subscribe(symbol)
         else:
             feeds.discard((feed, coin))
             if not any(unified(c) == symbol for _, c in feeds):
-                conn.subscribed.discard(symbol)
+                conn.unsubscribe(symbol)
         await conn.send(_dump({"channel": "subscriptionResponse", "data": message}))
         if method == "subscribe":
             await conn.send(self._frame(feed, coin, self.state(symbol)))

@@ -57,6 +57,7 @@ class FakeKraken(FakeExchange):
         if "req_id" in message:
             base["req_id"] = message["req_id"]
         if method == "ping":
+            self.keepalives += 1
             await conn.send(orjson.dumps(base | {"method": "pong"}).decode())
             return
         params = message.get("params", {})
@@ -71,9 +72,9 @@ class FakeKraken(FakeExchange):
             result = {"channel": "ticker", "symbol": symbol}
             if method == "subscribe":
                 result["snapshot"] = params.get("snapshot", True)
-                conn.subscribed.add(symbol)
+                conn.subscribe(symbol)
             else:
-                conn.subscribed.discard(symbol)
+                conn.unsubscribe(symbol)
             await conn.send(orjson.dumps(base | {"result": result, "success": True}).decode())
             if method == "subscribe" and params.get("snapshot", True):
                 await conn.send(self._frame("snapshot", symbol, self.state(symbol)))

@@ -3,8 +3,9 @@
 Like the real one it acks each subscribe arg separately and follows the ack with the current
 ticker, refuses an unknown instrument with an ``error`` event naming it only in the text (the
 other args still subscribe), answers the plain text ``ping`` with ``pong``, closes a connection
-it has pushed nothing to for ``idle_timeout`` seconds (30 s on OKX), and on :meth:`notice`
-sends the 64008 service-upgrade notice and closes every connection some seconds later.
+it has pushed nothing to for ``idle_timeout`` seconds (30 s on OKX), and on
+:meth:`FakeExchange.request_reconnect` sends the 64008 service-upgrade notice and closes every
+connection some seconds later.
 """
 
 from __future__ import annotations
@@ -48,12 +49,10 @@ class FakeOKX(FakeExchange):
     def __init__(self, *, idle_timeout: float = 30.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.idle_timeout = idle_timeout
-        self.pongs = 0
         self._conn_ids = itertools.count(0xA4D3AE55)
-        #: Per connection: its id, when it was last pushed a frame, when the fake will close it.
+        #: Per connection: its id, when it was last pushed a frame.
         self._ids: dict[FakeConnection, str] = {}
         self._last_sent: dict[FakeConnection, float] = {}
-        self._close_at: dict[FakeConnection, float] = {}
 
     def default_reject_reason(self, symbol: str) -> str:
         return f"channel:tickers,instId:{_inst_id(symbol)} doesn't exist"
@@ -66,15 +65,11 @@ class FakeOKX(FakeExchange):
         try:
             while True:  # OKX's rule: nothing pushed for 30 s and the connection is cut
                 await trio.sleep(1.0)
-                now = trio.current_time()
-                idle = now - self._last_sent[conn] >= self.idle_timeout
-                if idle or now >= self._close_at.get(conn, now + 1):
-                    conn.closed = True
-                    await conn.ws.aclose(1000, "idle" if idle else "service upgrade")
+                if trio.current_time() - self._last_sent[conn] >= self.idle_timeout:
+                    await conn.close(1000, "idle")
                     return
         finally:
             del self._ids[conn], self._last_sent[conn]
-            self._close_at.pop(conn, None)
 
     async def _send(self, conn: FakeConnection, frame: dict[str, Any] | str) -> None:
         self._last_sent[conn] = trio.current_time()
@@ -82,7 +77,7 @@ class FakeOKX(FakeExchange):
 
     async def on_message(self, conn: FakeConnection, message: Any) -> None:
         if message == "ping":
-            self.pongs += 1
+            self.keepalives += 1
             await self._send(conn, "pong")
             return
         conn_id = self._ids[conn]
@@ -103,9 +98,9 @@ class FakeOKX(FakeExchange):
                 continue
             await self._send(conn, {"event": op, "arg": arg, "connId": conn_id})
             if op == "unsubscribe":
-                conn.subscribed.discard(symbol)
+                conn.unsubscribe(symbol)
                 continue
-            conn.subscribed.add(symbol)
+            conn.subscribe(symbol)
             for frame in self.ticker_frames(conn, symbol, self.state(symbol)):
                 await self._send(conn, frame)
 
@@ -118,17 +113,14 @@ class FakeOKX(FakeExchange):
             self._last_sent[conn] = now
         return sent
 
-    async def notice(self, close_after: float = 30.0) -> None:
-        """Announce a service upgrade (code 64008) and close every connection ``close_after`` s later."""
-        for conn in list(self.connections):
-            self._close_at[conn] = trio.current_time() + close_after
-            notice = {
-                "event": "notice",
-                "code": "64008",
-                "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
-                "connId": self._ids.get(conn, ""),
-            }
-            await self._send(conn, notice)
+    def reconnect_frame(self, conn: FakeConnection) -> str:
+        notice = {
+            "event": "notice",
+            "code": "64008",
+            "msg": "The connection will soon be closed for a service upgrade. Please reconnect.",
+            "connId": self._ids.get(conn, ""),
+        }
+        return orjson.dumps(notice).decode()
 
     def ticker_frames(self, conn: FakeConnection, symbol: str, state: dict[str, float]) -> list[str]:
         swap = ":" in symbol

@@ -1,9 +1,15 @@
 """The machinery every fake exchange shares: a trio-websocket server on 127.0.0.1.
 
 A fake speaks one exchange's real protocol (subclasses format real frames) and can be told
-to misbehave: reject a symbol, drop every connection, go silent, send junk, refuse new
-connections.  Tests wait on it with :meth:`FakeExchange.wait_until` (a trio condition,
-re-checked on every change), never with sleeps.
+to misbehave, every fake the same way, so that one conformance suite drives them all: reject a
+symbol (:meth:`FakeExchange.reject`), drop every connection (:meth:`FakeExchange.drop`), go
+silent (:attr:`FakeExchange.silent`), send junk (:meth:`FakeExchange.send_raw`), ask clients to
+reconnect (:meth:`FakeExchange.request_reconnect`), close connections at a forced lifetime
+(:attr:`FakeExchange.lifetime`), refuse new connections (:attr:`FakeExchange.refuse`).  What a
+client did is recorded the same way too: subscription changes (:attr:`FakeExchange.changes`),
+keepalive duties performed (:attr:`FakeExchange.keepalives`), protocol rules broken
+(:attr:`FakeExchange.violations`).  Tests wait on it with
+:meth:`FakeExchange.wait_until` (a condition re-checked on every change), never with sleeps.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import orjson
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+
+from tickerd.broadcast import Broadcast
 
 
 class FakeConnection:
@@ -38,6 +46,18 @@ class FakeConnection:
         conn.fake, conn.subscribed, conn.opened_at, conn.closed = fake, set(symbols), 0.0, True
         return conn
 
+    def subscribe(self, symbol: str) -> None:
+        """Record that this client is now subscribed to ``symbol`` (the fake's protocol said so)."""
+        if symbol not in self.subscribed:
+            self.subscribed.add(symbol)
+            self.fake.changes.append((self, "subscribe", symbol))
+
+    def unsubscribe(self, symbol: str) -> None:
+        """Record that this client is no longer subscribed to ``symbol``."""
+        if symbol in self.subscribed:
+            self.subscribed.discard(symbol)
+            self.fake.changes.append((self, "unsubscribe", symbol))
+
     async def send(self, text: str | bytes) -> None:
         """Send unless the fake went silent; a vanished client is not an error here."""
         if self.fake.silent or self.closed:
@@ -51,6 +71,12 @@ class FakeConnection:
         """Close the TCP connection without a websocket close handshake."""
         self.closed = True
         await self.ws._close_stream()
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a websocket close frame, as a server that means it does."""
+        if not self.closed:
+            self.closed = True
+            await self.ws.aclose(code, reason)
 
 
 class FakeExchange:
@@ -69,15 +95,25 @@ class FakeExchange:
         #: Every message clients sent, decoded when it was JSON, and when (trio clock) it came.
         self.received: list[Any] = []
         self.received_times: list[float] = []
-        #: symbol → reason: subscriptions to these are refused the exchange's way.
+        #: symbol → reason: subscriptions to these are refused the exchange's way (or, where
+        #: the exchange accepts unknown symbols silently, accepted and never served).
         self.rejected: dict[str, str] = {}
+        #: Every subscription change a client made, in order: (connection, op, symbol).
+        self.changes: list[tuple[FakeConnection, str, str]] = []
+        #: Protocol rules a client broke (fakes that check a rule record it here).
+        self.violations: list[str] = []
+        #: Keepalive duties clients performed the exchange's way: their pings answered, the
+        #: server's pings answered, heartbeats sent because a client asked for them.
+        self.keepalives = 0
+        #: Close every connection this many seconds after it opened (Binance's 24 h limit).
+        self.lifetime: float | None = None
         self.silent = False
         self.refuse = False
         #: Per-symbol market state (unified field names); pushes update and send it.
         self.market: dict[str, dict[str, float]] = {}
         self.port = 0
         self._rng = random.Random(seed)
-        self._changed = trio.Event()
+        self._changed = Broadcast[None]()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -104,8 +140,7 @@ class FakeExchange:
 
     def notify(self) -> None:
         """Wake everything waiting in :meth:`wait_until`."""
-        self._changed.set()
-        self._changed = trio.Event()
+        self._changed.fire(None)
 
     async def wait_until(self, predicate: Callable[[], object]) -> None:
         """Return once ``predicate()`` is true; re-checked on every change to the fake."""
@@ -149,8 +184,18 @@ class FakeExchange:
     async def close_all(self, code: int = 1001, reason: str = "going away") -> None:
         """Close every connection with a websocket close frame."""
         for conn in list(self.connections):
-            conn.closed = True
-            await conn.ws.aclose(code, reason)
+            await conn.close(code, reason)
+
+    async def request_reconnect(self, grace: float = 5.0) -> None:
+        """Ask every client to reconnect, the exchange's way, and close the connections that
+        are still open ``grace`` seconds later (what a server does before maintenance or a
+        restart).  Exchanges without such a request raise ``NotImplementedError``."""
+        doomed = [conn for conn in self.connections if not conn.closed]
+        for conn in doomed:
+            await conn.send(self.reconnect_frame(conn))
+        await trio.sleep(grace)
+        for conn in doomed:
+            await conn.close(1001, "reconnect requested")
 
     def state(self, symbol: str) -> dict[str, float]:
         """The symbol's market state, invented plausibly on first use."""
@@ -199,6 +244,10 @@ class FakeExchange:
     def default_reject_reason(self, symbol: str) -> str:
         return f"unknown symbol {symbol}"
 
+    def reconnect_frame(self, conn: FakeConnection) -> str:
+        """The frame by which the exchange asks ``conn``'s client to reconnect."""
+        raise NotImplementedError(f"{self.name} has no reconnect request")
+
     def bench_frames(self, symbols: list[str], count: int) -> tuple[list[str], list[str]]:
         """Frames for decode benchmarks: ``(setup, updates)``.
 
@@ -229,12 +278,18 @@ class FakeExchange:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.on_connect, conn)
+                if self.lifetime is not None:
+                    nursery.start_soon(self._expire, conn, self.lifetime)
                 await self._read(conn)
                 nursery.cancel_scope.cancel()
         finally:
             conn.closed = True
             self.connections.remove(conn)
             self.notify()
+
+    async def _expire(self, conn: FakeConnection, lifetime: float) -> None:
+        await trio.sleep(lifetime)
+        await conn.close(1001, "connection lifetime reached")
 
     async def _read(self, conn: FakeConnection) -> None:
         while True:

@@ -3,10 +3,16 @@
 Everything above this module speaks :class:`Connection` and :class:`TransportError` only, so
 the websocket engine can be swapped (per exchange or globally) without touching the I/O loop.
 Each engine module implements :func:`connect` for its library; nothing else imports them.
+
+The error contract, the same for every engine: a connection that cannot be opened, fails or
+closes raises :class:`TransportError` (from ``connect``, ``send``, ``receive`` and the close
+on exit), never an exception group and never a library's own exception; the caller's own
+exceptions, ``trio.Cancelled`` and ``KeyboardInterrupt`` pass through ``connect`` untouched.
 """
 
 from __future__ import annotations
 
+import importlib
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -53,12 +59,16 @@ class Target:
 
     @classmethod
     def parse(cls, url: str) -> Target:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # a port that is not a number raises here
+        except ValueError:
+            raise TransportError(f"not a websocket URL: {url!r}") from None
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise TransportError(f"not a websocket URL: {url!r}")
         secure = parts.scheme == "wss"
         resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(parts.hostname, parts.port or (443 if secure else 80), resource, secure)
+        return cls(parts.hostname, port or (443 if secure else 80), resource, secure)
 
 
 async def open_stream(
@@ -83,7 +93,7 @@ async def open_stream(
             try:
                 await tls.do_handshake()
             except BaseException:
-                await trio.aclose_forcefully(tcp)
+                await drop(tcp)
                 raise
             return tls
     except trio.TooSlowError:
@@ -94,15 +104,33 @@ async def open_stream(
         raise TransportError(f"{target.host}:{target.port}: {exc.strerror or exc}") from exc
 
 
-def _engines() -> dict[str, Connector]:
-    from tickerd.transport import trio_websocket_engine, websockets_engine
+async def drop(stream: trio.abc.AsyncResource) -> None:
+    """Close ``stream`` at once (no close handshake), without a checkpoint that could raise.
 
-    return {"trio-websocket": trio_websocket_engine.connect, "websockets": websockets_engine.connect}
+    Engines call it while an exception is in flight: an outer cancellation must not replace
+    that exception (a KeyboardInterrupt, the caller's own error) with a ``Cancelled``, which
+    ``trio.aclose_forcefully`` alone would raise in an already cancelled scope.
+    """
+    with trio.CancelScope(shield=True):
+        await trio.aclose_forcefully(stream)
+
+
+#: The selectable engines, by the module implementing each one's ``connect``: imported when a
+#: connection uses it, so loading the configuration (as ``tickerd status`` does) loads none.
+_ENGINES = {
+    "trio-websocket": "tickerd.transport.trio_websocket_engine",
+    "websockets": "tickerd.transport.websockets_engine",
+}
+
+
+def _engine(name: str) -> Connector:
+    connect: Connector = importlib.import_module(_ENGINES[name]).connect
+    return connect
 
 
 def engine_names() -> list[str]:
     """The selectable engines."""
-    return sorted(_engines())
+    return sorted(_ENGINES)
 
 
 def ssl_context_for(url: str, ca_file: str | None = None) -> ssl.SSLContext | None:
@@ -123,5 +151,5 @@ async def connect(
     """
     if ssl_context is None:
         ssl_context = ssl_context_for(url)
-    async with _engines()[engine](url, ssl_context) as connection:
+    async with _engine(engine)(url, ssl_context) as connection:
         yield connection

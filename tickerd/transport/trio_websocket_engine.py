@@ -1,4 +1,8 @@
-"""The trio-websocket engine (wsproto underneath); it answers protocol pings by itself."""
+"""The trio-websocket engine (wsproto underneath); it answers protocol pings by itself.
+
+Like the other engine it raises :class:`~tickerd.transport.TransportError` only, never an
+exception group, although the library runs a task of its own (see :func:`connect`).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,16 @@ import trio
 import trio_websocket
 import wsproto.utilities
 
-from tickerd.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, Target, TransportError, open_stream
+from tickerd.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, Target, TransportError, drop, open_stream
 
 _FAILURES = (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError, ssl.SSLError)
 #: trio-websocket answers an invalid handshake *response* (a wrong ``Sec-WebSocket-Accept``)
 #: with an HTTP rejection that h11 refuses to send as a client; wsproto's complaint about the
 #: response is up that error's ``__context__`` chain.
 _BAD_RESPONSE = h11.LocalProtocolError
+#: What may leave the connection's nursery when the connection fails (its reader task, the
+#: handshake's time limit): each becomes a TransportError.
+_CONNECTION_FAILURES = (trio.TooSlowError, trio_websocket.ConnectionClosed, _BAD_RESPONSE, *_FAILURES)
 
 
 def _reported(error: BaseException) -> BaseException:
@@ -54,14 +61,18 @@ class _Connection:
 
 @asynccontextmanager
 async def connect(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator[_Connection]:
-    """Open ``url``; failures to connect become :class:`TransportError`.
+    """Open ``url``; what goes wrong with the connection is one :class:`TransportError`.
 
-    Exceptions from the body come out of this context manager inside an exception group
-    (the library's reader task lives in a nursery here); callers use ``except*``.
+    trio-websocket runs its reader task in a nursery of ours, and under trio's strict
+    exception groups everything that leaves a nursery is wrapped in a group, the body's own
+    exceptions included.  This context manager unwraps it (see :func:`_unwrapped`), so the
+    caller sees what the seam promises and needs no ``except*``.
     """
     target = Target.parse(url)
     stream = await open_stream(target, ssl_context)
     host = target.host if target.port in (80, 443) else f"{target.host}:{target.port}"
+    body_error: BaseException | None = None
+    error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(CONNECT_TIMEOUT):
@@ -75,19 +86,62 @@ async def connect(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator
                 )
             try:
                 yield _Connection(ws)
-            except BaseException:
+            except BaseException as exc:
                 # Cancelled or failed: the library's reader is being cancelled too and could
-                # not complete a close handshake, so drop the connection at once.
-                await trio.aclose_forcefully(stream)
+                # not complete a close handshake; the connection is dropped below.
+                body_error = exc
                 raise
             else:
                 with trio.move_on_after(2.0, shield=True):
                     await ws.aclose()
-                # After a protocol failure of its own, trio-websocket leaves the TCP
-                # connection open: close it, whatever state the library is in.
-                await trio.aclose_forcefully(stream)
             finally:
                 nursery.cancel_scope.cancel()
-    except* (trio.TooSlowError, trio_websocket.ConnectionClosed, _BAD_RESPONSE, *_FAILURES) as group:
-        await trio.aclose_forcefully(stream)
-        raise TransportError(f"{url}: {_reported(group.exceptions[0])!r}") from group
+    except BaseExceptionGroup as group:
+        error = _unwrapped(group, body_error, url)
+    finally:
+        # After a protocol failure of its own, trio-websocket leaves the TCP connection
+        # open: close it, whatever state the library is in.
+        await drop(stream)
+    if error is not None:
+        # Raised here, outside the handler, so that the group it came from (which contains
+        # it) does not become its ``__context__``.
+        raise error
+
+
+def _unwrapped(
+    group: BaseExceptionGroup[BaseException], body_error: BaseException | None, url: str
+) -> BaseException:
+    """The one exception :func:`connect` raises for the ``group`` that left its nursery.
+
+    The group holds at most the body's exception, the library reader's, and a failed
+    handshake or close.  In order of precedence: an interrupt (``KeyboardInterrupt``); the
+    body's own exception, untouched; a cancellation (a ``Cancelled`` in the group means a
+    scope outside this one is cancelled: it must reach that scope, never become a
+    TransportError); an exception that is no connection failure (a bug), as it is; and
+    last the first connection failure, as :class:`TransportError`.
+    """
+    first = min(_leaves(group, body_error), key=lambda leaf: _precedence(leaf, body_error))
+    if first is body_error or not isinstance(first, _CONNECTION_FAILURES):
+        return first
+    failure = TransportError(f"{url}: {_reported(first)!r}")
+    failure.__cause__ = first
+    return failure
+
+
+def _leaves(error: BaseException, body_error: BaseException | None) -> list[BaseException]:
+    """The exceptions in a (nested) group, in order; the body's exception counts as one,
+    even if it is a group of its own (that is the body's business, not this engine's)."""
+    if error is body_error or not isinstance(error, BaseExceptionGroup):
+        return [error]
+    return [leaf for inner in error.exceptions for leaf in _leaves(inner, body_error)]
+
+
+def _precedence(error: BaseException, body_error: BaseException | None) -> int:
+    """Rank for :func:`_unwrapped` (lowest first)."""
+    if error is body_error:
+        return 1
+    if isinstance(error, trio.Cancelled):
+        return 2
+    if not isinstance(error, Exception):
+        return 0  # KeyboardInterrupt, SystemExit
+    return 4 if isinstance(error, _CONNECTION_FAILURES) else 3

@@ -24,14 +24,14 @@ from contextlib import asynccontextmanager
 
 import trio
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidState
+from websockets.exceptions import InvalidState, InvalidURI
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import USER_AGENT
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from tickerd.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, Target, TransportError, open_stream
+from tickerd.transport import CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, Target, TransportError, drop, open_stream
 
 #: Bytes asked of the socket per read: a burst of frames is parsed in one go.
 RECEIVE_SIZE = 64 * 1024
@@ -202,10 +202,14 @@ async def connect(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator
     :data:`MAX_MESSAGE_SIZE` fail the connection (close code 1009).
     """
     target = Target.parse(url)
+    try:
+        uri = parse_uri(url)
+    except InvalidURI as exc:
+        raise TransportError(f"not a websocket URL: {exc}") from exc
     stream = await open_stream(target, ssl_context)
     try:
         protocol = ClientProtocol(
-            parse_uri(url),
+            uri,
             extensions=enable_client_permessage_deflate(None),
             max_size=MAX_MESSAGE_SIZE,
         )
@@ -213,19 +217,19 @@ async def connect(url: str, ssl_context: ssl.SSLContext | None) -> AsyncIterator
         with trio.fail_after(CONNECT_TIMEOUT):
             await conn.handshake()
     except trio.TooSlowError:
-        await trio.aclose_forcefully(stream)
+        await drop(stream)
         raise TransportError(f"{url}: websocket handshake timed out") from None
     except TransportError as exc:
-        await trio.aclose_forcefully(stream)
+        await drop(stream)
         raise TransportError(f"{url}: {exc}") from exc
     except BaseException:
-        await trio.aclose_forcefully(stream)
+        await drop(stream)
         raise
     try:
         yield conn
     except BaseException:
         # Cancelled or failed: no time for a close handshake; drop the connection at once.
-        await trio.aclose_forcefully(stream)
+        await drop(stream)
         raise
     else:
         # If the peer went away first, closing the stream is all that is left to do.

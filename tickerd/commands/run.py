@@ -1,0 +1,104 @@
+"""``tickerd [run] [--config FILE] [--metrics-port PORT]``: the daemon in the foreground.
+
+Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid configuration (before
+any connection is opened), 1 when a second signal cut the shutdown short.
+
+It imports the daemon and Prometheus (:mod:`tickerd.metrics`) at the top, as the commands that
+need them do: :mod:`tickerd.commands.main` imports a command's module only to run it (or to
+show every command's help), so ``status`` and ``watch`` start without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+import trio
+from loguru import logger
+
+from tickerd import embedded, logs
+from tickerd.commands import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    METRICS_HELP,
+    add_config_option,
+    load_or_report,
+)
+from tickerd.config import Config, ConfigError
+from tickerd.daemon import serve
+from tickerd.metrics import Metrics
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="run the daemon (the default)")
+    add_config_option(run)
+    run.add_argument("--metrics-port", type=int, metavar="PORT", default=argparse.SUPPRESS, help=METRICS_HELP)
+    run.set_defaults(func=run_daemon)
+
+
+async def run_until_signalled(config: Config, metrics_port: int | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
+
+    Returns the exit status: 0, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
+    """
+    status = EXIT_OK
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as outer:
+            serve_scope = trio.CancelScope()
+
+            async def _serve() -> None:
+                nonlocal status
+                with serve_scope:
+                    async with trio.open_nursery() as nursery:
+                        daemon = await nursery.start(serve, config)
+                        if metrics_port is not None:
+                            try:
+                                await nursery.start(Metrics(daemon).serve, metrics_port)
+                            except OSError as exc:
+                                logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
+                                status = EXIT_CONFIG
+                                nursery.cancel_scope.cancel()
+                outer.cancel_scope.cancel()
+
+            outer.start_soon(_serve)
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if serve_scope.cancel_called:
+                    logger.warning("{signal} again: exiting now", signal=name)
+                    os._exit(EXIT_INTERRUPTED)
+                logger.info("{signal}: shutting down (flushing Redis writes)", signal=name)
+                serve_scope.cancel()
+    return status
+
+
+def _run(config: Config, metrics_port: int | None) -> int:
+    """:func:`run_until_signalled` in trio; a configuration error found once running (the
+    database source's missing schema) is reported like any other, with exit status 2."""
+    failure: BaseException | None = None
+    try:
+        return trio.run(run_until_signalled, config, metrics_port)
+    except* ConfigError as group:
+        failure = group
+    while isinstance(failure, BaseExceptionGroup):  # the nurseries it came through wrapped it
+        failure = failure.exceptions[0]
+    print(f"tickerd: configuration error: {failure}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """``tickerd run``: the daemon in the foreground until a signal."""
+    config = load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+    logs.configure(config.log)
+    try:
+        with embedded.resolved(config) as config:
+            status = _run(config, args.metrics_port)
+    except embedded.EmbeddedRedisError as exc:
+        logger.error("{error}", error=str(exc))
+        return EXIT_CONFIG
+    logger.info("tickerd stopped")
+    return status
