@@ -160,7 +160,7 @@ async def test_a_state_change_is_written_at_once(
     put_at = next(
         t
         for t, k, value in puts
-        if k == key and value and snapshots.loads(value, ExchangeRecord).state == "reconnecting"
+        if k == key and value and snapshots.loads(value, ExchangeRecord, key).state == "reconnecting"
     )
     assert put_at - dropped < 1.0  # at once, not at the next 30 s interval
     assert exchanges["kraken"].reconnects >= 1 and exchanges["kraken"].connections == 0

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 import trio
 
@@ -118,3 +119,21 @@ def test_an_old_heartbeat_means_down(redis_client: redis.Redis, prefix: str) -> 
     redis_client.set(RedisLayout(prefix).heartbeat(), snapshots.dumps(heartbeat), ex=30)
     report = read_report(redis_client, REDIS_URL, prefix)
     assert report.level == 2 and report.reasons == ["heartbeat is 75 s old: tickerd is hung or gone"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"not json", "is not JSON"),
+        (b'{"state": "running", "time": 1.0}', "is not a Heartbeat: required field missing @ $.started"),
+    ],
+)
+def test_an_unreadable_heartbeat_is_reported_not_a_crash(
+    redis_client: redis.Redis, prefix: str, raw: bytes, problem: str
+) -> None:
+    """A heartbeat of an incompatible version (or another program's value) makes status say so."""
+    key = RedisLayout(prefix).heartbeat()
+    redis_client.set(key, raw, ex=30)
+    report = read_report(redis_client, REDIS_URL, prefix)
+    [reason] = report.reasons
+    assert report.level == 2 and f"{key} {problem}" in reason

@@ -153,17 +153,18 @@ class RedisLayout:
     def read_health(self, client: redis.Redis) -> tuple[Heartbeat | None, dict[str, ExchangeRecord]]:
         """The heartbeat (``None`` when absent: never started, or expired) and the record of
         every exchange it lists that has one, as ``tickerd status`` and ``watch`` read them
-        (blocking: redis-py)."""
+        (blocking: redis-py).  A record that cannot be read raises
+        :class:`~tickerd.snapshots.UnreadableRecord`."""
         raw = client.get(self.heartbeat())
         if raw is None:
             return None, {}
-        heartbeat = snapshots.loads(raw, Heartbeat)
+        heartbeat = snapshots.loads(raw, Heartbeat, self.heartbeat())
         exchanges: dict[str, ExchangeRecord] = {}
         names = heartbeat.exchanges
         if names:
             for name, value in zip(names, client.mget([self.health(n) for n in names]), strict=True):
                 if value is not None:
-                    exchanges[name] = snapshots.loads(value, ExchangeRecord)
+                    exchanges[name] = snapshots.loads(value, ExchangeRecord, self.health(name))
         return heartbeat, exchanges
 
     def owned_pattern(self) -> str:

@@ -147,6 +147,18 @@ def dumps(value: object) -> bytes:
     return orjson.dumps(converter.unstructure(value))
 
 
-def loads(raw: bytes | str, cls: type[T]) -> T:
-    """A stored snapshot back as ``cls``."""
-    return converter.structure(orjson.loads(raw), cls)
+class UnreadableRecord(ValueError):
+    """A stored record that is not the JSON of ``cls``: another program's value under the key,
+    or a record of an incompatible tickerd version.  Readers report it instead of crashing."""
+
+
+def loads(raw: bytes | str, cls: type[T], key: str) -> T:
+    """The record stored at ``key`` back as ``cls``; :class:`UnreadableRecord` names the key and
+    what is wrong with it."""
+    try:
+        return converter.structure(orjson.loads(raw), cls)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableRecord(f"{key} is not JSON ({exc})") from None
+    except cattrs.BaseValidationError as exc:
+        problems = "; ".join(cattrs.transform_error(exc))
+        raise UnreadableRecord(f"{key} is not a {cls.__name__}: {problems}") from None

@@ -21,7 +21,14 @@ from tickerd import embedded
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
 from tickerd.health import DEGRADED, DOWN, LEVELS, assess
 from tickerd.layout import RedisLayout
-from tickerd.snapshots import DatabaseSourceSnapshot, ExchangeRecord, ExchangeSnapshot, Heartbeat, converter
+from tickerd.snapshots import (
+    DatabaseSourceSnapshot,
+    ExchangeRecord,
+    ExchangeSnapshot,
+    Heartbeat,
+    UnreadableRecord,
+    converter,
+)
 
 #: A heartbeat older than this many health intervals means the daemon is not working.
 HEARTBEAT_INTERVALS = 2
@@ -72,6 +79,8 @@ def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
         heartbeat, exchanges = RedisLayout(prefix).read_health(client)
     except (redis.RedisError, OSError) as exc:
         return report(DOWN, [f"Redis at {url} is not reachable: {exc}"])
+    except UnreadableRecord as exc:
+        return report(DOWN, [f"cannot read tickerd's records (another version, or not tickerd's): {exc}"])
     if heartbeat is None:
         where = f"{url} (prefix {prefix!r})" if prefix else url
         return report(DOWN, [f"tickerd is not running: no heartbeat in Redis at {where}"])
