@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,6 +19,7 @@ from loguru import logger
 from psycopg import sql
 
 import tickerd
+from tests.processes import RedisServer
 from tickerd.config import Config, structure
 from tickerd.layout import RedisLayout
 from tickerd.snapshots import DaemonHealth, DatabaseSourceSnapshot, SourceSnapshot
@@ -209,15 +209,16 @@ async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytear
         seen.extend(chunk)
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now (for servers a test starts itself)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def until(fake: FakeExchange, predicate: Callable[[], object], within: float = 10) -> None:
     """``fake.wait_until`` with a guard, so a broken adapter fails instead of hanging."""
     with trio.fail_after(within):
         await fake.wait_until(predicate)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A started redis-server of the test's own, killed afterwards whatever state it is in."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.kill()

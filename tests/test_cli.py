@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from tests.conftest import Updates, cli_config, read_until, run_cli, start_fake
+from tests.processes import daemon_process
 from tickerd.commands.main import COMMANDS, build_parser, main
 from tickerd.testing import FakeKraken
 
@@ -89,22 +90,14 @@ async def test_a_second_signal_exits_at_once(nursery: trio.Nursery, tmp_path: Pa
     kraken = await start_fake(nursery, FakeKraken())
     # Redis is unreachable, so the shutdown flush would wait out its 60 s grace period.
     path = cli_config(tmp_path, kraken.url, prefix, redis_url="redis://127.0.0.1:1/0", grace=60.0)
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "tickerd", "--config", str(path)], stderr=subprocess.PIPE
-    )
-    assert process.stderr is not None
-    log = bytearray()
-    try:
+    async with daemon_process(["--config", str(path)]) as daemon:
         with trio.fail_after(20):
             await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
-            await read_until(process.stderr, b"Redis unreachable", log)
-            process.send_signal(signal.SIGTERM)
-            await read_until(process.stderr, b"SIGTERM: shutting down", log)
-        with trio.fail_after(5):  # far less than the grace period
-            process.send_signal(signal.SIGTERM)
-            assert await process.wait() == 1
-    finally:
-        process.kill()
+        await daemon.wait_log("Redis unreachable")
+        daemon.signal(signal.SIGTERM)
+        await daemon.wait_log("SIGTERM: shutting down")
+        daemon.signal(signal.SIGTERM)
+        assert await daemon.wait(within=5) == 1  # far less than the grace period
 
 
 def test_config_option_works_after_the_run_command(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import tickerd
 from tests.conftest import (
     Updates,
     cli_config,
-    free_port,
     make_config,
     read_until,
     run_cli,
@@ -23,6 +22,7 @@ from tests.conftest import (
     start_fake,
     wait_health,
 )
+from tests.processes import free_port
 from tickerd.metrics import Metrics
 from tickerd.testing import FakeKraken
 

@@ -23,7 +23,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from tests.conftest import free_port
+from tests.processes import free_port
 from tickerd import transport
 from tickerd.transport import trio_websocket_engine
 

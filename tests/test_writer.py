@@ -2,66 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
-
-import pytest
 import redis
 import trio
 
-from tests.conftest import free_port, make_config, start_daemon, start_fake, stored
+from tests.conftest import make_config, start_daemon, start_fake, stored
+from tests.processes import RedisServer
 from tickerd.layout import RedisLayout
 from tickerd.model import Ticker
 from tickerd.testing import FakeKraken
 from tickerd.writer import RedisWriter
 from tickerd.writer.bridge import execute
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, so it can be stopped and restarted mid-stream."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        for line in self.process.stdout:  # wait for the server's own "ready" line
-            if b"Ready to accept connections" in line:
-                return
-        raise RuntimeError("redis-server exited before it was ready")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.stop()
 
 
 async def until_redis_up(writer: RedisWriter, up: bool) -> None:
@@ -115,21 +65,21 @@ async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redi
 
 
 async def test_redis_restart_mid_stream_keeps_the_latest_values(
-    nursery: trio.Nursery, private_redis: PrivateRedis
+    nursery: trio.Nursery, redis_server: RedisServer
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
     config = make_config(
-        "", {"kraken": kraken}, {"kraken": ["BTC/USD", "ETH/USD"]}, redis={"url": private_redis.url}
+        "", {"kraken": kraken}, {"kraken": ["BTC/USD", "ETH/USD"]}, redis={"url": redis_server.url}
     )
     daemon = await start_daemon(nursery, config)
-    client = redis.Redis.from_url(private_redis.url)
+    client = redis.Redis.from_url(redis_server.url)
     await kraken.wait_until(lambda: kraken.is_subscribed("ETH/USD"))
     await kraken.push("BTC/USD", last=1.0)
     with trio.fail_after(10):
         while (stored(client, "", "kraken", "BTC/USD") or {}).get("last") != 1.0:
             await daemon.writer.flushed()
 
-    private_redis.stop()
+    redis_server.kill()
     for price in (2.0, 3.0, 4.0):
         await kraken.push("BTC/USD", last=price)
     await kraken.push("ETH/USD", last=40.0)
@@ -137,7 +87,7 @@ async def test_redis_restart_mid_stream_keeps_the_latest_values(
         await until_redis_up(daemon.writer, False)
     assert daemon.health().writer.redis_up is False
 
-    private_redis.start()  # an empty server: everything must be written again
+    redis_server.start()  # an empty server: everything must be written again
     with trio.fail_after(15):
         await until_redis_up(daemon.writer, True)
     assert (stored(client, "", "kraken", "BTC/USD") or {}).get("last") == 4.0

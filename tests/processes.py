@@ -1,0 +1,150 @@
+"""Real processes for fault tests: redis-servers of a test's own and the daemon as a subprocess.
+
+Fault tests break servers (kill -9, SIGSTOP, restart empty, passwords), so they never touch the
+shared Redis: each starts a :class:`RedisServer` on a free port.  The daemon runs as
+``python -m tickerd`` (:class:`DaemonProcess`), exactly as an operator runs it, and its log is
+read as it is written, so tests wait on log lines and on Redis, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for servers a test starts itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server of the test's own on 127.0.0.1, which the test may break at will."""
+
+    def __init__(self, *, password: str | None = None) -> None:
+        self.port = free_port()
+        self.password = password
+        self.process: subprocess.Popen[bytes] | None = None
+        self.paused = False
+
+    @property
+    def url(self) -> str:
+        """The URL a client uses (with the password, when the server has one)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start an empty server on :attr:`port` and return once it accepts connections."""
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no"]
+        if self.password:
+            command += ["--requirepass", self.password]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE)
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # the server's own "ready" line
+            if b"Ready to accept connections" in line:
+                return
+        raise RuntimeError("redis-server exited before it was ready")
+
+    def kill(self) -> None:
+        """``kill -9``: the server vanishes with everything it held."""
+        if self.process is not None:
+            if self.paused:
+                self.resume()
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def restart(self) -> None:
+        """Kill the server and start an empty one on the same port."""
+        self.kill()
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs, its connections stay open and unanswered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT: the hung server answers again."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+        self.paused = False
+
+
+class DaemonProcess:
+    """``python -m tickerd ARGS`` with its standard error read continuously into :attr:`log`."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.log = bytearray()
+        #: True once the daemon closed its standard error (it exited): no more log will come.
+        self.ended = False
+        self._grew = trio.Event()
+
+    @property
+    def output(self) -> str:
+        """Everything the daemon logged so far."""
+        return self.log.decode(errors="replace")
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for chunk in self.process.stderr:
+            self.log += chunk
+            self._announce()
+        self.ended = True
+        self._announce()
+
+    def _announce(self) -> None:
+        self._grew.set()
+        self._grew = trio.Event()
+
+    async def wait_log(self, marker: str, *, within: float = 20.0) -> None:
+        """Return once ``marker`` appears in the log (the log up to now included)."""
+        with trio.fail_after(within):
+            while marker.encode() not in self.log and not self.ended:
+                await self._grew.wait()
+        assert marker.encode() in self.log, f"{marker!r} not logged:\n{self.output}"
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def wait(self, *, within: float = 20.0) -> int:
+        """The exit status, once the daemon has exited."""
+        with trio.fail_after(within):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def daemon_process(
+    args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> AsyncIterator[DaemonProcess]:
+    """Run the daemon for the duration of the block; killed at the end if still running."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tickerd", *args],
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+    daemon = DaemonProcess(process)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon._read)
+        try:
+            yield daemon
+        finally:
+            if process.returncode is None:
+                process.kill()
+            with trio.move_on_after(5, shield=True):
+                await process.wait()
+            nursery.cancel_scope.cancel()
