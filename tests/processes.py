@@ -19,6 +19,8 @@ from pathlib import Path
 
 import trio
 
+from tickerd.broadcast import Broadcast
+
 
 def free_port() -> int:
     """A TCP port nothing listens on right now (for servers a test starts itself)."""
@@ -91,7 +93,7 @@ class DaemonProcess:
         self.log = bytearray()
         #: True once the daemon closed its standard error (it exited): no more log will come.
         self.ended = False
-        self._grew = trio.Event()
+        self._grew: Broadcast[None] = Broadcast()
 
     @property
     def output(self) -> str:
@@ -102,13 +104,9 @@ class DaemonProcess:
         assert self.process.stderr is not None
         async for chunk in self.process.stderr:
             self.log += chunk
-            self._announce()
+            self._grew.fire(None)
         self.ended = True
-        self._announce()
-
-    def _announce(self) -> None:
-        self._grew.set()
-        self._grew = trio.Event()
+        self._grew.fire(None)
 
     async def wait_log(self, marker: str, *, within: float = 20.0) -> None:
         """Return once ``marker`` appears in the log (the log up to now included)."""
