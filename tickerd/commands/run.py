@@ -1,7 +1,9 @@
 """``tickerd [run] [--config FILE] [--metrics-port PORT]``: the daemon in the foreground.
 
-Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid configuration (before
-any connection is opened), 1 when a second signal cut the shutdown short.
+Exit status: 0 after a clean shutdown (SIGINT/SIGTERM) with every latest value written, 2 for an
+invalid configuration (before any connection is opened), 1 when latest values were left
+unwritten (Redis did not take them within ``shutdown_grace``; the log names how many) or a
+second signal cut the shutdown short.
 
 It imports the daemon and Prometheus (:mod:`tickerd.metrics`) at the top, as the commands that
 need them do: :mod:`tickerd.commands.main` imports a command's module only to run it (or to
@@ -23,12 +25,13 @@ from tickerd.commands import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_UNWRITTEN,
     METRICS_HELP,
     add_config_option,
     load_or_report,
 )
 from tickerd.config import Config, ConfigError
-from tickerd.daemon import serve
+from tickerd.daemon import TickerDaemon, serve
 from tickerd.metrics import Metrics
 
 
@@ -42,7 +45,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 async def run_until_signalled(config: Config, metrics_port: int | None = None) -> int:
     """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
 
-    Returns the exit status: 0, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
+    Returns the exit status: 0, :data:`EXIT_UNWRITTEN` when the writer stopped with latest values
+    it could not write, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
     """
     status = EXIT_OK
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -51,6 +55,7 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
 
             async def _serve() -> None:
                 nonlocal status
+                daemon: TickerDaemon | None = None
                 with serve_scope:
                     async with trio.open_nursery() as nursery:
                         daemon = await nursery.start(serve, config)
@@ -61,6 +66,8 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
                                 logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
                                 status = EXIT_CONFIG
                                 nursery.cancel_scope.cancel()
+                if daemon is not None and daemon.writer.unwritten and status == EXIT_OK:
+                    status = EXIT_UNWRITTEN  # the writer logged how many
                 outer.cancel_scope.cancel()
 
             outer.start_soon(_serve)
