@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
+from tickerd.redact import redact
+
 #: The largest message accepted; a bigger one closes the connection (a broken or hostile peer).
 MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 #: The engine used unless configuration picks another: websockets' sans-I/O protocol parses a
@@ -33,7 +35,14 @@ CONNECT_TIMEOUT = 10.0
 
 
 class TransportError(Exception):
-    """The connection could not be opened, or it closed; the loop reconnects."""
+    """The connection could not be opened, or it closed; the loop reconnects.
+
+    Its message reaches the log and the health records, and usually names the URL (which
+    may carry a token in its query): it is redacted here, once, for every raiser.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class Connection(Protocol):
