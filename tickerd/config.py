@@ -20,6 +20,7 @@ import cattrs
 from tickerd import exchanges
 from tickerd.backoff import Backoff
 from tickerd.layout import RedisLayout
+from tickerd.redact import redact
 from tickerd.transport import DEFAULT_ENGINE, engine_names
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
@@ -42,7 +43,7 @@ def _not_negative(instance: object, attribute: attrs.Attribute[int], value: int)
 def _redis_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
     if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
-            f"{attribute.name}: expected redis://HOST:PORT/DB, rediss://… or unix://…, got {value!r}"
+            f"{attribute.name}: expected redis://HOST:PORT/DB, rediss://… or unix://…, got {redact(value)!r}"
         )
 
 
@@ -147,7 +148,7 @@ def _database_url(instance: object, attribute: attrs.Attribute[str | None], valu
     except ProgrammingError as exc:
         raise ValueError(
             f"{attribute.name}: expected postgresql://USER@HOST:PORT/DBNAME or 'host=… dbname=…', "
-            f"got {value!r} ({str(exc).strip()})"
+            f"got {redact(value)!r} ({str(exc).strip()})"
         ) from None
 
 

@@ -21,6 +21,7 @@ from tickerd import embedded
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
 from tickerd.health import DEGRADED, DOWN, LEVELS, assess
 from tickerd.layout import RedisLayout
+from tickerd.redact import redact
 from tickerd.snapshots import (
     DatabaseSourceSnapshot,
     ExchangeRecord,
@@ -64,8 +65,9 @@ class Report:
 
 
 def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
-    """Read the records and judge them (blocking: redis-py)."""
+    """Read the records and judge them (blocking: redis-py); ``url`` is shown redacted."""
     now = time.time()
+    url = redact(url)
 
     def report(
         level: int,
