@@ -27,6 +27,7 @@ from tickerd.config import Config, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
 from tickerd.health import ExchangeHealth
+from tickerd.lease import PrefixLease
 from tickerd.model import Ticker
 from tickerd.monitor import HealthMonitor
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
@@ -373,12 +374,27 @@ def redis_client(url: str) -> redis.Redis:
 async def serve(
     config: Config, *, task_status: trio.TaskStatus[TickerDaemon] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Run the daemon for ``config`` until cancelled; ``started`` reports the handle."""
+    """Run the daemon for ``config`` until cancelled; ``started`` reports the handle.
+
+    It first takes the lease on its prefix (:mod:`tickerd.lease`; :class:`~tickerd.lease.LeaseHeld`
+    when another daemon owns it), before any exchange connection or Redis write, and gives it
+    back last, after the writer's final flush.
+    """
+    lease = PrefixLease(config.redis.address, config.redis.layout, config.redis.lease_expiry)
+    try:
+        await lease.acquire()
+        await _serve(config, lease, task_status)
+    finally:
+        await lease.release()
+
+
+async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatus[TickerDaemon]) -> None:
     client = redis_client(config.redis.address)
     try:
         send, receive = trio.open_memory_channel[Ticker](CHANNEL_SIZE)
         writer = RedisWriter(client, config.redis.layout, grace=config.shutdown_grace)
         async with trio.open_nursery() as root:
+            root.start_soon(lease.keep)
             root.start_soon(writer.run, receive)
             async with trio.open_nursery() as exchanges_nursery:
                 daemon = TickerDaemon(config, exchanges_nursery, send, writer)
@@ -391,7 +407,8 @@ async def serve(
                     exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
                     or "no exchanges yet",
                 )
-                root.start_soon(HealthMonitor(daemon, writer, config.health, config.redis.layout).run)
+                monitor = HealthMonitor(daemon, writer, config.health, config.redis.layout, lease)
+                root.start_soon(monitor.run)
                 task_status.started(daemon)
                 await trio.sleep_forever()
     finally:

@@ -36,6 +36,7 @@ from tickerd import snapshots
 from tickerd.broadcast import Broadcast
 from tickerd.config import HealthSettings
 from tickerd.layout import RedisLayout
+from tickerd.lease import PrefixLease
 from tickerd.snapshots import DaemonHealth, ExchangeRecord, Heartbeat
 from tickerd.version import __version__
 from tickerd.writer import RedisWriter
@@ -55,9 +56,16 @@ class HealthMonitor:
     """The task behind the health records; ``run`` until cancelled."""
 
     def __init__(
-        self, daemon: HealthSource, writer: RedisWriter, settings: HealthSettings, layout: RedisLayout
+        self,
+        daemon: HealthSource,
+        writer: RedisWriter,
+        settings: HealthSettings,
+        layout: RedisLayout,
+        lease: PrefixLease | None = None,
     ) -> None:
         self.daemon = daemon
+        #: The records are this daemon's only while it holds the prefix's lease.
+        self.lease = lease
         self.writer = writer
         self.settings = settings
         self.layout = layout
@@ -124,7 +132,10 @@ class HealthMonitor:
         )
 
     def _stopped(self) -> None:
-        """At shutdown: the exchanges' records go, the heartbeat says the daemon stopped."""
+        """At shutdown: the exchanges' records go, the heartbeat says the daemon stopped (unless
+        the prefix now belongs to another daemon: its records are not this one's to touch)."""
+        if self.lease is not None and not self.lease.held:
+            return
         for name in self._due:
             self._put(self.layout.health(name), None)
         self._put(self.layout.heartbeat(), self._heartbeat("stopped", self.daemon.health()))
