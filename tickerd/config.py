@@ -132,7 +132,7 @@ class RedisSettings:
     prefix: str = ""
     #: Seconds the lease on ``prefix`` outlives its holder (:mod:`tickerd.lease`): a daemon
     #: killed with ``kill -9`` blocks a successor this long at most; renewed every third of it.
-    lease_expiry: float = attrs.field(default=15.0, validator=_positive)
+    lease_expiry: float = attrs.field(default=15.0, validator=_seconds(1.0))
 
     @property
     def address(self) -> str:
