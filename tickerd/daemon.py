@@ -145,6 +145,7 @@ class _ExchangeRunner:
             return
         endpoint = self.adapter.endpoint(self.url, symbol)
         limit = self.adapter.max_symbols_per_connection
+        self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
         feed = next((f for f in self.feeds if f.url == endpoint and f.load < limit and not f.finished), None)
         if feed is not None:
             feed.add(symbol)
@@ -175,6 +176,7 @@ class _ExchangeRunner:
         if feed is None:
             return
         feed.remove(symbol)
+        self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
         if close_empty and not feed.symbols:  # an empty connection has nothing left to do
             self.feeds.remove(feed)
             feed.cancel_scope.cancel()
@@ -200,20 +202,27 @@ class _ExchangeRunner:
         return sorted(s for feed in self.feeds for s in feed.symbols)
 
     def snapshot(self) -> ExchangeSnapshot:
+        """The exchange now.  A symbol without any ticker is ``waiting`` (not fresh) until the
+        staleness check, counting from when it was subscribed, finds it ``stale_after`` old."""
         health, symbols = self.health, self.subscribed()
+        last_tick = self.daemon.writer.last_tick_times(health.name, symbols)
+        stale = health.stale.intersection(symbols)  # a symbol removed since the last check is not
         return ExchangeSnapshot(
-            state=health.state,
+            state=health.reported_state(delivered=bool(last_tick)),
             connections=health.connections,
             reconnects=health.reconnects,
             last_error=health.last_error,
             last_error_ts=health.last_error_ts,
             rejected=dict(health.rejected),
-            stale=tuple(sorted(health.stale)),
+            stale=tuple(sorted(stale)),
             symbols=tuple(symbols),
             feeds=len(self.feeds),
             frames=sum(feed.frame_count for feed in self.feeds),
             junk=sum(feed.junk_count for feed in self.feeds),
-            last_tick=self.daemon.writer.last_tick_times(health.name, symbols),
+            last_tick=last_tick,
+            waiting=tuple(
+                s for s in symbols if s not in last_tick and s not in stale and s not in health.rejected
+            ),
         )
 
 
@@ -229,14 +238,21 @@ class TickerDaemon:
         self._nursery = nursery
         self._runners: dict[str, _ExchangeRunner] = {}
         #: Fired on every health state change: with the exchange's name (connected,
-        #: reconnecting, failed, rejected or stale symbols; started or stopped), or ``None``
+        #: reconnecting, failed, rejected, stale or first-ticked symbols, a symbol subscribed
+        #: or unsubscribed; started or stopped), or ``None``
         #: when the subscription source's state changed.
         self.health_changes: Broadcast[str | None] = Broadcast()
         #: Where the subscriptions come from (TOML, PostgreSQL, fullon); set by ``serve``.
         self.source: Source | None = None
+        writer.first_tickers.connect(self._first_tickers)
 
     def _exchange_changed(self, health: ExchangeHealth) -> None:
         self.health_changes.fire(health.name)
+
+    def _first_tickers(self, exchanges: set[str]) -> None:
+        """A symbol's first ticker turns it from waiting to fresh: a state change."""
+        for name in exchanges & self._runners.keys():
+            self.health_changes.fire(name)
 
     def _source_changed(self, _: Source) -> None:
         self.health_changes.fire(None)

@@ -59,6 +59,7 @@ class _DaemonCollector(Collector):
         gauges: dict[str, tuple[str, _Reading]] = {
             "symbols": ("Subscribed symbols", lambda r: len(r.symbols)),
             "stale_symbols": ("Subscribed symbols without a recent update", lambda r: len(r.stale)),
+            "waiting_symbols": ("Subscribed symbols without any update yet", lambda r: len(r.waiting)),
             "rejected_symbols": ("Symbols the exchange refused", lambda r: len(r.rejected)),
             "connections": ("Open websocket connections", lambda r: r.connections),
         }

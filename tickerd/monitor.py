@@ -11,7 +11,9 @@ The monitor turns the daemon's health snapshots (:meth:`TickerDaemon.health`) in
 
 Writes are rate-limited per exchange, not per symbol: in steady state one record per exchange
 (and one heartbeat) per ``health.interval``, 120 an hour at the default 30 s however many
-symbols the exchange carries, plus one immediate write on each state change.  Every record
+symbols the exchange carries, plus one immediate write on each state change (the exchange's
+record and the heartbeat, so its writer counters are as current as the newest record; a burst
+of changes, such as ``apply`` of many symbols, costs one write per key).  Every record
 has a TTL of three intervals, so the records of a daemon that died expire instead of looking
 alive.  The records go through the writer, so Redis keeps a single writer.
 
@@ -104,6 +106,8 @@ class HealthMonitor:
                 fields = attrs.asdict(snapshot, recurse=False)
                 self._put(self.layout.health(name), ExchangeRecord(exchange=name, time=time.time(), **fields))
                 self._due[name] = now + interval
+        if self._dirty:  # the heartbeat's writer counters go along with every state change
+            self._heartbeat_due = now
         self._dirty.clear()
         if now >= self._heartbeat_due:
             self._put(self.layout.heartbeat(), self._heartbeat("running", health))
