@@ -260,10 +260,14 @@ class DatabaseSource(Source):
                 problems.append(f"{exchange}: {exc}")
                 continue
             symbols.append(symbol)
+        desired = {}
+        for name, symbols in found.items():
+            try:  # ExchangeConfig validates the url as the TOML's is (ws:// or wss://)
+                desired[name] = ExchangeConfig(symbols=tuple(symbols), url=urls[name])
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
         self._report(problems)
-        return {
-            name: ExchangeConfig(symbols=tuple(symbols), url=urls[name]) for name, symbols in found.items()
-        }
+        return desired
 
     def _report(self, problems: list[str]) -> None:
         """Warn about each unusable row once (not on every re-read); health lists them all."""
