@@ -188,12 +188,12 @@ async def test_a_symbol_without_updates_is_stale_logged_once_and_fresh_again(
     )
     assert exchanges["kraken"].last_tick["ETH/USD"] < exchanges["kraken"].last_tick["BTC/USD"]
     await trio.sleep(120)  # virtual: still stale, no new log line
-    assert logs.count("stale: no update for 30 s") == 1
+    assert logs.count("[exchange=kraken symbol=ETH/USD] stale: no update for 30 s") == 1
     assert not any(m.get("method") == "unsubscribe" for m in kraken.received)  # BTC/USD flows
 
     await kraken.push("ETH/USD", last=3000.0)
     await wait_stale(daemon, "kraken", [])
-    assert logs.count("fresh again") == 1
+    assert logs.count("[exchange=kraken symbol=ETH/USD] fresh again") == 1
 
 
 async def test_a_connection_whose_symbols_all_went_stale_resubscribes(
