@@ -24,6 +24,7 @@ import redis
 from loguru import logger
 
 from tickerd.config import DEFAULT_REDIS_URL, Config, RedisSettings
+from tickerd.redact import redact
 
 #: How long a private redis-server may take to answer after it was started.
 START_TIMEOUT = 10.0
@@ -94,7 +95,7 @@ def _redis_for(settings: RedisSettings, default: str) -> Iterator[str]:
         if not answers(settings.url):
             logger.warning(
                 "Redis at {url} does not answer yet; waiting for it (the latest tickers are held)",
-                url=settings.url,
+                url=redact(settings.url),
             )
         yield settings.url
         return

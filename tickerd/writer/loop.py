@@ -73,6 +73,11 @@ class RedisWriter:
         #: (exchange, symbol) → trio time of the latest batch that held its ticker: taken once
         #: per coalesced batch, so staleness costs the hot path nothing per frame.
         self.last_seen: dict[Key, float] = {}
+        #: Fired, once the batch is written (counters included), with the exchanges of a batch
+        #: that held some symbol's first ticker: health's "waiting" changed.  Found by the size
+        #: of ``last_seen``, so a batch pays one comparison.
+        self.first_tickers = Broadcast[set[str]]()
+        self._first_ticker_taken = False
         #: Fired after each written batch of tickers (metrics connect to it).
         self.batch_written = Broadcast[Written]()
         self.records_written = 0
@@ -139,7 +144,10 @@ class RedisWriter:
         pending, self._pending = self._pending, {}
         self._wakeup = trio.Event()
         if pending:
-            self.last_seen.update(dict.fromkeys(pending, trio.current_time()))
+            seen = self.last_seen
+            known = len(seen)
+            seen.update(dict.fromkeys(pending, trio.current_time()))
+            self._first_ticker_taken |= len(seen) != known
             if self._removals:
                 self._settle_removals(pending)
             self._batch = self._batch | pending if self._batch else pending
@@ -258,6 +266,9 @@ class RedisWriter:
             )
         self.written += len(batch)
         self.batches += 1
+        if self._first_ticker_taken:
+            self._first_ticker_taken = False
+            self.first_tickers.fire({exchange for exchange, _ in batch})
         self.batch_written.fire((batch, seconds))
         self._flushed.fire(None)
 
