@@ -71,6 +71,9 @@ class RedisSettings:
 
     url: str | None = attrs.field(default=None, validator=_redis_url)
     prefix: str = ""
+    #: Seconds the lease on ``prefix`` outlives its holder (:mod:`tickerd.lease`): a daemon
+    #: killed with ``kill -9`` blocks a successor this long at most; renewed every third of it.
+    lease_expiry: float = attrs.field(default=15.0, validator=_positive)
 
     @property
     def address(self) -> str:

@@ -27,6 +27,7 @@ from tickerd.config import Config, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
 from tickerd.health import ExchangeHealth
+from tickerd.lease import PrefixLease
 from tickerd.model import Ticker
 from tickerd.monitor import HealthMonitor
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
@@ -144,6 +145,7 @@ class _ExchangeRunner:
             return
         endpoint = self.adapter.endpoint(self.url, symbol)
         limit = self.adapter.max_symbols_per_connection
+        self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
         feed = next((f for f in self.feeds if f.url == endpoint and f.load < limit and not f.finished), None)
         if feed is not None:
             feed.add(symbol)
@@ -174,6 +176,7 @@ class _ExchangeRunner:
         if feed is None:
             return
         feed.remove(symbol)
+        self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
         if close_empty and not feed.symbols:  # an empty connection has nothing left to do
             self.feeds.remove(feed)
             feed.cancel_scope.cancel()
@@ -199,20 +202,27 @@ class _ExchangeRunner:
         return sorted(s for feed in self.feeds for s in feed.symbols)
 
     def snapshot(self) -> ExchangeSnapshot:
+        """The exchange now.  A symbol without any ticker is ``waiting`` (not fresh) until the
+        staleness check, counting from when it was subscribed, finds it ``stale_after`` old."""
         health, symbols = self.health, self.subscribed()
+        last_tick = self.daemon.writer.last_tick_times(health.name, symbols)
+        stale = health.stale.intersection(symbols)  # a symbol removed since the last check is not
         return ExchangeSnapshot(
-            state=health.state,
+            state=health.reported_state(delivered=bool(last_tick)),
             connections=health.connections,
             reconnects=health.reconnects,
             last_error=health.last_error,
             last_error_ts=health.last_error_ts,
             rejected=dict(health.rejected),
-            stale=tuple(sorted(health.stale)),
+            stale=tuple(sorted(stale)),
             symbols=tuple(symbols),
             feeds=len(self.feeds),
             frames=sum(feed.frame_count for feed in self.feeds),
             junk=sum(feed.junk_count for feed in self.feeds),
-            last_tick=self.daemon.writer.last_tick_times(health.name, symbols),
+            last_tick=last_tick,
+            waiting=tuple(
+                s for s in symbols if s not in last_tick and s not in stale and s not in health.rejected
+            ),
         )
 
 
@@ -228,14 +238,21 @@ class TickerDaemon:
         self._nursery = nursery
         self._runners: dict[str, _ExchangeRunner] = {}
         #: Fired on every health state change: with the exchange's name (connected,
-        #: reconnecting, failed, rejected or stale symbols; started or stopped), or ``None``
+        #: reconnecting, failed, rejected, stale or first-ticked symbols, a symbol subscribed
+        #: or unsubscribed; started or stopped), or ``None``
         #: when the subscription source's state changed.
         self.health_changes: Broadcast[str | None] = Broadcast()
         #: Where the subscriptions come from (TOML, PostgreSQL, fullon); set by ``serve``.
         self.source: Source | None = None
+        writer.first_tickers.connect(self._first_tickers)
 
     def _exchange_changed(self, health: ExchangeHealth) -> None:
         self.health_changes.fire(health.name)
+
+    def _first_tickers(self, exchanges: set[str]) -> None:
+        """A symbol's first ticker turns it from waiting to fresh: a state change."""
+        for name in exchanges & self._runners.keys():
+            self.health_changes.fire(name)
 
     def _source_changed(self, _: Source) -> None:
         self.health_changes.fire(None)
@@ -358,12 +375,27 @@ def redis_client(url: str) -> redis.Redis:
 async def serve(
     config: Config, *, task_status: trio.TaskStatus[TickerDaemon] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Run the daemon for ``config`` until cancelled; ``started`` reports the handle."""
+    """Run the daemon for ``config`` until cancelled; ``started`` reports the handle.
+
+    It first takes the lease on its prefix (:mod:`tickerd.lease`; :class:`~tickerd.lease.LeaseHeld`
+    when another daemon owns it), before any exchange connection or Redis write, and gives it
+    back last, after the writer's final flush.
+    """
+    lease = PrefixLease(config.redis.address, config.redis.layout, config.redis.lease_expiry)
+    try:
+        await lease.acquire()
+        await _serve(config, lease, task_status)
+    finally:
+        await lease.release()
+
+
+async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatus[TickerDaemon]) -> None:
     client = redis_client(config.redis.address)
     try:
         send, receive = trio.open_memory_channel[Ticker](CHANNEL_SIZE)
         writer = RedisWriter(client, config.redis.layout, grace=config.shutdown_grace)
         async with trio.open_nursery() as root:
+            root.start_soon(lease.keep)
             root.start_soon(writer.run, receive)
             async with trio.open_nursery() as exchanges_nursery:
                 daemon = TickerDaemon(config, exchanges_nursery, send, writer)
@@ -376,7 +408,8 @@ async def serve(
                     exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
                     or "no exchanges yet",
                 )
-                root.start_soon(HealthMonitor(daemon, writer, config.health, config.redis.layout).run)
+                monitor = HealthMonitor(daemon, writer, config.health, config.redis.layout, lease)
+                root.start_soon(monitor.run)
                 task_status.started(daemon)
                 await trio.sleep_forever()
     finally:

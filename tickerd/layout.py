@@ -7,7 +7,8 @@ Redis Cluster variant, has one place to change):
 * ``{prefix}tickers:{exchange}``: hash, symbol → latest ticker JSON (fullon_cache layout);
 * ``{prefix}ticker_updates:{exchange}:{symbol}``: pub/sub channel, the same JSON on each update;
 * ``{prefix}tickerd:heartbeat``: the daemon's own record (expires);
-* ``{prefix}tickerd:health:{exchange}``: one exchange's health record (expires).
+* ``{prefix}tickerd:health:{exchange}``: one exchange's health record (expires);
+* ``{prefix}tickerd:lease``: which daemon owns the prefix (expires; :mod:`tickerd.lease`).
 
 The read helpers are blocking (redis-py); async callers run them in a worker thread.
 """
@@ -149,6 +150,10 @@ class RedisLayout:
     def health(self, exchange: str) -> str:
         """One exchange's health record."""
         return f"{self.prefix}tickerd:health:{exchange}"
+
+    def lease(self) -> str:
+        """The lease naming the daemon that owns this prefix (:mod:`tickerd.lease`)."""
+        return f"{self.prefix}tickerd:lease"
 
     def read_health(self, client: redis.Redis) -> tuple[Heartbeat | None, dict[str, ExchangeRecord]]:
         """The heartbeat (``None`` when absent: never started, or expired) and the record of

@@ -28,7 +28,8 @@ T = TypeVar("T")
 class ExchangeSnapshot:
     """One exchange, as its runner sees it now (``DaemonHealth.exchanges[name]``)."""
 
-    #: ``connected``, ``connecting``, ``reconnecting``, ``degraded``, ``failed`` or ``idle``.
+    #: ``connected``, ``connecting``, ``reconnecting``, ``degraded``, ``failed``, ``idle``, or
+    #: ``down``: no connection open, attempts failing, and no ticker delivered yet.
     state: str
     #: Open websocket connections.
     connections: int
@@ -48,6 +49,9 @@ class ExchangeSnapshot:
     junk: int
     #: Symbol → epoch seconds of its latest ticker (symbols without one are left out).
     last_tick: Mapping[str, float]
+    #: Subscribed symbols without any ticker yet, not yet ``stale_after`` old (sorted): neither
+    #: fresh nor stale.  Defaults to none, so a record of an older tickerd still reads.
+    waiting: tuple[str, ...] = attrs.field(default=(), kw_only=True)
 
 
 @attrs.frozen

@@ -79,8 +79,8 @@ async def run_demo(config: Config, fakes: dict[str, FakeExchange], *, out: TextI
         for name, fake in fakes.items():
             nursery.start_soon(_market, fake, _symbols(name), rng)
         daemon = await nursery.start(serve, config)
-        with trio.move_on_after(5):  # so that the first status line shows them connected
-            while any(h.state != "connected" for h in daemon.health().exchanges.values()):
+        with trio.move_on_after(5):  # so that the first status line shows them connected, fresh
+            while any(h.state != "connected" or h.waiting for h in daemon.health().exchanges.values()):
                 await daemon.health_changed()
         await watch.watch(
             config.redis.address,

@@ -1,7 +1,8 @@
 """``tickerd [run] [--config FILE] [--metrics-port PORT]``: the daemon in the foreground.
 
-Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid configuration (before
-any connection is opened), 1 when a second signal cut the shutdown short.
+Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid configuration, a
+metrics port in use or a prefix another daemon owns (all found before any connection is opened
+or anything written), 1 when a second signal cut the shutdown short.
 
 It imports the daemon and Prometheus (:mod:`tickerd.metrics`) at the top, as the commands that
 need them do: :mod:`tickerd.commands.main` imports a command's module only to run it (or to
@@ -29,7 +30,8 @@ from tickerd.commands import (
 )
 from tickerd.config import Config, ConfigError
 from tickerd.daemon import serve
-from tickerd.metrics import Metrics
+from tickerd.lease import LeaseError
+from tickerd.metrics import Metrics, listen
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,24 +45,26 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
     """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
 
     Returns the exit status: 0, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
+    The port is bound first, before the daemon takes its lease, connects or writes anything:
+    a start that fails leaves Redis (and a daemon already running there) untouched.
     """
-    status = EXIT_OK
+    listeners: list[trio.SocketListener] = []
+    if metrics_port is not None:
+        try:
+            listeners = await listen(metrics_port)
+        except OSError as exc:
+            logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
+            return EXIT_CONFIG
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
             serve_scope = trio.CancelScope()
 
             async def _serve() -> None:
-                nonlocal status
                 with serve_scope:
                     async with trio.open_nursery() as nursery:
                         daemon = await nursery.start(serve, config)
-                        if metrics_port is not None:
-                            try:
-                                await nursery.start(Metrics(daemon).serve, metrics_port)
-                            except OSError as exc:
-                                logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
-                                status = EXIT_CONFIG
-                                nursery.cancel_scope.cancel()
+                        if listeners:
+                            await nursery.start(Metrics(daemon).serve, listeners)
                 outer.cancel_scope.cancel()
 
             outer.start_soon(_serve)
@@ -71,20 +75,23 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
                     os._exit(EXIT_INTERRUPTED)
                 logger.info("{signal}: shutting down (flushing Redis writes)", signal=name)
                 serve_scope.cancel()
-    return status
+    return EXIT_OK
 
 
 def _run(config: Config, metrics_port: int | None) -> int:
     """:func:`run_until_signalled` in trio; a configuration error found once running (the
     database source's missing schema) is reported like any other, with exit status 2."""
     failure: BaseException | None = None
+    what = "configuration error: "
     try:
         return trio.run(run_until_signalled, config, metrics_port)
     except* ConfigError as group:
         failure = group
+    except* LeaseError as group:  # the prefix is another daemon's
+        failure, what = group, ""
     while isinstance(failure, BaseExceptionGroup):  # the nurseries it came through wrapped it
         failure = failure.exceptions[0]
-    print(f"tickerd: configuration error: {failure}", file=sys.stderr)
+    print(f"tickerd: {what}{failure}", file=sys.stderr)
     return EXIT_CONFIG
 
 

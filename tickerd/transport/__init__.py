@@ -13,6 +13,7 @@ exceptions, ``trio.Cancelled`` and ``KeyboardInterrupt`` pass through ``connect`
 from __future__ import annotations
 
 import importlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -90,7 +91,7 @@ async def open_stream(
     """
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
-            tcp = await trio.open_tcp_stream(target.host, target.port)
+            tcp = await _open_tcp(target)
             if not target.secure:
                 return tcp
             tls = trio.SSLStream(
@@ -111,6 +112,26 @@ async def open_stream(
         raise TransportError(f"{target.host}:{target.port}: TLS failed: {exc.__cause__ or exc}") from exc
     except OSError as exc:
         raise TransportError(f"{target.host}:{target.port}: {exc.strerror or exc}") from exc
+
+
+async def _open_tcp(target: Target) -> trio.SocketStream:
+    """TCP to ``target``, failing with what an operator needs to hear: a name that does not
+    resolve (offline, or a typo) is not a server that refuses, and neither is a lost
+    connection (nothing was ever connected)."""
+    try:
+        return await trio.open_tcp_stream(target.host, target.port)
+    except socket.gaierror as exc:
+        raise TransportError(f"cannot resolve {target.host} ({exc.strerror or exc})") from exc
+    except OSError as exc:
+        # trio tries every address and raises one OSError caused by the group of attempts.
+        cause = exc.__cause__
+        attempts = list(cause.exceptions) if isinstance(cause, BaseExceptionGroup) else [exc]
+        if all(isinstance(attempt, ConnectionRefusedError) for attempt in attempts):
+            why = "refused"
+        else:
+            first = attempts[0]
+            why = (first.strerror if isinstance(first, OSError) else None) or str(first)
+        raise TransportError(f"cannot connect to {target.host}:{target.port}: {why}") from exc
 
 
 async def drop(stream: trio.abc.AsyncResource) -> None:

@@ -123,7 +123,11 @@ def _unwrapped(
     first = min(_leaves(group, body_error), key=lambda leaf: _precedence(leaf, body_error))
     if first is body_error or not isinstance(first, _CONNECTION_FAILURES):
         return first
-    failure = TransportError(f"{url}: {_reported(first)!r}")
+    # The handshake's time limit is the only TooSlowError: say so, as the other engine does.
+    detail = (
+        "websocket handshake timed out" if isinstance(first, trio.TooSlowError) else repr(_reported(first))
+    )
+    failure = TransportError(f"{url}: {detail}")
     failure.__cause__ = first
     return failure
 

@@ -68,6 +68,11 @@ class RedisWriter:
         #: (exchange, symbol) → trio time of the latest batch that held its ticker: taken once
         #: per coalesced batch, so staleness costs the hot path nothing per frame.
         self.last_seen: dict[Key, float] = {}
+        #: Fired, once the batch is written (counters included), with the exchanges of a batch
+        #: that held some symbol's first ticker: health's "waiting" changed.  Found by the size
+        #: of ``last_seen``, so a batch pays one comparison.
+        self.first_tickers = Broadcast[set[str]]()
+        self._first_ticker_taken = False
         #: Fired after each written batch of tickers (metrics connect to it).
         self.batch_written = Broadcast[Written]()
         self.records_written = 0
@@ -122,7 +127,10 @@ class RedisWriter:
         batch, self._pending = self._pending, {}
         self._wakeup = trio.Event()
         if batch:
-            self.last_seen.update(dict.fromkeys(batch, trio.current_time()))
+            seen = self.last_seen
+            known = len(seen)
+            seen.update(dict.fromkeys(batch, trio.current_time()))
+            self._first_ticker_taken |= len(seen) != known
         return batch
 
     def last_tick_times(self, exchange: str, symbols: list[str]) -> dict[str, float]:
@@ -210,6 +218,9 @@ class RedisWriter:
         self._check_reconnected()
         self.written += len(batch)
         self.batches += 1
+        if self._first_ticker_taken:
+            self._first_ticker_taken = False
+            self.first_tickers.fire({exchange for exchange, _ in batch})
         self.batch_written.fire((batch, time.perf_counter() - started))
         self._flushed.fire(None)
 
