@@ -43,7 +43,7 @@ def test_bad_environment_value_exits_2() -> None:
     assert result.returncode == 2
     assert "TICKER_MAX_RETRIES: expected a whole number, got 'many'" in result.stderr
     result = run_cli(env={"LOG_FORMAT": "xml"})
-    assert result.returncode == 2 and "log.format: expected one of text, json" in result.stderr
+    assert result.returncode == 2 and "LOG_FORMAT (log.format): expected one of text, json" in result.stderr
 
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
@@ -134,9 +134,10 @@ print("loaded:", *sorted(sys.modules))
         (("status",), "tickerd is not running"),
         (("status", "--help"), "usage: tickerd status"),
         (("watch", "--duration", "0.1"), "no tickers"),
+        (("--version",), "trio-websocket "),
     ],
 )
-def test_status_and_watch_start_without_the_daemon_prometheus_or_psycopg(
+def test_status_watch_and_version_start_without_the_daemon_prometheus_or_psycopg(
     args: tuple[str, ...], output: str, prefix: str
 ) -> None:
     result = subprocess.run(

@@ -233,5 +233,7 @@ def test_a_connection_lives_until_the_shorter_of_the_configured_and_the_exchange
     assert lifetime("binance") == 23 * 3600.0  # before Binance's own 24 h cut
     assert lifetime("binance", max_lifetime=3600.0) == 3600.0
     assert lifetime("binance", max_lifetime=48 * 3600.0) == 23 * 3600.0
-    with pytest.raises(ConfigError, match="max_lifetime: expected a positive number of seconds, got 0"):
+    with pytest.raises(
+        ConfigError, match=r"max_lifetime: expected a positive number of seconds, at least 60, got 0\.0"
+    ):
         structure({"feed": {"max_lifetime": 0}})

@@ -23,6 +23,18 @@ EXIT_CONFIG = 2
 METRICS_HELP = "serve Prometheus /metrics and /healthz on this port (all interfaces)"
 
 
+def port(text: str) -> int:
+    """``--metrics-port``: a TCP port, 1-65535 (a bare ``int`` took 99999, which the socket
+    layer wrapped to 34463)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return value
+
+
 def add_config_option(subparser: argparse.ArgumentParser) -> None:
     """Let ``--config`` follow the subcommand too (``tickerd run --config FILE``)."""
     subparser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML configuration")

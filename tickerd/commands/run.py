@@ -27,6 +27,7 @@ from tickerd.commands import (
     METRICS_HELP,
     add_config_option,
     load_or_report,
+    port,
 )
 from tickerd.config import Config, ConfigError
 from tickerd.daemon import serve
@@ -37,7 +38,9 @@ from tickerd.metrics import Metrics, listen
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser("run", help="run the daemon (the default)")
     add_config_option(run)
-    run.add_argument("--metrics-port", type=int, metavar="PORT", default=argparse.SUPPRESS, help=METRICS_HELP)
+    run.add_argument(
+        "--metrics-port", type=port, metavar="PORT", default=argparse.SUPPRESS, help=METRICS_HELP
+    )
     run.set_defaults(func=run_daemon)
 
 

@@ -19,6 +19,9 @@ import attrs
 from tickerd.model import Ticker
 
 UNIFIED_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
+#: The longest symbol accepted: no market has a longer name, and a symbol is a Redis hash field,
+#: a channel name and a label in every record, log line and metric.
+MAX_SYMBOL_LENGTH = 64
 
 #: The Ticker fields a feed may or may not deliver (the README's exchange table lists gaps).
 TICKER_FIELDS = (
@@ -206,6 +209,9 @@ class Exchange(abc.ABC):
 
     def check_symbol(self, symbol: str) -> None:
         """Raise ``ValueError`` naming the expected form if ``symbol`` is unusable here."""
+        if len(symbol) > MAX_SYMBOL_LENGTH:
+            shown = symbol[: MAX_SYMBOL_LENGTH // 4]
+            raise ValueError(f"{shown!r}…: {len(symbol)} characters, at most {MAX_SYMBOL_LENGTH}")
         if not UNIFIED_SYMBOL.match(symbol):
             raise ValueError(f"{symbol!r} is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)")
         if self.spot_only and ":" in symbol:

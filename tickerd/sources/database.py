@@ -260,13 +260,16 @@ class DatabaseSource(Source):
                 problems.append(f"{exchange}: {exc}")
                 continue
             symbols.append(symbol)
-        self._report(problems)
         desired = {}
         for name, symbols in found.items():
             base = self.config.exchanges.get(name, ExchangeConfig())
-            desired[name] = attrs.evolve(
-                base, symbols=tuple(symbols), url=urls[name] or base.url, enabled=True
-            )
+            try:  # ExchangeConfig validates the url as the TOML's is (ws:// or wss://)
+                desired[name] = attrs.evolve(
+                    base, symbols=tuple(symbols), url=urls[name] or base.url, enabled=True
+                )
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+        self._report(problems)
         return desired
 
     def _report(self, problems: list[str]) -> None:
