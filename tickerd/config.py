@@ -172,7 +172,7 @@ class FeedSettings:
     max_retries: int = attrs.field(default=0, validator=_not_negative)
     #: No frame for this long means a dead connection: reconnect.
     silence_timeout: float = attrs.field(default=30.0, validator=_seconds(1.0))
-    #: A connection that stayed up this long resets the backoff.
+    #: A connection that delivered tickers this long resets the backoff.
     healthy_after: float = attrs.field(default=30.0, validator=_seconds(1.0))
     #: How long a new connection may take to confirm its subscriptions before it counts as up.
     ready_timeout: float = attrs.field(default=10.0, validator=_seconds(1.0))

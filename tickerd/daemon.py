@@ -17,9 +17,9 @@ import itertools
 import math
 from collections.abc import Mapping
 
+import attrs
 import redis
 import trio
-from loguru import logger
 
 from tickerd import exchanges, sources
 from tickerd.broadcast import Broadcast
@@ -28,6 +28,7 @@ from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
 from tickerd.health import ExchangeHealth
 from tickerd.lease import PrefixLease
+from tickerd.logs import logger
 from tickerd.model import Ticker
 from tickerd.monitor import HealthMonitor
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
@@ -36,6 +37,9 @@ from tickerd.writer import RedisWriter
 
 #: Tickers the feeds may queue ahead of the writer's coalescing before they wait.
 CHANNEL_SIZE = 4096
+#: Seconds after start with no exchange connected yet before tickerd suggests that the machine
+#: may be offline (a first run without a network is the common cause).
+OFFLINE_HINT_AFTER = 60.0
 
 
 class _ExchangeRunner:
@@ -244,15 +248,31 @@ class TickerDaemon:
         self.health_changes: Broadcast[str | None] = Broadcast()
         #: Where the subscriptions come from (TOML, PostgreSQL, fullon); set by ``serve``.
         self.source: Source | None = None
+        #: Whether any exchange's connection was ever up (see :meth:`hint_if_offline`).
+        self._connected_once = False
         writer.first_tickers.connect(self._first_tickers)
 
     def _exchange_changed(self, health: ExchangeHealth) -> None:
+        if health.connections:
+            self._connected_once = True
         self.health_changes.fire(health.name)
 
     def _first_tickers(self, exchanges: set[str]) -> None:
         """A symbol's first ticker turns it from waiting to fresh: a state change."""
         for name in exchanges & self._runners.keys():
             self.health_changes.fire(name)
+
+    async def hint_if_offline(self) -> None:
+        """Log once, :data:`OFFLINE_HINT_AFTER` seconds after start, when exchanges are
+        configured and none has ever connected: each feed's own lines say why it cannot
+        (``cannot resolve …``), this one says what it probably means and what runs anyway."""
+        await trio.sleep(OFFLINE_HINT_AFTER)
+        if self._runners and not self._connected_once:
+            logger.warning(
+                "no exchange has connected in {s:g} s: this machine may be offline "
+                "(`tickerd demo` runs against local fake exchanges, without a network)",
+                s=OFFLINE_HINT_AFTER,
+            )
 
     def _source_changed(self, _: Source) -> None:
         self.health_changes.fire(None)
@@ -291,7 +311,12 @@ class TickerDaemon:
         batched requests get one); an exchange that is no longer desired is stopped; one whose
         ``url`` or ``engine`` changed is restarted alone.  Nothing else reconnects.  Symbols
         are validated by the caller (the sources skip and report rows they cannot use).
+
+        A ``url`` or ``engine`` left unset keeps the configured one (``[exchanges.NAME]``),
+        else the exchange's own: ``apply({"kraken": ExchangeConfig(symbols=…)})`` changes the
+        symbols, never where a relay or a fake configured for Kraken points.
         """
+        desired = {name: self._with_configured(name, settings) for name, settings in desired.items()}
         changes: list[str] = []
         for name in [n for n in self._runners if n not in desired]:
             self._stop_exchange(name)
@@ -317,6 +342,13 @@ class TickerDaemon:
             changes.append(f"{name} {verb} with {len(desired[name].symbols)} symbols")
         if changes:
             logger.info("subscriptions changed: {changes}", changes="; ".join(changes))
+
+    def _with_configured(self, name: str, settings: ExchangeConfig) -> ExchangeConfig:
+        """``settings`` with the configured ``url`` and ``engine`` where it leaves them unset."""
+        configured = self.config.exchanges.get(name, ExchangeConfig())
+        return attrs.evolve(
+            settings, url=settings.url or configured.url, engine=settings.engine or configured.engine
+        )
 
     def add(self, exchange: str, symbol: str) -> None:
         """Subscribe ``symbol`` on ``exchange`` now; idempotent; other connections untouched.
@@ -410,6 +442,7 @@ async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatu
                 )
                 monitor = HealthMonitor(daemon, writer, config.health, config.redis.layout, lease)
                 root.start_soon(monitor.run)
+                root.start_soon(daemon.hint_if_offline)
                 task_status.started(daemon)
                 await trio.sleep_forever()
     finally:

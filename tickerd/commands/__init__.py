@@ -48,3 +48,11 @@ def load_or_report(args: argparse.Namespace) -> Config | None:
     except ConfigError as exc:
         print(f"tickerd: configuration error: {exc}", file=sys.stderr)
         return None
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    """The first exception inside ``error``, out of the groups the nurseries it came through
+    wrapped it in (what a command reports)."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
