@@ -85,6 +85,14 @@ def test_every_problem_is_listed_in_one_run(tmp_path: Path) -> None:
     assert rules.startswith(f"{PREFIX}4 problems:\n")
     for problem in ("health.interval: ", "health.stale_after: ", "exchanges.kraken.url: ", "'btcusd'"):
         assert problem in rules
+    variables = run_cli(env={"TICKER_MAX_RETRIES": "many", "REDIS_PORT": "x", "TICKER_STALE_AFTER": "nan"})
+    assert variables.returncode == 2
+    assert variables.stderr == (
+        f"{PREFIX}3 problems:\n"
+        "  REDIS_PORT: expected a whole number, got 'x'\n"
+        "  TICKER_MAX_RETRIES: expected a whole number, got 'many'\n"
+        "  TICKER_STALE_AFTER (health.stale_after): expected a finite number, got nan\n"
+    )
 
 
 @pytest.mark.parametrize(
