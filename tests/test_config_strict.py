@@ -126,6 +126,14 @@ def test_the_metrics_port_is_1_to_65535(port: str) -> None:
         assert f"argument --metrics-port: expected a port number 1-65535, got '{port}'" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["watch", "demo"])
+def test_a_duration_is_a_finite_number_of_seconds(command: str) -> None:
+    for duration in ("nan", "-5", "inf"):
+        result = run_cli(command, "--duration", duration)
+        assert result.returncode == 2
+        assert f"--duration: expected a number of seconds (0 or more), got '{duration}'" in result.stderr
+
+
 def test_symbols_add_refuses_a_symbol_longer_than_64_characters() -> None:
     symbol = "B" * 60 + "/USDT"
     result = run_cli(

@@ -413,6 +413,7 @@ class TickerDaemon:
                 batches=writer.batches,
                 coalesced=writer.coalesced,
                 redis_up=writer.redis_up,
+                reason=writer.reason,
             ),
             source=None if self.source is None else self.source.snapshot(),
         )
