@@ -36,6 +36,8 @@ from loguru import logger
 
 from tickerd.backoff import Backoff
 from tickerd.layout import RedisLayout
+from tickerd.redact import redact
+from tickerd.redis_errors import refusal
 
 T = TypeVar("T")
 
@@ -76,6 +78,11 @@ class LeaseHeld(LeaseError):
 
 class LeaseLost(LeaseError):
     """While running: another daemon took the prefix after this one's lease expired."""
+
+
+class LeaseRefused(LeaseError):
+    """At start: Redis refuses tickerd (a wrong password, say: :mod:`tickerd.redis_errors`), so
+    the lease cannot be taken, and waiting would not help."""
 
 
 def describe(raw: bytes | None) -> str:
@@ -123,13 +130,16 @@ class PrefixLease:
 
     async def acquire(self) -> None:
         """Take the lease, waiting while Redis does not answer; :class:`LeaseHeld` when another
-        daemon holds it."""
+        daemon holds it, :class:`LeaseRefused` when Redis refuses tickerd."""
         failures = 0
         while True:
             try:
                 holder = await self._claim_once()
                 break
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except redis.RedisError as exc:
+                reason = refusal(exc)
+                if reason is not None:
+                    raise LeaseRefused(f"Redis refuses tickerd: {redact(reason)}") from None
                 if not failures:
                     logger.warning(
                         "cannot take the lease on prefix {prefix!r} yet ({error}); nothing is connected "
