@@ -442,6 +442,8 @@ def structure(raw: dict[str, Any], origins: Mapping[str, str] | None = None) -> 
     every problem; ``origins`` names the environment variable behind a key."""
     try:
         # Types first, every field's rules afterwards (all of them, not attrs' first failure).
+        # The switch is process-wide; this is synchronous, so no other task builds attrs
+        # values while it is off.
         with attrs.validators.disabled():
             config = _converter.structure(raw, Config)
     except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as exc:

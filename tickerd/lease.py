@@ -80,11 +80,6 @@ class LeaseLost(LeaseError):
     """While running: another daemon took the prefix after this one's lease expired."""
 
 
-class LeaseRefused(LeaseError):
-    """At start: Redis refuses tickerd (a wrong password, say: :mod:`tickerd.redis_errors`), so
-    the lease cannot be taken, and waiting would not help."""
-
-
 def describe(raw: bytes | None) -> str:
     """Who holds a lease, from its stored value: ``tickerd pid 4711 on vm``."""
     try:
@@ -101,6 +96,7 @@ class PrefixLease:
         self.key = layout.lease()
         self.prefix = layout.prefix
         self.expiry = expiry
+        self._url = url
         #: True while this daemon holds the lease (what it may clean up depends on it).
         self.held = False
         self.value = orjson.dumps(
@@ -130,22 +126,25 @@ class PrefixLease:
 
     async def acquire(self) -> None:
         """Take the lease, waiting while Redis does not answer; :class:`LeaseHeld` when another
-        daemon holds it, :class:`LeaseRefused` when Redis refuses tickerd."""
+        daemon holds it."""
         failures = 0
         while True:
             try:
                 holder = await self._claim_once()
                 break
             except redis.RedisError as exc:
-                reason = refusal(exc)
-                if reason is not None:
-                    raise LeaseRefused(f"Redis refuses tickerd: {redact(reason)}") from None
+                reason = refusal(exc, self._url)
+                if reason is not None:  # waiting would not help (a wrong password, NOPERM…)
+                    raise LeaseError(
+                        f"cannot take the lease on prefix {self.prefix!r}: Redis at {redact(self._url)} "
+                        f"refuses tickerd: {redact(reason)}"
+                    ) from None
                 if not failures:
                     logger.warning(
                         "cannot take the lease on prefix {prefix!r} yet ({error}); nothing is connected "
                         "or written before it is taken",
                         prefix=self.prefix,
-                        error=str(exc),
+                        error=redact(str(exc)),
                     )
                 failures += 1
                 await trio.sleep(RETRY.delay(failures))
@@ -169,7 +168,7 @@ class PrefixLease:
                     logger.warning(
                         "cannot renew the lease on prefix {prefix!r}: {error}",
                         prefix=self.prefix,
-                        error=str(exc),
+                        error=redact(str(exc)),
                     )
                 unanswered = True
                 continue
