@@ -125,7 +125,7 @@ async def test_a_redis_that_answers_late_but_refuses_still_ends_the_start(tmp_pa
             await daemon.wait_log("does not answer yet")  # not there: waited for
             server.start()
             assert await daemon.wait(within=10) == 2
-        assert "Redis refuses tickerd: authentication failed" in daemon.output
+        assert "refuses tickerd: authentication failed (invalid username-password pair" in daemon.output
         assert WRONG not in daemon.output and "Traceback" not in daemon.output
     finally:
         server.kill()
