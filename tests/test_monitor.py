@@ -111,7 +111,13 @@ async def test_steady_state_costs_one_write_per_exchange_per_interval(
     config = make_config(prefix, {"kraken": kraken}, {"kraken": symbols}, health={"stale_after": 7200})
     daemon = await start_daemon(nursery, config)
     await kraken.wait_until(lambda: all(kraken.is_subscribed(s) for s in symbols))
-    await wait_health(daemon, lambda h: h.exchanges["kraken"].state == "connected")
+    # Connected and every snapshot ticker in (a first ticker is a state change of its own); a
+    # far limit, since virtual time jumps ahead while the writer's thread writes them.
+    await wait_health(
+        daemon,
+        lambda h: h.exchanges["kraken"].state == "connected" and not h.exchanges["kraken"].waiting,
+        within=3600,
+    )
 
     puts = spy_records(daemon, monkeypatch)
     await trio.sleep(3600)  # virtual: one hour of a healthy daemon

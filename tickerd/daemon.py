@@ -207,10 +207,11 @@ class _ExchangeRunner:
 
     def snapshot(self) -> ExchangeSnapshot:
         """The exchange now.  A symbol without any ticker is ``waiting`` (not fresh) until the
-        staleness check, counting from when it was subscribed, finds it ``stale_after`` old."""
+        staleness check finds it ``stale_after`` old (counted from the first check that saw it
+        subscribed)."""
         health, symbols = self.health, self.subscribed()
         last_tick = self.daemon.writer.last_tick_times(health.name, symbols)
-        stale = health.stale.intersection(symbols)  # a symbol removed since the last check is not
+        stale = health.stale.intersection(symbols)  # not symbols removed since the last check
         return ExchangeSnapshot(
             state=health.reported_state(delivered=bool(last_tick)),
             connections=health.connections,
@@ -393,6 +394,7 @@ class TickerDaemon:
                 batches=writer.batches,
                 coalesced=writer.coalesced,
                 redis_up=writer.redis_up,
+                reason=writer.reason,
             ),
             source=None if self.source is None else self.source.snapshot(),
         )

@@ -115,9 +115,8 @@ def assess(
     Redis): down when every exchange failed or is down (never delivered and cannot connect);
     degraded when any is not fully connected or has stale or rejected symbols, or when the
     database the subscriptions come from is unavailable (collection goes on, but changes
-    cannot arrive); healthy otherwise.  Symbols
-    still waiting for their first ticker are not a problem yet: past ``stale_after`` they are
-    stale.
+    cannot arrive); healthy otherwise.  Symbols still waiting for their first ticker are not a
+    problem yet: past ``stale_after`` they are stale.
     """
     reasons: list[str] = []
     if isinstance(source, DatabaseSourceSnapshot) and source.state == "down":

@@ -120,7 +120,7 @@ class Metrics:
         health = self.daemon.health()
         level, reasons = assess(health.exchanges, health.source)
         if not health.writer.redis_up:
-            level, reasons = DOWN, [*reasons, "Redis is not reachable"]
+            level, reasons = DOWN, [*reasons, health.writer.reason or "Redis takes no writes"]
         if level == HEALTHY:
             return 200, "ok\n"
         return 503, f"{LEVELS[level]}: {'; '.join(reasons)}\n"

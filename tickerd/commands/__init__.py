@@ -10,6 +10,7 @@ command treats them alike; this module stays light, since every command imports 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from tickerd import config as config_module
@@ -35,6 +36,18 @@ def port(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """``--duration``: a finite number of seconds, 0 or more (``nan`` or ``-5`` ended in a
+    traceback from the timer)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), got {text!r}")
+    return value
+
+
 def add_config_option(subparser: argparse.ArgumentParser) -> None:
     """Let ``--config`` follow the subcommand too (``tickerd run --config FILE``)."""
     subparser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML configuration")
@@ -48,3 +61,11 @@ def load_or_report(args: argparse.Namespace) -> Config | None:
     except ConfigError as exc:
         print(f"tickerd: configuration error: {exc}", file=sys.stderr)
         return None
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    """The first exception inside ``error``, out of the groups the nurseries it came through
+    wrapped it in (what a command reports)."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

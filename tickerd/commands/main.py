@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "status": "tickerd.commands.status",
     "watch": "tickerd.commands.watch",
     "demo": "tickerd.commands.demo",
+    "fake": "tickerd.commands.fake",
     "db": "tickerd.commands.db",
     "symbols": "tickerd.commands.db",
 }

@@ -26,6 +26,7 @@ from tickerd.commands import (
     EXIT_OK,
     METRICS_HELP,
     add_config_option,
+    first_leaf,
     load_or_report,
     port,
 )
@@ -92,9 +93,8 @@ def _run(config: Config, metrics_port: int | None) -> int:
         failure = group
     except* LeaseError as group:  # the prefix is another daemon's
         failure, what = group, ""
-    while isinstance(failure, BaseExceptionGroup):  # the nurseries it came through wrapped it
-        failure = failure.exceptions[0]
-    print(f"tickerd: {what}{failure}", file=sys.stderr)
+    assert failure is not None
+    print(f"tickerd: {what}{first_leaf(failure)}", file=sys.stderr)
     return EXIT_CONFIG
 
 

@@ -62,16 +62,45 @@ class WorkerThread:
         await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
 
 
-def execute(client: redis.Redis, commands: Sequence[Command]) -> None:
+class Reconnects:
+    """Counts how often a pooled connection was re-established.
+
+    redis-py reconnects silently: a connection found dead when taken from the pool (a Redis
+    restarted while the writer was idle) is replaced before the command goes out, so no
+    error tells the writer.  But a restarted server holds nothing, health records included,
+    so the writer needs to know: redis-py calls a connection's connect callbacks on every
+    reconnect, and this is one.  A connection is watched from the first time it is seen (an
+    identity check per round trip, nothing more).
+    """
+
+    def __init__(self) -> None:
+        #: Reconnects so far (incremented in the writer thread, read by the event loop
+        #: after the round trip returned).
+        self.count = 0
+        self._watched: object = None
+
+    def watch(self, connection: Any) -> None:
+        if connection is not self._watched:
+            connection.register_connect_callback(self._reconnected)  # idempotent per connection
+            self._watched = connection
+
+    def _reconnected(self, _connection: object) -> None:
+        self.count += 1
+
+
+def execute(client: redis.Redis, commands: Sequence[Command], reconnects: Reconnects | None = None) -> None:
     """Send ``commands`` in one round trip and read a reply each (blocking: a worker thread).
 
     The commands go through a pooled connection directly (pack all, send once, read one
     reply each): redis-py's Pipeline object costs ~45 µs more per batch and ~1.6 µs more
     per command, which at a steady 5,000 frames/s (a batch per frame or two) is most of
     what the writer spends.  The first error reply is raised (a :class:`redis.RedisError`).
+    ``reconnects`` counts the connection's re-establishments.
     """
     pool = client.connection_pool
     connection: Any = pool.get_connection()  # redis-py's Connection methods are untyped
+    if reconnects is not None:
+        reconnects.watch(connection)
     try:
         connection.send_packed_command(connection.pack_commands(commands))
         for _ in commands:

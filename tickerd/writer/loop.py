@@ -24,14 +24,17 @@ from tickerd.backoff import Backoff
 from tickerd.broadcast import Broadcast
 from tickerd.layout import Command, RedisLayout
 from tickerd.model import Ticker
-from tickerd.writer.bridge import WorkerThread, execute
+from tickerd.redact import redact
+from tickerd.redis_errors import refusal
+from tickerd.writer.bridge import Reconnects, WorkerThread, execute
 
 Key = tuple[str, str]
 #: A written batch and the seconds its round trip took (what metrics observe).
 Written = tuple[dict[Key, Ticker], float]
 
-#: While Redis is unreachable: retry soon (a restart is often quick), then every 2 s.  No
-#: jitter: there is one writer per daemon, nothing to spread out.
+#: While Redis is unreachable or refuses tickerd: retry soon (a restart is often quick), then
+#: every 2 s (a refusal too: a rotated password may be put right at any moment).  No jitter:
+#: there is one writer per daemon, nothing to spread out.
 RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
 
 
@@ -50,7 +53,18 @@ class RedisWriter:
         self.batches = 0
         self.coalesced = 0
         self.redis_up = True
+        #: Why Redis takes no writes (it refuses tickerd, or cannot be reached); ``None`` while
+        #: it does.
+        self.reason: str | None = None
+        #: Whether the failure logged last was a refusal (an ERROR), so each kind is logged
+        #: once however often the retry fails.
+        self._refused = False
         self._down_since = 0.0
+        self._reconnects = Reconnects()
+        self._reconnects_seen = 0
+        #: Fired after a round trip that needed a new connection: the server may be a restarted
+        #: one that lost everything, so the monitor writes every health record again.
+        self.reconnected = Broadcast[None]()
         #: (exchange, symbol) → trio time of the latest batch that held its ticker: taken once
         #: per coalesced batch, so staleness costs the hot path nothing per frame.
         self.last_seen: dict[Key, float] = {}
@@ -157,6 +171,7 @@ class RedisWriter:
             self._records = records | self._records
             return
         self.records_written += len(records)
+        self._check_reconnected()
         self._flushed.fire(None)
 
     def _write_records(self, records: dict[str, tuple[bytes | None, int]]) -> None:
@@ -165,7 +180,7 @@ class RedisWriter:
             ("DEL", key) if value is None else ("SET", key, value, "EX", str(ttl))
             for key, (value, ttl) in records.items()
         ]
-        execute(self._client, commands)
+        execute(self._client, commands, self._reconnects)
 
     async def _flush_until_done(self) -> None:
         while self._pending:
@@ -183,10 +198,7 @@ class RedisWriter:
                 await self._thread.run_sync(self._write, batch)
                 break
             except redis.RedisError as exc:
-                if self.redis_up:
-                    self._down_since = time.monotonic()
-                    logger.warning("Redis unreachable, holding the latest values: {error}", error=str(exc))
-                    self._set_redis_up(False)
+                self._failed(exc)
                 failures += 1
                 try:
                     await trio.sleep(RETRY.delay(failures))
@@ -198,10 +210,12 @@ class RedisWriter:
                     raise
                 batch.update(self._take())  # newer values replace what the failed batch held
         if not self.redis_up:
+            self.reason, self._refused = None, False
             self._set_redis_up(True)
             logger.info(
                 "Redis is back after {s:.1f} s; latest values written", s=time.monotonic() - self._down_since
             )
+        self._check_reconnected()
         self.written += len(batch)
         self.batches += 1
         if self._first_ticker_taken:
@@ -209,6 +223,28 @@ class RedisWriter:
             self.first_tickers.fire({exchange for exchange, _ in batch})
         self.batch_written.fire((batch, time.perf_counter() - started))
         self._flushed.fire(None)
+
+    def _failed(self, error: redis.RedisError) -> None:
+        """Record why a batch failed; log when Redis went away or started refusing tickerd (a
+        refusal is an ERROR: it will not pass by itself), not on every retry."""
+        reason = refusal(error)
+        refused = reason is not None
+        self.reason = redact(f"Redis refuses tickerd: {reason}" if refused else f"Redis unreachable: {error}")
+        if self.redis_up or refused != self._refused:
+            self._refused = refused
+            if refused:
+                logger.error("{reason}; holding the latest values and retrying", reason=self.reason)
+            else:
+                logger.warning("{reason}; holding the latest values", reason=self.reason)
+        if self.redis_up:
+            self._down_since = time.monotonic()
+            self._set_redis_up(False)
+
+    def _check_reconnected(self) -> None:
+        """After a successful round trip: fire :attr:`reconnected` if it needed a new connection."""
+        if self._reconnects.count != self._reconnects_seen:
+            self._reconnects_seen = self._reconnects.count
+            self.reconnected.fire(None)
 
     def _set_redis_up(self, up: bool) -> None:
         self.redis_up = up
@@ -225,4 +261,4 @@ class RedisWriter:
     def _write(self, batch: dict[Key, Ticker]) -> None:
         """The layout's commands for the batch, in one round trip (writer thread: the tickers
         are encoded there, off the event loop)."""
-        execute(self._client, self.layout.ticker_commands(batch))
+        execute(self._client, self.layout.ticker_commands(batch), self._reconnects)
