@@ -15,9 +15,12 @@ import pytest
 import redis
 import trio
 
+import tickerd
 from tests.conftest import Updates, run_cli, start_fake
 from tests.processes import DaemonProcess, RedisServer, daemon_process
+from tickerd.config import structure
 from tickerd.layout import RedisLayout
+from tickerd.lease import LeaseError
 from tickerd.testing import FakeKraken
 
 PREFIX = "trial:"
@@ -154,3 +157,18 @@ async def test_a_holder_frozen_past_its_lease_stops_and_leaves_its_successor_alo
             assert heartbeat is not None and heartbeat.state == "running"  # no "stopped" from the first
             assert list(exchanges) == ["kraken"]  # nor its records deleted
             assert (await trial.status())[0] == 0
+
+
+async def test_an_embedded_daemon_refused_by_redis_stops_at_once_without_the_password() -> None:
+    server = RedisServer(password="right-one")
+    server.start()
+    try:
+        config = structure({"redis": {"url": f"redis://:wrong-one@127.0.0.1:{server.port}/0"}})
+        with (
+            trio.fail_after(5),
+            pytest.raises(LeaseError, match="refuses tickerd: authentication failed") as raised,
+        ):
+            await tickerd.serve(config)
+        assert "wrong-one" not in str(raised.value)
+    finally:
+        server.kill()

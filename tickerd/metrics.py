@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from tickerd.daemon import TickerDaemon
 from tickerd.health import DOWN, HEALTHY, LEVELS, assess
+from tickerd.model import Ticker
 from tickerd.snapshots import ExchangeSnapshot
 from tickerd.writer import Written
 
@@ -112,7 +113,7 @@ class Metrics:
         batch, seconds = written
         self.redis_write.observe(seconds)
         sample = next(iter(batch.values()))
-        if sample.received_ts:
+        if isinstance(sample, Ticker) and sample.received_ts:  # not a symbol's removal
             self.frame_to_redis.observe(max(0.0, time.time() - sample.received_ts))
 
     def healthz(self) -> tuple[int, str]:
