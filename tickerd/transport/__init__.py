@@ -48,6 +48,11 @@ class TransportError(Exception):
 class Connection(Protocol):
     """One open websocket, as the I/O loop sees it."""
 
+    #: Socket reads completed so far: messages, and also the protocol pings and pongs
+    #: the engine answers by itself, which :meth:`receive` never returns.  The loop's sign of
+    #: life: a quiet subscription on a server that pings is not a dead connection.
+    reads: int
+
     async def send(self, message: str) -> None:
         """Send one text message."""
 
