@@ -43,6 +43,10 @@ def run_toml(tmp_path: Path, text: str, *args: str, env: dict[str, str] | None =
             "exchanges.kraken.url: expected ws://HOST[:PORT]/PATH or wss://…, got 'http://x'",
         ),
         (
+            '[exchanges.kraken]\nurl = "ws://127.0.0.1:0/ws"\nsymbols = ["BTC/USD"]\n',
+            "exchanges.kraken.url: expected ws://HOST[:PORT]/PATH or wss://…, got 'ws://127.0.0.1:0/ws'",
+        ),
+        (
             "[feed]\nreconnect_delay = 10.0\nmax_reconnect_delay = 5.0\n",
             "feed.max_reconnect_delay: expected at least reconnect_delay (10), got 5.0",
         ),
@@ -85,6 +89,14 @@ def test_every_problem_is_listed_in_one_run(tmp_path: Path) -> None:
     assert rules.startswith(f"{PREFIX}4 problems:\n")
     for problem in ("health.interval: ", "health.stale_after: ", "exchanges.kraken.url: ", "'btcusd'"):
         assert problem in rules
+    variables = run_cli(env={"TICKER_MAX_RETRIES": "many", "REDIS_PORT": "x", "TICKER_STALE_AFTER": "nan"})
+    assert variables.returncode == 2
+    assert variables.stderr == (
+        f"{PREFIX}3 problems:\n"
+        "  REDIS_PORT: expected a whole number, got 'x'\n"
+        "  TICKER_MAX_RETRIES: expected a whole number, got 'many'\n"
+        "  TICKER_STALE_AFTER (health.stale_after): expected a finite number, got nan\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,6 +128,14 @@ def test_the_metrics_port_is_1_to_65535(port: str) -> None:
         result = run_cli(*args)
         assert result.returncode == 2
         assert f"argument --metrics-port: expected a port number 1-65535, got '{port}'" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["watch", "demo"])
+def test_a_duration_is_a_finite_number_of_seconds(command: str) -> None:
+    for duration in ("nan", "-5", "inf"):
+        result = run_cli(command, "--duration", duration)
+        assert result.returncode == 2
+        assert f"--duration: expected a number of seconds (0 or more), got '{duration}'" in result.stderr
 
 
 def test_symbols_add_refuses_a_symbol_longer_than_64_characters() -> None:

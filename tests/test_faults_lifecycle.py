@@ -5,6 +5,7 @@ Real processes only: each test has its own redis-server and runs ``python -m tic
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -14,9 +15,12 @@ import pytest
 import redis
 import trio
 
+import tickerd
 from tests.conftest import Updates, run_cli, start_fake
 from tests.processes import DaemonProcess, RedisServer, daemon_process
+from tickerd.config import structure
 from tickerd.layout import RedisLayout
+from tickerd.lease import LeaseError
 from tickerd.testing import FakeKraken
 
 PREFIX = "trial:"
@@ -36,6 +40,18 @@ class Trial:
             "[health]\ninterval = 1.0\n"
             f'[exchanges.kraken]\nurl = "{kraken.url}"\nsymbols = ["BTC/USD"]\n'
         )
+        self.client.config_set("notify-keyspace-events", "Ex")
+        self.expired = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self.expired.subscribe("__keyevent@0__:expired")
+
+    async def wait_expired(self, *keys: str) -> None:
+        """Return once Redis expired each of ``keys`` (keyspace notifications, no polling)."""
+        gone: set[bytes] = set()
+        with trio.fail_after(10):
+            while not {key.encode() for key in keys} <= gone:
+                message = await trio.to_thread.run_sync(self.expired.get_message, True, 0.5)
+                if message:
+                    gone.add(message["data"])
 
     def daemon(self, *args: str) -> AbstractAsyncContextManager[DaemonProcess]:
         return daemon_process(["--config", str(self.path), *args])
@@ -65,6 +81,7 @@ class Trial:
 async def trial(nursery: trio.Nursery, tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Trial]:
     setup = Trial(tmp_path, await start_fake(nursery, FakeKraken()), redis_server)
     yield setup
+    setup.expired.close()
     setup.client.close()
 
 
@@ -90,21 +107,12 @@ async def test_a_second_daemon_on_the_prefix_exits_2_naming_the_holder(trial: Tr
 
 
 async def test_after_kill_9_the_records_and_the_lease_expire_and_a_new_daemon_starts(trial: Trial) -> None:
-    trial.client.config_set("notify-keyspace-events", "Ex")
-    expired = trial.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-    expired.subscribe("__keyevent@0__:expired")
     async with trial.daemon() as first:
         await trial.running(first)
         first.process.kill()  # kill -9: nothing is cleaned up, nothing renewed
         assert await first.wait() == -9
 
-    gone: set[bytes] = set()
-    with trio.fail_after(10):  # the heartbeat's TTL is 3 s, the lease's 2 s
-        while not {LAYOUT.heartbeat().encode(), LAYOUT.lease().encode()} <= gone:
-            message = await trio.to_thread.run_sync(expired.get_message, True, 0.5)
-            if message:
-                gone.add(message["data"])
-    expired.close()
+    await trial.wait_expired(LAYOUT.heartbeat(), LAYOUT.lease())  # TTLs 3 s and 2 s
     code, text = await trial.status()
     assert code == 2 and "tickerd is not running" in text
 
@@ -130,3 +138,37 @@ async def test_a_start_that_fails_leaves_the_running_daemon_untouched(trial: Tri
         trial.assert_records_of(first)
         code, text = await trial.status()
         assert code == 0, text
+
+
+async def test_a_holder_frozen_past_its_lease_stops_and_leaves_its_successor_alone(trial: Trial) -> None:
+    async with trial.daemon() as first:
+        await trial.running(first)
+        first.signal(signal.SIGSTOP)  # a slow holder: it cannot renew
+        await trial.wait_expired(LAYOUT.lease())
+        async with trial.daemon() as second:
+            await trial.running(second)
+            lease = trial.client.get(LAYOUT.lease())
+            first.signal(signal.SIGCONT)
+            assert await first.wait() == 2
+            holder = f"tickerd pid {second.process.pid} on {socket.gethostname()}"
+            assert f"lost the lease on prefix 'trial:' to {holder}" in first.output
+            assert trial.client.get(LAYOUT.lease()) == lease  # neither renewed nor deleted
+            heartbeat, exchanges = LAYOUT.read_health(trial.client)
+            assert heartbeat is not None and heartbeat.state == "running"  # no "stopped" from the first
+            assert list(exchanges) == ["kraken"]  # nor its records deleted
+            assert (await trial.status())[0] == 0
+
+
+async def test_an_embedded_daemon_refused_by_redis_stops_at_once_without_the_password() -> None:
+    server = RedisServer(password="right-one")
+    server.start()
+    try:
+        config = structure({"redis": {"url": f"redis://:wrong-one@127.0.0.1:{server.port}/0"}})
+        with (
+            trio.fail_after(5),
+            pytest.raises(LeaseError, match="refuses tickerd: authentication failed") as raised,
+        ):
+            await tickerd.serve(config)
+        assert "wrong-one" not in str(raised.value)
+    finally:
+        server.kill()

@@ -311,21 +311,27 @@ _ENV: dict[str, tuple[tuple[str, ...], type]] = {
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
-def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """Overlay environment variables on the TOML data, parsing each with a clear message.
 
     Returns which key each variable set (``feed.silence_timeout`` → ``TICKER_SILENCE_TIMEOUT``),
-    so that a problem with the value names the variable the person actually set.
+    so that a problem with the value names the variable the person actually set, and the
+    variables that could not be parsed at all (left out, reported with the rest).
     """
     origins: dict[str, str] = {}
+    problems: list[str] = []
     if "REDIS_URL" not in environ and any(k in environ for k in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB")):
         host = environ.get("REDIS_HOST", "127.0.0.1")
         port, db = environ.get("REDIS_PORT", "6379"), environ.get("REDIS_DB", "0")
-        for key, number in (("REDIS_PORT", port), ("REDIS_DB", db)):
-            if not number.isdigit():
-                raise ConfigError(f"{key}: expected a whole number, got {number!r}")
-        raw.setdefault("redis", {})["url"] = f"redis://{host}:{port}/{db}"
-        origins["redis.url"] = "/".join(k for k in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB") if k in environ)
+        wrong = [
+            (key, number) for key, number in (("REDIS_PORT", port), ("REDIS_DB", db)) if not number.isdigit()
+        ]
+        problems += [f"{key}: expected a whole number, got {number!r}" for key, number in wrong]
+        if not wrong:
+            raw.setdefault("redis", {})["url"] = f"redis://{host}:{port}/{db}"
+            origins["redis.url"] = "/".join(
+                k for k in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB") if k in environ
+            )
     for key, (path, kind) in _ENV.items():
         if key not in environ:
             continue
@@ -333,14 +339,16 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str
         try:
             value: Any = kind(text)
         except ValueError:
-            expected = "a whole number" if kind is int else "a number"
-            raise ConfigError(f"{key}: expected {expected}, got {text!r}") from None
+            problems.append(
+                f"{key}: expected {'a whole number' if kind is int else 'a number'}, got {text!r}"
+            )
+            continue
         section = raw
         for part in path[:-1]:
             section = section.setdefault(part, {})
         section[path[-1]] = value
         origins[".".join(path)] = key
-    return origins
+    return origins, problems
 
 
 class _Expected(TypeError):
@@ -434,6 +442,8 @@ def structure(raw: dict[str, Any], origins: Mapping[str, str] | None = None) -> 
     every problem; ``origins`` names the environment variable behind a key."""
     try:
         # Types first, every field's rules afterwards (all of them, not attrs' first failure).
+        # The switch is process-wide; this is synchronous, so no other task builds attrs
+        # values while it is off.
         with attrs.validators.disabled():
             config = _converter.structure(raw, Config)
     except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as exc:
@@ -457,5 +467,11 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
             raise ConfigError(f"--config {path}: cannot read it ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config {path}: not valid TOML ({exc})") from None
-    origins = _apply_env(raw, environ)
-    return structure(raw, origins)
+    origins, unparsed = _apply_env(raw, environ)
+    try:
+        config = structure(raw, origins)
+    except ConfigError as exc:
+        raise ConfigError(*unparsed, *exc.problems) from None
+    if unparsed:
+        raise ConfigError(*unparsed)
+    return config

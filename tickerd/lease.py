@@ -36,6 +36,8 @@ from loguru import logger
 
 from tickerd.backoff import Backoff
 from tickerd.layout import RedisLayout
+from tickerd.redact import redact
+from tickerd.redis_errors import refusal
 
 T = TypeVar("T")
 
@@ -94,6 +96,7 @@ class PrefixLease:
         self.key = layout.lease()
         self.prefix = layout.prefix
         self.expiry = expiry
+        self._url = url
         #: True while this daemon holds the lease (what it may clean up depends on it).
         self.held = False
         self.value = orjson.dumps(
@@ -129,13 +132,19 @@ class PrefixLease:
             try:
                 holder = await self._claim_once()
                 break
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except redis.RedisError as exc:
+                reason = refusal(exc, self._url)
+                if reason is not None:  # waiting would not help (a wrong password, NOPERM…)
+                    raise LeaseError(
+                        f"cannot take the lease on prefix {self.prefix!r}: Redis at {redact(self._url)} "
+                        f"refuses tickerd: {redact(reason)}"
+                    ) from None
                 if not failures:
                     logger.warning(
                         "cannot take the lease on prefix {prefix!r} yet ({error}); nothing is connected "
                         "or written before it is taken",
                         prefix=self.prefix,
-                        error=str(exc),
+                        error=redact(str(exc)),
                     )
                 failures += 1
                 await trio.sleep(RETRY.delay(failures))
@@ -159,7 +168,7 @@ class PrefixLease:
                     logger.warning(
                         "cannot renew the lease on prefix {prefix!r}: {error}",
                         prefix=self.prefix,
-                        error=str(exc),
+                        error=redact(str(exc)),
                     )
                 unanswered = True
                 continue

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from tickerd.daemon import TickerDaemon
 from tickerd.health import DOWN, HEALTHY, LEVELS, assess
+from tickerd.model import Ticker
 from tickerd.snapshots import ExchangeSnapshot
 from tickerd.writer import Written
 
@@ -112,7 +113,7 @@ class Metrics:
         batch, seconds = written
         self.redis_write.observe(seconds)
         sample = next(iter(batch.values()))
-        if sample.received_ts:
+        if isinstance(sample, Ticker) and sample.received_ts:  # not a symbol's removal
             self.frame_to_redis.observe(max(0.0, time.time() - sample.received_ts))
 
     def healthz(self) -> tuple[int, str]:
@@ -120,7 +121,7 @@ class Metrics:
         health = self.daemon.health()
         level, reasons = assess(health.exchanges, health.source)
         if not health.writer.redis_up:
-            level, reasons = DOWN, [*reasons, "Redis is not reachable"]
+            level, reasons = DOWN, [*reasons, health.writer.reason or "Redis takes no writes"]
         if level == HEALTHY:
             return 200, "ok\n"
         return 503, f"{LEVELS[level]}: {'; '.join(reasons)}\n"

@@ -13,9 +13,11 @@ Writes are rate-limited per exchange, not per symbol: in steady state one record
 (and one heartbeat) per ``health.interval``, 120 an hour at the default 30 s however many
 symbols the exchange carries, plus one immediate write on each state change (the exchange's
 record and the heartbeat, so its writer counters are as current as the newest record; a burst
-of changes, such as ``apply`` of many symbols, costs one write per key).  Every record
-has a TTL of three intervals, so the records of a daemon that died expire instead of looking
-alive.  The records go through the writer, so Redis keeps a single writer.
+of changes, such as ``apply`` of many symbols, costs one write per key), and all of them at
+once when the writer had to reconnect (a Redis restarted empty would otherwise show no daemon
+to ``status`` until the next interval).  Every record has a TTL of three intervals, so the
+records of a daemon that died expire instead of looking alive.  The records go through the
+writer, so Redis keeps a single writer.
 
 It only reads snapshots and hears of changes: staleness is judged by each exchange's runner,
 which owns the feeds (see :mod:`tickerd.daemon`).
@@ -76,7 +78,10 @@ class HealthMonitor:
         #: Exchanges that have a record, and when each is due a steady-state write.
         self._due: dict[str, float] = {}
         self._heartbeat_due = -math.inf
+        #: Set when a record is due before its time (a state change, Redis reconnected).
+        self._wakeup = trio.Event()
         writer.at_close(self._stopped)
+        writer.reconnected.connect(self._reconnected)
         daemon.health_changes.connect(self._changed)
 
     def _changed(self, exchange: str | None) -> None:
@@ -84,12 +89,21 @@ class HealthMonitor:
             self._heartbeat_due = -math.inf
         else:
             self._dirty.add(exchange)
+        self._wakeup.set()
+
+    def _reconnected(self, _: None) -> None:
+        """The writer needed a new connection: Redis may have restarted empty, and ``status``
+        would call the daemon dead until the next interval, so every record is written now."""
+        self._heartbeat_due = -math.inf
+        self._dirty.update(self._due)
+        self._wakeup.set()
 
     async def run(self) -> None:
         while True:
+            self._wakeup = trio.Event()
             self._write_due(trio.current_time())
             with trio.move_on_at(min([self._heartbeat_due, *self._due.values()])):
-                await self.daemon.health_changes.wait()
+                await self._wakeup.wait()
 
     def _write_due(self, now: float) -> None:
         """Write the records of changed exchanges, and of those due a steady-state write."""

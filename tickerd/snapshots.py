@@ -79,8 +79,11 @@ class WriterCounters:
 class WriterStats(WriterCounters):
     """The writer now (``DaemonHealth.writer``)."""
 
-    #: False while Redis refuses writes (the writer holds the latest values meanwhile).
+    #: False while Redis takes no writes (the writer holds the latest values meanwhile).
     redis_up: bool
+    #: Why, while ``redis_up`` is false: ``Redis refuses tickerd: …`` (a wrong password,
+    #: NOAUTH, a database the server lacks, not Redis) or ``Redis unreachable: …``.
+    reason: str | None
 
 
 @attrs.frozen
@@ -142,7 +145,7 @@ class Heartbeat:
 converter = cattrs.Converter()
 #: A source is written with its own class's fields and read back as the class whose fields it
 #: has (a database's names one); every other field is written as declared, so the heartbeat's
-#: ``writer`` holds the counters only, not ``redis_up``.
+#: ``writer`` holds the counters only, not ``redis_up`` and ``reason``.
 include_subclasses(SourceSnapshot, converter)
 
 

@@ -21,7 +21,7 @@ import redis
 import trio
 
 from tickerd import embedded, exchanges, logs
-from tickerd.commands import EXIT_CONFIG, add_config_option, first_leaf, load_or_report, watch
+from tickerd.commands import EXIT_CONFIG, add_config_option, first_leaf, load_or_report, seconds, watch
 from tickerd.config import Config, structure
 from tickerd.daemon import serve
 from tickerd.layout import RedisLayout
@@ -145,5 +145,5 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="NAME",
         help="only this exchange (repeatable; default every exchange)",
     )
-    parser.add_argument("--duration", type=float, metavar="SECONDS", help="exit after this long")
+    parser.add_argument("--duration", type=seconds, metavar="SECONDS", help="exit after this long")
     parser.set_defaults(func=run)

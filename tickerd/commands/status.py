@@ -22,6 +22,7 @@ from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
 from tickerd.health import DEGRADED, DOWN, LEVELS, assess
 from tickerd.layout import RedisLayout
 from tickerd.redact import redact
+from tickerd.redis_errors import refusal
 from tickerd.snapshots import (
     DatabaseSourceSnapshot,
     ExchangeRecord,
@@ -80,6 +81,9 @@ def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
     try:
         heartbeat, exchanges = RedisLayout(prefix).read_health(client)
     except (redis.RedisError, OSError) as exc:
+        reason = refusal(exc, url)
+        if reason is not None:  # there, but refuses: the daemon cannot write either
+            return report(DOWN, [f"Redis at {url} refuses tickerd: {redact(reason)}"])
         return report(DOWN, [f"Redis at {url} is not reachable: {exc}"])
     except UnreadableRecord as exc:
         return report(DOWN, [f"cannot read tickerd's records (another version, or not tickerd's): {exc}"])

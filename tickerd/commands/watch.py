@@ -26,7 +26,7 @@ import trio
 
 from tickerd import embedded
 from tickerd.broadcast import Broadcast
-from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
+from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report, seconds
 from tickerd.commands.status import read_report, summary_line
 from tickerd.layout import RedisLayout
 from tickerd.redact import redact
@@ -276,5 +276,5 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add_config_option(parser)
     parser.add_argument("--exchange", action="append", metavar="NAME", help="only this exchange (repeatable)")
-    parser.add_argument("--duration", type=float, metavar="SECONDS", help="exit after this long")
+    parser.add_argument("--duration", type=seconds, metavar="SECONDS", help="exit after this long")
     parser.set_defaults(func=run_watch)
