@@ -138,7 +138,7 @@ class _Session:
                     self.opened = True
                     nursery.start_soon(self._until_it_fails, self._sender, conn)
                     nursery.start_soon(self._until_it_fails, self._reader, conn)
-                    nursery.start_soon(self._watchdog)
+                    nursery.start_soon(self._watchdog, conn)
                     if feed.adapter.keepalive is not None:
                         nursery.start_soon(self._keepalive)
                     if feed.max_lifetime is not None:
@@ -226,19 +226,21 @@ class _Session:
         if not self._unresolved:
             self._ready.set()
 
-    async def _watchdog(self) -> None:
-        """End the session when no frame arrived for ``silence_timeout`` seconds.
+    async def _watchdog(self, conn: transport.Connection) -> None:
+        """End the session when no frame arrived for ``silence_timeout`` seconds, protocol
+        pings included: a server that pings a quiet subscription is alive (Binance sends
+        nothing else while no price moves), one that stopped answering is not.
 
-        It samples the frame counter instead of timing every frame, so the read loop pays
-        one integer increment per frame for it.
+        It samples the transport's read counter instead of timing every frame, so the read
+        loop pays nothing per frame for it.
         """
         timeout = self.feed.settings.silence_timeout
         seen = 0
         quiet_since = trio.current_time()
         while True:
             await trio.sleep(timeout / 4)
-            if self.frames != seen:
-                seen = self.frames
+            if conn.reads != seen:
+                seen = conn.reads
                 quiet_since = trio.current_time()
             elif trio.current_time() - quiet_since >= timeout:
                 self.silent_for = trio.current_time() - quiet_since

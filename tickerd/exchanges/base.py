@@ -174,11 +174,6 @@ class Exchange(abc.ABC):
     #: reports :class:`ReconnectRequested`).  ``False``: connections rotate only at
     #: :attr:`max_lifetime` or the configured ``feed.max_lifetime``.
     reconnect_request: ClassVar[bool] = False
-    #: The keepalive duty brings frames (pongs, heartbeats) that feed the silence watchdog
-    #: while the market is quiet.  ``False``: the duty is below the frames (answering the
-    #: server's protocol pings), so a quiet subscription looks like a dead one once
-    #: ``feed.silence_timeout`` passes.
-    keepalive_frames: ClassVar[bool] = True
     #: Spot markets only: ``BASE/QUOTE:SETTLE`` symbols are refused up front.
     spot_only: ClassVar[bool] = False
 
