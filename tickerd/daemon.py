@@ -212,6 +212,7 @@ class _ExchangeRunner:
             feeds=len(self.feeds),
             frames=sum(feed.frame_count for feed in self.feeds),
             junk=sum(feed.junk_count for feed in self.feeds),
+            crossed=sum(feed.crossed_count for feed in self.feeds),
             last_tick=self.daemon.writer.last_tick_times(health.name, symbols),
         )
 

@@ -48,6 +48,9 @@ class ExchangeSnapshot:
     junk: int
     #: Symbol → epoch seconds of its latest ticker (symbols without one are left out).
     last_tick: Mapping[str, float]
+    #: Tickers whose best bid was above their best ask (written all the same).  Keyword-only
+    #: with a default, so records written before it existed still read.
+    crossed: int = attrs.field(default=0, kw_only=True)
 
 
 @attrs.frozen
