@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from tests.conftest import Updates, cli_config, read_until, run_cli, start_fake
-from tests.processes import daemon_process
+from tests.processes import RedisServer, daemon_process
 from tickerd.commands.main import COMMANDS, build_parser, main
 from tickerd.testing import FakeKraken
 
@@ -43,7 +43,7 @@ def test_bad_environment_value_exits_2() -> None:
     assert result.returncode == 2
     assert "TICKER_MAX_RETRIES: expected a whole number, got 'many'" in result.stderr
     result = run_cli(env={"LOG_FORMAT": "xml"})
-    assert result.returncode == 2 and "log.format: expected one of text, json" in result.stderr
+    assert result.returncode == 2 and "LOG_FORMAT (log.format): expected one of text, json" in result.stderr
 
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
@@ -86,13 +86,17 @@ async def test_sigint_shuts_down_cleanly_with_exit_0(
     assert b"SIGINT: shutting down" in log
 
 
-async def test_a_second_signal_exits_at_once(nursery: trio.Nursery, tmp_path: Path, prefix: str) -> None:
+async def test_a_second_signal_exits_at_once(
+    nursery: trio.Nursery, tmp_path: Path, prefix: str, redis_server: RedisServer
+) -> None:
     kraken = await start_fake(nursery, FakeKraken())
-    # Redis is unreachable, so the shutdown flush would wait out its 60 s grace period.
-    path = cli_config(tmp_path, kraken.url, prefix, redis_url="redis://127.0.0.1:1/0", grace=60.0)
+    path = cli_config(tmp_path, kraken.url, prefix, redis_url=redis_server.url, grace=60.0)
     async with daemon_process(["--config", str(path)]) as daemon:
         with trio.fail_after(20):
             await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
+        # Redis goes away with a ticker held, so the shutdown flush would wait out its 60 s grace.
+        redis_server.kill()
+        await kraken.push("BTC/USD", last=1.0)
         await daemon.wait_log("Redis unreachable")
         daemon.signal(signal.SIGTERM)
         await daemon.wait_log("SIGTERM: shutting down")
@@ -130,9 +134,10 @@ print("loaded:", *sorted(sys.modules))
         (("status",), "tickerd is not running"),
         (("status", "--help"), "usage: tickerd status"),
         (("watch", "--duration", "0.1"), "no tickers"),
+        (("--version",), "trio-websocket "),
     ],
 )
-def test_status_and_watch_start_without_the_daemon_prometheus_or_psycopg(
+def test_status_watch_and_version_start_without_the_daemon_prometheus_or_psycopg(
     args: tuple[str, ...], output: str, prefix: str
 ) -> None:
     result = subprocess.run(

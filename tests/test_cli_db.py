@@ -127,11 +127,11 @@ def test_the_daemon_exits_2_on_a_bad_url_or_a_missing_schema(db: Database) -> No
     result = run_cli(env={"DATABASE_URL": "postgres://[::1"})
     assert result.returncode == 2
     assert (
-        "tickerd: configuration error: database.url: expected postgresql://USER@HOST:PORT/DBNAME"
+        "tickerd: configuration error: DATABASE_URL (database.url): expected postgresql://USER@HOST:PORT/DBNAME"
         in result.stderr
     )
     result = run_cli(env={"DATABASE_URL": "host=127.0.0.1 dbname"})
-    assert result.returncode == 2 and "database.url: expected" in result.stderr
+    assert result.returncode == 2 and "DATABASE_URL (database.url): expected" in result.stderr
 
     result = run_cli(env={"DATABASE_URL": db.url})
     assert result.returncode == 2

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import redis
 import trio
+import trio.testing
 
 from tests.conftest import Updates, make_config, start_daemon, start_fake, stored, wait_health
+from tickerd.config import ExchangeConfig
+from tickerd.daemon import OFFLINE_HINT_AFTER
 from tickerd.exchanges.kraken import Kraken
 from tickerd.testing import FakeBinance, FakeKraken
 
@@ -155,3 +158,34 @@ async def test_a_symbol_added_after_a_connection_gave_up_gets_a_new_one(
     await kraken.wait_until(lambda: kraken.is_subscribed("ETH/USD"))
     assert not kraken.is_subscribed("BTC/USD")  # the failed connection stays given up
     await wait_health(daemon, lambda h: h.exchanges["kraken"].state == "degraded")
+
+
+@pytest.mark.parametrize("one_connects", [False, True])
+async def test_a_hint_says_once_that_the_machine_may_be_offline_when_no_exchange_ever_connected(
+    nursery: trio.Nursery, prefix: str, clock: trio.testing.MockClock, logs: list[str], one_connects: bool
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    binance = await start_fake(nursery, FakeBinance())
+    kraken.refuse = True
+    binance.refuse = not one_connects
+    fakes = {"kraken": kraken, "binance": binance}
+    await start_daemon(nursery, make_config(prefix, fakes, {"kraken": ["BTC/USD"], "binance": ["BTC/USDT"]}))
+    await trio.sleep(OFFLINE_HINT_AFTER - 1)  # virtual time, as every wait below
+    assert not any("may be offline" in line for line in logs)
+    await trio.sleep(3 * OFFLINE_HINT_AFTER)
+    hints = [line for line in logs if "may be offline" in line]
+    assert len(hints) == (0 if one_connects else 1)
+    assert all("`tickerd demo`" in hint for hint in hints)
+    assert any("no connection (" in line for line in logs)  # kraken's own lines say why
+
+
+async def test_apply_keeps_the_configured_url_where_it_gives_none(
+    nursery: trio.Nursery, prefix: str, logs: list[str]
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    daemon = await start_daemon(nursery, make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}))
+    await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
+    await daemon.apply({"kraken": ExchangeConfig(symbols=("BTC/USD", "ETH/USD"))})  # the README's example
+    await kraken.wait_until(lambda: kraken.is_subscribed("ETH/USD"))
+    assert kraken.connection_count == 1  # the same connection: not restarted, not re-pointed
+    assert not any("restarted" in line for line in logs)

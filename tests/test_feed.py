@@ -11,11 +11,12 @@ import pytest
 import trio
 import trio.testing
 import trustme
+from loguru import logger
 
 from tickerd import exchanges
 from tickerd.config import ConfigError, FeedSettings, structure
 from tickerd.feed import Feed
-from tickerd.health import FAILED, ExchangeHealth
+from tickerd.health import CONNECTED, FAILED, ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
 
@@ -233,5 +234,22 @@ def test_a_connection_lives_until_the_shorter_of_the_configured_and_the_exchange
     assert lifetime("binance") == 23 * 3600.0  # before Binance's own 24 h cut
     assert lifetime("binance", max_lifetime=3600.0) == 3600.0
     assert lifetime("binance", max_lifetime=48 * 3600.0) == 23 * 3600.0
-    with pytest.raises(ConfigError, match="max_lifetime: expected a positive number of seconds, got 0"):
+    with pytest.raises(
+        ConfigError, match=r"max_lifetime: expected a positive number of seconds, at least 60, got 0\.0"
+    ):
         structure({"feed": {"max_lifetime": 0}})
+
+
+async def test_log_lines_name_exchange_and_connection_in_loguru_s_default_format(
+    nursery: trio.Nursery,
+) -> None:
+    lines: list[str] = []
+    handler = logger.add(lines.append)  # as an embedding program would: no tickerd.logs.configure
+    try:
+        h = await start(nursery, FakeKraken(), ["BTC/USD"])
+        await h.wait_for_state(CONNECTED)
+    finally:
+        logger.remove(handler)
+    assert any(
+        line.rstrip().endswith(" - [exchange=kraken feed=1] connected, 1 symbols") for line in lines
+    ), lines

@@ -80,6 +80,7 @@ async def test_metrics_count_frames_tickers_batches_and_latency(
     assert found["tickerd_reconnects_total", kraken_label] == 0
     assert found["tickerd_symbols", kraken_label] == 1
     assert found["tickerd_stale_symbols", kraken_label] == 0
+    assert found["tickerd_waiting_symbols", kraken_label] == 0  # BTC/USD had its first ticker
     assert found["tickerd_connections", kraken_label] == 1
     assert found["tickerd_tickers_written_total", ()] == writer.written >= 1
     assert found["tickerd_coalesced_updates_total", ()] == writer.coalesced

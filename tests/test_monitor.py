@@ -54,17 +54,6 @@ def methods(fake: FakeKraken) -> list[str]:
     return [m["method"] for m in fake.received if m.get("method") != "ping"]
 
 
-@pytest.fixture
-def threaded_clock() -> trio.testing.MockClock:
-    """Virtual time for staleness tests, whose Redis writes run in worker threads.
-
-    With ``autojump_threshold=0`` the clock may jump many times while one write is in its
-    thread, so the writer (and the last-tick times it keeps) would lag seconds of virtual
-    time behind; waiting 5 ms of real idleness first lets a write finish before time moves.
-    """
-    return trio.testing.MockClock(autojump_threshold=0.005)
-
-
 async def wait_records(
     daemon: tickerd.TickerDaemon,
     client: redis.Redis,
@@ -122,7 +111,13 @@ async def test_steady_state_costs_one_write_per_exchange_per_interval(
     config = make_config(prefix, {"kraken": kraken}, {"kraken": symbols}, health={"stale_after": 7200})
     daemon = await start_daemon(nursery, config)
     await kraken.wait_until(lambda: all(kraken.is_subscribed(s) for s in symbols))
-    await wait_health(daemon, lambda h: h.exchanges["kraken"].state == "connected")
+    # Connected and every snapshot ticker in (a first ticker is a state change of its own); a
+    # far limit, since virtual time jumps ahead while the writer's thread writes them.
+    await wait_health(
+        daemon,
+        lambda h: h.exchanges["kraken"].state == "connected" and not h.exchanges["kraken"].waiting,
+        within=3600,
+    )
 
     puts = spy_records(daemon, monkeypatch)
     await trio.sleep(3600)  # virtual: one hour of a healthy daemon
@@ -193,12 +188,12 @@ async def test_a_symbol_without_updates_is_stale_logged_once_and_fresh_again(
     )
     assert exchanges["kraken"].last_tick["ETH/USD"] < exchanges["kraken"].last_tick["BTC/USD"]
     await trio.sleep(120)  # virtual: still stale, no new log line
-    assert logs.count("stale: no update for 30 s") == 1
+    assert logs.count("[exchange=kraken symbol=ETH/USD] stale: no update for 30 s") == 1
     assert not any(m.get("method") == "unsubscribe" for m in kraken.received)  # BTC/USD flows
 
     await kraken.push("ETH/USD", last=3000.0)
     await wait_stale(daemon, "kraken", [])
-    assert logs.count("fresh again") == 1
+    assert logs.count("[exchange=kraken symbol=ETH/USD] fresh again") == 1
 
 
 async def test_a_connection_whose_symbols_all_went_stale_resubscribes(

@@ -238,19 +238,22 @@ async def test_unusable_rows_are_skipped_and_reported_once(
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
     await install(db, {"kraken": ["BTC/USD"]})
+    long = "A" * 61 + "/USD"  # 65 characters: no market is named that
     await db.execute(
         "INSERT INTO tickerd.exchanges (name) VALUES ('krakken');"
-        " INSERT INTO tickerd.symbols (exchange, symbol) VALUES ('kraken', 'btcusd'), ('krakken', 'BTC/USD')"
+        " INSERT INTO tickerd.exchanges (name, url) VALUES ('okx', 'http://x');"
+        " INSERT INTO tickerd.symbols (exchange, symbol) VALUES"
+        f" ('kraken', 'btcusd'), ('krakken', 'BTC/USD'), ('kraken', '{long}'), ('okx', 'BTC/USDT')"
     )
     daemon = await start_daemon(nursery, pg_config(prefix, db.url, {"kraken": kraken}, refresh=0.05))
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
     problems = database_source(daemon.health().source).problems
-    assert (
-        problems[0] == "kraken: 'btcusd' is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)"
-    )
-    assert problems[1].startswith("unknown exchange 'krakken' (supported: binance, ")
+    assert "kraken: 'btcusd' is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)" in problems
+    assert "kraken: 'AAAAAAAAAAAAAAAA'…: 65 characters, at most 64" in problems
+    assert "okx: url: expected ws://HOST[:PORT]/PATH or wss://…, got 'http://x'" in problems
+    assert any(problem.startswith("unknown exchange 'krakken' (supported: binance, ") for problem in problems)
     await wait_health(daemon, lambda h: database_source(h.source).reads >= 3)  # re-read, not reported again
-    assert sum("ignoring a database row" in line for line in logs) == 2
+    assert sum("ignoring a database row" in line for line in logs) == len(problems) == 4
     assert daemon.symbols() == {"kraken": ["BTC/USD"]}
 
 

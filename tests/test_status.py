@@ -50,8 +50,14 @@ async def test_healthy_daemon_exit_0_table_and_json(
     daemon = await start_daemon(
         nursery, make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD", "ETH/USD"]})
     )
+    await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD") and kraken.is_subscribed("ETH/USD"))
+    await kraken.push("BTC/USD", last=5.0)
+    await kraken.push("ETH/USD", last=6.0)
     await wait_records(
-        daemon, redis_client, prefix, lambda _, ex: "kraken" in ex and ex["kraken"].connections
+        daemon,
+        redis_client,
+        prefix,
+        lambda _, ex: "kraken" in ex and ex["kraken"].connections and len(ex["kraken"].last_tick) == 2,
     )
 
     code, out = await status(tmp_path, prefix)
@@ -60,11 +66,11 @@ async def test_healthy_daemon_exit_0_table_and_json(
     assert lines[0].startswith("tickerd 0.1.0 running, pid ")
     header = next(line for line in lines if line.startswith("EXCHANGE"))
     assert header.split() == [
-        *("EXCHANGE", "STATE", "CONNS", "SYMBOLS", "FRESH", "STALE", "REJECTED", "RECONNECTS"),
-        *("LAST", "ERROR"),
+        *("EXCHANGE", "STATE", "CONNS", "SYMBOLS", "FRESH", "WAITING", "STALE", "REJECTED"),
+        *("RECONNECTS", "LAST", "ERROR"),
     ]
     row = next(line for line in lines if line.startswith("kraken"))
-    assert row.split() == ["kraken", "connected", "1", "2", "2", "0", "0", "0", "-"]
+    assert row.split() == ["kraken", "connected", "1", "2", "2", "0", "0", "0", "0", "-"]
     assert lines[-1] == "status: healthy"
 
     code, out = await status(tmp_path, prefix, "--json")
@@ -101,12 +107,14 @@ async def test_stopped_daemon_is_down(
     assert code == 2 and "status: down (tickerd stopped at " in out
 
 
-def test_an_old_heartbeat_means_down(redis_client: redis.Redis, prefix: str) -> None:
-    """A daemon that hangs (or died less than a TTL ago) is not taken for alive."""
+def store_heartbeat(client: redis.Redis, prefix: str, *, age: float, uptime: float) -> None:
+    """A running daemon's heartbeat written ``age`` seconds ago, started ``uptime`` ago (no
+    exchanges, 30 s interval), as if another machine's daemon wrote it."""
+    now = time.time()
     heartbeat = Heartbeat(
         state="running",
-        time=time.time() - 75,
-        started=time.time() - 3600,
+        time=now - age,
+        started=now - uptime,
         pid=1,
         host="elsewhere",
         version="0.1.0",
@@ -116,7 +124,12 @@ def test_an_old_heartbeat_means_down(redis_client: redis.Redis, prefix: str) -> 
         writer=WriterCounters(written=0, batches=0, coalesced=0),
         source=SourceSnapshot(kind="toml"),
     )
-    redis_client.set(RedisLayout(prefix).heartbeat(), snapshots.dumps(heartbeat), ex=30)
+    client.set(RedisLayout(prefix).heartbeat(), snapshots.dumps(heartbeat), ex=30)
+
+
+def test_an_old_heartbeat_means_down(redis_client: redis.Redis, prefix: str) -> None:
+    """A daemon that hangs (or died less than a TTL ago) is not taken for alive."""
+    store_heartbeat(redis_client, prefix, age=75, uptime=3600)
     report = read_report(redis_client, REDIS_URL, prefix)
     assert report.level == 2 and report.reasons == ["heartbeat is 75 s old: tickerd is hung or gone"]
 

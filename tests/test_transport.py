@@ -13,6 +13,7 @@ import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import NoReturn
 
 import pytest
 import trio
@@ -230,6 +231,29 @@ async def test_server_pings_are_answered_while_reading(engine: str) -> None:
     assert pongs == [b"one", b"two"]
 
 
+async def test_server_pings_count_as_reads_while_no_message_arrives(engine: str) -> None:
+    client: list[transport.Connection] = []
+    reads: list[int] = []
+
+    async def handler(peer: Peer) -> None:
+        await peer.accept()
+        await peer.next_frame()  # the client is connected
+        for payload in (b"one", b"two"):
+            peer.protocol.send_ping(payload)
+            await peer.flush()
+            await peer.next_frame()  # the pong: the client has read the ping
+            reads.append(client[0].reads)
+        await peer.send_text("after pings")
+        await peer.next_frame()
+
+    async with websocket_server(handler) as url, transport.connect(url, engine=engine) as conn:
+        client.append(conn)
+        await conn.send("connected")
+        with trio.fail_after(5):
+            assert await conn.receive() == "after pings"
+    assert 0 < reads[0] < reads[1]  # each ping was heard, though no message had arrived
+
+
 async def test_close_by_server_is_a_transport_error_after_the_messages_before_it(engine: str) -> None:
     echoed: list[Frame | None] = []
     done = trio.Event()
@@ -429,9 +453,36 @@ async def test_invalid_utf8_text_fails_the_connection(engine: str) -> None:
         assert int.from_bytes(bytes(frame.data)[:2], "big") == 1007  # "invalid frame payload data"
 
 
-async def test_nothing_listening_is_a_transport_error(engine: str) -> None:
+async def test_nothing_listening_is_a_refused_connection(engine: str) -> None:
     port = free_port()
-    assert f"127.0.0.1:{port}" in await _connect_failure(f"ws://127.0.0.1:{port}/feed", engine)
+    message = await _connect_failure(f"ws://127.0.0.1:{port}/feed", engine)
+    assert message == f"cannot connect to 127.0.0.1:{port}: refused"
+
+
+class _Offline(trio.abc.HostnameResolver):
+    """Name resolution as on a machine without a network: every lookup fails."""
+
+    async def getaddrinfo(
+        self,
+        host: bytes | None,
+        port: bytes | str | int | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> NoReturn:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    async def getnameinfo(
+        self, sockaddr: tuple[str, int] | tuple[str, int, int, int], flags: int
+    ) -> NoReturn:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+
+async def test_a_name_that_does_not_resolve_is_said_so(engine: str) -> None:
+    trio.socket.set_custom_hostname_resolver(_Offline())  # per run: this test's trio.run only
+    message = await _connect_failure("wss://ws.kraken.com/v2", engine)
+    assert message.startswith("cannot resolve ws.kraken.com (")
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/feed", "ws://127.0.0.1:port/feed", "ws://[::1/feed"])

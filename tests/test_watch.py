@@ -14,7 +14,9 @@ import redis
 import trio
 
 from tests.conftest import Updates, make_config, read_until, start_daemon, start_fake
+from tests.processes import RedisServer
 from tests.test_status import status_config
+from tickerd.commands import demo
 from tickerd.commands.watch import Board, price
 from tickerd.layout import RedisLayout
 from tickerd.testing import FakeKraken
@@ -110,11 +112,17 @@ async def test_watch_on_a_terminal_draws_in_place_and_restores_it(tmp_path: Path
     assert screen.endswith(b"\x1b[?25h\x1b[?1049l")  # the terminal is given back as it was
 
 
-async def test_demo_runs_offline_in_one_command(redis_client: redis.Redis, prefix: str) -> None:
+def _demo_env(server: RedisServer) -> dict[str, str]:
+    """The demo's prefix is fixed: on a Redis of the test's own, so runs never meet."""
+    return {**os.environ, "REDIS_URL": server.url}
+
+
+async def test_demo_runs_offline_in_one_command(redis_server: RedisServer) -> None:
     args = [sys.executable, "-m", "tickerd", "demo", "--duration", "2", "--exchange", "kraken"]
+    env = _demo_env(redis_server)
     result = await trio.to_thread.run_sync(
         lambda: subprocess.run(
-            [*args, "--exchange", "binance"], capture_output=True, text=True, timeout=60, env=_env(prefix)
+            [*args, "--exchange", "binance"], capture_output=True, text=True, timeout=60, env=env
         )
     )
     assert result.returncode == 0, result.stderr
@@ -129,11 +137,13 @@ async def test_demo_runs_offline_in_one_command(redis_client: redis.Redis, prefi
     assert last_table[-1].startswith(
         "status: HEALTHY · binance connected 2/2 fresh · kraken connected 3/3 fresh"
     )
-    assert not redis_client.exists(RedisLayout(prefix).tickers("kraken"))  # the demo cleans up its tickers
+    client = redis.Redis.from_url(redis_server.url)
+    assert not client.exists(RedisLayout(demo.PREFIX).tickers("kraken"))  # the demo cleans up its tickers
+    client.close()
 
 
-async def test_demo_on_a_terminal_exits_cleanly_on_ctrl_c(tmp_path: Path, prefix: str) -> None:
-    env = {**_env(prefix), "TICKERD_STATE_DIR": str(tmp_path)}
+async def test_demo_on_a_terminal_exits_cleanly_on_ctrl_c(tmp_path: Path, redis_server: RedisServer) -> None:
+    env = {**_demo_env(redis_server), "TICKERD_STATE_DIR": str(tmp_path)}
     args = [sys.executable, "-m", "tickerd", "demo", "--exchange", "okx"]
     status, screen = await run_on_terminal(args, env, b"okx connected 2/2 fresh")
     assert status == 0

@@ -1,15 +1,19 @@
 """Configuration: a TOML file (or the built-in default) overridden by environment variables.
 
-Everything is validated at the edge, before any connection is opened: an invalid value gives
-one :class:`ConfigError` whose message names the key and the expected form.
+Everything is validated at the edge, before any connection is opened: an invalid
+configuration gives one :class:`ConfigError` that lists every problem, each naming the key (or
+the environment variable) and the expected form.  Nothing is coerced: ``1.5`` is no whole
+number, ``"5"`` no number, ``nan`` and ``inf`` are refused everywhere.  Durations have lower
+bounds (the README lists them) because a loop woken every 0.1 ms is a busy loop.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,30 +24,86 @@ import cattrs
 from tickerd import exchanges
 from tickerd.backoff import Backoff
 from tickerd.layout import RedisLayout
-from tickerd.transport import DEFAULT_ENGINE, engine_names
+from tickerd.redact import redact
+from tickerd.transport import DEFAULT_ENGINE, Target, TransportError, engine_names
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
-    """An invalid configuration; the message is meant for the person who wrote it."""
+    """An invalid configuration; the message is meant for the person who wrote it.
+
+    ``problems`` holds every problem found (the message lists them all), so one run shows
+    everything to fix rather than one error per attempt.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = problems
+        listed = "".join(f"\n  {problem}" for problem in problems)
+        super().__init__(problems[0] if len(problems) == 1 else f"{len(problems)} problems:{listed}")
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name}: expected a positive number of seconds, got {value!r}")
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _seconds(minimum: float) -> Validator:
+    """A finite duration of at least ``minimum`` seconds (``nan`` fails every comparison, so
+    it is refused explicitly rather than slipping through ``value <= 0``)."""
+
+    def check(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+        if not (math.isfinite(value) and value >= minimum):
+            raise ValueError(
+                f"{attribute.name}: expected a positive number of seconds, at least {minimum:g}, "
+                f"got {value!r}"
+            )
+
+    return check
+
+
+def _not_below(other: str) -> Validator:
+    """At least the sibling field ``other`` (a cap below its own start value means nothing)."""
+
+    def check(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+        floor = getattr(instance, other)
+        if value < floor:
+            raise ValueError(f"{attribute.name}: expected at least {other} ({floor:g}), got {value!r}")
+
+    return check
 
 
 def _not_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name}: expected 0 (retry forever) or more, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"{attribute.name}: expected 0 (retry forever) or a larger whole number, got {value!r}"
+        )
 
 
 def _redis_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
-    if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+    if value is None:
+        return
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # out of range raises here
+    except ValueError:
+        port = 0
+    if parts.scheme not in ("redis", "rediss", "unix") or port == 0:
         raise ValueError(
-            f"{attribute.name}: expected redis://HOST:PORT/DB, rediss://… or unix://…, got {value!r}"
+            f"{attribute.name}: expected redis://HOST:PORT/DB (port 1-65535), rediss://… or unix://…, "
+            f"got {redact(value)!r}"
         )
+
+
+def _websocket_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    """What the transport can connect to (the same check it makes), so that ``http://…``
+    fails at start instead of on every reconnect."""
+    if value is None:
+        return
+    try:
+        Target.parse(value)
+    except TransportError:
+        raise ValueError(
+            f"{attribute.name}: expected ws://HOST[:PORT]/PATH or wss://…, got {redact(value)!r}"
+        ) from None
 
 
 def _one_of(name: str, value: str, options: tuple[str, ...] | list[str]) -> None:
@@ -70,6 +130,9 @@ class RedisSettings:
 
     url: str | None = attrs.field(default=None, validator=_redis_url)
     prefix: str = ""
+    #: Seconds the lease on ``prefix`` outlives its holder (:mod:`tickerd.lease`): a daemon
+    #: killed with ``kill -9`` blocks a successor this long at most; renewed every third of it.
+    lease_expiry: float = attrs.field(default=15.0, validator=_seconds(1.0))
 
     @property
     def address(self) -> str:
@@ -101,19 +164,23 @@ class FeedSettings:
     """Timing and engine of the shared I/O loop (every exchange uses the same loop)."""
 
     #: First reconnect delay; doubles per consecutive failure, with jitter, up to the cap.
-    reconnect_delay: float = attrs.field(default=1.0, validator=_positive)
-    max_reconnect_delay: float = attrs.field(default=60.0, validator=_positive)
+    reconnect_delay: float = attrs.field(default=1.0, validator=_seconds(0.01))
+    max_reconnect_delay: float = attrs.field(
+        default=60.0, validator=[_seconds(1.0), _not_below("reconnect_delay")]
+    )
     #: 0 retries forever; after N consecutive failures the connection is marked failed.
     max_retries: int = attrs.field(default=0, validator=_not_negative)
     #: No frame for this long means a dead connection: reconnect.
-    silence_timeout: float = attrs.field(default=30.0, validator=_positive)
-    #: A connection that stayed up this long resets the backoff.
-    healthy_after: float = attrs.field(default=30.0, validator=_positive)
+    silence_timeout: float = attrs.field(default=30.0, validator=_seconds(1.0))
+    #: A connection that delivered tickers this long resets the backoff.
+    healthy_after: float = attrs.field(default=30.0, validator=_seconds(1.0))
     #: How long a new connection may take to confirm its subscriptions before it counts as up.
-    ready_timeout: float = attrs.field(default=10.0, validator=_positive)
+    ready_timeout: float = attrs.field(default=10.0, validator=_seconds(1.0))
     #: Rotate every connection after this many seconds (make-before-break), or sooner where
     #: the exchange's own limit is shorter; unset: only at the exchange's own limit.
-    max_lifetime: float | None = attrs.field(default=None, validator=attrs.validators.optional(_positive))
+    max_lifetime: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_seconds(60.0))
+    )
     #: The websocket engine (``websockets`` or ``trio-websocket``); exchanges may override it.
     engine: str = attrs.field(default=DEFAULT_ENGINE, validator=_engine)
     #: Extra CA bundle for ``wss://`` (a private relay); the system store otherwise.
@@ -131,9 +198,9 @@ class HealthSettings:
 
     #: Seconds between two steady-state health writes of one exchange; state changes are
     #: written at once.  Records expire after three intervals, so a dead daemon disappears.
-    interval: float = attrs.field(default=30.0, validator=_positive)
+    interval: float = attrs.field(default=30.0, validator=_seconds(1.0))
     #: A subscribed symbol with no update for this long is stale.
-    stale_after: float = attrs.field(default=60.0, validator=_positive)
+    stale_after: float = attrs.field(default=60.0, validator=_seconds(1.0))
 
 
 def _database_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
@@ -147,7 +214,7 @@ def _database_url(instance: object, attribute: attrs.Attribute[str | None], valu
     except ProgrammingError as exc:
         raise ValueError(
             f"{attribute.name}: expected postgresql://USER@HOST:PORT/DBNAME or 'host=… dbname=…', "
-            f"got {value!r} ({str(exc).strip()})"
+            f"got {redact(value)!r} ({str(exc).strip()})"
         ) from None
 
 
@@ -170,7 +237,7 @@ class DatabaseSettings:
     #: The PostgreSQL schema that holds tickerd's tables (``tickerd`` mode).
     schema: str = attrs.field(default="tickerd", validator=_identifier)
     #: Seconds between full re-reads (catches a lost notification; fullon mode's only way).
-    refresh: float = attrs.field(default=60.0, validator=_positive)
+    refresh: float = attrs.field(default=60.0, validator=_seconds(0.05))
     #: fullon mode: the user whose active exchanges are collected.
     admin_mail: str = "admin@fullon"
 
@@ -178,9 +245,30 @@ class DatabaseSettings:
 @attrs.frozen
 class ExchangeConfig:
     symbols: tuple[str, ...] = ()
-    url: str | None = None
-    engine: str | None = None
+    #: The websocket URL to use instead of the adapter's (a relay, a fake exchange).
+    url: str | None = attrs.field(default=None, validator=_websocket_url)
+    engine: str | None = attrs.field(default=None, validator=attrs.validators.optional(_engine))
     enabled: bool = True
+
+
+def _exchanges(
+    instance: object, attribute: attrs.Attribute[dict[str, ExchangeConfig]], value: dict[str, ExchangeConfig]
+) -> None:
+    """Every exchange known and every symbol usable on it (each problem listed)."""
+    problems = []
+    for name, exchange in value.items():
+        try:
+            adapter = exchanges.get(name)
+        except KeyError as exc:
+            problems.append(f"{attribute.name}.{name}: {exc.args[0]}")
+            continue
+        for symbol in exchange.symbols:
+            try:
+                adapter.check_symbol(symbol)
+            except ValueError as exc:
+                problems.append(f"{attribute.name}.{name}.symbols: {exc}")
+    if problems:
+        raise ConfigError(*problems)
 
 
 @attrs.frozen
@@ -189,27 +277,10 @@ class Config:
     log: LogSettings = LogSettings()
     feed: FeedSettings = FeedSettings()
     health: HealthSettings = HealthSettings()
-    exchanges: dict[str, ExchangeConfig] = attrs.field(factory=dict)
+    exchanges: dict[str, ExchangeConfig] = attrs.field(factory=dict, validator=_exchanges)
     database: DatabaseSettings = DatabaseSettings()
     #: Seconds the writer may take to flush on shutdown.
-    shutdown_grace: float = attrs.field(default=5.0, validator=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        for name, exchange in self.exchanges.items():
-            try:
-                adapter = exchanges.get(name)
-            except KeyError as exc:
-                raise ConfigError(f"exchanges.{name}: {exc.args[0]}") from None
-            for symbol in exchange.symbols:
-                try:
-                    adapter.check_symbol(symbol)
-                except ValueError as exc:
-                    raise ConfigError(f"exchanges.{name}.symbols: {exc}") from None
-            if exchange.engine is not None:
-                try:
-                    _one_of("engine", exchange.engine, engine_names())
-                except ValueError as exc:
-                    raise ConfigError(f"exchanges.{name}.{exc}") from None
+    shutdown_grace: float = attrs.field(default=5.0, validator=_seconds(0.1))
 
 
 DEFAULT_TOML = """
@@ -240,15 +311,27 @@ _ENV: dict[str, tuple[tuple[str, ...], type]] = {
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
-def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
-    """Overlay environment variables on the TOML data, parsing each with a clear message."""
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Overlay environment variables on the TOML data, parsing each with a clear message.
+
+    Returns which key each variable set (``feed.silence_timeout`` → ``TICKER_SILENCE_TIMEOUT``),
+    so that a problem with the value names the variable the person actually set, and the
+    variables that could not be parsed at all (left out, reported with the rest).
+    """
+    origins: dict[str, str] = {}
+    problems: list[str] = []
     if "REDIS_URL" not in environ and any(k in environ for k in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB")):
         host = environ.get("REDIS_HOST", "127.0.0.1")
         port, db = environ.get("REDIS_PORT", "6379"), environ.get("REDIS_DB", "0")
-        for key, number in (("REDIS_PORT", port), ("REDIS_DB", db)):
-            if not number.isdigit():
-                raise ConfigError(f"{key}: expected a whole number, got {number!r}")
-        raw.setdefault("redis", {})["url"] = f"redis://{host}:{port}/{db}"
+        wrong = [
+            (key, number) for key, number in (("REDIS_PORT", port), ("REDIS_DB", db)) if not number.isdigit()
+        ]
+        problems += [f"{key}: expected a whole number, got {number!r}" for key, number in wrong]
+        if not wrong:
+            raw.setdefault("redis", {})["url"] = f"redis://{host}:{port}/{db}"
+            origins["redis.url"] = "/".join(
+                k for k in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB") if k in environ
+            )
     for key, (path, kind) in _ENV.items():
         if key not in environ:
             continue
@@ -256,59 +339,120 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
         try:
             value: Any = kind(text)
         except ValueError:
-            expected = "a whole number" if kind is int else "a number"
-            raise ConfigError(f"{key}: expected {expected}, got {text!r}") from None
+            problems.append(
+                f"{key}: expected {'a whole number' if kind is int else 'a number'}, got {text!r}"
+            )
+            continue
         section = raw
         for part in path[:-1]:
             section = section.setdefault(part, {})
         section[path[-1]] = value
+        origins[".".join(path)] = key
+    return origins, problems
 
 
-_EXPECTED = {
-    float: "a number",
-    int: "a whole number",
-    str: "a string",
-    bool: "true or false",
-    tuple[str, ...]: "a list of strings",
+class _Expected(TypeError):
+    """A value of the wrong kind; the message says what was expected."""
+
+
+#: The plain types a configuration holds: the Python types accepted for each, and its name.
+_KINDS: dict[type, tuple[tuple[type, ...], str]] = {
+    float: ((int, float), "a number"),
+    int: ((int,), "a whole number"),
+    str: ((str,), "a string"),
+    bool: ((bool,), "true or false"),
 }
+
+
+def _strict(value: Any, type_: type) -> Any:
+    """``value`` as ``type_`` only if it already is one: cattrs' own hooks call ``int(1.5)``,
+    ``float("5")`` and ``bool("no")``, which would turn a mistake into a surprise."""
+    accepted, expected = _KINDS[type_]
+    if type(value) not in accepted:  # exact types: True is no number, 1.0 no whole number
+        raise _Expected(f"expected {expected}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Expected(f"expected a finite number, got {value!r}")
+    return float(value) if type_ is float else value
+
+
+def _strict_strings(value: Any, _: Any) -> tuple[str, ...]:
+    """A list of strings, never a bare string (``"BTC/USD"`` is not a list of symbols)."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _Expected("expected a list of strings")
+    return tuple(value)
+
+
+for _kind in _KINDS:
+    _converter.register_structure_hook(_kind, _strict)
+_converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _strict_strings)
 
 
 def _format(exc: BaseException, type_: Any) -> str:
     """One cattrs leaf failure as ``what was expected`` (the path is added by cattrs)."""
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         return f"unknown key(s) {', '.join(sorted(exc.extra_fields))}"
-    if isinstance(exc, ValueError) and type_ is None:
-        return str(exc)  # our validators and ConfigError already say what was expected
-    if type_ in _EXPECTED:
-        return f"expected {_EXPECTED[type_]}"
+    if isinstance(exc, _Expected):
+        return str(exc)
     return "expected a table" if isinstance(exc, (TypeError, AttributeError)) else str(exc)
 
 
-def _strict_strings(value: Any, _: Any) -> tuple[str, ...]:
-    """A list of strings, never a bare string (``"BTC/USD"`` is not a list of symbols)."""
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise TypeError("expected a list of strings")
-    return tuple(value)
-
-
-_converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _strict_strings)
-
-
-def structure(raw: dict[str, Any]) -> Config:
-    """Raw TOML data (with overrides applied) → :class:`Config`, or one clear ConfigError."""
-    try:
-        return _converter.structure(raw, Config)
-    except Exception as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        first = cattrs.transform_error(exc, path="$", format_exception=_format)[0]
-        text, _, where = first.rpartition(" @ ")
+def _type_problems(exc: Exception) -> list[str]:
+    """Every leaf failure of a cattrs error as ``path: what was expected``."""
+    problems = []
+    for line in cattrs.transform_error(exc, path="$", format_exception=_format):
+        text, _, where = line.rpartition(" @ ")
         where = where.removeprefix("$").lstrip(".").replace("['", ".").replace("']", "")
-        if not where:
-            raise ConfigError(text) from None
-        # Validator messages start with their own key ("url: expected …").
-        named = ":" in text.split(" ", 1)[0]
-        raise ConfigError(f"{where}.{text}" if named else f"{where}: {text}") from None
+        problems.append(f"{where}: {text}" if where else text)
+    return problems
+
+
+def _rule_problems(value: Any, path: str = "") -> list[str]:
+    """Every failing validator of ``value`` and of the sections it holds, as ``path: problem``.
+
+    attrs stops a class at its first failing validator; running each field's validator here
+    lists them all.  Validator messages start with their own field name.
+    """
+    problems: list[str] = []
+    for field in attrs.fields(type(value)):
+        item = getattr(value, field.name)
+        if field.validator is not None:
+            try:
+                field.validator(value, field, item)
+            except ConfigError as exc:
+                problems += [path + problem for problem in exc.problems]
+            except ValueError as exc:
+                problems.append(path + str(exc))
+        if attrs.has(type(item)):
+            problems += _rule_problems(item, f"{path}{field.name}.")
+        elif isinstance(item, dict):
+            for key, entry in item.items():
+                if attrs.has(type(entry)):
+                    problems += _rule_problems(entry, f"{path}{field.name}.{key}.")
+    return problems
+
+
+def _name_origin(problem: str, origins: Mapping[str, str]) -> str:
+    """``feed.silence_timeout: …`` set from the environment → ``TICKER_SILENCE_TIMEOUT (…): …``."""
+    where, colon, text = problem.partition(": ")
+    return f"{origins[where]} ({where}){colon}{text}" if where in origins else problem
+
+
+def structure(raw: dict[str, Any], origins: Mapping[str, str] | None = None) -> Config:
+    """Raw TOML data (with overrides applied) → :class:`Config`, or one ConfigError listing
+    every problem; ``origins`` names the environment variable behind a key."""
+    try:
+        # Types first, every field's rules afterwards (all of them, not attrs' first failure).
+        # The switch is process-wide; this is synchronous, so no other task builds attrs
+        # values while it is off.
+        with attrs.validators.disabled():
+            config = _converter.structure(raw, Config)
+    except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as exc:
+        problems = _type_problems(exc)
+    else:
+        problems = _rule_problems(config)
+    if problems:
+        raise ConfigError(*(_name_origin(problem, origins or {}) for problem in problems))
+    return config
 
 
 def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -323,5 +467,11 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
             raise ConfigError(f"--config {path}: cannot read it ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config {path}: not valid TOML ({exc})") from None
-    _apply_env(raw, environ)
-    return structure(raw)
+    origins, unparsed = _apply_env(raw, environ)
+    try:
+        config = structure(raw, origins)
+    except ConfigError as exc:
+        raise ConfigError(*unparsed, *exc.problems) from None
+    if unparsed:
+        raise ConfigError(*unparsed)
+    return config

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
+import attrs
 import redis
 import trio
-from loguru import logger
 
 from tickerd import exchanges, sources
 from tickerd.broadcast import Broadcast
@@ -27,7 +27,9 @@ from tickerd.config import Config, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
 from tickerd.health import ExchangeHealth
-from tickerd.model import Ticker
+from tickerd.lease import PrefixLease
+from tickerd.logs import logger
+from tickerd.model import Removal, Ticker
 from tickerd.monitor import HealthMonitor
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
 from tickerd.sources import Source
@@ -35,6 +37,9 @@ from tickerd.writer import RedisWriter
 
 #: Tickers the feeds may queue ahead of the writer's coalescing before they wait.
 CHANNEL_SIZE = 4096
+#: Seconds after start with no exchange connected yet before tickerd suggests that the machine
+#: may be offline (a first run without a network is the common cause).
+OFFLINE_HINT_AFTER = 60.0
 
 
 class _ExchangeRunner:
@@ -144,6 +149,7 @@ class _ExchangeRunner:
             return
         endpoint = self.adapter.endpoint(self.url, symbol)
         limit = self.adapter.max_symbols_per_connection
+        self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
         feed = next((f for f in self.feeds if f.url == endpoint and f.load < limit and not f.finished), None)
         if feed is not None:
             feed.add(symbol)
@@ -174,6 +180,7 @@ class _ExchangeRunner:
         if feed is None:
             return
         feed.remove(symbol)
+        self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
         if close_empty and not feed.symbols:  # an empty connection has nothing left to do
             self.feeds.remove(feed)
             feed.cancel_scope.cancel()
@@ -199,21 +206,29 @@ class _ExchangeRunner:
         return sorted(s for feed in self.feeds for s in feed.symbols)
 
     def snapshot(self) -> ExchangeSnapshot:
+        """The exchange now.  A symbol without any ticker is ``waiting`` (not fresh) until the
+        staleness check finds it ``stale_after`` old (counted from the first check that saw it
+        subscribed)."""
         health, symbols = self.health, self.subscribed()
+        last_tick = self.daemon.writer.last_tick_times(health.name, symbols)
+        stale = health.stale.intersection(symbols)  # not symbols removed since the last check
         return ExchangeSnapshot(
-            state=health.state,
+            state=health.reported_state(delivered=bool(last_tick)),
             connections=health.connections,
             reconnects=health.reconnects,
             last_error=health.last_error,
             last_error_ts=health.last_error_ts,
             rejected=dict(health.rejected),
-            stale=tuple(sorted(health.stale)),
+            stale=tuple(sorted(stale)),
             symbols=tuple(symbols),
             feeds=len(self.feeds),
             frames=sum(feed.frame_count for feed in self.feeds),
             junk=sum(feed.junk_count for feed in self.feeds),
+            last_tick=last_tick,
+            waiting=tuple(
+                s for s in symbols if s not in last_tick and s not in stale and s not in health.rejected
+            ),
             crossed=sum(feed.crossed_count for feed in self.feeds),
-            last_tick=self.daemon.writer.last_tick_times(health.name, symbols),
         )
 
 
@@ -221,7 +236,11 @@ class TickerDaemon:
     """The handle of a running daemon: ``add``, ``remove``, ``health``."""
 
     def __init__(
-        self, config: Config, nursery: trio.Nursery, sink: trio.MemorySendChannel[Ticker], writer: RedisWriter
+        self,
+        config: Config,
+        nursery: trio.Nursery,
+        sink: trio.MemorySendChannel[Ticker | Removal],
+        writer: RedisWriter,
     ) -> None:
         self.config = config
         self.sink = sink
@@ -229,14 +248,37 @@ class TickerDaemon:
         self._nursery = nursery
         self._runners: dict[str, _ExchangeRunner] = {}
         #: Fired on every health state change: with the exchange's name (connected,
-        #: reconnecting, failed, rejected or stale symbols; started or stopped), or ``None``
+        #: reconnecting, failed, rejected, stale or first-ticked symbols, a symbol subscribed
+        #: or unsubscribed; started or stopped), or ``None``
         #: when the subscription source's state changed.
         self.health_changes: Broadcast[str | None] = Broadcast()
         #: Where the subscriptions come from (TOML, PostgreSQL, fullon); set by ``serve``.
         self.source: Source | None = None
+        #: Whether any exchange's connection was ever up (see :meth:`hint_if_offline`).
+        self._connected_once = False
+        writer.first_tickers.connect(self._first_tickers)
 
     def _exchange_changed(self, health: ExchangeHealth) -> None:
+        if health.connections:
+            self._connected_once = True
         self.health_changes.fire(health.name)
+
+    def _first_tickers(self, exchanges: set[str]) -> None:
+        """A symbol's first ticker turns it from waiting to fresh: a state change."""
+        for name in exchanges & self._runners.keys():
+            self.health_changes.fire(name)
+
+    async def hint_if_offline(self) -> None:
+        """Log once, :data:`OFFLINE_HINT_AFTER` seconds after start, when exchanges are
+        configured and none has ever connected: each feed's own lines say why it cannot
+        (``cannot resolve …``), this one says what it probably means and what runs anyway."""
+        await trio.sleep(OFFLINE_HINT_AFTER)
+        if self._runners and not self._connected_once:
+            logger.warning(
+                "no exchange has connected in {s:g} s: this machine may be offline "
+                "(`tickerd demo` runs against local fake exchanges, without a network)",
+                s=OFFLINE_HINT_AFTER,
+            )
 
     def _source_changed(self, _: Source) -> None:
         self.health_changes.fire(None)
@@ -275,9 +317,15 @@ class TickerDaemon:
         batched requests get one); an exchange that is no longer desired is stopped; one whose
         ``url`` or ``engine`` changed is restarted alone.  Nothing else reconnects.  Symbols
         are validated by the caller (the sources skip and report rows they cannot use).
+
+        A ``url`` or ``engine`` left unset keeps the configured one (``[exchanges.NAME]``),
+        else the exchange's own: ``apply({"kraken": ExchangeConfig(symbols=…)})`` changes the
+        symbols, never where a relay or a fake configured for Kraken points.
         """
+        desired = {name: self._with_configured(name, settings) for name, settings in desired.items()}
         changes: list[str] = []
         for name in [n for n in self._runners if n not in desired]:
+            self._withdraw(name, self._runners[name].symbols() | self.writer.written_symbols(name))
             self._stop_exchange(name)
             changes.append(f"{name} stopped")
         start: dict[str, str] = {}
@@ -285,11 +333,13 @@ class TickerDaemon:
             runner = self._runners.get(name)
             if runner is None:
                 start[name] = "started"
-            elif (runner.settings.url, runner.settings.engine) != (settings.url, settings.engine):
+                continue
+            running, wanted = runner.symbols(), set(settings.symbols)
+            self._withdraw(name, running - wanted)
+            if (runner.settings.url, runner.settings.engine) != (settings.url, settings.engine):
                 self._stop_exchange(name)
                 start[name] = "restarted (settings changed)"
             else:
-                running, wanted = runner.symbols(), set(settings.symbols)
                 runner.update(wanted)
                 if running != wanted:
                     diff = [f"+{s}" for s in sorted(wanted - running)] + [
@@ -301,6 +351,13 @@ class TickerDaemon:
             changes.append(f"{name} {verb} with {len(desired[name].symbols)} symbols")
         if changes:
             logger.info("subscriptions changed: {changes}", changes="; ".join(changes))
+
+    def _with_configured(self, name: str, settings: ExchangeConfig) -> ExchangeConfig:
+        """``settings`` with the configured ``url`` and ``engine`` where it leaves them unset."""
+        configured = self.config.exchanges.get(name, ExchangeConfig())
+        return attrs.evolve(
+            settings, url=settings.url or configured.url, engine=settings.engine or configured.engine
+        )
 
     def add(self, exchange: str, symbol: str) -> None:
         """Subscribe ``symbol`` on ``exchange`` now; idempotent; other connections untouched.
@@ -320,15 +377,27 @@ class TickerDaemon:
             self._nursery.start_soon(runner.run)
 
     def remove(self, exchange: str, symbol: str) -> None:
-        """Cancel exactly this subscription; a no-op if it is not subscribed."""
+        """Cancel exactly this subscription and delete its stored value; a no-op if it is not
+        subscribed."""
         runner = self._runners.get(exchange)
-        if runner is None:
+        if runner is None or symbol not in runner.symbols():
             return
+        self._withdraw(exchange, [symbol])
         if runner.nursery is None:
-            if symbol in runner.wanted:
-                runner.wanted.remove(symbol)
+            runner.wanted.remove(symbol)
         else:
             runner.remove(symbol)
+
+    def _withdraw(self, exchange: str, symbols: Iterable[str]) -> None:
+        """Delete the stored values of ``symbols``, which left the desired set: their removals
+        go through the writer's channel, so any of their tickers already queued is dropped
+        rather than written after the deletion."""
+        for symbol in sorted(symbols):
+            removal = self.writer.removal(exchange, symbol)
+            try:
+                self.sink.send_nowait(removal)
+            except trio.WouldBlock:  # the writer is behind: queue up behind the waiting tickers
+                self._nursery.start_soon(self.sink.send, removal)
 
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
@@ -345,6 +414,7 @@ class TickerDaemon:
                 batches=writer.batches,
                 coalesced=writer.coalesced,
                 redis_up=writer.redis_up,
+                reason=writer.reason,
             ),
             source=None if self.source is None else self.source.snapshot(),
         )
@@ -358,12 +428,27 @@ def redis_client(url: str) -> redis.Redis:
 async def serve(
     config: Config, *, task_status: trio.TaskStatus[TickerDaemon] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Run the daemon for ``config`` until cancelled; ``started`` reports the handle."""
+    """Run the daemon for ``config`` until cancelled; ``started`` reports the handle.
+
+    It first takes the lease on its prefix (:mod:`tickerd.lease`; :class:`~tickerd.lease.LeaseHeld`
+    when another daemon owns it), before any exchange connection or Redis write, and gives it
+    back last, after the writer's final flush.
+    """
+    lease = PrefixLease(config.redis.address, config.redis.layout, config.redis.lease_expiry)
+    try:
+        await lease.acquire()
+        await _serve(config, lease, task_status)
+    finally:
+        await lease.release()
+
+
+async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatus[TickerDaemon]) -> None:
     client = redis_client(config.redis.address)
     try:
-        send, receive = trio.open_memory_channel[Ticker](CHANNEL_SIZE)
+        send, receive = trio.open_memory_channel[Ticker | Removal](CHANNEL_SIZE)
         writer = RedisWriter(client, config.redis.layout, grace=config.shutdown_grace)
         async with trio.open_nursery() as root:
+            root.start_soon(lease.keep)
             root.start_soon(writer.run, receive)
             async with trio.open_nursery() as exchanges_nursery:
                 daemon = TickerDaemon(config, exchanges_nursery, send, writer)
@@ -376,7 +461,9 @@ async def serve(
                     exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
                     or "no exchanges yet",
                 )
-                root.start_soon(HealthMonitor(daemon, writer, config.health, config.redis.layout).run)
+                monitor = HealthMonitor(daemon, writer, config.health, config.redis.layout, lease)
+                root.start_soon(monitor.run)
+                root.start_soon(daemon.hint_if_offline)
                 task_status.started(daemon)
                 await trio.sleep_forever()
     finally:

@@ -4,7 +4,8 @@
 there; otherwise it starts a private ``redis-server`` (the one on ``PATH``, else the one the
 ``tickerd[embedded]`` extra bundles) on a unix socket in its state directory, and stops it
 on exit.  A configured URL is never replaced: tickerd waits for that server (the writer
-holds the latest values meanwhile).  ``tickerd status`` and ``tickerd watch`` find the
+holds the latest values meanwhile), unless it refuses tickerd (a wrong password, say): then
+:class:`RedisRefusedError` ends the start.  ``tickerd status`` and ``tickerd watch`` find the
 private server the same way, without ever starting one.
 """
 
@@ -24,6 +25,8 @@ import redis
 from loguru import logger
 
 from tickerd.config import DEFAULT_REDIS_URL, Config, RedisSettings
+from tickerd.redact import redact
+from tickerd.redis_errors import refusal
 
 #: How long a private redis-server may take to answer after it was started.
 START_TIMEOUT = 10.0
@@ -46,15 +49,35 @@ def private_url() -> str:
     return f"unix://{state_dir() / 'redis.sock'}"
 
 
-def answers(url: str) -> bool:
-    """Whether a Redis server answers PING at ``url`` now (blocking, half a second at most)."""
+class RedisRefusedError(EmbeddedRedisError):
+    """A Redis is there but refuses tickerd (a wrong or missing password, a database it does
+    not have, not Redis at all): waiting would not help, so ``tickerd`` exits 2 with this."""
+
+
+def probe(url: str) -> bool:
+    """Whether a Redis server answers PING at ``url`` now (blocking, half a second at most);
+    :class:`RedisRefusedError` when one is there but refuses tickerd (:mod:`tickerd.redis_errors`)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
     try:
         return bool(client.ping())
-    except (redis.RedisError, OSError):
+    except redis.RedisError as exc:
+        reason = refusal(exc, url)
+        if reason is None:
+            return False
+        raise RedisRefusedError(f"Redis at {redact(url)} refuses tickerd: {redact(reason)}") from None
+    except OSError:
         return False
     finally:
         client.close()
+
+
+def answers(url: str) -> bool:
+    """Whether a Redis server answers PING at ``url`` now and takes tickerd (a refusal is no
+    answer: readers report it, and an unset URL falls back to the private server)."""
+    try:
+        return probe(url)
+    except RedisRefusedError:
+        return False
 
 
 def find_redis_server() -> str | None:
@@ -91,10 +114,10 @@ def resolved(config: Config, default: str = DEFAULT_REDIS_URL) -> Iterator[Confi
 @contextmanager
 def _redis_for(settings: RedisSettings, default: str) -> Iterator[str]:
     if settings.url is not None:
-        if not answers(settings.url):
+        if not probe(settings.url):  # a server that refuses tickerd raises: exit 2
             logger.warning(
                 "Redis at {url} does not answer yet; waiting for it (the latest tickers are held)",
-                url=settings.url,
+                url=redact(settings.url),
             )
         yield settings.url
         return

@@ -10,7 +10,9 @@ Healing, in one place:
 * no frame for ``silence_timeout`` (including a connection that never sends a first one) → the
   session ends and the feed reconnects;
 * reconnects back off exponentially with jitter, capped; the backoff resets only after a
-  connection stayed up ``healthy_after`` seconds, so a connect-then-drop loop stays throttled;
+  connection delivered tickers for ``healthy_after`` seconds, so a connect-then-drop loop, and
+  a connection that is accepted but never delivers (silent after its acks, pings only, every
+  symbol refused), stay throttled;
 * a forced lifetime (Binance's 24 h) or a reconnect request from the exchange is handled
   make-before-break: the replacement is opened and subscribed before the old one is closed.
 """
@@ -24,13 +26,17 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 
 import trio
-from loguru import logger
 
 from tickerd import transport
 from tickerd.config import FeedSettings
 from tickerd.exchanges.base import Exchange, ReconnectRequested, Rejected, Reply, Subscribed
 from tickerd.health import CONNECTED, CONNECTING, FAILED, RECONNECTING, ExchangeHealth
+from tickerd.logs import logger
 from tickerd.model import Ticker
+
+#: Seconds before an unchanged refusal of a symbol is logged again: it is refused anew on every
+#: reconnect, and one line per symbol says it all.
+REJECTION_LOG_INTERVAL = 600.0
 
 
 class _Session:
@@ -40,6 +46,13 @@ class _Session:
         self.feed = feed
         self.frames = 0
         self.junk = 0
+        #: Whether the websocket was opened (a failure after it lost a connection; before it,
+        #: there was none to lose).
+        self.opened = False
+        #: When the first ticker came (trio clock), ``None`` before it.
+        self.first_ticker_at: float | None = None
+        #: How long no frame had arrived when the watchdog ended the session (0 otherwise).
+        self.silent_for = 0.0
         #: Why the session ended (``None`` while it runs).
         self.outcome: str | None = None
         #: Set when the feed should open a successor: the session ended or wants rotation.
@@ -93,6 +106,15 @@ class _Session:
         for frame in frames:
             self._outbox_send.send_nowait(frame)
 
+    def delivered_for(self, now: float) -> float:
+        """Seconds from the first ticker to the last sign of life (``now``, less the silence
+        that ended the session); 0 without a ticker.  This, not the connection's age, is what
+        makes a connection healthy: one that is accepted and then delivers nothing must not
+        reset the backoff."""
+        if self.first_ticker_at is None:
+            return 0.0
+        return max(0.0, now - self.silent_for - self.first_ticker_at)
+
     def _end(self, outcome: str) -> None:
         if self.outcome is None:
             self.outcome = outcome
@@ -118,9 +140,10 @@ class _Session:
                     transport.connect(feed.url, engine=feed.engine, ssl_context=feed.ssl_context) as conn,
                     trio.open_nursery() as nursery,
                 ):
+                    self.opened = True
                     nursery.start_soon(self._until_it_fails, self._sender, conn)
                     nursery.start_soon(self._until_it_fails, self._reader, conn)
-                    nursery.start_soon(self._watchdog)
+                    nursery.start_soon(self._watchdog, conn)
                     if feed.adapter.keepalive is not None:
                         nursery.start_soon(self._keepalive)
                     if feed.max_lifetime is not None:
@@ -173,7 +196,10 @@ class _Session:
         while True:
             frame = await conn.receive()
             self.frames += 1
-            for ticker in decode(frame):
+            tickers = decode(frame)
+            if tickers and self.first_ticker_at is None:
+                self.first_ticker_at = trio.current_time()
+            for ticker in tickers:
                 try:
                     sink.send_nowait(ticker)
                 except trio.WouldBlock:
@@ -182,12 +208,7 @@ class _Session:
                 self._handle_events()
             if decoder.junk != self.junk:
                 self.junk = decoder.junk
-                logger.debug(
-                    "junk frame ignored: {reason}",
-                    reason=decoder.junk_reason,
-                    exchange=feed.adapter.name,
-                    feed=feed.feed_id,
-                )
+                logger.debug("junk frame ignored: {reason}", reason=decoder.junk_reason)
 
     def _handle_events(self) -> None:
         feed = self.feed
@@ -197,23 +218,13 @@ class _Session:
                 feed.health.accept(event.symbol)
                 self._resolved(event.symbol)
             elif isinstance(event, Rejected):
-                logger.warning(
-                    "symbol rejected: {reason}",
-                    reason=event.reason,
-                    exchange=feed.adapter.name,
-                    symbol=event.symbol,
-                )
+                feed.log_rejection(event.symbol, event.reason)
                 feed.health.reject(event.symbol, event.reason)
                 self._resolved(event.symbol)
             elif isinstance(event, Reply):
                 self._queue([event.frame])
             elif isinstance(event, ReconnectRequested):
-                logger.info(
-                    "exchange asked for a reconnect: {reason}",
-                    reason=event.reason,
-                    exchange=feed.adapter.name,
-                    feed=feed.feed_id,
-                )
+                logger.info("exchange asked for a reconnect: {reason}", reason=event.reason)
                 self.needs_successor.set()
 
     def _resolved(self, symbol: str) -> None:
@@ -221,21 +232,24 @@ class _Session:
         if not self._unresolved:
             self._ready.set()
 
-    async def _watchdog(self) -> None:
-        """End the session when no frame arrived for ``silence_timeout`` seconds.
+    async def _watchdog(self, conn: transport.Connection) -> None:
+        """End the session when no frame arrived for ``silence_timeout`` seconds, protocol
+        pings included: a server that pings a quiet subscription is alive (Binance sends
+        nothing else while no price moves), one that stopped answering is not.
 
-        It samples the frame counter instead of timing every frame, so the read loop pays
-        one integer increment per frame for it.
+        It samples the transport's read counter instead of timing every frame, so the read
+        loop pays nothing per frame for it.
         """
         timeout = self.feed.settings.silence_timeout
         seen = 0
         quiet_since = trio.current_time()
         while True:
             await trio.sleep(timeout / 4)
-            if self.frames != seen:
-                seen = self.frames
+            if conn.reads != seen:
+                seen = conn.reads
                 quiet_since = trio.current_time()
             elif trio.current_time() - quiet_since >= timeout:
+                self.silent_for = trio.current_time() - quiet_since
                 self._end(f"no frame for {timeout:g} s")
                 return
 
@@ -248,7 +262,7 @@ class _Session:
 
     async def _lifetime(self, lifetime: float) -> None:
         await trio.sleep(lifetime)
-        logger.info("rotating connection before its forced lifetime ends", exchange=self.feed.adapter.name)
+        logger.info("rotating connection before its forced lifetime ends")
         self.needs_successor.set()
 
 
@@ -290,6 +304,8 @@ class Feed:
         #: Sessions that take live subscription changes (two during a rotation).
         self.live: set[_Session] = set()
         self.cancel_scope = trio.CancelScope()
+        #: symbol → (reason, when) of its last logged refusal (see :meth:`log_rejection`).
+        self._rejections_logged: dict[str, tuple[str, float]] = {}
 
     @property
     def load(self) -> int:
@@ -333,25 +349,36 @@ class Feed:
             return
         self.symbols.discard(symbol)
         self.health.accept(symbol)
+        self._rejections_logged.pop(symbol, None)
         for session in self.live:
             session.unsubscribe([symbol])
+
+    def log_rejection(self, symbol: str, reason: str) -> None:
+        """Log a refused symbol once, again only when the reason changes or after
+        :data:`REJECTION_LOG_INTERVAL`: every reconnect is refused the same way."""
+        now = trio.current_time()
+        logged = self._rejections_logged.get(symbol)
+        if logged is None or logged[0] != reason or now - logged[1] >= REJECTION_LOG_INTERVAL:
+            self._rejections_logged[symbol] = (reason, now)
+            logger.warning("symbol rejected: {reason}", reason=reason, symbol=symbol)
 
     def _state(self, state: str) -> None:
         self.health.set_feed_state(self.feed_id, state)
 
     async def run(self) -> None:
-        """Run sessions one after another until cancelled or out of retries."""
+        """Run sessions one after another until cancelled or out of retries.
+
+        Its log lines, and those of its sessions' tasks (which inherit the context), name the
+        exchange and the connection.
+        """
         failures = 0
-        name = self.adapter.name
-        log = logger.bind(exchange=name, feed=self.feed_id)
         self._state(CONNECTING)
         try:
-            with self.cancel_scope:
+            with self.cancel_scope, logger.contextualize(exchange=self.adapter.name, feed=self.feed_id):
                 async with trio.open_nursery() as nursery:
                     current: _Session | None = None
                     while True:
                         session = _Session(self)
-                        opened_at = trio.current_time()
                         try:
                             await nursery.start(session.run)
                         except transport.TransportError as exc:
@@ -361,13 +388,13 @@ class Feed:
                                 current.cancel()  # make-before-break: the successor is live
                             current = session
                             self._state(CONNECTED)
-                            log.info("connected, {n} symbols", n=len(self.symbols))
+                            logger.info("connected, {n} symbols", n=len(self.symbols))
                             await session.needs_successor.wait()
                             if session.outcome is None:
                                 failures = 0
                                 continue  # rotation: open the successor while this one runs
                             reason = session.outcome
-                            if trio.current_time() - opened_at >= self.settings.healthy_after:
+                            if session.delivered_for(trio.current_time()) >= self.settings.healthy_after:
                                 failures = 0
                         failures += 1
                         self.health.reconnects += 1
@@ -375,7 +402,7 @@ class Feed:
                         if self.settings.max_retries and failures >= self.settings.max_retries:
                             self.finished = True  # before the state change wakes anyone who would add here
                             self._state(FAILED)
-                            log.error(
+                            logger.error(
                                 "giving up after {n} consecutive failures: {reason}",
                                 n=failures,
                                 reason=reason,
@@ -384,8 +411,10 @@ class Feed:
                             return
                         delay = self.settings.backoff.delay(failures, self._rng)
                         self._state(RECONNECTING)
-                        log.warning(
-                            "connection lost ({reason}); reconnecting in {delay:.1f} s",
+                        logger.warning(
+                            "connection lost ({reason}); reconnecting in {delay:.1f} s"
+                            if session.opened
+                            else "no connection ({reason}); retrying in {delay:.1f} s",
                             reason=reason,
                             delay=delay,
                         )

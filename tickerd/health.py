@@ -20,6 +20,9 @@ CONNECTING = "connecting"
 CONNECTED = "connected"
 RECONNECTING = "reconnecting"
 FAILED = "failed"
+#: An exchange's state when none of its connections is open, attempts are failing, and it never
+#: delivered a ticker: nothing is collected, and nothing ever was.
+EXCHANGE_DOWN = "down"
 
 
 @attrs.define
@@ -50,6 +53,15 @@ class ExchangeHealth:
         if FAILED in states:
             return "degraded"
         return RECONNECTING if RECONNECTING in states else CONNECTING
+
+    def reported_state(self, delivered: bool) -> str:
+        """:attr:`state` as snapshots report it: ``down`` when no connection is open, attempts
+        are failing and no ticker was ever ``delivered`` (an exchange that cannot be reached
+        from the start is not merely "reconnecting"), else :attr:`state`."""
+        state = self.state
+        if not delivered and not self.connections and state in (RECONNECTING, "degraded"):
+            return EXCHANGE_DOWN
+        return state
 
     @property
     def connections(self) -> int:
@@ -100,9 +112,11 @@ def assess(
     """The overall level of a set of exchange snapshots, and why it is not healthy.
 
     One rule for ``/healthz`` (the live daemon) and ``tickerd status`` (the records in
-    Redis): down when every exchange failed; degraded when any is not fully connected or
-    has stale or rejected symbols, or when the database the subscriptions come from is
-    unavailable (collection goes on, but changes cannot arrive); healthy otherwise.
+    Redis): down when every exchange failed or is down (never delivered and cannot connect);
+    degraded when any is not fully connected or has stale or rejected symbols, or when the
+    database the subscriptions come from is unavailable (collection goes on, but changes
+    cannot arrive); healthy otherwise.  Symbols still waiting for their first ticker are not a
+    problem yet: past ``stale_after`` they are stale.
     """
     reasons: list[str] = []
     if isinstance(source, DatabaseSourceSnapshot) and source.state == "down":
@@ -110,7 +124,7 @@ def assess(
     failed = 0
     for name, record in sorted(exchanges.items()):
         state = record.state
-        if state == FAILED:
+        if state in (FAILED, EXCHANGE_DOWN):
             failed += 1
         if state not in (CONNECTED, "idle"):
             reasons.append(f"{name}: {state}")

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from tickerd.daemon import TickerDaemon
 from tickerd.health import DOWN, HEALTHY, LEVELS, assess
+from tickerd.model import Ticker
 from tickerd.snapshots import ExchangeSnapshot
 from tickerd.writer import Written
 
@@ -63,6 +64,7 @@ class _DaemonCollector(Collector):
         gauges: dict[str, tuple[str, _Reading]] = {
             "symbols": ("Subscribed symbols", lambda r: len(r.symbols)),
             "stale_symbols": ("Subscribed symbols without a recent update", lambda r: len(r.stale)),
+            "waiting_symbols": ("Subscribed symbols without any update yet", lambda r: len(r.waiting)),
             "rejected_symbols": ("Symbols the exchange refused", lambda r: len(r.rejected)),
             "connections": ("Open websocket connections", lambda r: r.connections),
         }
@@ -82,6 +84,12 @@ class _DaemonCollector(Collector):
         yield GaugeMetricFamily(
             "tickerd_redis_up", "1 while Redis accepts writes", value=int(writer.redis_up)
         )
+
+
+async def listen(port: int, host: str = "") -> list[trio.SocketListener]:
+    """Bind the metrics port: ``tickerd run`` does it before the daemon starts, so a port in use
+    fails before anything is connected or written (``OSError``)."""
+    return await trio.open_tcp_listeners(port, host=host or None)
 
 
 class Metrics:
@@ -109,7 +117,7 @@ class Metrics:
         batch, seconds = written
         self.redis_write.observe(seconds)
         sample = next(iter(batch.values()))
-        if sample.received_ts:
+        if isinstance(sample, Ticker) and sample.received_ts:  # not a symbol's removal
             self.frame_to_redis.observe(max(0.0, time.time() - sample.received_ts))
 
     def healthz(self) -> tuple[int, str]:
@@ -117,17 +125,21 @@ class Metrics:
         health = self.daemon.health()
         level, reasons = assess(health.exchanges, health.source)
         if not health.writer.redis_up:
-            level, reasons = DOWN, [*reasons, "Redis is not reachable"]
+            level, reasons = DOWN, [*reasons, health.writer.reason or "Redis takes no writes"]
         if level == HEALTHY:
             return 200, "ok\n"
         return 503, f"{LEVELS[level]}: {'; '.join(reasons)}\n"
 
     async def serve(
-        self, port: int, host: str = "", *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+        self,
+        port: int | list[trio.SocketListener],
+        host: str = "",
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve ``/metrics`` and ``/healthz`` on ``port`` (0: any free port) until cancelled;
-        ``started`` reports the port."""
-        listeners = await trio.open_tcp_listeners(port, host=host or None)
+        """Serve ``/metrics`` and ``/healthz`` on ``port`` (0: any free port; or the listeners
+        :func:`listen` bound) until cancelled; ``started`` reports the port."""
+        listeners = port if isinstance(port, list) else await listen(port, host)
         bound = listeners[0].socket.getsockname()[1]
         logger.info(
             "metrics at http://{host}:{port}/metrics, health at /healthz", host=host or "*", port=bound

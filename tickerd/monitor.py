@@ -11,9 +11,13 @@ The monitor turns the daemon's health snapshots (:meth:`TickerDaemon.health`) in
 
 Writes are rate-limited per exchange, not per symbol: in steady state one record per exchange
 (and one heartbeat) per ``health.interval``, 120 an hour at the default 30 s however many
-symbols the exchange carries, plus one immediate write on each state change.  Every record
-has a TTL of three intervals, so the records of a daemon that died expire instead of looking
-alive.  The records go through the writer, so Redis keeps a single writer.
+symbols the exchange carries, plus one immediate write on each state change (the exchange's
+record and the heartbeat, so its writer counters are as current as the newest record; a burst
+of changes, such as ``apply`` of many symbols, costs one write per key), and all of them at
+once when the writer had to reconnect (a Redis restarted empty would otherwise show no daemon
+to ``status`` until the next interval).  Every record has a TTL of three intervals, so the
+records of a daemon that died expire instead of looking alive.  The records go through the
+writer, so Redis keeps a single writer.
 
 It only reads snapshots and hears of changes: staleness is judged by each exchange's runner,
 which owns the feeds (see :mod:`tickerd.daemon`).
@@ -34,6 +38,7 @@ from tickerd import snapshots
 from tickerd.broadcast import Broadcast
 from tickerd.config import HealthSettings
 from tickerd.layout import RedisLayout
+from tickerd.lease import PrefixLease
 from tickerd.snapshots import DaemonHealth, ExchangeRecord, Heartbeat
 from tickerd.version import __version__
 from tickerd.writer import RedisWriter
@@ -53,9 +58,16 @@ class HealthMonitor:
     """The task behind the health records; ``run`` until cancelled."""
 
     def __init__(
-        self, daemon: HealthSource, writer: RedisWriter, settings: HealthSettings, layout: RedisLayout
+        self,
+        daemon: HealthSource,
+        writer: RedisWriter,
+        settings: HealthSettings,
+        layout: RedisLayout,
+        lease: PrefixLease | None = None,
     ) -> None:
         self.daemon = daemon
+        #: The records are this daemon's only while it holds the prefix's lease.
+        self.lease = lease
         self.writer = writer
         self.settings = settings
         self.layout = layout
@@ -66,7 +78,10 @@ class HealthMonitor:
         #: Exchanges that have a record, and when each is due a steady-state write.
         self._due: dict[str, float] = {}
         self._heartbeat_due = -math.inf
+        #: Set when a record is due before its time (a state change, Redis reconnected).
+        self._wakeup = trio.Event()
         writer.at_close(self._stopped)
+        writer.reconnected.connect(self._reconnected)
         daemon.health_changes.connect(self._changed)
 
     def _changed(self, exchange: str | None) -> None:
@@ -74,12 +89,21 @@ class HealthMonitor:
             self._heartbeat_due = -math.inf
         else:
             self._dirty.add(exchange)
+        self._wakeup.set()
+
+    def _reconnected(self, _: None) -> None:
+        """The writer needed a new connection: Redis may have restarted empty, and ``status``
+        would call the daemon dead until the next interval, so every record is written now."""
+        self._heartbeat_due = -math.inf
+        self._dirty.update(self._due)
+        self._wakeup.set()
 
     async def run(self) -> None:
         while True:
+            self._wakeup = trio.Event()
             self._write_due(trio.current_time())
             with trio.move_on_at(min([self._heartbeat_due, *self._due.values()])):
-                await self.daemon.health_changes.wait()
+                await self._wakeup.wait()
 
     def _write_due(self, now: float) -> None:
         """Write the records of changed exchanges, and of those due a steady-state write."""
@@ -96,6 +120,8 @@ class HealthMonitor:
                 fields = attrs.asdict(snapshot, recurse=False)
                 self._put(self.layout.health(name), ExchangeRecord(exchange=name, time=time.time(), **fields))
                 self._due[name] = now + interval
+        if self._dirty:  # the heartbeat's writer counters go along with every state change
+            self._heartbeat_due = now
         self._dirty.clear()
         if now >= self._heartbeat_due:
             self._put(self.layout.heartbeat(), self._heartbeat("running", health))
@@ -120,7 +146,10 @@ class HealthMonitor:
         )
 
     def _stopped(self) -> None:
-        """At shutdown: the exchanges' records go, the heartbeat says the daemon stopped."""
+        """At shutdown: the exchanges' records go, the heartbeat says the daemon stopped (unless
+        the prefix now belongs to another daemon: its records are not this one's to touch)."""
+        if self.lease is not None and not self.lease.held:
+            return
         for name in self._due:
             self._put(self.layout.health(name), None)
         self._put(self.layout.heartbeat(), self._heartbeat("stopped", self.daemon.health()))

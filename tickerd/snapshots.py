@@ -28,7 +28,8 @@ T = TypeVar("T")
 class ExchangeSnapshot:
     """One exchange, as its runner sees it now (``DaemonHealth.exchanges[name]``)."""
 
-    #: ``connected``, ``connecting``, ``reconnecting``, ``degraded``, ``failed`` or ``idle``.
+    #: ``connected``, ``connecting``, ``reconnecting``, ``degraded``, ``failed``, ``idle``, or
+    #: ``down``: no connection open, attempts failing, and no ticker delivered yet.
     state: str
     #: Open websocket connections.
     connections: int
@@ -48,6 +49,9 @@ class ExchangeSnapshot:
     junk: int
     #: Symbol → epoch seconds of its latest ticker (symbols without one are left out).
     last_tick: Mapping[str, float]
+    #: Subscribed symbols without any ticker yet, not yet ``stale_after`` old (sorted): neither
+    #: fresh nor stale.  Defaults to none, so a record of an older tickerd still reads.
+    waiting: tuple[str, ...] = attrs.field(default=(), kw_only=True)
     #: Tickers whose best bid was above their best ask (written all the same).  Keyword-only
     #: with a default, so records written before it existed still read.
     crossed: int = attrs.field(default=0, kw_only=True)
@@ -78,8 +82,11 @@ class WriterCounters:
 class WriterStats(WriterCounters):
     """The writer now (``DaemonHealth.writer``)."""
 
-    #: False while Redis refuses writes (the writer holds the latest values meanwhile).
+    #: False while Redis takes no writes (the writer holds the latest values meanwhile).
     redis_up: bool
+    #: Why, while ``redis_up`` is false: ``Redis refuses tickerd: …`` (a wrong password,
+    #: NOAUTH, a database the server lacks, not Redis) or ``Redis unreachable: …``.
+    reason: str | None
 
 
 @attrs.frozen
@@ -141,7 +148,7 @@ class Heartbeat:
 converter = cattrs.Converter()
 #: A source is written with its own class's fields and read back as the class whose fields it
 #: has (a database's names one); every other field is written as declared, so the heartbeat's
-#: ``writer`` holds the counters only, not ``redis_up``.
+#: ``writer`` holds the counters only, not ``redis_up`` and ``reason``.
 include_subclasses(SourceSnapshot, converter)
 
 

@@ -18,6 +18,7 @@ import psycopg
 from tickerd import exchanges
 from tickerd.commands import EXIT_CONFIG, EXIT_OK, add_config_option, load_or_report
 from tickerd.config import Config
+from tickerd.redact import redact
 from tickerd.sources import tables
 from tickerd.sources.database import conninfo, describe, one_line
 
@@ -180,7 +181,7 @@ def symbols_list(args: argparse.Namespace) -> int:
             else:
                 state = "collected" if symbol_on else "disabled"
                 collected += bool(symbol_on)
-            lines.append((exchange, symbol or "-", state + (f" (url {url})" if url else "")))
+            lines.append((exchange, symbol or "-", state + (f" (url {redact(url)})" if url else "")))
         width = [max(len(line[i]) for line in lines) for i in range(2)]
         for exchange, symbol, state in lines:
             print(f"{exchange:<{width[0]}}  {symbol:<{width[1]}}  {state}")

@@ -1,11 +1,12 @@
 """``tickerd demo``: the whole product on a machine without internet, in one command.
 
 It starts the fake exchange servers of :mod:`tickerd.testing` on 127.0.0.1 with lively
-synthetic prices (random walks), the daemon pointed at them, and the ``watch`` view.  The
-Redis is the usual one (``REDIS_URL``, else 127.0.0.1:6379, else a private redis-server),
-under the ``tickerd-demo:`` prefix (unless ``REDIS_PREFIX`` says otherwise) so real tickers are
-never touched; the demo's tickers are removed when it ends.  ``tickerd status`` with
-``REDIS_PREFIX=tickerd-demo:`` reports on it.
+synthetic prices (:mod:`tickerd.testing.market`), prints their URLs, and runs the daemon pointed
+at them and the ``watch`` view.  The Redis is the usual one (``REDIS_URL``, else
+127.0.0.1:6379, else a private redis-server), always under the ``tickerd-demo:`` prefix
+whatever ``REDIS_PREFIX`` says, so real data is never touched; the demo's tickers (keys under
+that prefix only) are removed when it ends.  A second demo on the same Redis finds the prefix
+leased and exits 2.  ``tickerd status`` with ``REDIS_PREFIX=tickerd-demo:`` reports on it.
 """
 
 from __future__ import annotations
@@ -20,54 +21,24 @@ import redis
 import trio
 
 from tickerd import embedded, exchanges, logs
-from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report, watch
+from tickerd.commands import EXIT_CONFIG, add_config_option, first_leaf, load_or_report, seconds, watch
 from tickerd.config import Config, structure
 from tickerd.daemon import serve
-from tickerd.exchanges.base import split_unified
 from tickerd.layout import RedisLayout
-from tickerd.testing import FakeBinance, FakeExchange, fake_for
+from tickerd.lease import LeaseError
+from tickerd.testing import FakeExchange, fake_for
+from tickerd.testing.market import lively, sample_symbols
 
+#: The demo's own prefix, whatever ``REDIS_PREFIX`` or the config say: the demo never touches
+#: real data, and removes only keys under it.
 PREFIX = "tickerd-demo:"
-
-#: Start prices by base asset, so that the random walks begin near real markets whatever the
-#: exchange (its symbols are its adapter's ``sample_symbols``); another base starts wherever its
-#: fake invents it.
-START_PRICES: dict[str, float] = {"BTC": 64000.0, "ETH": 3200.0, "SOL": 150.0}
-
-
-def _symbols(name: str) -> list[str]:
-    """The symbols the demo runs on exchange ``name``."""
-    return list(exchanges.get(name).sample_symbols)
-
-
-def _seed(fake: FakeExchange, symbol: str) -> None:
-    """Start a symbol's random walk at a plausible price instead of a random one."""
-    price = START_PRICES.get(split_unified(symbol)[0])
-    if price is not None:
-        fake.state(symbol).update(
-            last=price, bid=price * 0.9999, ask=price * 1.0001, high=price * 1.02, low=price * 0.98
-        )
-
-
-async def _market(fake: FakeExchange, symbols: list[str], rng: random.Random) -> None:
-    """Move and send prices at a lively, uneven pace: every symbol in each round (in a new order
-    each time, so none is left without a ticker), a few rounds a second."""
-    first = True
-    while True:
-        for symbol in rng.sample(symbols, len(symbols)):
-            fake.wiggle(symbol)
-            if isinstance(fake, FakeBinance) and (first or rng.random() < 0.3):
-                await fake.push_stats(symbol)  # Binance's last price travels on its own stream
-            await fake.push(symbol)
-            await trio.sleep(rng.uniform(0.02, 0.6) / len(symbols))
-        first = False
 
 
 def demo_config(urls: dict[str, str], redis_url: str | None, prefix: str) -> Config:
     return structure(
         {
             "redis": {"prefix": prefix} | ({"url": redis_url} if redis_url else {}),
-            "exchanges": {name: {"url": url, "symbols": _symbols(name)} for name, url in urls.items()},
+            "exchanges": {name: {"url": url, "symbols": sample_symbols(name)} for name, url in urls.items()},
         }
     )
 
@@ -77,10 +48,10 @@ async def run_demo(config: Config, fakes: dict[str, FakeExchange], *, out: TextI
     rng = random.Random()
     async with trio.open_nursery() as nursery:
         for name, fake in fakes.items():
-            nursery.start_soon(_market, fake, _symbols(name), rng)
+            nursery.start_soon(lively, fake, sample_symbols(name), rng)
         daemon = await nursery.start(serve, config)
-        with trio.move_on_after(5):  # so that the first status line shows them connected
-            while any(h.state != "connected" for h in daemon.health().exchanges.values()):
+        with trio.move_on_after(5):  # so that the first status line shows them connected, fresh
+            while any(h.state != "connected" or h.waiting for h in daemon.health().exchanges.values()):
                 await daemon.health_changed()
         await watch.watch(
             config.redis.address,
@@ -97,10 +68,7 @@ async def _with_fakes(names: list[str], redis_url: str | None, prefix: str, body
     async with trio.open_nursery() as nursery:
         fakes: dict[str, FakeExchange] = {}
         for name in names:
-            fake = fake_for(name)()
-            for symbol in _symbols(name):
-                _seed(fake, symbol)
-            fakes[name] = await nursery.start(fake.serve)
+            fakes[name] = await nursery.start(fake_for(name)().serve)
         await body(demo_config({n: f.url for n, f in fakes.items()}, redis_url, prefix), fakes)
         nursery.cancel_scope.cancel()
 
@@ -117,10 +85,9 @@ def _clean(url: str, prefix: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_report(args)  # for its Redis and log settings
+    config = load_or_report(args)  # for its Redis and log settings; never its prefix
     if config is None:
         return EXIT_CONFIG
-    prefix = config.redis.prefix or PREFIX
     names = args.exchange or exchanges.names()
     unknown = sorted(set(names) - set(exchanges.names()))
     if unknown:
@@ -141,16 +108,25 @@ def run(args: argparse.Namespace) -> int:
             redis_url = resolved.redis.url
 
             async def body(demo: Config, fakes: dict[str, FakeExchange]) -> None:
+                for name, fake in fakes.items():  # before the view, so they stay on the terminal
+                    print(f"tickerd demo: fake {name} at {fake.url}", file=sys.stderr)
                 main = partial(run_demo, demo, fakes, out=out, interactive=interactive)
-                await watch.until_interrupted(args.duration, main)
-
-            try:
                 with watch.screen(out, interactive):
-                    trio.run(_with_fakes, names, redis_url, prefix, body)
+                    await watch.until_interrupted(args.duration, main)
+
+            refused: BaseException | None = None
+            try:
+                trio.run(_with_fakes, names, redis_url, PREFIX, body)
+            except* LeaseError as group:
+                refused = first_leaf(group)
             finally:
-                _clean(resolved.redis.address, prefix)
+                if refused is None:  # another demo's keys (it holds the prefix) are left alone
+                    _clean(resolved.redis.address, PREFIX)
     except embedded.EmbeddedRedisError as exc:
         print(f"tickerd demo: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if refused is not None:
+        print(f"tickerd demo: {refused}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 
@@ -169,5 +145,5 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="NAME",
         help="only this exchange (repeatable; default every exchange)",
     )
-    parser.add_argument("--duration", type=float, metavar="SECONDS", help="exit after this long")
+    parser.add_argument("--duration", type=seconds, metavar="SECONDS", help="exit after this long")
     parser.set_defaults(func=run)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import platform
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
-from tickerd.commands import METRICS_HELP
+from tickerd.commands import METRICS_HELP, port
+from tickerd.version import __version__
 
 #: The command modules by the names of the commands each one registers, in help order.
 COMMANDS: dict[str, str] = {
@@ -22,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "status": "tickerd.commands.status",
     "watch": "tickerd.commands.watch",
     "demo": "tickerd.commands.demo",
+    "fake": "tickerd.commands.fake",
     "db": "tickerd.commands.db",
     "symbols": "tickerd.commands.db",
 }
@@ -35,7 +39,50 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="TOML configuration (default: a built-in set of liquid Kraken and Binance symbols)",
     )
-    parser.add_argument("--metrics-port", type=int, metavar="PORT", help=METRICS_HELP)
+    parser.add_argument("--metrics-port", type=port, metavar="PORT", help=METRICS_HELP)
+    # Here, so that the probe in named_command answers it before any command module loads.
+    parser.add_argument(
+        "--version", action=_Version, help="show the versions of tickerd, Python and its engines"
+    )
+
+
+#: The libraries that do tickerd's work, by distribution name, as ``--version`` lists them.
+ENGINES = {
+    "websockets": "websockets",
+    "trio-websocket": "trio-websocket",
+    "trio": "trio",
+    "redis-py": "redis",
+}
+
+
+def version_text() -> str:
+    """tickerd's version, Python's and the engine libraries', read from the installed
+    distributions' metadata: nothing is imported, so ``--version`` stays instant."""
+    found = []
+    for name, distribution in ENGINES.items():
+        try:
+            found.append(f"{name} {metadata.version(distribution)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"tickerd {__version__}\nPython {python}\n{', '.join(found)}"
+
+
+class _Version(argparse.Action):
+    """``--version``: computed only when asked for (argparse's own action takes a ready string)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def named_command(argv: Sequence[str]) -> str | None:

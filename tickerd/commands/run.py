@@ -1,7 +1,10 @@
 """``tickerd [run] [--config FILE] [--metrics-port PORT]``: the daemon in the foreground.
 
-Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid configuration (before
-any connection is opened), 1 when a second signal cut the shutdown short.
+Exit status: 0 after a clean shutdown (SIGINT/SIGTERM) with every latest value written, 2 for
+an invalid configuration, a metrics port in use or a prefix another daemon owns (all found before
+any connection is opened or anything written), 1 when latest values were left unwritten (Redis
+did not take them within ``shutdown_grace``; the log says how many) or a second signal cut the
+shutdown short.
 
 It imports the daemon and Prometheus (:mod:`tickerd.metrics`) at the top, as the commands that
 need them do: :mod:`tickerd.commands.main` imports a command's module only to run it (or to
@@ -23,27 +26,43 @@ from tickerd.commands import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_UNWRITTEN,
     METRICS_HELP,
     add_config_option,
+    first_leaf,
     load_or_report,
+    port,
 )
 from tickerd.config import Config, ConfigError
-from tickerd.daemon import serve
-from tickerd.metrics import Metrics
+from tickerd.daemon import TickerDaemon, serve
+from tickerd.lease import LeaseError
+from tickerd.metrics import Metrics, listen
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser("run", help="run the daemon (the default)")
     add_config_option(run)
-    run.add_argument("--metrics-port", type=int, metavar="PORT", default=argparse.SUPPRESS, help=METRICS_HELP)
+    run.add_argument(
+        "--metrics-port", type=port, metavar="PORT", default=argparse.SUPPRESS, help=METRICS_HELP
+    )
     run.set_defaults(func=run_daemon)
 
 
 async def run_until_signalled(config: Config, metrics_port: int | None = None) -> int:
     """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
 
-    Returns the exit status: 0, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
+    Returns the exit status: 0, :data:`EXIT_UNWRITTEN` when the writer stopped with latest values
+    it could not write, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
+    The port is bound first, before the daemon takes its lease, connects or writes anything:
+    a start that fails leaves Redis (and a daemon already running there) untouched.
     """
+    listeners: list[trio.SocketListener] = []
+    if metrics_port is not None:
+        try:
+            listeners = await listen(metrics_port)
+        except OSError as exc:
+            logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
+            return EXIT_CONFIG
     status = EXIT_OK
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
@@ -51,16 +70,14 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
 
             async def _serve() -> None:
                 nonlocal status
+                daemon: TickerDaemon | None = None
                 with serve_scope:
                     async with trio.open_nursery() as nursery:
                         daemon = await nursery.start(serve, config)
-                        if metrics_port is not None:
-                            try:
-                                await nursery.start(Metrics(daemon).serve, metrics_port)
-                            except OSError as exc:
-                                logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
-                                status = EXIT_CONFIG
-                                nursery.cancel_scope.cancel()
+                        if listeners:
+                            await nursery.start(Metrics(daemon).serve, listeners)
+                if daemon is not None and daemon.writer.unwritten:
+                    status = EXIT_UNWRITTEN  # the writer logged how many
                 outer.cancel_scope.cancel()
 
             outer.start_soon(_serve)
@@ -78,13 +95,15 @@ def _run(config: Config, metrics_port: int | None) -> int:
     """:func:`run_until_signalled` in trio; a configuration error found once running (the
     database source's missing schema) is reported like any other, with exit status 2."""
     failure: BaseException | None = None
+    what = "configuration error: "
     try:
         return trio.run(run_until_signalled, config, metrics_port)
     except* ConfigError as group:
         failure = group
-    while isinstance(failure, BaseExceptionGroup):  # the nurseries it came through wrapped it
-        failure = failure.exceptions[0]
-    print(f"tickerd: configuration error: {failure}", file=sys.stderr)
+    except* LeaseError as group:  # the prefix is another daemon's
+        failure, what = group, ""
+    assert failure is not None
+    print(f"tickerd: {what}{first_leaf(failure)}", file=sys.stderr)
     return EXIT_CONFIG
 
 

@@ -21,6 +21,8 @@ from tickerd import embedded
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
 from tickerd.health import DEGRADED, DOWN, LEVELS, assess
 from tickerd.layout import RedisLayout
+from tickerd.redact import redact
+from tickerd.redis_errors import refusal
 from tickerd.snapshots import (
     DatabaseSourceSnapshot,
     ExchangeRecord,
@@ -64,8 +66,9 @@ class Report:
 
 
 def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
-    """Read the records and judge them (blocking: redis-py)."""
+    """Read the records and judge them (blocking: redis-py); ``url`` is shown redacted."""
     now = time.time()
+    url = redact(url)
 
     def report(
         level: int,
@@ -78,6 +81,9 @@ def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
     try:
         heartbeat, exchanges = RedisLayout(prefix).read_health(client)
     except (redis.RedisError, OSError) as exc:
+        reason = refusal(exc, url)
+        if reason is not None:  # there, but refuses: the daemon cannot write either
+            return report(DOWN, [f"Redis at {url} refuses tickerd: {redact(reason)}"])
         return report(DOWN, [f"Redis at {url} is not reachable: {exc}"])
     except UnreadableRecord as exc:
         return report(DOWN, [f"cannot read tickerd's records (another version, or not tickerd's): {exc}"])
@@ -111,18 +117,21 @@ def _clock(epoch: float) -> str:
     return datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
 
 
-def _counts(record: ExchangeSnapshot) -> tuple[int, int, int, int]:
-    """(subscribed, fresh, stale, rejected) symbols of one exchange record."""
-    symbols, stale, rejected = record.symbols, record.stale, record.rejected
-    return len(symbols), len(symbols) - len(stale) - len(rejected), len(stale), len(rejected)
+def _counts(record: ExchangeSnapshot) -> tuple[int, int, int, int, int]:
+    """(subscribed, fresh, waiting, stale, rejected) symbols of one exchange record: fresh is
+    what had a ticker within ``stale_after``, waiting what never had one (yet)."""
+    symbols, waiting, stale, rejected = record.symbols, record.waiting, record.stale, record.rejected
+    fresh = len(symbols) - len(waiting) - len(stale) - len(rejected)
+    return len(symbols), fresh, len(waiting), len(stale), len(rejected)
 
 
 def summary_line(report: Report) -> str:
     """One line for a live view: the level, each exchange, the heartbeat's age."""
     parts = [LEVELS[report.level].upper()]
     for name, record in sorted(report.exchanges.items()):
-        total, fresh, _, _ = _counts(record)
-        parts.append(f"{name} {record.state} {fresh}/{total} fresh")
+        total, fresh, waiting, _, _ = _counts(record)
+        line = f"{name} {record.state} {fresh}/{total} fresh"
+        parts.append(line + (f", {waiting} waiting" if waiting else ""))
     if report.heartbeat_age is not None:
         parts.append(f"heartbeat {_age(report.heartbeat_age)} ago")
     if report.level == DOWN:
@@ -135,9 +144,13 @@ def render(report: Report) -> str:
     lines: list[str] = []
     heartbeat = report.heartbeat
     if heartbeat is not None:
+        # Up until now while it runs (the heartbeat is up to an interval old); a stopped
+        # daemon's last heartbeat is when it stopped.
+        running = heartbeat.state == "running"
+        uptime = (report.checked if running else heartbeat.time) - heartbeat.started
         lines.append(
             f"tickerd {heartbeat.version} {heartbeat.state}, pid {heartbeat.pid} on "
-            f"{heartbeat.host}, up {_age(heartbeat.time - heartbeat.started)}, "
+            f"{heartbeat.host}, {'up' if running else 'ran'} {_age(uptime)}, "
             f"heartbeat {_age(report.heartbeat_age or 0)} ago"
         )
     lines.append(f"redis {report.url}" + (f"  prefix {report.prefix!r}" if report.prefix else ""))
@@ -153,6 +166,7 @@ def render(report: Report) -> str:
                 "CONNS",
                 "SYMBOLS",
                 "FRESH",
+                "WAITING",
                 "STALE",
                 "REJECTED",
                 "RECONNECTS",

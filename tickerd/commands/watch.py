@@ -26,9 +26,10 @@ import trio
 
 from tickerd import embedded
 from tickerd.broadcast import Broadcast
-from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
+from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report, seconds
 from tickerd.commands.status import read_report, summary_line
 from tickerd.layout import RedisLayout
+from tickerd.redact import redact
 
 #: Seconds between two status lines (health records are read from Redis).
 STATUS_EVERY = 10.0
@@ -246,7 +247,7 @@ def run_watch(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     url = embedded.locate(config.redis)
     if not embedded.answers(url):
-        print(f"tickerd watch: Redis at {url} does not answer", file=sys.stderr)
+        print(f"tickerd watch: Redis at {redact(url)} does not answer", file=sys.stderr)
         return 2
     out = sys.stdout
     interactive = out.isatty()
@@ -259,7 +260,7 @@ def run_watch(args: argparse.Namespace) -> int:
         out=out,
         interactive=interactive,
         exchanges=args.exchange,
-        title=f"tickerd watch  {url}" + (f"  prefix {prefix!r}" if prefix else ""),
+        title=f"tickerd watch  {redact(url)}" + (f"  prefix {prefix!r}" if prefix else ""),
     )
     with screen(out, interactive):
         trio.run(until_interrupted, args.duration, view)
@@ -275,5 +276,5 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add_config_option(parser)
     parser.add_argument("--exchange", action="append", metavar="NAME", help="only this exchange (repeatable)")
-    parser.add_argument("--duration", type=float, metavar="SECONDS", help="exit after this long")
+    parser.add_argument("--duration", type=seconds, metavar="SECONDS", help="exit after this long")
     parser.set_defaults(func=run_watch)

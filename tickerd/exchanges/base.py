@@ -20,6 +20,9 @@ import attrs
 from tickerd.model import Ticker
 
 UNIFIED_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
+#: The longest symbol accepted: no market has a longer name, and a symbol is a Redis hash field,
+#: a channel name and a label in every record, log line and metric.
+MAX_SYMBOL_LENGTH = 64
 
 #: The Ticker fields a feed may or may not deliver (the README's exchange table lists gaps).
 TICKER_FIELDS = (
@@ -269,11 +272,6 @@ class Exchange(abc.ABC):
     #: reports :class:`ReconnectRequested`).  ``False``: connections rotate only at
     #: :attr:`max_lifetime` or the configured ``feed.max_lifetime``.
     reconnect_request: ClassVar[bool] = False
-    #: The keepalive duty brings frames (pongs, heartbeats) that feed the silence watchdog
-    #: while the market is quiet.  ``False``: the duty is below the frames (answering the
-    #: server's protocol pings), so a quiet subscription looks like a dead one once
-    #: ``feed.silence_timeout`` passes.
-    keepalive_frames: ClassVar[bool] = True
     #: Spot markets only: ``BASE/QUOTE:SETTLE`` symbols are refused up front.
     spot_only: ClassVar[bool] = False
 
@@ -304,6 +302,9 @@ class Exchange(abc.ABC):
 
     def check_symbol(self, symbol: str) -> None:
         """Raise ``ValueError`` naming the expected form if ``symbol`` is unusable here."""
+        if len(symbol) > MAX_SYMBOL_LENGTH:
+            shown = symbol[: MAX_SYMBOL_LENGTH // 4]
+            raise ValueError(f"{shown!r}…: {len(symbol)} characters, at most {MAX_SYMBOL_LENGTH}")
         if not UNIFIED_SYMBOL.match(symbol):
             raise ValueError(f"{symbol!r} is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)")
         if self.spot_only and ":" in symbol:

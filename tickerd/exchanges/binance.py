@@ -184,6 +184,5 @@ class Binance(Exchange):
     max_lifetime = 23 * 3600.0
     rejects_unknown = False
     reconnect_request = True
-    keepalive_frames = False
     #: Binance allows 5 inbound messages a second, pongs included: stay well under it.
     send_interval = 0.5

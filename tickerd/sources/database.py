@@ -233,8 +233,8 @@ class DatabaseSource(Source):
     def _desired(self, rows: Iterable[Row]) -> dict[str, ExchangeConfig]:
         """Rows → the desired set, skipping (and reporting once) rows tickerd cannot use.
 
-        The TOML's ``[exchanges.NAME]`` table still gives an exchange's ``url`` and
-        ``engine``; a url in the database overrides it.
+        A url in the database overrides the TOML's ``[exchanges.NAME]`` one; where it is
+        ``NULL`` the daemon's ``apply`` keeps the configured ``url`` and ``engine``.
         """
         found: dict[str, list[str]] = {}
         urls: dict[str, str | None] = {}
@@ -260,13 +260,13 @@ class DatabaseSource(Source):
                 problems.append(f"{exchange}: {exc}")
                 continue
             symbols.append(symbol)
-        self._report(problems)
         desired = {}
         for name, symbols in found.items():
-            base = self.config.exchanges.get(name, ExchangeConfig())
-            desired[name] = attrs.evolve(
-                base, symbols=tuple(symbols), url=urls[name] or base.url, enabled=True
-            )
+            try:  # ExchangeConfig validates the url as the TOML's is (ws:// or wss://)
+                desired[name] = ExchangeConfig(symbols=tuple(symbols), url=urls[name])
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+        self._report(problems)
         return desired
 
     def _report(self, problems: list[str]) -> None:

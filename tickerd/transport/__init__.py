@@ -13,6 +13,7 @@ exceptions, ``trio.Cancelled`` and ``KeyboardInterrupt`` pass through ``connect`
 from __future__ import annotations
 
 import importlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
+
+from tickerd.redact import redact
 
 #: The largest message accepted; a bigger one closes the connection (a broken or hostile peer).
 MAX_MESSAGE_SIZE = 4 * 1024 * 1024
@@ -32,11 +35,23 @@ CONNECT_TIMEOUT = 10.0
 
 
 class TransportError(Exception):
-    """The connection could not be opened, or it closed; the loop reconnects."""
+    """The connection could not be opened, or it closed; the loop reconnects.
+
+    Its message reaches the log and the health records, and usually names the URL (which
+    may carry a token in its query): it is redacted here, once, for every raiser.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class Connection(Protocol):
     """One open websocket, as the I/O loop sees it."""
+
+    #: Socket reads completed so far: messages, and also the protocol pings and pongs
+    #: the engine answers by itself, which :meth:`receive` never returns.  The loop's sign of
+    #: life: a quiet subscription on a server that pings is not a dead connection.
+    reads: int
 
     async def send(self, message: str) -> None:
         """Send one text message."""
@@ -61,10 +76,10 @@ class Target:
     def parse(cls, url: str) -> Target:
         try:
             parts = urlsplit(url)
-            port = parts.port  # a port that is not a number raises here
+            port = parts.port  # a port that is not a number, or above 65535, raises here
         except ValueError:
             raise TransportError(f"not a websocket URL: {url!r}") from None
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or port == 0:
             raise TransportError(f"not a websocket URL: {url!r}")
         secure = parts.scheme == "wss"
         resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -81,7 +96,7 @@ async def open_stream(
     """
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
-            tcp = await trio.open_tcp_stream(target.host, target.port)
+            tcp = await _open_tcp(target)
             if not target.secure:
                 return tcp
             tls = trio.SSLStream(
@@ -102,6 +117,26 @@ async def open_stream(
         raise TransportError(f"{target.host}:{target.port}: TLS failed: {exc.__cause__ or exc}") from exc
     except OSError as exc:
         raise TransportError(f"{target.host}:{target.port}: {exc.strerror or exc}") from exc
+
+
+async def _open_tcp(target: Target) -> trio.SocketStream:
+    """TCP to ``target``, failing with what an operator needs to hear: a name that does not
+    resolve (offline, or a typo) is not a server that refuses, and neither is a lost
+    connection (nothing was ever connected)."""
+    try:
+        return await trio.open_tcp_stream(target.host, target.port)
+    except socket.gaierror as exc:
+        raise TransportError(f"cannot resolve {target.host} ({exc.strerror or exc})") from exc
+    except OSError as exc:
+        # trio tries every address and raises one OSError caused by the group of attempts.
+        cause = exc.__cause__
+        attempts = list(cause.exceptions) if isinstance(cause, BaseExceptionGroup) else [exc]
+        if all(isinstance(attempt, ConnectionRefusedError) for attempt in attempts):
+            why = "refused"
+        else:
+            first = attempts[0]
+            why = (first.strerror if isinstance(first, OSError) else None) or str(first)
+        raise TransportError(f"cannot connect to {target.host}:{target.port}: {why}") from exc
 
 
 async def drop(stream: trio.abc.AsyncResource) -> None:

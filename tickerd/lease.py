@@ -1,0 +1,193 @@
+"""The lease on a key prefix: one daemon owns a prefix at a time.
+
+Two daemons on one prefix would overwrite each other's heartbeat and health records, and a
+failed start would clean up records that are not its own.  So before it connects anything or
+writes anything, a daemon takes ``{prefix}tickerd:lease`` (:meth:`RedisLayout.lease`):
+``SET NX PX`` with a value naming its host, pid and a random token.  A second daemon finds the
+key taken and stops (:class:`LeaseHeld`, exit 2) naming the holder.  The holder renews the
+expiry every third of it; a daemon killed with ``kill -9`` stops renewing and its lease expires,
+so a successor can start after at most one expiry.
+
+Renewal and release compare the stored value with the holder's own in a Lua script (atomic),
+so a holder that was paused past its expiry can neither extend nor delete a successor's lease:
+it learns that it lost the prefix (:class:`LeaseLost`) and stops.  A lease that vanished (Redis
+restarted empty) is simply taken again by the renewal.
+
+The lease has its own Redis connection and calls it from a worker thread (once every third of
+the expiry), not through the writer's thread: renewal must not queue behind a batch of tickers
+or the writer's retry backoff (a lease that expired because the writer was busy would let a
+second daemon in), and the writer must not wait on the lease.  The multi-instance issue replaces
+this exclusive lease with fleet membership; this module is the one place to change.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import orjson
+import redis
+import trio
+from loguru import logger
+
+from tickerd.backoff import Backoff
+from tickerd.layout import RedisLayout
+from tickerd.redact import redact
+from tickerd.redis_errors import refusal
+
+T = TypeVar("T")
+
+#: Take the lease when the key is free, renew it when it is ours; return the holder's value
+#: either way (``SET NX PX`` inside the script, so taking, renewing and reading are one atomic step).
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return current
+end
+if not current then
+    redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+    return ARGV[1]
+end
+return current
+"""
+
+#: Delete the lease only while it is still ours (a successor's lease is left alone).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+#: While Redis does not answer at start: retry soon, then every 2 s (as the writer does).
+RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
+
+
+class LeaseError(Exception):
+    """The prefix belongs to another daemon; the message names it (exit status 2)."""
+
+
+class LeaseHeld(LeaseError):
+    """At start: another daemon holds the prefix."""
+
+
+class LeaseLost(LeaseError):
+    """While running: another daemon took the prefix after this one's lease expired."""
+
+
+def describe(raw: bytes | None) -> str:
+    """Who holds a lease, from its stored value: ``tickerd pid 4711 on vm``."""
+    try:
+        value = orjson.loads(raw or b"")
+        return f"tickerd pid {value['pid']} on {value['host']}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return f"an unknown holder ({raw!r})"
+
+
+class PrefixLease:
+    """The lease of one daemon on its prefix: :meth:`acquire`, :meth:`keep`, :meth:`release`."""
+
+    def __init__(self, url: str, layout: RedisLayout, expiry: float) -> None:
+        self.key = layout.lease()
+        self.prefix = layout.prefix
+        self.expiry = expiry
+        self._url = url
+        #: True while this daemon holds the lease (what it may clean up depends on it).
+        self.held = False
+        self.value = orjson.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "token": secrets.token_hex(16),
+                "since": time.time(),
+            }
+        )
+        # Shorter than a renewal period, so an unanswered renewal is retried before expiry.
+        timeout = min(2.0, expiry / 3)
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._claim = self._client.register_script(_CLAIM)
+        self._release = self._client.register_script(_RELEASE)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in a worker thread; abandoned on cancellation (its socket timeout ends it)."""
+        return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
+
+    async def _claim_once(self) -> bytes:
+        """Take or renew the lease; the holder's value (ours when it is held)."""
+        millis = str(max(1, round(self.expiry * 1000)))
+        holder: bytes = await self._call(lambda: self._claim(keys=[self.key], args=[self.value, millis]))
+        self.held = holder == self.value
+        return holder
+
+    async def acquire(self) -> None:
+        """Take the lease, waiting while Redis does not answer; :class:`LeaseHeld` when another
+        daemon holds it."""
+        failures = 0
+        while True:
+            try:
+                holder = await self._claim_once()
+                break
+            except redis.RedisError as exc:
+                reason = refusal(exc, self._url)
+                if reason is not None:  # waiting would not help (a wrong password, NOPERM…)
+                    raise LeaseError(
+                        f"cannot take the lease on prefix {self.prefix!r}: Redis at {redact(self._url)} "
+                        f"refuses tickerd: {redact(reason)}"
+                    ) from None
+                if not failures:
+                    logger.warning(
+                        "cannot take the lease on prefix {prefix!r} yet ({error}); nothing is connected "
+                        "or written before it is taken",
+                        prefix=self.prefix,
+                        error=redact(str(exc)),
+                    )
+                failures += 1
+                await trio.sleep(RETRY.delay(failures))
+        if not self.held:
+            raise LeaseHeld(
+                f"prefix {self.prefix!r} is owned by {describe(holder)} (lease {self.key}); "
+                "stop that daemon or use another redis.prefix"
+            )
+        logger.info("took the lease on prefix {prefix!r} ({key})", prefix=self.prefix, key=self.key)
+
+    async def keep(self) -> None:
+        """Renew every third of the expiry until cancelled; :class:`LeaseLost` once another
+        daemon holds the prefix.  A renewal Redis does not answer is retried at the next third."""
+        unanswered = False
+        while True:
+            await trio.sleep(self.expiry / 3)
+            try:
+                holder = await self._claim_once()
+            except redis.RedisError as exc:
+                if not unanswered:
+                    logger.warning(
+                        "cannot renew the lease on prefix {prefix!r}: {error}",
+                        prefix=self.prefix,
+                        error=redact(str(exc)),
+                    )
+                unanswered = True
+                continue
+            unanswered = False
+            if not self.held:
+                raise LeaseLost(
+                    f"lost the lease on prefix {self.prefix!r} to {describe(holder)} (this daemon did "
+                    f"not renew it within {self.expiry:g} s); stopping without touching its records"
+                )
+
+    async def release(self) -> None:
+        """Give the lease back if it is still ours (bounded: an unanswered release expires)."""
+        try:
+            if self.held:
+                self.held = False
+                with trio.move_on_after(self.expiry / 3, shield=True):
+                    try:
+                        await self._call(lambda: self._release(keys=[self.key], args=[self.value]))
+                    except redis.RedisError as exc:
+                        logger.warning("lease not released ({error}); it expires by itself", error=str(exc))
+        finally:
+            self._client.close()
