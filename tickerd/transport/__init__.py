@@ -76,10 +76,10 @@ class Target:
     def parse(cls, url: str) -> Target:
         try:
             parts = urlsplit(url)
-            port = parts.port  # a port that is not a number raises here
+            port = parts.port  # a port that is not a number, or above 65535, raises here
         except ValueError:
             raise TransportError(f"not a websocket URL: {url!r}") from None
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or port == 0:
             raise TransportError(f"not a websocket URL: {url!r}")
         secure = parts.scheme == "wss"
         resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
