@@ -228,6 +228,7 @@ class _ExchangeRunner:
             waiting=tuple(
                 s for s in symbols if s not in last_tick and s not in stale and s not in health.rejected
             ),
+            crossed=sum(feed.crossed_count for feed in self.feeds),
         )
 
 
