@@ -66,6 +66,9 @@ return 0
 
 #: While Redis does not answer at start: retry soon, then every 2 s (as the writer does).
 RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
+#: Seconds the release may add to a shutdown (a round trip takes a millisecond; when Redis does
+#: not answer, ``shutdown_grace`` stays the bound and the lease expires by itself).
+RELEASE_TIMEOUT = 0.5
 
 
 class LeaseError(Exception):
@@ -184,10 +187,18 @@ class PrefixLease:
         try:
             if self.held:
                 self.held = False
-                with trio.move_on_after(self.expiry / 3, shield=True):
+                error = f"no answer within {RELEASE_TIMEOUT:g} s"
+                with trio.move_on_after(RELEASE_TIMEOUT, shield=True):
                     try:
                         await self._call(lambda: self._release(keys=[self.key], args=[self.value]))
+                        return
                     except redis.RedisError as exc:
-                        logger.warning("lease not released ({error}); it expires by itself", error=str(exc))
+                        error = redact(str(exc))
+                logger.warning(
+                    "lease on prefix {prefix!r} not released ({error}); it expires within {s:g} s",
+                    prefix=self.prefix,
+                    error=error,
+                    s=self.expiry,
+                )
         finally:
             self._client.close()
