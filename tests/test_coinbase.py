@@ -39,8 +39,23 @@ def ack(*product_ids: str, heartbeats: bool = False) -> str:
     ).decode()
 
 
+#: Every field of a ticker object (each is required); tests override some.
+FULL = {
+    "type": "ticker",
+    "price": "100",
+    "volume_24_h": "5",
+    "low_24_h": "90",
+    "high_24_h": "110",
+    "price_percent_chg_24_h": "1.5",
+    "best_bid": "99",
+    "best_bid_quantity": "2",
+    "best_ask": "101",
+    "best_ask_quantity": "3",
+}
+
+
 def update(*items: dict[str, str]) -> str:
-    tickers = [{"type": "ticker", "price": "100", "best_bid": "99", "best_ask": "101"} | i for i in items]
+    tickers = [FULL | i for i in items]
     return orjson.dumps(
         {
             "channel": "ticker",

@@ -43,6 +43,10 @@ def run_toml(tmp_path: Path, text: str, *args: str, env: dict[str, str] | None =
             "exchanges.kraken.url: expected ws://HOST[:PORT]/PATH or wss://…, got 'http://x'",
         ),
         (
+            '[exchanges.kraken]\nurl = "ws://127.0.0.1:0/ws"\nsymbols = ["BTC/USD"]\n',
+            "exchanges.kraken.url: expected ws://HOST[:PORT]/PATH or wss://…, got 'ws://127.0.0.1:0/ws'",
+        ),
+        (
             "[feed]\nreconnect_delay = 10.0\nmax_reconnect_delay = 5.0\n",
             "feed.max_reconnect_delay: expected at least reconnect_delay (10), got 5.0",
         ),

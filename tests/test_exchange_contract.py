@@ -2,7 +2,7 @@
 
 Each scenario is written once and runs for every name in :func:`tickerd.exchanges.names`; a new
 exchange gets all of them by being registered.  Where a venue lacks a mechanism, its adapter
-says so (``rejects_unknown``, ``reconnect_request``, ``keepalive_frames``) and the scenario
+says so (``rejects_unknown``, ``reconnect_request``) and the scenario
 checks tickerd's fallback instead: nothing is skipped.
 
 Timing is virtual (the ``clock`` fixture), so keepalive intervals, lifetimes, backoff and
@@ -142,8 +142,8 @@ async def test_keepalive_keeps_a_quiet_socket_open(
 ) -> None:
     silence = FeedSettings().silence_timeout
     quiet = 3 * silence  # no ticker traffic for three silence timeouts
-    # A keepalive below the frames (protocol pings) cannot feed the watchdog: it must not run out.
-    feed = {"silence_timeout": silence if adapter.keepalive_frames else QUIET}
+    # Protocol pings (Binance's duty) feed the watchdog as application heartbeats do.
+    feed = {"silence_timeout": silence}
     fake, daemon = await start(nursery, prefix, adapter, [adapter.sample_symbols[0]], feed=feed)
     [conn] = fake.connections
     performed = fake.keepalives

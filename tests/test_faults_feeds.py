@@ -21,7 +21,7 @@ from tests.test_feed import Harness, start
 from tickerd import exchanges, transport
 from tickerd.config import FeedSettings
 from tickerd.feed import Feed
-from tickerd.health import ExchangeHealth
+from tickerd.health import CONNECTED, ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
 
@@ -67,11 +67,24 @@ async def test_acknowledged_then_silent_backs_off(
     assert h.health.last_error == "no frame for 4 s"
 
 
-async def test_pings_only_backs_off(nursery: trio.Nursery, clock: trio.testing.MockClock) -> None:
+async def test_pings_only_keeps_the_connection(nursery: trio.Nursery, clock: trio.testing.MockClock) -> None:
+    """A server that pings a subscription without updates is alive: no reconnect at all (the
+    staleness check resubscribes symbols that never update, see the daemon's runner)."""
     fake = FakeBinance(ping_interval=1.0)  # the SUBSCRIBE ack, then protocol pings only
     fake.reject("BTC/USDT")  # Binance accepts an unknown stream and never serves it
+    h = await start(nursery, fake, ["BTC/USDT"], silence_timeout=SILENCE, healthy_after=SILENCE)
+    await fake.wait_until(lambda: fake.keepalives >= 10 * SILENCE)  # ten silence timeouts of pings
+    assert len(fake.attempt_times) == 1
+    assert h.health.state == CONNECTED and h.health.reconnects == 0
+
+
+async def test_a_server_that_stops_answering_pings_back_off(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake = FakeBinance(ping_interval=1.0)
+    fake.reject("BTC/USDT")
+    fake.silent = True  # no ack, no ping: nothing is heard on any connection
     await backs_off(nursery, fake, ["BTC/USDT"])
-    assert fake.keepalives >= len(NOMINAL) * 3  # pings kept coming, and were answered
 
 
 async def test_every_symbol_rejected_backs_off_and_logs_each_refusal_once(

@@ -117,6 +117,20 @@ async def test_a_redis_that_refuses_tickerd_ends_the_start_with_exit_2(
         server.kill()
 
 
+async def test_a_redis_that_answers_late_but_refuses_still_ends_the_start(tmp_path: Path) -> None:
+    server = RedisServer(password=PASSWORD)  # its port is chosen, nothing listens yet
+    path = config_file(tmp_path, f"redis://:{WRONG}@127.0.0.1:{server.port}/0", "ws://127.0.0.1:9/ws")
+    try:
+        async with daemon_process(["--config", str(path)]) as daemon:
+            await daemon.wait_log("does not answer yet")  # not there: waited for
+            server.start()
+            assert await daemon.wait(within=10) == 2
+        assert "refuses tickerd: authentication failed (invalid username-password pair" in daemon.output
+        assert WRONG not in daemon.output and "Traceback" not in daemon.output
+    finally:
+        server.kill()
+
+
 async def test_a_password_rotated_while_running_is_an_error_in_log_and_status_then_heals(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:

@@ -231,6 +231,29 @@ async def test_server_pings_are_answered_while_reading(engine: str) -> None:
     assert pongs == [b"one", b"two"]
 
 
+async def test_server_pings_count_as_reads_while_no_message_arrives(engine: str) -> None:
+    client: list[transport.Connection] = []
+    reads: list[int] = []
+
+    async def handler(peer: Peer) -> None:
+        await peer.accept()
+        await peer.next_frame()  # the client is connected
+        for payload in (b"one", b"two"):
+            peer.protocol.send_ping(payload)
+            await peer.flush()
+            await peer.next_frame()  # the pong: the client has read the ping
+            reads.append(client[0].reads)
+        await peer.send_text("after pings")
+        await peer.next_frame()
+
+    async with websocket_server(handler) as url, transport.connect(url, engine=engine) as conn:
+        client.append(conn)
+        await conn.send("connected")
+        with trio.fail_after(5):
+            assert await conn.receive() == "after pings"
+    assert 0 < reads[0] < reads[1]  # each ping was heard, though no message had arrived
+
+
 async def test_close_by_server_is_a_transport_error_after_the_messages_before_it(engine: str) -> None:
     echoed: list[Frame | None] = []
     done = trio.Event()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 import redis
@@ -29,7 +29,7 @@ from tickerd.feed import Feed
 from tickerd.health import ExchangeHealth
 from tickerd.lease import PrefixLease
 from tickerd.logs import logger
-from tickerd.model import Ticker
+from tickerd.model import Removal, Ticker
 from tickerd.monitor import HealthMonitor
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
 from tickerd.sources import Source
@@ -228,6 +228,7 @@ class _ExchangeRunner:
             waiting=tuple(
                 s for s in symbols if s not in last_tick and s not in stale and s not in health.rejected
             ),
+            crossed=sum(feed.crossed_count for feed in self.feeds),
         )
 
 
@@ -235,7 +236,11 @@ class TickerDaemon:
     """The handle of a running daemon: ``add``, ``remove``, ``health``."""
 
     def __init__(
-        self, config: Config, nursery: trio.Nursery, sink: trio.MemorySendChannel[Ticker], writer: RedisWriter
+        self,
+        config: Config,
+        nursery: trio.Nursery,
+        sink: trio.MemorySendChannel[Ticker | Removal],
+        writer: RedisWriter,
     ) -> None:
         self.config = config
         self.sink = sink
@@ -320,6 +325,7 @@ class TickerDaemon:
         desired = {name: self._with_configured(name, settings) for name, settings in desired.items()}
         changes: list[str] = []
         for name in [n for n in self._runners if n not in desired]:
+            self._withdraw(name, self._runners[name].symbols() | self.writer.written_symbols(name))
             self._stop_exchange(name)
             changes.append(f"{name} stopped")
         start: dict[str, str] = {}
@@ -327,11 +333,13 @@ class TickerDaemon:
             runner = self._runners.get(name)
             if runner is None:
                 start[name] = "started"
-            elif (runner.settings.url, runner.settings.engine) != (settings.url, settings.engine):
+                continue
+            running, wanted = runner.symbols(), set(settings.symbols)
+            self._withdraw(name, running - wanted)
+            if (runner.settings.url, runner.settings.engine) != (settings.url, settings.engine):
                 self._stop_exchange(name)
                 start[name] = "restarted (settings changed)"
             else:
-                running, wanted = runner.symbols(), set(settings.symbols)
                 runner.update(wanted)
                 if running != wanted:
                     diff = [f"+{s}" for s in sorted(wanted - running)] + [
@@ -369,15 +377,27 @@ class TickerDaemon:
             self._nursery.start_soon(runner.run)
 
     def remove(self, exchange: str, symbol: str) -> None:
-        """Cancel exactly this subscription; a no-op if it is not subscribed."""
+        """Cancel exactly this subscription and delete its stored value; a no-op if it is not
+        subscribed."""
         runner = self._runners.get(exchange)
-        if runner is None:
+        if runner is None or symbol not in runner.symbols():
             return
+        self._withdraw(exchange, [symbol])
         if runner.nursery is None:
-            if symbol in runner.wanted:
-                runner.wanted.remove(symbol)
+            runner.wanted.remove(symbol)
         else:
             runner.remove(symbol)
+
+    def _withdraw(self, exchange: str, symbols: Iterable[str]) -> None:
+        """Delete the stored values of ``symbols``, which left the desired set: their removals
+        go through the writer's channel, so any of their tickers already queued is dropped
+        rather than written after the deletion."""
+        for symbol in sorted(symbols):
+            removal = self.writer.removal(exchange, symbol)
+            try:
+                self.sink.send_nowait(removal)
+            except trio.WouldBlock:  # the writer is behind: queue up behind the waiting tickers
+                self._nursery.start_soon(self.sink.send, removal)
 
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
@@ -425,7 +445,7 @@ async def serve(
 async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatus[TickerDaemon]) -> None:
     client = redis_client(config.redis.address)
     try:
-        send, receive = trio.open_memory_channel[Ticker](CHANNEL_SIZE)
+        send, receive = trio.open_memory_channel[Ticker | Removal](CHANNEL_SIZE)
         writer = RedisWriter(client, config.redis.layout, grace=config.shutdown_grace)
         async with trio.open_nursery() as root:
             root.start_soon(lease.keep)

@@ -68,6 +68,11 @@ class _Session:
         if not self._unresolved:
             self._ready.set()
 
+    @property
+    def crossed(self) -> int:
+        """Tickers with a crossed book so far (the decoder counts them)."""
+        return self._decoder.crossed
+
     def subscribe(self, symbols: list[str]) -> None:
         """Subscribe on the live connection (no reconnect)."""
         self._change(True, symbols)
@@ -138,7 +143,7 @@ class _Session:
                     self.opened = True
                     nursery.start_soon(self._until_it_fails, self._sender, conn)
                     nursery.start_soon(self._until_it_fails, self._reader, conn)
-                    nursery.start_soon(self._watchdog)
+                    nursery.start_soon(self._watchdog, conn)
                     if feed.adapter.keepalive is not None:
                         nursery.start_soon(self._keepalive)
                     if feed.max_lifetime is not None:
@@ -155,6 +160,7 @@ class _Session:
             feed.live.discard(self)
             feed.frames += self.frames
             feed.junk += self.junk
+            feed.crossed += self.crossed
             self.needs_successor.set()
             self.done.set()
         if not started:
@@ -202,7 +208,7 @@ class _Session:
                 self._handle_events()
             if decoder.junk != self.junk:
                 self.junk = decoder.junk
-                logger.debug("junk frame ignored")
+                logger.debug("junk frame ignored: {reason}", reason=decoder.junk_reason)
 
     def _handle_events(self) -> None:
         feed = self.feed
@@ -226,19 +232,21 @@ class _Session:
         if not self._unresolved:
             self._ready.set()
 
-    async def _watchdog(self) -> None:
-        """End the session when no frame arrived for ``silence_timeout`` seconds.
+    async def _watchdog(self, conn: transport.Connection) -> None:
+        """End the session when no frame arrived for ``silence_timeout`` seconds, protocol
+        pings included: a server that pings a quiet subscription is alive (Binance sends
+        nothing else while no price moves), one that stopped answering is not.
 
-        It samples the frame counter instead of timing every frame, so the read loop pays
-        one integer increment per frame for it.
+        It samples the transport's read counter instead of timing every frame, so the read
+        loop pays nothing per frame for it.
         """
         timeout = self.feed.settings.silence_timeout
         seen = 0
         quiet_since = trio.current_time()
         while True:
             await trio.sleep(timeout / 4)
-            if self.frames != seen:
-                seen = self.frames
+            if conn.reads != seen:
+                seen = conn.reads
                 quiet_since = trio.current_time()
             elif trio.current_time() - quiet_since >= timeout:
                 self.silent_for = trio.current_time() - quiet_since
@@ -289,6 +297,7 @@ class Feed:
         self.max_lifetime = min(lifetimes, default=None)
         self.frames = 0
         self.junk = 0
+        self.crossed = 0
         #: True once ``run`` returned (cancelled, or out of retries): it takes no new symbols.
         self.finished = False
         self._rng = rng or random.Random()
@@ -310,6 +319,10 @@ class Feed:
     @property
     def junk_count(self) -> int:
         return self.junk + sum(session.junk for session in self.live)
+
+    @property
+    def crossed_count(self) -> int:
+        return self.crossed + sum(session.crossed for session in self.live)
 
     def resubscribe(self) -> None:
         """Unsubscribe and subscribe every symbol again on the live connection.

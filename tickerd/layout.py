@@ -22,7 +22,7 @@ import attrs
 import orjson
 
 from tickerd import snapshots
-from tickerd.model import Ticker
+from tickerd.model import Removal, Ticker
 from tickerd.snapshots import ExchangeRecord, Heartbeat
 
 if TYPE_CHECKING:
@@ -95,9 +95,10 @@ class RedisLayout:
         """A stored or published ticker back to its record (a hash value, a message's data)."""
         return decode(raw)
 
-    def ticker_commands(self, batch: Mapping[tuple[str, str], Ticker]) -> list[Command]:
+    def ticker_commands(self, batch: Mapping[tuple[str, str], Ticker | Removal]) -> list[Command]:
         """The commands that store a batch of latest tickers: one ``HSET`` per exchange, then a
-        ``PUBLISH`` per ticker.
+        ``PUBLISH`` per ticker; a :class:`~tickerd.model.Removal` deletes exactly its symbol's
+        field (one ``HDEL`` per exchange, never a ``DEL`` of a hash others may write to).
 
         The hashes come before the publishes so a subscriber that reads the hash on a
         notification sees the value it was notified of.  Each ticker is JSON-encoded once.
@@ -106,7 +107,11 @@ class RedisLayout:
         # exchange → its HSET command (grown per ticker) and the start of its channel names
         exchanges: dict[str, tuple[list[str | bytes], str]] = {}
         publishes: list[Command] = []
+        removals: dict[str, list[str | bytes]] = {}
         for (exchange, symbol), ticker in batch.items():
+            if isinstance(ticker, Removal):
+                removals.setdefault(exchange, ["HDEL", self.tickers(exchange)]).append(symbol)
+                continue
             payload = encode(ticker)
             known = exchanges.get(exchange)
             if known is None:
@@ -114,7 +119,7 @@ class RedisLayout:
             fields, channel = known
             fields += (symbol, payload)
             publishes.append(("PUBLISH", channel + symbol, payload))
-        return [*(fields for fields, _ in exchanges.values()), *publishes]
+        return [*(fields for fields, _ in exchanges.values()), *removals.values(), *publishes]
 
     def read_ticker(self, client: redis.Redis, exchange: str, symbol: str) -> Record | None:
         """The latest ticker of ``(exchange, symbol)``, or ``None`` if none is stored."""

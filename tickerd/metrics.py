@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from tickerd.daemon import TickerDaemon
 from tickerd.health import DOWN, HEALTHY, LEVELS, assess
+from tickerd.model import Ticker
 from tickerd.snapshots import ExchangeSnapshot
 from tickerd.writer import Written
 
@@ -50,6 +51,10 @@ class _DaemonCollector(Collector):
             ),
             "frames_junk": ("Frames the decoder could not use", lambda r: r.junk),
             "reconnects": ("Connection failures followed by a reconnect", lambda r: r.reconnects),
+            "crossed_books": (
+                "Tickers whose best bid was above their best ask (written all the same)",
+                lambda r: r.crossed,
+            ),
         }
         for name, (help_text, value) in per_exchange.items():
             counter = CounterMetricFamily(f"tickerd_{name}", help_text, labels=["exchange"])
@@ -112,7 +117,7 @@ class Metrics:
         batch, seconds = written
         self.redis_write.observe(seconds)
         sample = next(iter(batch.values()))
-        if sample.received_ts:
+        if isinstance(sample, Ticker) and sample.received_ts:  # not a symbol's removal
             self.frame_to_redis.observe(max(0.0, time.time() - sample.received_ts))
 
     def healthz(self) -> tuple[int, str]:

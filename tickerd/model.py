@@ -28,3 +28,15 @@ class Ticker:
     change_pct_24h: float | None = None
     exchange_ts: float | None = None
     received_ts: float = 0.0
+
+
+@attrs.frozen(slots=True)
+class Removal:
+    """``symbol`` of ``exchange`` left the desired set: its stored value is to be deleted.
+
+    It travels to the writer through the tickers' channel, so it lands behind the symbol's
+    tickers already queued and replaces them, as a newer ticker would.
+    """
+
+    exchange: str
+    symbol: str

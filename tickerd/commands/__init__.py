@@ -17,7 +17,8 @@ from tickerd import config as config_module
 from tickerd.config import Config, ConfigError
 
 EXIT_OK = 0
-EXIT_INTERRUPTED = 1
+#: A second signal cut the shutdown short, or latest values were left unwritten.
+EXIT_INTERRUPTED = EXIT_UNWRITTEN = 1
 EXIT_CONFIG = 2
 
 #: ``--metrics-port`` belongs to ``run``, and to ``tickerd`` itself since ``run`` is the default.

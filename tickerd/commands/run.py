@@ -1,8 +1,10 @@
 """``tickerd [run] [--config FILE] [--metrics-port PORT]``: the daemon in the foreground.
 
-Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for an invalid configuration, a
-metrics port in use or a prefix another daemon owns (all found before any connection is opened
-or anything written), 1 when a second signal cut the shutdown short.
+Exit status: 0 after a clean shutdown (SIGINT/SIGTERM) with every latest value written, 2 for
+an invalid configuration, a metrics port in use or a prefix another daemon owns (all found before
+any connection is opened or anything written), 1 when latest values were left unwritten (Redis
+did not take them within ``shutdown_grace``; the log says how many) or a second signal cut the
+shutdown short.
 
 It imports the daemon and Prometheus (:mod:`tickerd.metrics`) at the top, as the commands that
 need them do: :mod:`tickerd.commands.main` imports a command's module only to run it (or to
@@ -24,6 +26,7 @@ from tickerd.commands import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_UNWRITTEN,
     METRICS_HELP,
     add_config_option,
     first_leaf,
@@ -31,7 +34,7 @@ from tickerd.commands import (
     port,
 )
 from tickerd.config import Config, ConfigError
-from tickerd.daemon import serve
+from tickerd.daemon import TickerDaemon, serve
 from tickerd.lease import LeaseError
 from tickerd.metrics import Metrics, listen
 
@@ -48,7 +51,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 async def run_until_signalled(config: Config, metrics_port: int | None = None) -> int:
     """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
 
-    Returns the exit status: 0, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
+    Returns the exit status: 0, :data:`EXIT_UNWRITTEN` when the writer stopped with latest values
+    it could not write, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
     The port is bound first, before the daemon takes its lease, connects or writes anything:
     a start that fails leaves Redis (and a daemon already running there) untouched.
     """
@@ -59,16 +63,21 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
         except OSError as exc:
             logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
             return EXIT_CONFIG
+    status = EXIT_OK
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as outer:
             serve_scope = trio.CancelScope()
 
             async def _serve() -> None:
+                nonlocal status
+                daemon: TickerDaemon | None = None
                 with serve_scope:
                     async with trio.open_nursery() as nursery:
                         daemon = await nursery.start(serve, config)
                         if listeners:
                             await nursery.start(Metrics(daemon).serve, listeners)
+                if daemon is not None and daemon.writer.unwritten:
+                    status = EXIT_UNWRITTEN  # the writer logged how many
                 outer.cancel_scope.cancel()
 
             outer.start_soon(_serve)
@@ -79,7 +88,7 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
                     os._exit(EXIT_INTERRUPTED)
                 logger.info("{signal}: shutting down (flushing Redis writes)", signal=name)
                 serve_scope.cancel()
-    return EXIT_OK
+    return status
 
 
 def _run(config: Config, metrics_port: int | None) -> int:

@@ -48,6 +48,11 @@ class TransportError(Exception):
 class Connection(Protocol):
     """One open websocket, as the I/O loop sees it."""
 
+    #: Socket reads completed so far: messages, and also the protocol pings and pongs
+    #: the engine answers by itself, which :meth:`receive` never returns.  The loop's sign of
+    #: life: a quiet subscription on a server that pings is not a dead connection.
+    reads: int
+
     async def send(self, message: str) -> None:
         """Send one text message."""
 
@@ -71,10 +76,10 @@ class Target:
     def parse(cls, url: str) -> Target:
         try:
             parts = urlsplit(url)
-            port = parts.port  # a port that is not a number raises here
+            port = parts.port  # a port that is not a number, or above 65535, raises here
         except ValueError:
             raise TransportError(f"not a websocket URL: {url!r}") from None
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or port == 0:
             raise TransportError(f"not a websocket URL: {url!r}")
         secure = parts.scheme == "wss"
         resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

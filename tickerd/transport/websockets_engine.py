@@ -48,6 +48,7 @@ class _Connection:
     def __init__(self, stream: _Stream, protocol: ClientProtocol) -> None:
         self._stream = stream
         self._protocol = protocol
+        self.reads = 0
         self._messages: deque[str | bytes] = deque()
         #: Parts of a fragmented message, and whether it is text.
         self._fragments: list[bytes] = []
@@ -95,10 +96,12 @@ class _Connection:
 
     async def _receive_some(self) -> bytes | bytearray:
         try:
-            return await self._stream.receive_some(RECEIVE_SIZE)
+            data = await self._stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._closed = TransportError(f"connection lost: {exc.__cause__ or exc!r}")
             raise self._closed from exc
+        self.reads += 1
+        return data
 
     def _accept(self, events: Iterable[object]) -> None:
         """Queue the data frames' messages (assembling fragments); control frames need

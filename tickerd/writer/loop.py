@@ -5,7 +5,14 @@ by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by
 symbols, not by the burst), and whenever Redis is free it writes the whole dict in one round
 trip from its worker thread (:mod:`tickerd.writer.bridge`), as the commands the layout
 (:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes back under any newer
-values and is retried with backoff: nothing latest is lost.
+values and is retried with backoff: nothing latest is lost.  A failed attempt leaves nothing
+behind (its encoded commands go with it; see :func:`tickerd.writer.bridge._scrubbed`), so an
+outage costs memory for one latest value per symbol, however long it lasts.
+
+A symbol that leaves the desired set travels the same way: the daemon sends its
+:class:`~tickerd.model.Removal` through the channel, behind any of its tickers still queued,
+and it replaces the symbol's pending value like a newer ticker would, so the value is never
+written after its field was deleted (``HDEL``).
 
 Health records (:mod:`tickerd.monitor`) travel through the same task, so Redis has one writer;
 they are rare (a few a minute) and go in a round trip of their own, after the tickers.
@@ -23,14 +30,17 @@ from loguru import logger
 from tickerd.backoff import Backoff
 from tickerd.broadcast import Broadcast
 from tickerd.layout import Command, RedisLayout
-from tickerd.model import Ticker
+from tickerd.model import Removal, Ticker
 from tickerd.redact import redact
 from tickerd.redis_errors import refusal
 from tickerd.writer.bridge import Reconnects, WorkerThread, execute
 
 Key = tuple[str, str]
+#: What the channel carries and a batch holds per (exchange, symbol): its latest ticker, or
+#: its removal.
+Item = Ticker | Removal
 #: A written batch and the seconds its round trip took (what metrics observe).
-Written = tuple[dict[Key, Ticker], float]
+Written = tuple[dict[Key, Item], float]
 
 #: While Redis is unreachable or refuses tickerd: retry soon (a restart is often quick), then
 #: every 2 s (a refusal too: a rotated password may be put right at any moment).  No jitter:
@@ -45,7 +55,16 @@ class RedisWriter:
         self._client = client
         self.layout = layout
         self._grace = grace
-        self._pending: dict[Key, Ticker] = {}
+        self._pending: dict[Key, Item] = {}
+        #: Taken for Redis and not written yet: a batch that failed stays here (newer values
+        #: replace what it holds) until a retry writes it.  One entry per key, and the only
+        #: copy of the batch while Redis is away.
+        self._batch: dict[Key, Item] = {}
+        #: Removals handed out and not yet taken into a batch, by key.
+        self._removals: dict[Key, Removal] = {}
+        #: Latest values (and removals) still unwritten when the writer stopped: 0 unless the
+        #: shutdown grace ran out.
+        self.unwritten = 0
         self._wakeup = trio.Event()
         self._flushed = Broadcast[None]()
         self._redis_changed = Broadcast[bool]()
@@ -80,8 +99,12 @@ class RedisWriter:
         self._closing: list[Callable[[], None]] = []
         self._thread = WorkerThread()
 
-    async def run(self, receive: trio.MemoryReceiveChannel[Ticker]) -> None:
-        """Write until cancelled, then flush what is held within the grace period."""
+    async def run(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
+        """Write until cancelled, then flush what is held within the grace period.
+
+        The grace period is a hard bound whatever Redis does: a write still hanging at its
+        end is abandoned in the worker thread, and :attr:`unwritten` counts what it held.
+        """
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._drain, receive)
@@ -89,30 +112,33 @@ class RedisWriter:
         finally:
             for callback in self._closing:
                 callback()
-            with trio.move_on_after(self._grace, shield=True) as scope:
+            with trio.move_on_after(self._grace, shield=True):
                 self._drain_nowait(receive)
                 await self._flush_until_done()
                 await self._flush_records()
             self._thread.stop()
-            if scope.cancelled_caught and self._pending:
+            self.unwritten = len(self._batch.keys() | self._pending.keys())
+            if self.unwritten:
                 logger.error(
-                    "shutdown: {n} tickers not written within the grace period", n=len(self._pending)
+                    "shutdown: {n} latest values not written to Redis within the grace period ({s:g} s)",
+                    n=self.unwritten,
+                    s=self._grace,
                 )
 
-    def _put(self, ticker: Ticker) -> None:
+    def _put(self, ticker: Item) -> None:
         key = (ticker.exchange, ticker.symbol)
         if key in self._pending:
             self.coalesced += 1
         self._pending[key] = ticker
 
-    def _drain_nowait(self, receive: trio.MemoryReceiveChannel[Ticker]) -> None:
+    def _drain_nowait(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
         while True:
             try:
                 self._put(receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return
 
-    async def _drain(self, receive: trio.MemoryReceiveChannel[Ticker]) -> None:
+    async def _drain(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
         """Move tickers from the channel into the pending dict as fast as they come."""
         while True:
             try:
@@ -123,15 +149,43 @@ class RedisWriter:
             self._drain_nowait(receive)
             self._wakeup.set()
 
-    def _take(self) -> dict[Key, Ticker]:
-        batch, self._pending = self._pending, {}
+    def _take(self) -> None:
+        """Move the pending values into the batch that goes out next.
+
+        After a failed attempt the newer values replace what the batch held, in a new dict:
+        the abandoned attempt of a shutdown may still be reading the old one in the thread.
+        """
+        pending, self._pending = self._pending, {}
         self._wakeup = trio.Event()
-        if batch:
+        if pending:
             seen = self.last_seen
             known = len(seen)
-            seen.update(dict.fromkeys(batch, trio.current_time()))
+            seen.update(dict.fromkeys(pending, trio.current_time()))
             self._first_ticker_taken |= len(seen) != known
-        return batch
+            if self._removals:
+                self._settle_removals(pending)
+            self._batch = self._batch | pending if self._batch else pending
+
+    def removal(self, exchange: str, symbol: str) -> Removal:
+        """The removal of ``symbol``'s stored value, for the caller to send through the
+        channel (behind the symbol's tickers already queued, which it replaces).  Once it is
+        taken for Redis, the symbol's per-symbol state (its last-seen time) is pruned."""
+        removal = self._removals[exchange, symbol] = Removal(exchange, symbol)
+        return removal
+
+    def _settle_removals(self, pending: dict[Key, Item]) -> None:
+        """Forget the last-seen times of the symbols whose removals were just taken.  (A
+        removal that a re-added symbol's newer ticker replaced stays listed until the symbol
+        is removed again: the symbol is live, and its last-seen time with it.)"""
+        for key, removal in list(self._removals.items()):
+            if pending.get(key) is removal:
+                del self._removals[key]
+                self.last_seen.pop(key, None)
+
+    def written_symbols(self, exchange: str) -> set[str]:
+        """The symbols of ``exchange`` whose values this writer took for Redis (and did not
+        remove since): what to remove when the exchange goes."""
+        return {symbol for name, symbol in self.last_seen if name == exchange}
 
     def last_tick_times(self, exchange: str, symbols: list[str]) -> dict[str, float]:
         """Epoch time of each symbol's latest ticker (symbols without one are left out)."""
@@ -167,8 +221,10 @@ class RedisWriter:
         records, self._records = self._records, {}
         try:
             await self._thread.run_sync(self._write_records, records)
-        except redis.RedisError:
-            self._records = records | self._records
+        except (redis.RedisError, trio.Cancelled) as exc:
+            self._records = records | self._records  # for the next try, or the final flush
+            if isinstance(exc, trio.Cancelled):
+                raise
             return
         self.records_written += len(records)
         self._check_reconnected()
@@ -183,32 +239,35 @@ class RedisWriter:
         execute(self._client, commands, self._reconnects)
 
     async def _flush_until_done(self) -> None:
-        while self._pending:
+        while self._pending or self._batch:
             await self._flush_once()
 
     async def _flush_once(self) -> None:
-        """Write the pending batch, or put it back and wait while Redis is unreachable."""
-        batch = self._take()
-        if not batch:
-            return
+        """Write the batch; while Redis is unreachable, retry it with backoff, newer values
+        taken in before each retry.
+
+        A cancellation (shutdown) leaves the batch in :attr:`_batch` for the final flush.  The
+        backoff sleeps outside the ``except``: a failed attempt's exception (and whatever its
+        frames held) is gone before the wait, not kept alive through it.
+        """
+        self._take()
         failures = 0
-        while True:
+        while self._batch:
+            batch = self._batch
+            started = time.perf_counter()
             try:
-                started = time.perf_counter()
                 await self._thread.run_sync(self._write, batch)
-                break
             except redis.RedisError as exc:
                 self._failed(exc)
-                failures += 1
-                try:
-                    await trio.sleep(RETRY.delay(failures))
-                except trio.Cancelled:
-                    # Shutdown while Redis is away: the final flush (within the grace
-                    # period) must still hold these values, under any newer ones.
-                    batch.update(self._pending)
-                    self._pending = batch
-                    raise
-                batch.update(self._take())  # newer values replace what the failed batch held
+            else:
+                self._batch = {}
+                self._written(batch, time.perf_counter() - started)
+                return
+            failures += 1
+            await trio.sleep(RETRY.delay(failures))
+            self._take()
+
+    def _written(self, batch: dict[Key, Item], seconds: float) -> None:
         if not self.redis_up:
             self.reason, self._refused = None, False
             self._set_redis_up(True)
@@ -221,7 +280,7 @@ class RedisWriter:
         if self._first_ticker_taken:
             self._first_ticker_taken = False
             self.first_tickers.fire({exchange for exchange, _ in batch})
-        self.batch_written.fire((batch, time.perf_counter() - started))
+        self.batch_written.fire((batch, seconds))
         self._flushed.fire(None)
 
     def _failed(self, error: redis.RedisError) -> None:
@@ -258,7 +317,7 @@ class RedisWriter:
         """Wait for the next batch of tickers or health records to reach Redis (tests)."""
         await self._flushed.wait()
 
-    def _write(self, batch: dict[Key, Ticker]) -> None:
+    def _write(self, batch: dict[Key, Item]) -> None:
         """The layout's commands for the batch, in one round trip (writer thread: the tickers
         are encoded there, off the event loop)."""
         execute(self._client, self.layout.ticker_commands(batch), self._reconnects)
