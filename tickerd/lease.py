@@ -22,6 +22,7 @@ this exclusive lease with fleet membership; this module is the one place to chan
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import socket
@@ -66,8 +67,8 @@ return 0
 
 #: While Redis does not answer at start: retry soon, then every 2 s (as the writer does).
 RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
-#: Seconds the release may add to a shutdown (a round trip takes a millisecond; when Redis does
-#: not answer, ``shutdown_grace`` stays the bound and the lease expires by itself).
+#: Seconds the release may take at most (a round trip takes a millisecond), and never past the
+#: end of the shutdown grace (:attr:`PrefixLease.release_by`): unreleased, the lease expires.
 RELEASE_TIMEOUT = 0.5
 
 
@@ -102,6 +103,8 @@ class PrefixLease:
         self._url = url
         #: True while this daemon holds the lease (what it may clean up depends on it).
         self.held = False
+        #: Trio time by which the release must be over (the end of the shutdown grace).
+        self.release_by = math.inf
         self.value = orjson.dumps(
             {
                 "host": socket.gethostname(),
@@ -187,8 +190,9 @@ class PrefixLease:
         try:
             if self.held:
                 self.held = False
-                error = f"no answer within {RELEASE_TIMEOUT:g} s"
-                with trio.move_on_after(RELEASE_TIMEOUT, shield=True):
+                error = "no answer within the shutdown grace"
+                deadline = min(trio.current_time() + RELEASE_TIMEOUT, self.release_by)
+                with trio.move_on_at(deadline, shield=True):
                     try:
                         await self._call(lambda: self._release(keys=[self.key], args=[self.value]))
                         return
