@@ -111,7 +111,10 @@ async def test_a_redis_that_refuses_tickerd_ends_the_start_with_exit_2(
             assert await daemon.wait(within=10) == 2
         assert reason in daemon.output and "waiting" not in daemon.output
         code, shown = await status(path)
+        watch = await trio.to_thread.run_sync(partial(run_cli, "watch", "--config", str(path)))
         assert code == 2 and reason in shown
+        assert watch.returncode == 2 and reason in watch.stderr
+        shown += watch.stdout + watch.stderr
         for secret in (PASSWORD, WRONG):
             assert secret not in daemon.output and secret not in shown
     finally:
