@@ -18,6 +18,7 @@ import trio
 import trio.testing
 
 from tests.test_feed import Harness, start
+from tests.test_transport import Offline
 from tickerd import exchanges, transport
 from tickerd.config import FeedSettings
 from tickerd.feed import Feed
@@ -142,3 +143,24 @@ async def test_a_handshake_that_never_completes_is_retried_with_backoff(
     assert "timed out" in (health.last_error or "")
     assert any(line.startswith("[exchange=kraken feed=1] no connection (") for line in logs)
     assert not any("connection lost" in line for line in logs)  # none was ever made
+
+
+async def test_a_name_that_does_not_resolve_is_logged_as_such(
+    nursery: trio.Nursery, clock: trio.testing.MockClock, logs: list[str]
+) -> None:
+    trio.socket.set_custom_hostname_resolver(Offline())  # this test's trio.run only
+    send, _ = trio.open_memory_channel[Ticker](10)
+    health = ExchangeHealth("kraken")
+    adapter = exchanges.get("kraken")
+    settings = FeedSettings(reconnect_delay=FIRST, max_reconnect_delay=CAP)
+    feed = Feed(adapter, adapter.url, ["BTC/USD"], settings=settings, sink=send, health=health, feed_id=1)
+    nursery.start_soon(feed.run)
+    await trio.sleep(30)  # virtual: a few attempts
+    assert health.reconnects >= 3
+    assert (health.last_error or "").startswith("cannot resolve ws.kraken.com (")
+    failures = [line for line in logs if "cannot resolve" in line]
+    assert failures and all(
+        line.startswith("[exchange=kraken feed=1] no connection (cannot resolve ws.kraken.com (")
+        for line in failures
+    )
+    assert not any("connection lost" in line for line in logs)

@@ -459,7 +459,7 @@ async def test_nothing_listening_is_a_refused_connection(engine: str) -> None:
     assert message == f"cannot connect to 127.0.0.1:{port}: refused"
 
 
-class _Offline(trio.abc.HostnameResolver):
+class Offline(trio.abc.HostnameResolver):
     """Name resolution as on a machine without a network: every lookup fails."""
 
     async def getaddrinfo(
@@ -480,7 +480,7 @@ class _Offline(trio.abc.HostnameResolver):
 
 
 async def test_a_name_that_does_not_resolve_is_said_so(engine: str) -> None:
-    trio.socket.set_custom_hostname_resolver(_Offline())  # per run: this test's trio.run only
+    trio.socket.set_custom_hostname_resolver(Offline())  # per run: this test's trio.run only
     message = await _connect_failure("wss://ws.kraken.com/v2", engine)
     assert message.startswith("cannot resolve ws.kraken.com (")
 

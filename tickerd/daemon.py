@@ -228,6 +228,7 @@ class _ExchangeRunner:
             waiting=tuple(
                 s for s in symbols if s not in last_tick and s not in stale and s not in health.rejected
             ),
+            crossed=sum(feed.crossed_count for feed in self.feeds),
         )
 
 
@@ -446,6 +447,12 @@ async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatu
     try:
         send, receive = trio.open_memory_channel[Ticker | Removal](CHANNEL_SIZE)
         writer = RedisWriter(client, config.redis.layout, grace=config.shutdown_grace)
+
+        def shutting_down() -> None:
+            # The shutdown grace bounds all that follows the signal, the lease's release included.
+            lease.release_by = trio.current_time() + config.shutdown_grace
+
+        writer.at_close(shutting_down)
         async with trio.open_nursery() as root:
             root.start_soon(lease.keep)
             root.start_soon(writer.run, receive)

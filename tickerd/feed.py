@@ -68,6 +68,11 @@ class _Session:
         if not self._unresolved:
             self._ready.set()
 
+    @property
+    def crossed(self) -> int:
+        """Tickers with a crossed book so far (the decoder counts them)."""
+        return self._decoder.crossed
+
     def subscribe(self, symbols: list[str]) -> None:
         """Subscribe on the live connection (no reconnect)."""
         self._change(True, symbols)
@@ -155,6 +160,7 @@ class _Session:
             feed.live.discard(self)
             feed.frames += self.frames
             feed.junk += self.junk
+            feed.crossed += self.crossed
             self.needs_successor.set()
             self.done.set()
         if not started:
@@ -202,7 +208,7 @@ class _Session:
                 self._handle_events()
             if decoder.junk != self.junk:
                 self.junk = decoder.junk
-                logger.debug("junk frame ignored")
+                logger.debug("junk frame ignored: {reason}", reason=decoder.junk_reason)
 
     def _handle_events(self) -> None:
         feed = self.feed
@@ -291,6 +297,7 @@ class Feed:
         self.max_lifetime = min(lifetimes, default=None)
         self.frames = 0
         self.junk = 0
+        self.crossed = 0
         #: True once ``run`` returned (cancelled, or out of retries): it takes no new symbols.
         self.finished = False
         self._rng = rng or random.Random()
@@ -312,6 +319,10 @@ class Feed:
     @property
     def junk_count(self) -> int:
         return self.junk + sum(session.junk for session in self.live)
+
+    @property
+    def crossed_count(self) -> int:
+        return self.crossed + sum(session.crossed for session in self.live)
 
     def resubscribe(self) -> None:
         """Unsubscribe and subscribe every symbol again on the live connection.

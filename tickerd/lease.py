@@ -22,6 +22,7 @@ this exclusive lease with fleet membership; this module is the one place to chan
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import socket
@@ -99,6 +100,8 @@ class PrefixLease:
         self._url = url
         #: True while this daemon holds the lease (what it may clean up depends on it).
         self.held = False
+        #: Trio time by which the release must be over (the end of the shutdown grace).
+        self.release_by = math.inf
         self.value = orjson.dumps(
             {
                 "host": socket.gethostname(),
@@ -184,7 +187,8 @@ class PrefixLease:
         try:
             if self.held:
                 self.held = False
-                with trio.move_on_after(self.expiry / 3, shield=True):
+                deadline = min(trio.current_time() + self.expiry / 3, self.release_by)
+                with trio.move_on_at(deadline, shield=True):
                     try:
                         await self._call(lambda: self._release(keys=[self.key], args=[self.value]))
                     except redis.RedisError as exc:

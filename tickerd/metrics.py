@@ -51,6 +51,10 @@ class _DaemonCollector(Collector):
             ),
             "frames_junk": ("Frames the decoder could not use", lambda r: r.junk),
             "reconnects": ("Connection failures followed by a reconnect", lambda r: r.reconnects),
+            "crossed_books": (
+                "Tickers whose best bid was above their best ask (written all the same)",
+                lambda r: r.crossed,
+            ),
         }
         for name, (help_text, value) in per_exchange.items():
             counter = CounterMetricFamily(f"tickerd_{name}", help_text, labels=["exchange"])

@@ -52,6 +52,9 @@ class ExchangeSnapshot:
     #: Subscribed symbols without any ticker yet, not yet ``stale_after`` old (sorted): neither
     #: fresh nor stale.  Defaults to none, so a record of an older tickerd still reads.
     waiting: tuple[str, ...] = attrs.field(default=(), kw_only=True)
+    #: Tickers whose best bid was above their best ask (written all the same).  Keyword-only
+    #: with a default, so records written before it existed still read.
+    crossed: int = attrs.field(default=0, kw_only=True)
 
 
 @attrs.frozen

@@ -10,8 +10,9 @@ any I/O, so both are tested with real frames and no sockets, and the I/O loop in
 from __future__ import annotations
 
 import abc
+import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 import attrs
@@ -36,6 +37,52 @@ TICKER_FIELDS = (
     "change_24h",
     "change_pct_24h",
     "exchange_ts",
+)
+
+
+#: The sanity rule for a Ticker's numbers, by kind.  Every kind must be finite (NaN and
+#: infinity are junk); prices must be positive and amounts (sizes, volume; open interest when
+#: it becomes a field) not negative, while rates (funding, when it becomes a field) may be
+#: anything finite.  A numeric field added to :class:`~tickerd.model.Ticker` joins one kind
+#: here and one clause in :meth:`Decoder.flaw`; ``tests/test_sanity.py`` checks the two agree.
+#: 24 h high/low and change are not checked: the exchanges derive them, and a negative change
+#: is normal.
+PRICES = ("last", "bid", "ask")
+AMOUNTS = ("bid_size", "ask_size", "volume_24h")
+RATES: tuple[str, ...] = ()
+_INF = math.inf
+#: Longest junk reason kept: an error can quote the whole offending value.
+_REASON_LENGTH = 200
+
+
+def problem(t: Ticker) -> str | None:
+    """Why ``t`` breaks the sanity rule, naming the field and value, or ``None``.
+
+    Absent fields (``None``) pass: whether a field must be present is a per-exchange fact,
+    settled where the adapter parses the frame.  :meth:`Decoder.flaw` applies the same rule
+    on the hot path and calls this only for a ticker that failed, to name the culprit.
+    """
+    for kind, names, valid in _KINDS:
+        for name in names:
+            value = getattr(t, name)
+            if value is not None and not valid(value):
+                return f"{t.symbol}: {name} {value!r} is not a valid {kind}"
+    return None
+
+
+def _positive(value: float) -> bool:
+    return 0.0 < value < _INF
+
+
+def _not_negative(value: float) -> bool:
+    return 0.0 <= value < _INF
+
+
+#: Each kind of :data:`PRICES` and company with its test, for naming the culprit.
+_KINDS: tuple[tuple[str, tuple[str, ...], Callable[[float], bool]], ...] = (
+    ("price", PRICES, _positive),
+    ("amount", AMOUNTS, _not_negative),
+    ("rate", RATES, math.isfinite),
 )
 
 
@@ -86,12 +133,31 @@ class Decoder(abc.ABC):
     :attr:`junk` and answered with ``[]``.  Anything other than tickers that the loop must
     act on (acks, rejections, frames to send, reconnect requests) is appended to
     :attr:`events`, which the loop drains after each frame.
+
+    Data sanity has two halves.  Which fields a kind of frame must carry is the adapter's
+    knowledge, written where it parses the frame: ``float(msg["b"])`` for a field the
+    exchange documents as always present (absent, null or not a number: the frame is junk),
+    ``optional_float(msg.get("x"))`` for one it may leave out.  Whether the numbers make
+    sense is one rule for all, :func:`problem`, applied here to every ticker a decoder
+    returns: a frame carrying a ticker that breaks it is junk as a whole.  Decoders that
+    merge frames into per-symbol state (:attr:`merges`) apply it themselves, through
+    :meth:`flaw`, to the merged candidate *before* they store it, so that a junk frame leaves
+    the state (and the next ticker built from it) as it was.
     """
 
     exchange: ClassVar[str]
+    #: The decoder merges several frames into one ticker and checks each candidate with
+    #: :meth:`flaw` before keeping it; :meth:`decode` then does not check its tickers again.
+    merges: ClassVar[bool] = False
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self.junk = 0
+        #: Why the latest junk frame was junk; the read loop logs it at DEBUG when
+        #: :attr:`junk` moves, so a good frame pays nothing for it.
+        self.junk_reason = ""
+        #: Tickers whose best bid was above their best ask: written all the same (books do
+        #: cross for a moment on some venues), but counted (``tickerd_crossed_books_total``).
+        self.crossed = 0
         self.events: list[Event] = []
         self.symbols: set[str] = set()
         for symbol in symbols:
@@ -108,10 +174,40 @@ class Decoder(abc.ABC):
     def decode(self, frame: str | bytes) -> list[Ticker]:
         """Turn one frame into the tickers it carries; junk is counted, never raised."""
         try:
-            return self._decode(frame)
-        except Exception:  # noqa: BLE001 - any malformed frame is junk by definition
-            self.junk += 1
-            return []
+            tickers = self._decode(frame)
+        except KeyError as exc:  # a field the frame's kind always carries is missing
+            return self.junk_frame(f"missing field {exc}")
+        except Exception as exc:  # noqa: BLE001 - any malformed frame is junk by definition
+            return self.junk_frame(f"{type(exc).__name__}: {exc}")
+        if self.merges:
+            return tickers
+        for ticker in tickers:
+            if (reason := self.flaw(ticker)) is not None:
+                return self.junk_frame(reason)
+        return tickers
+
+    def flaw(self, t: Ticker) -> str | None:
+        """Why ``t`` breaks the sanity rule (:func:`problem`), or ``None``, after which a
+        crossed book is counted.
+
+        This is the rule of :data:`PRICES`, :data:`AMOUNTS` and :data:`RATES` spelled out, one
+        chained comparison per field (NaN fails every comparison, so ``0 < x < inf`` rejects
+        NaN and both infinities): it runs for every ticker, and a loop over the field names
+        would cost more than the rest of a Binance frame's decoding.
+        """
+        bid, ask = t.bid, t.ask
+        if (
+            (bid is None or 0.0 < bid < _INF)
+            and (ask is None or 0.0 < ask < _INF)
+            and (t.last is None or 0.0 < t.last < _INF)
+            and (t.bid_size is None or 0.0 <= t.bid_size < _INF)
+            and (t.ask_size is None or 0.0 <= t.ask_size < _INF)
+            and (t.volume_24h is None or 0.0 <= t.volume_24h < _INF)
+        ):
+            if bid is not None and ask is not None and bid > ask:
+                self.crossed += 1
+            return None
+        return problem(t) or f"{t.symbol}: breaks the sanity rule"
 
     def subscribe(self, symbols: Sequence[str]) -> list[str]:
         """Track ``symbols`` and return the frames that subscribe them."""
@@ -125,9 +221,11 @@ class Decoder(abc.ABC):
             self.untrack(symbol)
         return self._unsubscribe_frames(symbols)
 
-    def junk_frame(self) -> list[Ticker]:
-        """Count a frame that parsed but means nothing known; decoders return this."""
+    def junk_frame(self, reason: str = "not a frame of the protocol") -> list[Ticker]:
+        """Count a junk frame (one that parsed but means nothing known, or whose ticker has a
+        :meth:`flaw`); decoders return this."""
         self.junk += 1
+        self.junk_reason = reason[:_REASON_LENGTH]
         return []
 
     @abc.abstractmethod

@@ -26,7 +26,6 @@ from tickerd.exchanges.base import (
     Reply,
     Subscribed,
     chunks,
-    optional_float,
 )
 from tickerd.model import Ticker
 
@@ -39,6 +38,12 @@ def native(symbol: str) -> str:
     return symbol.replace("/", "").lower()
 
 
+#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order (see ``_merged``).
+_Book = tuple[float | None, float | None, float | None, float | None]
+#: 24 h volume, high, low, change, change percent: in :class:`Ticker`'s field order.
+_Statistics = tuple[float | None, float | None, float | None, float | None, float | None]
+
+
 class _Merged:
     """The latest book and statistics of one symbol; a frame of either kind refreshes it.
 
@@ -46,40 +51,21 @@ class _Merged:
     Ticker from floats already at hand.
     """
 
-    __slots__ = (
-        "ask",
-        "ask_size",
-        "bid",
-        "bid_size",
-        "change",
-        "change_pct",
-        "high",
-        "last",
-        "low",
-        "symbol",
-        "update_id",
-        "volume",
-    )
+    __slots__ = ("book", "last", "statistics", "symbol", "update_id")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.update_id = -1
-        self.bid: float | None = None
-        self.bid_size: float | None = None
-        self.ask: float | None = None
-        self.ask_size: float | None = None
+        self.book: _Book = (None, None, None, None)
         self.last: float | None = None
-        self.volume: float | None = None
-        self.high: float | None = None
-        self.low: float | None = None
-        self.change: float | None = None
-        self.change_pct: float | None = None
+        self.statistics: _Statistics = (None, None, None, None, None)
 
 
 class BinanceDecoder(Decoder):
     """Decodes raw ``/ws`` payloads of ``@bookTicker`` and ``@ticker``."""
 
     exchange = "binance"
+    merges = True
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self._ids = itertools.count(1)
@@ -110,34 +96,10 @@ class BinanceDecoder(Decoder):
     def _decode(self, frame: str | bytes) -> list[Ticker]:
         msg = orjson.loads(frame)
         if "u" in msg and "e" not in msg:
-            state = self._by_native.get(msg["s"])
-            if state is None:
-                return []
-            if msg["u"] < state.update_id:
-                return []  # an older book than the one already merged
-            state.update_id = msg["u"]
-            state.bid = float(msg["b"])
-            state.bid_size = float(msg["B"])
-            state.ask = float(msg["a"])
-            state.ask_size = float(msg["A"])
-            return [self._merged(state, None)]
+            return self._book(msg)
         event = msg.get("e")
         if event == "24hrTicker":
-            state = self._by_native.get(msg["s"])
-            if state is None:
-                return []
-            state.last = optional_float(msg.get("c"))
-            state.volume = optional_float(msg.get("v"))
-            state.high = optional_float(msg.get("h"))
-            state.low = optional_float(msg.get("l"))
-            state.change = optional_float(msg.get("p"))
-            state.change_pct = optional_float(msg.get("P"))
-            if state.update_id < 0:  # no book yet: the ticker's own best prices will do
-                state.bid = optional_float(msg.get("b"))
-                state.bid_size = optional_float(msg.get("B"))
-                state.ask = optional_float(msg.get("a"))
-                state.ask_size = optional_float(msg.get("A"))
-            return [self._merged(state, msg["E"] / 1000.0)]
+            return self._statistics(msg)
         if event == "serverShutdown":
             self.events.append(ReconnectRequested("serverShutdown"))
             return []
@@ -145,6 +107,51 @@ class BinanceDecoder(Decoder):
             self._answer(msg)
             return []
         return self.junk_frame()
+
+    def _book(self, msg: dict[str, Any]) -> list[Ticker]:
+        """A ``@bookTicker`` always carries ``u``, ``b``, ``B``, ``a``, ``A``: without one the
+        frame is junk."""
+        state = self._by_native.get(msg["s"])
+        if state is None:
+            return []
+        update_id = msg["u"]
+        if update_id < state.update_id:
+            return []  # an older book than the one already merged
+        book = float(msg["b"]), float(msg["a"]), float(msg["B"]), float(msg["A"])
+        return self._merged(state, update_id, book, state.last, state.statistics, None)
+
+    def _statistics(self, msg: dict[str, Any]) -> list[Ticker]:
+        """A spot ``@ticker`` always carries the fields read here (its own best prices are
+        read only until the first book arrives): without one the frame is junk."""
+        state = self._by_native.get(msg["s"])
+        if state is None:
+            return []
+        book = state.book
+        if state.update_id < 0:  # no book yet: the ticker's own best prices will do
+            book = float(msg["b"]), float(msg["a"]), float(msg["B"]), float(msg["A"])
+        statistics = float(msg["v"]), float(msg["h"]), float(msg["l"]), float(msg["p"]), float(msg["P"])
+        return self._merged(state, state.update_id, book, float(msg["c"]), statistics, msg["E"] / 1000.0)
+
+    def _merged(
+        self,
+        state: _Merged,
+        update_id: int,
+        book: _Book,
+        last: float | None,
+        statistics: _Statistics,
+        exchange_ts: float | None,
+    ) -> list[Ticker]:
+        """The ticker of ``book`` and ``statistics``, kept in ``state`` only if it passes the
+        sanity rule (a junk frame leaves the merged view as it was).
+
+        The Ticker is built positionally from the tuples, in its field order: this runs for
+        every frame, and fourteen keyword arguments cost more than the sanity check.
+        """
+        ticker = Ticker("binance", state.symbol, last, *book, *statistics, exchange_ts, time.time())
+        if (reason := self.flaw(ticker)) is not None:
+            return self.junk_frame(reason)
+        state.update_id, state.book, state.last, state.statistics = update_id, book, last, statistics
+        return [ticker]
 
     def _answer(self, msg: dict[str, Any]) -> None:
         asked = self._requests.pop(msg["id"], ())
@@ -157,24 +164,6 @@ class BinanceDecoder(Decoder):
         # A refused batch says nothing about which symbol was bad: ask again one by one.
         self.events.extend(
             Reply(self._request("SUBSCRIBE", [symbol])) for symbol in asked if symbol in self.symbols
-        )
-
-    def _merged(self, state: _Merged, exchange_ts: float | None) -> Ticker:
-        return Ticker(
-            exchange="binance",
-            symbol=state.symbol,
-            last=state.last,
-            bid=state.bid,
-            ask=state.ask,
-            bid_size=state.bid_size,
-            ask_size=state.ask_size,
-            volume_24h=state.volume,
-            high_24h=state.high,
-            low_24h=state.low,
-            change_24h=state.change,
-            change_pct_24h=state.change_pct,
-            exchange_ts=exchange_ts,
-            received_ts=time.time(),
         )
 
 

@@ -43,7 +43,6 @@ from tickerd.exchanges.base import (
     Rejected,
     Reply,
     Subscribed,
-    optional_float,
     split_unified,
 )
 from tickerd.model import Ticker
@@ -176,20 +175,21 @@ class BitfinexDecoder(Decoder):
 
     @staticmethod
     def _ticker(symbol: str, values: list[Any]) -> Ticker:
-        relative = optional_float(values[5])
+        """Every payload is a full snapshot of ten numbers: a shorter one, or a null among
+        them, makes the frame junk (``IndexError``, ``TypeError``)."""
         return Ticker(
             exchange="bitfinex",
             symbol=symbol,
-            bid=optional_float(values[0]),
-            bid_size=optional_float(values[1]),
-            ask=optional_float(values[2]),
-            ask_size=optional_float(values[3]),
-            change_24h=optional_float(values[4]),
-            change_pct_24h=None if relative is None else relative * 100,
-            last=optional_float(values[6]),
-            volume_24h=optional_float(values[7]),
-            high_24h=optional_float(values[8]),
-            low_24h=optional_float(values[9]),
+            bid=float(values[0]),
+            bid_size=float(values[1]),
+            ask=float(values[2]),
+            ask_size=float(values[3]),
+            change_24h=float(values[4]),
+            change_pct_24h=float(values[5]) * 100,
+            last=float(values[6]),
+            volume_24h=float(values[7]),
+            high_24h=float(values[8]),
+            low_24h=float(values[9]),
             received_ts=time.time(),
         )
 

@@ -95,29 +95,36 @@ def _timestamp(value: str | None) -> float | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-class _Merged:
-    """The latest quote row and merged instrument row of one symbol."""
+#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order (see ``_ticker``).
+_Book = tuple[float | None, float | None, float | None, float | None]
 
-    __slots__ = ("exchange_ts", "instrument", "quote", "symbol")
+
+class _Merged:
+    """The latest quote and merged instrument row of one symbol."""
+
+    __slots__ = ("book", "exchange_ts", "instrument", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self.quote: dict[str, Any] | None = None
+        #: From the latest ``quote`` row; ``None`` until one arrived (the instrument's best
+        #: prices stand in meanwhile).
+        self.book: _Book | None = None
         #: ``None`` until the partial arrived: updates before it have nothing to merge onto.
         self.instrument: dict[str, Any] | None = None
+        #: The newest exchange time of the rows merged so far.
         self.exchange_ts: float | None = None
 
-    def stamp(self, row: dict[str, Any]) -> None:
-        """Keep the newest exchange time of the rows merged so far."""
-        ts = _timestamp(row.get("timestamp"))
-        if ts is not None and (self.exchange_ts is None or ts > self.exchange_ts):
-            self.exchange_ts = ts
+
+def _newest(exchange_ts: float | None, row: dict[str, Any]) -> float | None:
+    ts = _timestamp(row.get("timestamp"))
+    return ts if ts is not None and (exchange_ts is None or ts > exchange_ts) else exchange_ts
 
 
 class BitMEXDecoder(Decoder):
     """Decodes ``quote`` and ``instrument`` tables; routes acks and errors by native symbol."""
 
     exchange = "bitmex"
+    merges = True
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self._by_native: dict[str, _Merged] = {}
@@ -160,27 +167,49 @@ class BitMEXDecoder(Decoder):
         return self.junk_frame()
 
     def _table(self, table: str, action: str, rows: list[dict[str, Any]]) -> list[Ticker]:
+        """Merge the rows into each symbol's view; each candidate is checked before any is
+        kept, so a junk row leaves every view (and the next ticker) as it was.
+
+        ``partial`` and ``insert`` rows are complete: a quote row must carry both sides with
+        sizes, an instrument row every field of :data:`_TICKER_FIELDS` (BitMEX may send them as
+        null).  Instrument ``update`` rows carry only what changed and are merged.
+        """
         if table not in TABLES:
             return self.junk_frame()
-        changed: dict[str, _Merged] = {}
+        merged: dict[str, tuple[_Merged, Ticker, _Book | None, dict[str, Any] | None, float | None]] = {}
+        now = time.time()
         for row in rows:
             state = self._by_native.get(row["symbol"])
             if state is None or state.symbol in self._rejected or action == "delete":
                 continue
-            if table == "quote":  # complete rows; merged all the same, should one be partial
-                state.quote = {**(state.quote or {}), **row}
+            earlier = merged.get(state.symbol)
+            book, inst, ts = earlier[2:] if earlier else (state.book, state.instrument, state.exchange_ts)
+            if table == "quote":
+                book = (
+                    float(row["bidPrice"]),
+                    float(row["askPrice"]),
+                    float(row["bidSize"]),
+                    float(row["askSize"]),
+                )
             elif action in ("partial", "insert"):
-                state.instrument = dict(row)
+                if not row.keys() >= _TICKER_FIELDS:
+                    missing = ", ".join(sorted(_TICKER_FIELDS - row.keys()))
+                    return self.junk_frame(f"instrument {action} without {missing}")
                 if not self._settles_as_configured(state, row):
                     continue
-            elif state.instrument is None or _TICKER_FIELDS.isdisjoint(row):
+                inst = row
+            elif inst is None or _TICKER_FIELDS.isdisjoint(row):
                 continue
             else:
-                state.instrument.update(row)
-            state.stamp(row)
-            changed[state.symbol] = state
-        now = time.time()
-        return [self._ticker(state, now) for state in changed.values()]
+                inst = inst | row
+            ts = _newest(ts, row)
+            ticker = self._ticker(state.symbol, book, inst, ts, now)
+            if (reason := self.flaw(ticker)) is not None:
+                return self.junk_frame(reason)
+            merged[state.symbol] = (state, ticker, book, inst, ts)
+        for state, _, book, inst, ts in merged.values():
+            state.book, state.instrument, state.exchange_ts = book, inst, ts
+        return [ticker for _, ticker, *_ in merged.values()]
 
     def _settles_as_configured(self, state: _Merged, row: dict[str, Any]) -> bool:
         """Reject a perpetual whose settle currency is not the configured one (``ETHUSD`` is a
@@ -217,27 +246,30 @@ class BitMEXDecoder(Decoder):
                 self._rejected.add(symbol)
                 self.events.append(Rejected(symbol, reason))
 
-    def _ticker(self, state: _Merged, now: float) -> Ticker:
-        inst = state.instrument or {}
-        book = state.quote if state.quote is not None else inst
+    @staticmethod
+    def _ticker(
+        symbol: str, book: _Book | None, inst: dict[str, Any] | None, exchange_ts: float | None, now: float
+    ) -> Ticker:
+        """Built positionally, in the Ticker's field order: fewer keyword arguments pay for the
+        sanity check on every frame."""
+        inst = inst or {}
+        if book is None:  # no quote yet: the instrument's best prices, without sizes
+            book = (optional_float(inst.get("bidPrice")), optional_float(inst.get("askPrice")), None, None)
         last = optional_float(inst.get("lastPrice"))
         previous = optional_float(inst.get("prevPrice24h"))
         pct = optional_float(inst.get("lastChangePcnt"))
         return Ticker(
-            exchange="bitmex",
-            symbol=state.symbol,
-            last=last,
-            bid=optional_float(book.get("bidPrice")),
-            ask=optional_float(book.get("askPrice")),
-            bid_size=optional_float(book.get("bidSize")),
-            ask_size=optional_float(book.get("askSize")),
-            volume_24h=optional_float(inst.get("homeNotional24h")),
-            high_24h=optional_float(inst.get("highPrice")),
-            low_24h=optional_float(inst.get("lowPrice")),
-            change_24h=last - previous if last is not None and previous is not None else None,
-            change_pct_24h=pct * 100.0 if pct is not None else None,
-            exchange_ts=state.exchange_ts,
-            received_ts=now,
+            "bitmex",
+            symbol,
+            last,
+            *book,
+            optional_float(inst.get("homeNotional24h")),
+            optional_float(inst.get("highPrice")),
+            optional_float(inst.get("lowPrice")),
+            last - previous if last is not None and previous is not None else None,
+            pct * 100.0 if pct is not None else None,
+            exchange_ts,
+            now,
         )
 
 

@@ -47,17 +47,18 @@ def native(symbol: str) -> str:
     return symbol.replace("/", "").lower()
 
 
+#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order (see ``_merged``).
+_Book = tuple[float | None, float | None, float | None, float | None]
+
+
 class _Merged:
     """The latest top of book and last trade of one symbol."""
 
-    __slots__ = ("ask", "ask_size", "bid", "bid_size", "confirmed", "last", "rejected", "symbol")
+    __slots__ = ("book", "confirmed", "last", "rejected", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self.bid: float | None = None
-        self.bid_size: float | None = None
-        self.ask: float | None = None
-        self.ask_size: float | None = None
+        self.book: _Book = (None, None, None, None)
         self.last: float | None = None
         #: Channels of this symbol the server confirmed (by prefix).
         self.confirmed: set[str] = set()
@@ -78,6 +79,7 @@ class BitstampDecoder(Decoder):
     """Merges ``order_book`` and ``live_trades`` frames per pair; tracks channel acks."""
 
     exchange = "bitstamp"
+    merges = True
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self._by_native: dict[str, _Merged] = {}
@@ -127,20 +129,36 @@ class BitstampDecoder(Decoder):
         return self.junk_frame()
 
     def _book(self, pair: str, data: dict[str, Any]) -> list[Ticker]:
+        """An ``order_book`` message always carries ``bids`` and ``asks`` (an empty side has no
+        orders)."""
         state = self._by_native.get(pair)
         if state is None:
             return []
         bids, asks = data["bids"], data["asks"]
-        state.bid, state.bid_size = (float(bids[0][0]), float(bids[0][1])) if bids else (None, None)
-        state.ask, state.ask_size = (float(asks[0][0]), float(asks[0][1])) if asks else (None, None)
-        return [self._ticker(state, _micros(data))]
+        bid, bid_size = (float(bids[0][0]), float(bids[0][1])) if bids else (None, None)
+        ask, ask_size = (float(asks[0][0]), float(asks[0][1])) if asks else (None, None)
+        return self._merged(state, state.last, (bid, ask, bid_size, ask_size), _micros(data))
 
     def _trade(self, pair: str, data: dict[str, Any]) -> list[Ticker]:
+        """A trade always carries its price."""
         state = self._by_native.get(pair)
         if state is None:
             return []
-        state.last = float(data.get("price_str") or data["price"])
-        return [self._ticker(state, _micros(data))]
+        return self._merged(state, float(data.get("price_str") or data["price"]), state.book, _micros(data))
+
+    def _merged(
+        self, state: _Merged, last: float | None, book: _Book, exchange_ts: float | None
+    ) -> list[Ticker]:
+        """The ticker of ``last`` and ``book``, kept in ``state`` only if it passes the sanity
+        rule (a junk frame leaves the merged view as it was).  Built positionally, in the
+        Ticker's field order: fewer keyword arguments pay for the check on every frame."""
+        ticker = Ticker(
+            "bitstamp", state.symbol, last, *book, exchange_ts=exchange_ts, received_ts=time.time()
+        )
+        if (reason := self.flaw(ticker)) is not None:
+            return self.junk_frame(reason)
+        state.last, state.book = last, book
+        return [ticker]
 
     def _succeeded(self, channel: str) -> None:
         if channel in self._pending:
@@ -168,20 +186,6 @@ class BitstampDecoder(Decoder):
         state.rejected = True
         reason = data.get("message") or f"code {data.get('code')}"
         self.events.append(Rejected(state.symbol, f"{channel}: {reason}"))
-
-    @staticmethod
-    def _ticker(state: _Merged, exchange_ts: float | None) -> Ticker:
-        return Ticker(
-            exchange="bitstamp",
-            symbol=state.symbol,
-            last=state.last,
-            bid=state.bid,
-            ask=state.ask,
-            bid_size=state.bid_size,
-            ask_size=state.ask_size,
-            exchange_ts=exchange_ts,
-            received_ts=time.time(),
-        )
 
 
 class Bitstamp(Exchange):

@@ -40,7 +40,6 @@ from tickerd.exchanges.base import (
     Rejected,
     Reply,
     Subscribed,
-    optional_float,
     split_unified,
 )
 from tickerd.model import Ticker
@@ -85,25 +84,44 @@ def _percent(fraction: object) -> float | None:
     return float(Decimal(str(fraction)) * 100)
 
 
-class _State:
-    """One symbol's merged view: the ticker snapshot with deltas applied, and the best levels."""
+#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order (see ``_merged``).
+_Book = tuple[float | None, float | None, float | None, float | None]
+#: 24 h volume, high, low, change, change percent: in :class:`Ticker`'s field order.
+_Statistics = tuple[float | None, float | None, float | None, float | None, float | None]
 
-    __slots__ = ("ask", "ask_size", "bid", "bid_size", "exchange_ts", "stats", "symbol")
+
+def _statistics(stats: dict[str, Any]) -> tuple[float, _Statistics]:
+    """The last price and 24 h statistics of a ``tickers`` snapshot (with its deltas applied):
+    every snapshot carries these fields, so a missing one makes the frame junk."""
+    last = stats["lastPrice"]
+    return float(last), (
+        float(stats["volume24h"]),
+        float(stats["highPrice24h"]),
+        float(stats["lowPrice24h"]),
+        _difference(last, stats["prevPrice24h"]),
+        _percent(stats["price24hPcnt"]),
+    )
+
+
+class _State:
+    """One symbol's merged view: the ticker snapshot with deltas applied (raw, for the next
+    delta, and parsed, for book frames), and the best levels."""
+
+    __slots__ = ("book", "last", "statistics", "stats", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.stats: dict[str, Any] = {}
-        self.bid: float | None = None
-        self.bid_size: float | None = None
-        self.ask: float | None = None
-        self.ask_size: float | None = None
-        self.exchange_ts: float | None = None
+        self.last: float | None = None
+        self.statistics: _Statistics = (None, None, None, None, None)
+        self.book: _Book = (None, None, None, None)
 
 
 class BybitDecoder(Decoder):
     """Decodes one category's frames; one decoder never mixes spot and linear symbols."""
 
     exchange = "bybit"
+    merges = True
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self._req_ids = itertools.count(1)
@@ -173,48 +191,53 @@ class BybitDecoder(Decoder):
         return self.junk_frame()
 
     def _ticker(self, state: _State, msg: dict[str, Any]) -> list[Ticker]:
+        """A snapshot is complete by Bybit's docs: without a field :func:`_statistics` reads
+        (linear ones: or the best levels, ``bid1Price``…) it is junk.  A linear delta carries
+        only what changed and is overlaid on the snapshot, so a field it lacks keeps its value."""
         data: dict[str, Any] = msg["data"]
         if msg.get("type") == "delta":
             if not state.stats:
                 return []  # nothing to overlay yet; the snapshot is on its way
-            state.stats.update(data)
+            stats = state.stats | data
         else:
-            state.stats = dict(data)
-        stats = state.stats
+            stats = data
+        book = state.book
         if category(state.symbol) == "linear":
-            state.bid = optional_float(stats.get("bid1Price"))
-            state.bid_size = optional_float(stats.get("bid1Size"))
-            state.ask = optional_float(stats.get("ask1Price"))
-            state.ask_size = optional_float(stats.get("ask1Size"))
-        state.exchange_ts = msg["ts"] / 1000.0
-        return [self._merged(state)]
+            book = (
+                float(stats["bid1Price"]),
+                float(stats["ask1Price"]),
+                float(stats["bid1Size"]),
+                float(stats["ask1Size"]),
+            )
+        return self._merged(state, stats, *_statistics(stats), book, msg["ts"] / 1000.0)
 
     def _book(self, state: _State, msg: dict[str, Any]) -> list[Ticker]:
+        """A level-1 snapshot always carries both sides (``b``, ``a``); an empty one means no
+        orders on that side."""
         data: dict[str, Any] = msg["data"]
-        bids, asks = data.get("b") or [], data.get("a") or []
-        state.bid, state.bid_size = (float(bids[0][0]), float(bids[0][1])) if bids else (None, None)
-        state.ask, state.ask_size = (float(asks[0][0]), float(asks[0][1])) if asks else (None, None)
-        state.exchange_ts = msg["ts"] / 1000.0
-        return [self._merged(state)]
+        bids, asks = data["b"], data["a"]
+        bid, bid_size = (float(bids[0][0]), float(bids[0][1])) if bids else (None, None)
+        ask, ask_size = (float(asks[0][0]), float(asks[0][1])) if asks else (None, None)
+        book = (bid, ask, bid_size, ask_size)
+        return self._merged(state, state.stats, state.last, state.statistics, book, msg["ts"] / 1000.0)
 
-    def _merged(self, state: _State) -> Ticker:
-        stats = state.stats
-        return Ticker(
-            exchange="bybit",
-            symbol=state.symbol,
-            last=optional_float(stats.get("lastPrice")),
-            bid=state.bid,
-            ask=state.ask,
-            bid_size=state.bid_size,
-            ask_size=state.ask_size,
-            volume_24h=optional_float(stats.get("volume24h")),
-            high_24h=optional_float(stats.get("highPrice24h")),
-            low_24h=optional_float(stats.get("lowPrice24h")),
-            change_24h=_difference(stats.get("lastPrice"), stats.get("prevPrice24h")),
-            change_pct_24h=_percent(stats.get("price24hPcnt")),
-            exchange_ts=state.exchange_ts,
-            received_ts=time.time(),
-        )
+    def _merged(
+        self,
+        state: _State,
+        stats: dict[str, Any],
+        last: float | None,
+        statistics: _Statistics,
+        book: _Book,
+        exchange_ts: float,
+    ) -> list[Ticker]:
+        """The ticker of the statistics and the book, kept in ``state`` only if it passes the
+        sanity rule (a junk frame leaves the merged view as it was).  Built positionally, in
+        the Ticker's field order: fewer keyword arguments pay for the check on every frame."""
+        ticker = Ticker("bybit", state.symbol, last, *book, *statistics, exchange_ts, time.time())
+        if (reason := self.flaw(ticker)) is not None:
+            return self.junk_frame(reason)
+        state.stats, state.last, state.statistics, state.book = stats, last, statistics, book
+        return [ticker]
 
     # -- acks ------------------------------------------------------------------------------
 

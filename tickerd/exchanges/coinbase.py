@@ -37,7 +37,6 @@ from tickerd.exchanges.base import (
     Rejected,
     Subscribed,
     chunks,
-    optional_float,
 )
 from tickerd.model import Ticker
 
@@ -182,18 +181,21 @@ class CoinbaseDecoder(Decoder):
 
     @staticmethod
     def _ticker(symbol: str, item: dict[str, Any], exchange_ts: float, now: float) -> Ticker:
+        """Each ticker object is complete (snapshot and updates share the schema): the fields
+        read here are all required, so a frame without one is junk instead of a null
+        overwriting the stored value."""
         return Ticker(
             exchange="coinbase",
             symbol=symbol,
-            last=optional_float(item.get("price")),
-            bid=optional_float(item.get("best_bid")),
-            ask=optional_float(item.get("best_ask")),
-            bid_size=optional_float(item.get("best_bid_quantity")),
-            ask_size=optional_float(item.get("best_ask_quantity")),
-            volume_24h=optional_float(item.get("volume_24_h")),
-            high_24h=optional_float(item.get("high_24_h")),
-            low_24h=optional_float(item.get("low_24_h")),
-            change_pct_24h=optional_float(item.get("price_percent_chg_24_h")),
+            last=float(item["price"]),
+            bid=float(item["best_bid"]),
+            ask=float(item["best_ask"]),
+            bid_size=float(item["best_bid_quantity"]),
+            ask_size=float(item["best_ask_quantity"]),
+            volume_24h=float(item["volume_24_h"]),
+            high_24h=float(item["high_24_h"]),
+            low_24h=float(item["low_24_h"]),
+            change_pct_24h=float(item["price_percent_chg_24_h"]),
             exchange_ts=exchange_ts,
             received_ts=now,
         )

@@ -75,26 +75,54 @@ def _kilo(coin: str) -> str | None:
     return None
 
 
-class _Merged:
-    """The latest book and context of one symbol, and the coin name it is subscribed by."""
+#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order (see ``_merged``).
+_Book = tuple[float | None, float | None, float | None, float | None]
+#: 24 h volume, high and low (never sent), change, change percent: in :class:`Ticker`'s order.
+_Statistics = tuple[float | None, None, None, float | None, float | None]
 
-    __slots__ = ("ask", "ask_size", "bid", "bid_size", "book_ts", "coin", "ctx", "symbol")
+
+class _Merged:
+    """The latest book and context of one symbol, and the coin name it is subscribed by.
+
+    The context is kept parsed: ``bbo`` frames then build their Ticker from floats at hand.
+    """
+
+    __slots__ = ("book", "book_ts", "coin", "last", "statistics", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.coin = coin_of(symbol)
-        self.bid: float | None = None
-        self.bid_size: float | None = None
-        self.ask: float | None = None
-        self.ask_size: float | None = None
+        self.book: _Book = (None, None, None, None)
         self.book_ts: float | None = None
-        self.ctx: dict[str, Any] = {}
+        self.last: float | None = None
+        self.statistics: _Statistics = (None, None, None, None, None)
+
+
+def _context(ctx: dict[str, Any]) -> tuple[float, _Statistics]:
+    """The last price and statistics of an ``activeAssetCtx``.
+
+    A context replaces the previous one whole, so it must carry ``markPx``, ``prevDayPx`` and
+    ``dayBaseVlm`` (without one the frame is junk); ``midPx`` is null while the book is
+    one-sided, and the mark price stands in for it then.
+    """
+    mark, previous = float(ctx["markPx"]), float(ctx["prevDayPx"])
+    mid = optional_float(ctx.get("midPx"))
+    last = mark if mid is None else mid
+    change = last - previous
+    return last, (
+        float(ctx["dayBaseVlm"]),
+        None,
+        None,
+        change,
+        change / previous * 100.0 if previous else None,
+    )
 
 
 class HyperliquidDecoder(Decoder):
     """Decodes ``bbo`` and ``activeAssetCtx`` frames; maps errors back to symbols by coin."""
 
     exchange = "hyperliquid"
+    merges = True
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self._by_coin: dict[str, _Merged] = {}
@@ -153,23 +181,38 @@ class HyperliquidDecoder(Decoder):
         return self.junk_frame()
 
     def _bbo(self, data: dict[str, Any]) -> list[Ticker]:
+        """A ``bbo`` always carries ``time`` and both sides; a side is null when the book is
+        empty there, otherwise a level with ``px`` and ``sz``."""
         state = self._by_coin.get(data["coin"])
         if state is None:
             return []
         bid, ask = data["bbo"]
-        state.bid = optional_float(bid["px"]) if bid else None
-        state.bid_size = optional_float(bid["sz"]) if bid else None
-        state.ask = optional_float(ask["px"]) if ask else None
-        state.ask_size = optional_float(ask["sz"]) if ask else None
-        state.book_ts = data["time"] / 1000.0
-        return [self._ticker(state)]
+        book = (
+            float(bid["px"]) if bid else None,
+            float(ask["px"]) if ask else None,
+            float(bid["sz"]) if bid else None,
+            float(ask["sz"]) if ask else None,
+        )
+        return self._merged(state, book, data["time"] / 1000.0, state.last, state.statistics)
 
     def _ctx(self, data: dict[str, Any]) -> list[Ticker]:
         state = self._by_coin.get(data["coin"])
         if state is None:
             return []
-        state.ctx = data["ctx"]
-        return [self._ticker(state)]
+        last, statistics = _context(data["ctx"])
+        return self._merged(state, state.book, state.book_ts, last, statistics)
+
+    def _merged(
+        self, state: _Merged, book: _Book, book_ts: float | None, last: float | None, statistics: _Statistics
+    ) -> list[Ticker]:
+        """The ticker of the book and the context, kept in ``state`` only if it passes the
+        sanity rule (a junk frame leaves the merged view as it was).  Built positionally, in
+        the Ticker's field order: fewer keyword arguments pay for the check on every frame."""
+        ticker = Ticker("hyperliquid", state.symbol, last, *book, *statistics, book_ts, time.time())
+        if (reason := self.flaw(ticker)) is not None:
+            return self.junk_frame(reason)
+        state.book, state.book_ts, state.last, state.statistics = book, book_ts, last, statistics
+        return [ticker]
 
     def _ack(self, data: dict[str, Any]) -> None:
         if data.get("method") != "subscribe":
@@ -202,28 +245,6 @@ class HyperliquidDecoder(Decoder):
             return
         self._rejected.add(state.symbol)
         self.events.append(Rejected(state.symbol, text))
-
-    def _ticker(self, state: _Merged) -> Ticker:
-        ctx = state.ctx
-        last = optional_float(ctx.get("midPx"))
-        if last is None:
-            last = optional_float(ctx.get("markPx"))
-        previous = optional_float(ctx.get("prevDayPx"))
-        change = last - previous if last is not None and previous is not None else None
-        return Ticker(
-            exchange="hyperliquid",
-            symbol=state.symbol,
-            last=last,
-            bid=state.bid,
-            ask=state.ask,
-            bid_size=state.bid_size,
-            ask_size=state.ask_size,
-            volume_24h=optional_float(ctx.get("dayBaseVlm")),
-            change_24h=change,
-            change_pct_24h=change / previous * 100.0 if change is not None and previous else None,
-            exchange_ts=state.book_ts,
-            received_ts=time.time(),
-        )
 
 
 class Hyperliquid(Exchange):

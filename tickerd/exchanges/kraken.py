@@ -24,7 +24,6 @@ from tickerd.exchanges.base import (
     Rejected,
     Subscribed,
     chunks,
-    optional_float,
 )
 from tickerd.model import Ticker
 
@@ -98,20 +97,24 @@ class KrakenDecoder(Decoder):
         named = [symbol for symbol in asked if symbol in reason]
         return named or (list(asked) if len(asked) == 1 else [])
 
-    def _ticker(self, item: dict[str, Any], now: float) -> Ticker:
+    @staticmethod
+    def _ticker(item: dict[str, Any], now: float) -> Ticker:
+        """Snapshots and updates are full objects by Kraken's schema: every field is required
+        (a frame without one is junk, so it never overwrites a stored value with null), except
+        ``timestamp``, which the docs list but Kraken's own examples leave out."""
         return Ticker(
             exchange="kraken",
             symbol=item["symbol"],
-            last=optional_float(item.get("last")),
-            bid=optional_float(item.get("bid")),
-            ask=optional_float(item.get("ask")),
-            bid_size=optional_float(item.get("bid_qty")),
-            ask_size=optional_float(item.get("ask_qty")),
-            volume_24h=optional_float(item.get("volume")),
-            high_24h=optional_float(item.get("high")),
-            low_24h=optional_float(item.get("low")),
-            change_24h=optional_float(item.get("change")),
-            change_pct_24h=optional_float(item.get("change_pct")),
+            last=float(item["last"]),
+            bid=float(item["bid"]),
+            ask=float(item["ask"]),
+            bid_size=float(item["bid_qty"]),
+            ask_size=float(item["ask_qty"]),
+            volume_24h=float(item["volume"]),
+            high_24h=float(item["high"]),
+            low_24h=float(item["low"]),
+            change_24h=float(item["change"]),
+            change_pct_24h=float(item["change_pct"]),
             exchange_ts=_rfc3339(item.get("timestamp")),
             received_ts=now,
         )

@@ -36,7 +36,6 @@ from tickerd.exchanges.base import (
     Rejected,
     Subscribed,
     chunks,
-    optional_float,
     split_unified,
 )
 from tickerd.model import Ticker
@@ -131,20 +130,23 @@ class OKXDecoder(Decoder):
             if symbol is not None:
                 self.events.append(Rejected(symbol, reason))
 
-    def _ticker(self, symbol: str, item: dict[str, Any], now: float) -> Ticker:
-        change, change_pct = _change(item.get("last"), item.get("open24h"))
-        volume = item.get("volCcy24h") if ":" in symbol else item.get("vol24h")
+    @staticmethod
+    def _ticker(symbol: str, item: dict[str, Any], now: float) -> Ticker:
+        """Every push is a full object: the fields read here are all required (a push without
+        one is junk, so it never overwrites a stored value with null)."""
+        change, change_pct = _change(item["last"], item["open24h"])
+        volume = item["volCcy24h"] if ":" in symbol else item["vol24h"]
         return Ticker(
             exchange="okx",
             symbol=symbol,
-            last=optional_float(item.get("last")),
-            bid=optional_float(item.get("bidPx")),
-            ask=optional_float(item.get("askPx")),
-            bid_size=optional_float(item.get("bidSz")),
-            ask_size=optional_float(item.get("askSz")),
-            volume_24h=optional_float(volume),
-            high_24h=optional_float(item.get("high24h")),
-            low_24h=optional_float(item.get("low24h")),
+            last=float(item["last"]),
+            bid=float(item["bidPx"]),
+            ask=float(item["askPx"]),
+            bid_size=float(item["bidSz"]),
+            ask_size=float(item["askSz"]),
+            volume_24h=float(volume),
+            high_24h=float(item["high24h"]),
+            low_24h=float(item["low24h"]),
             change_24h=change,
             change_pct_24h=change_pct,
             exchange_ts=int(item["ts"]) / 1000.0,
