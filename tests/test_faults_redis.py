@@ -245,7 +245,8 @@ async def test_a_hung_redis_holds_the_latest_values_and_gets_them_after(
     nursery: trio.Nursery, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
-    path = config_file(tmp_path, redis_server.url, kraken.url)
+    # A long health interval: no health record write waits out its own socket timeout first.
+    path = config_file(tmp_path, redis_server.url, kraken.url, interval=30.0)
     client = redis.Redis(port=redis_server.port)
     async with daemon_process(["--config", str(path)]) as daemon:
         with trio.fail_after(20):
