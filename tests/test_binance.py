@@ -104,3 +104,54 @@ def test_perpetuals_are_not_spot() -> None:
         assert "spot only" in str(exc)
     else:
         raise AssertionError("a perpetual was accepted")
+
+
+# -- data sanity -----------------------------------------------------------------------------
+
+
+def test_an_insane_book_is_junk_and_the_merged_book_stays() -> None:
+    """The live report: bid −1, ask −5 was written as is."""
+    dec = decoder("BTC/USDT")
+    dec.decode(BOOK)
+    insane = (
+        BOOK.replace("499869768", "499869769").replace('"0.35210000"', '"-1"').replace('"0.35260000"', '"-5"')
+    )
+    assert dec.decode(insane) == [] and dec.junk == 1
+    assert dec.junk_reason == "BTC/USDT: bid -1.0 is not a valid price"
+    for price in ('"0"', '"NaN"', '"inf"'):
+        assert dec.decode(BOOK.replace('"0.35210000"', price)) == []
+    assert dec.junk == 4
+    [ticker] = dec.decode(STATS)
+    assert (ticker.bid, ticker.ask) == (0.3521, 0.3526)  # the last good book, not the junk one
+    [ticker] = dec.decode(BOOK)  # and its update id was not moved by the junk either
+    assert ticker.bid == 0.3521
+
+
+def test_insane_statistics_are_junk_and_the_merged_ones_stay() -> None:
+    dec = decoder("BTC/USDT")
+    dec.decode(STATS)
+    assert dec.decode(STATS.replace('"c":"0.0025"', '"c":"-0.0025"')) == []
+    assert dec.decode(STATS.replace('"v":"10000"', '"v":"-1"')) == []
+    assert dec.junk == 2
+    [ticker] = dec.decode(BOOK)
+    assert (ticker.last, ticker.volume_24h) == (0.0025, 10000.0)
+
+
+def test_a_frame_without_a_field_its_kind_always_carries_is_junk() -> None:
+    """A bookTicker without ``a`` or a 24hrTicker without ``c`` must not null the stored value."""
+    dec = decoder("BTC/USDT")
+    dec.decode(STATS)
+    dec.decode(BOOK)
+    assert dec.decode(BOOK.replace(',"a":"0.35260000"', "")) == []
+    assert dec.junk_reason == "missing field 'a'"
+    assert dec.decode(STATS.replace('"c":"0.0025",', "")) == []
+    assert dec.decode(STATS.replace('"h":"0.0025"', '"h":null')) == []
+    assert dec.junk == 3
+    [ticker] = dec.decode(BOOK)
+    assert (ticker.last, ticker.ask, ticker.high_24h) == (0.0025, 0.3526, 0.0025)
+
+
+def test_a_crossed_book_is_kept_and_counted() -> None:
+    dec = decoder("BTC/USDT")
+    [ticker] = dec.decode(BOOK.replace('"0.35210000"', '"0.4"'))
+    assert (ticker.bid, ticker.ask) == (0.4, 0.3526) and dec.crossed == 1 and dec.junk == 0

@@ -190,3 +190,31 @@ async def test_symbols_are_spread_over_connections_of_25_channels(nursery: trio.
         await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
     assert sorted(len(fake.channels(c)) for c in fake.connections) == [5, 25]
     assert fake.violations == []
+
+
+# -- data sanity -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "[-0.068965,60157.3,0.0774,48578.5,0.001969,0.0262,0.076989,101459.3,0.0828,0.068961]",  # bid
+        "[0.068965,60157.3,0,48578.5,0.001969,0.0262,0.076989,101459.3,0.0828,0.068961]",  # ask
+        "[0.068965,-1,0.0774,48578.5,0.001969,0.0262,0.076989,101459.3,0.0828,0.068961]",  # bid size
+        "[0.068965,60157.3,null,48578.5,0.001969,0.0262,0.076989,101459.3,0.0828,0.068961]",  # no ask
+        "[0.068965,60157.3,0.0774,48578.5,0.001969,0.0262,0.076989,101459.3,0.0828]",  # one short
+    ],
+)
+def test_an_insane_or_incomplete_payload_is_junk(payload: str) -> None:
+    """Every payload is a full snapshot of ten numbers."""
+    dec = decoder("BFT/USD")
+    dec.decode(ACK)
+    assert dec.decode(f"[232949,{payload}]") == [] and dec.junk == 1
+    assert len(dec.decode(TICKER)) == 1  # the channel goes on
+
+
+def test_a_negative_daily_change_is_no_junk() -> None:
+    dec = decoder("BFT/USD")
+    dec.decode(ACK)
+    [ticker] = dec.decode(TICKER.replace("0.001969,0.0262", "-0.001969,-0.0262"))
+    assert (ticker.change_24h, ticker.change_pct_24h) == (-0.001969, -2.62)

@@ -203,3 +203,43 @@ def test_symbol_forms() -> None:
     with pytest.raises(ValueError, match="settles in its base"):
         adapter.check_symbol("BTC/USD:ETH")
     assert (settle_currency("XBt"), settle_currency("USDt"), settle_currency("EUR")) == ("BTC", "USDT", "EUR")
+
+
+# -- data sanity -----------------------------------------------------------------------------
+
+
+def test_an_insane_quote_is_junk_and_the_quote_stays() -> None:
+    dec = decoder(XBT)
+    dec.decode(QUOTE_PARTIAL)
+    assert dec.decode(QUOTE_INSERT.replace('"bidPrice":32181', '"bidPrice":-1')) == []
+    assert dec.decode(QUOTE_INSERT.replace('"askSize":2000', '"askSize":-2000')) == []
+    assert dec.junk == 2 and dec.junk_reason == "BTC/USD:BTC: ask_size -2000.0 is not a valid amount"
+    [ticker] = dec.decode(INSTRUMENT_PARTIAL)
+    assert (ticker.bid, ticker.bid_size, ticker.ask_size) == (32180.0, 1046200.0, 161000.0)
+
+
+def test_a_quote_row_without_a_side_is_junk() -> None:
+    """Quote rows are complete: one without ``askPrice`` (or with it null) is junk."""
+    dec = decoder(XBT)
+    dec.decode(QUOTE_PARTIAL)
+    assert dec.decode(QUOTE_INSERT.replace('"askPrice":32181.5,', "")) == []
+    assert dec.decode(QUOTE_INSERT.replace('"askPrice":32181.5', '"askPrice":null')) == []
+    assert dec.junk == 2 and dec.junk_reason.startswith("TypeError")
+
+
+def test_instrument_updates_keep_what_they_lack_and_insane_ones_are_junk() -> None:
+    """Instrument updates are partial rows: merged, a field they lack keeps its value; one
+    with a zero last price is junk and the merged row stays."""
+    dec = decoder(XBT)
+    dec.decode(INSTRUMENT_PARTIAL)
+    assert dec.decode(LAST_UPDATE.replace('"lastPrice":9290', '"lastPrice":0')) == [] and dec.junk == 1
+    [ticker] = dec.decode(LAST_UPDATE.replace('"lastPrice":9290,', ""))  # the change only
+    assert (ticker.last, ticker.high_24h, ticker.volume_24h) == (9287.0, 9440.0, 488633.9006484273)
+    assert ticker.change_pct_24h == pytest.approx(2.19)
+
+
+def test_an_instrument_partial_without_a_ticker_field_is_junk() -> None:
+    dec = decoder(XBT)
+    assert dec.decode(INSTRUMENT_PARTIAL.replace('"lastPrice":9287,', "")) == []
+    assert dec.junk == 1 and dec.junk_reason == "instrument partial without lastPrice"
+    assert dec.decode(LAST_UPDATE) == []  # nothing to merge onto: the partial was not kept

@@ -152,3 +152,35 @@ def test_symbol_forms() -> None:
     adapter.check_symbol("ETH/EUR")
     with pytest.raises(ValueError, match="BASE/QUOTE"):
         adapter.check_symbol("BTC/USD:USD")
+
+
+# -- data sanity -----------------------------------------------------------------------------
+
+
+def test_an_insane_book_is_junk_and_the_book_stays() -> None:
+    dec = decoder("ETH/USD")
+    dec.decode(BOOK)
+    assert dec.decode(BOOK.replace('"3805.11"', '"-1"')) == []
+    assert dec.decode(BOOK.replace('"1.20000000"', '"NaN"')) == []
+    assert dec.junk == 2 and dec.junk_reason == "ETH/USD: ask_size nan is not a valid amount"
+    [ticker] = dec.decode(TRADE)
+    assert (ticker.bid, ticker.ask_size, ticker.last) == (3805.11, 1.2, 3805.44)
+
+
+def test_an_insane_trade_is_junk_and_the_last_price_stays() -> None:
+    dec = decoder("ETH/USD")
+    dec.decode(TRADE)
+    assert dec.decode(TRADE.replace('"price_str":"3805.44"', '"price_str":"0"').replace("3805.44", "0")) == []
+    assert dec.junk == 1
+    [ticker] = dec.decode(BOOK)
+    assert ticker.last == 3805.44
+
+
+def test_a_book_or_trade_without_its_fields_is_junk() -> None:
+    dec = decoder("ETH/USD")
+    dec.decode(BOOK)
+    assert dec.decode(BOOK.replace(',"asks":[["3806.01","1.20000000"],["3806.50","3.50000000"]]', "")) == []
+    assert dec.decode(TRADE.replace('"price":3805.44,', "").replace('"price_str":"3805.44",', "")) == []
+    assert dec.junk == 2
+    [ticker] = dec.decode(TRADE)
+    assert ticker.ask == 3806.01

@@ -186,3 +186,51 @@ def test_symbols_go_to_their_category_url() -> None:
     for bad in ("BTC/USD:BTC", "BTC/USDC:USDC", "BTCUSDT"):
         with pytest.raises(ValueError, match="BASE/"):
             bybit.check_symbol(bad)
+
+
+# -- data sanity -----------------------------------------------------------------------------
+
+
+def test_a_delta_keeps_every_field_it_lacks() -> None:
+    """Deltas are partial by design: a field missing from one keeps its snapshot value."""
+    dec = decoder(PERP)
+    dec.decode(LINEAR_SNAPSHOT)
+    [ticker] = dec.decode(
+        LINEAR_DELTA.replace('"bid1Price":"17215.00","bid1Size":"2.12"', '"lastPrice":"17300"')
+    )
+    assert (ticker.last, ticker.bid, ticker.bid_size, ticker.ask) == (17300.0, 17215.5, 84.489, 17216.0)
+    assert ticker.volume_24h == 91705.276 and dec.junk == 0
+
+
+def test_an_insane_delta_is_junk_and_the_merged_view_stays() -> None:
+    dec = decoder(PERP)
+    dec.decode(LINEAR_SNAPSHOT)
+    assert dec.decode(LINEAR_DELTA.replace('"17215.00"', '"-1"')) == []
+    assert dec.decode(LINEAR_DELTA.replace('"2.12"', '"-2.12"')) == []
+    assert dec.decode(LINEAR_DELTA.replace('"17215.00"', '"NaN"')) == []
+    assert dec.junk == 3 and dec.junk_reason == "BTC/USDT:USDT: bid nan is not a valid price"
+    [ticker] = dec.decode(LINEAR_DELTA.replace('"bid1Price":"17215.00","bid1Size":"2.12"', '"ask1Size":"9"'))
+    assert (ticker.bid, ticker.bid_size, ticker.ask_size) == (17215.5, 84.489, 9.0)  # the snapshot's
+
+
+def test_a_snapshot_without_a_field_is_junk() -> None:
+    """Snapshots are complete: one without ``lastPrice`` (linear: or ``bid1Price``) is junk and
+    is not kept as the base deltas build on."""
+    dec = decoder(PERP)
+    assert dec.decode(LINEAR_SNAPSHOT.replace('"lastPrice":"17216.00",', "")) == []
+    assert dec.decode(LINEAR_SNAPSHOT.replace('"bid1Price":"17215.50",', "")) == []
+    assert dec.junk == 2 and dec.junk_reason == "missing field 'bid1Price'"
+    assert dec.decode(LINEAR_DELTA) == [] and dec.junk == 2  # no snapshot to overlay yet
+    spot = decoder(SPOT)
+    assert spot.decode(SPOT_TICKER.replace('"volume24h":"5865.470182",', "")) == [] and spot.junk == 1
+
+
+def test_an_insane_spot_book_is_junk_and_the_book_stays() -> None:
+    dec = decoder(SPOT)
+    dec.decode(SPOT_TICKER)
+    dec.decode(SPOT_BOOK)
+    assert dec.decode(SPOT_BOOK.replace('"16363.80"', '"0"')) == []
+    assert dec.decode(SPOT_BOOK.replace(',"a":[["16363.80","0.029"]]', "")) == []
+    assert dec.junk == 2
+    [ticker] = dec.decode(SPOT_TICKER)
+    assert (ticker.bid, ticker.ask, ticker.last) == (16363.7, 16363.8, 16363.78)

@@ -188,3 +188,25 @@ def test_perpetuals_are_refused_with_the_expected_form() -> None:
     adapter.check_symbol("BTC/USD")
     with pytest.raises(ValueError, match="BASE/QUOTE"):
         adapter.check_symbol("BTC/USDC:USDC")
+
+
+# -- data sanity -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("best_bid", "-1"), ("best_ask", "0"), ("price", "NaN"), ("best_ask_quantity", "-2")]
+)
+def test_an_insane_number_makes_the_frame_junk(field: str, value: str) -> None:
+    dec = decoder("BTC/USD")
+    assert dec.decode(update({"product_id": "BTC-USD", field: value})) == [] and dec.junk == 1
+
+
+@pytest.mark.parametrize("field", sorted(set(FULL) - {"type"}))
+def test_a_ticker_without_a_field_is_junk(field: str) -> None:
+    """Each ticker object is complete: one without ``best_bid`` must not null the stored bid."""
+    dec = decoder("BTC/USD")
+    item = {"product_id": "BTC-USD"} | {k: v for k, v in FULL.items() if k != field}
+    frame = orjson.loads(update())
+    frame["events"][0]["tickers"] = [item]
+    assert dec.decode(orjson.dumps(frame)) == [] and dec.junk == 1
+    assert dec.junk_reason == f"missing field '{field}'"

@@ -229,3 +229,48 @@ async def test_junk_frames_are_counted_and_the_connection_stays(
     seen = exchange_health(daemon, adapter.name)
     assert seen.junk == len(JUNK) and seen.reconnects == 0
     assert fake.connection_count == 1
+
+
+async def test_an_insane_frame_is_junk_and_the_stored_value_stays(
+    adapter: Exchange,
+    clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    prefix: str,
+    updates: Updates,
+    logs: list[str],
+) -> None:
+    """A frame with a negative bid and ask (seen live: bid −1, ask −5) is junk: it is counted
+    and its reason logged, nothing of it reaches Redis, and the next good frame goes through."""
+    symbol = adapter.sample_symbols[0]
+    fake, daemon = await start(nursery, prefix, adapter, [symbol])
+    await flows(clock, fake, updates, symbol, 50.0)
+    before = exchange_health(daemon, adapter.name)
+
+    published: list[dict[str, Any]] = []
+
+    def good_one(record: dict[str, Any]) -> bool:
+        published.append(record)
+        return bool(record["bid"] == 60.0)
+
+    with real_time(clock):
+        await fake.push(symbol, bid=-1.0, ask=-5.0)
+        await fake.push(symbol, bid=60.0, ask=61.0)  # on the same socket, after the junk
+        await updates.wait_for(good_one)
+    assert {(r["bid"], r["ask"]) for r in published} <= {(50.0, 51.0), (60.0, 61.0)}
+    seen = exchange_health(daemon, adapter.name)
+    assert seen.junk > before.junk and seen.reconnects == 0
+    assert any(f"{symbol}: bid -1.0 is not a valid price" in message for message in logs)
+
+
+async def test_a_crossed_book_is_written_and_counted(
+    adapter: Exchange, clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    symbol = adapter.sample_symbols[0]
+    fake, daemon = await start(nursery, prefix, adapter, [symbol])
+    await flows(clock, fake, updates, symbol, 50.0)
+    assert exchange_health(daemon, adapter.name).crossed == 0
+    with real_time(clock):
+        await fake.push(symbol, bid=101.0, ask=100.0)
+        await updates.wait_for(lambda r: (r["bid"], r["ask"]) == (101.0, 100.0))
+    seen = exchange_health(daemon, adapter.name)
+    assert seen.crossed >= 1 and seen.junk == 0

@@ -104,6 +104,9 @@ async def test_a_second_daemon_on_the_prefix_exits_2_naming_the_holder(trial: Tr
         assert trial.kraken.connection_count == connections  # the second connected nothing
         trial.assert_records_of(first)  # and touched nothing
         assert (await trial.status())[0] == 0
+        first.signal(signal.SIGTERM)
+        assert await first.wait() == 0
+    assert not trial.client.exists(LAYOUT.lease())  # given back: the next start need not wait
 
 
 async def test_after_kill_9_the_records_and_the_lease_expire_and_a_new_daemon_starts(trial: Trial) -> None:

@@ -18,6 +18,7 @@ from loguru import logger
 from tests.conftest import make_config, run_cli, start_daemon, start_fake
 from tests.processes import RedisServer, daemon_process
 from tickerd.layout import RedisLayout
+from tickerd.metrics import Metrics
 from tickerd.testing import FakeKraken
 
 PASSWORD = "pw-0ld-c0rrect"
@@ -110,7 +111,10 @@ async def test_a_redis_that_refuses_tickerd_ends_the_start_with_exit_2(
             assert await daemon.wait(within=10) == 2
         assert reason in daemon.output and "waiting" not in daemon.output
         code, shown = await status(path)
+        watch = await trio.to_thread.run_sync(partial(run_cli, "watch", "--config", str(path)))
         assert code == 2 and reason in shown
+        assert watch.returncode == 2 and reason in watch.stderr
+        shown += watch.stdout + watch.stderr
         for secret in (PASSWORD, WRONG):
             assert secret not in daemon.output and secret not in shown
     finally:
@@ -198,6 +202,7 @@ async def test_health_tells_why_redis_refuses_writes(
         assert not health.redis_up
         assert (health.reason or "").startswith("Redis refuses tickerd: authentication failed")
         assert errors == [f"{health.reason}; holding the latest values and retrying"]  # once, not per retry
+        assert Metrics(daemon).healthz() == (503, f"down: {health.reason}\n")
 
         admin.config_set("requirepass", PASSWORD)
         with trio.fail_after(10):  # retried 2 s apart at most
@@ -240,7 +245,8 @@ async def test_a_hung_redis_holds_the_latest_values_and_gets_them_after(
     nursery: trio.Nursery, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
-    path = config_file(tmp_path, redis_server.url, kraken.url)
+    # A long health interval: no health record write waits out its own socket timeout first.
+    path = config_file(tmp_path, redis_server.url, kraken.url, interval=30.0)
     client = redis.Redis(port=redis_server.port)
     async with daemon_process(["--config", str(path)]) as daemon:
         with trio.fail_after(20):

@@ -160,3 +160,42 @@ def test_symbol_forms() -> None:
     with pytest.raises(ValueError, match="not a unified symbol"):
         adapter.check_symbol("kPEPE/USDC:USDC")  # the unified form is upper-case
     assert (coin_of(BTC), unified("BTC"), unified("kPEPE")) == ("BTC", BTC, "KPEPE/USDC:USDC")
+
+
+# -- data sanity -----------------------------------------------------------------------------
+
+
+def test_an_insane_book_is_junk_and_the_book_stays() -> None:
+    dec = decoder(BTC)
+    dec.decode(BBO)
+    assert dec.decode(BBO.replace('"113374.0"', '"-5"')) == []
+    assert dec.decode(BBO.replace('"7.6699"', '"-1"')) == []
+    assert dec.junk == 2 and dec.junk_reason == "BTC/USDC:USDC: bid_size -1.0 is not a valid amount"
+    [ticker] = dec.decode(CTX)
+    assert (ticker.bid, ticker.ask, ticker.bid_size, ticker.exchange_ts) == (
+        113373.0,
+        113374.0,
+        7.6699,
+        1754450974.231,
+    )
+
+
+def test_a_one_sided_book_is_no_junk() -> None:
+    """Hyperliquid documents a null side for an empty one."""
+    [ticker] = decoder(BTC).decode(BBO.replace('{"px":"113373.0","sz":"7.6699","n":17}', "null"))
+    assert (ticker.bid, ticker.bid_size, ticker.ask) == (None, None, 113374.0)
+
+
+def test_a_context_without_its_fields_or_with_insane_ones_is_junk_and_the_context_stays() -> None:
+    """A context replaces the previous one whole: without ``dayBaseVlm`` it must not null the
+    stored volume.  ``midPx`` may be null (the mark price stands in)."""
+    dec = decoder(BTC)
+    dec.decode(CTX)
+    assert dec.decode(CTX.replace(',"dayBaseVlm":"534571.812"', "")) == []
+    assert dec.junk_reason == "missing field 'dayBaseVlm'"
+    assert dec.decode(CTX.replace('"midPx":"312.13"', '"midPx":"0"')) == []
+    assert dec.junk == 2
+    [ticker] = dec.decode(BBO)
+    assert (ticker.last, ticker.volume_24h) == (312.13, 534571.812)
+    [ticker] = dec.decode(CTX.replace('"midPx":"312.13"', '"midPx":null'))
+    assert ticker.last == 312.12

@@ -107,3 +107,33 @@ def test_unsubscribe_untracks() -> None:
     [frame] = dec.unsubscribe(["BTC/USD"])
     assert orjson.loads(frame)["method"] == "unsubscribe"
     assert dec.decode(TICKER) == []
+
+
+# -- data sanity -----------------------------------------------------------------------------
+
+
+def test_a_price_that_is_negative_or_zero_makes_the_frame_junk() -> None:
+    dec = decoder("BTC/USD")
+    for frame in (
+        TICKER.replace('"bid":108359.8', '"bid":-1'),
+        TICKER.replace('"last":108359.8', '"last":0'),
+    ):
+        assert dec.decode(frame) == []
+    assert dec.junk == 2 and dec.junk_reason == "BTC/USD: last 0.0 is not a valid price"
+
+
+def test_a_size_that_is_negative_makes_the_frame_junk() -> None:
+    dec = decoder("BTC/USD")
+    assert dec.decode(TICKER.replace('"ask_qty":17.17988863', '"ask_qty":-17')) == []
+    assert dec.junk == 1
+
+
+def test_a_ticker_without_a_field_of_the_full_schema_is_junk() -> None:
+    """Snapshots and updates are full objects: one without ``bid`` (or with it null) must not
+    overwrite the stored bid with null."""
+    dec = decoder("BTC/USD")
+    missing = TICKER.replace('"bid":108359.8,', "")
+    assert dec.decode(missing) == [] and dec.junk_reason == "missing field 'bid'"
+    assert dec.decode(TICKER.replace('"ask":108359.9', '"ask":null')) == []
+    assert dec.junk == 2
+    assert len(dec.decode(TICKER)) == 1  # a full one after them goes through

@@ -61,8 +61,9 @@ async def test_metrics_count_frames_tickers_batches_and_latency(
     port = await start_metrics(nursery, daemon)
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
     await kraken.send_raw("garbage")
-    for price in (1.0, 2.0, 3.0):
-        await kraken.push("BTC/USD", last=price)
+    await kraken.push("BTC/USD", last=1.0)
+    await kraken.push("BTC/USD", last=2.0)
+    await kraken.push("BTC/USD", last=3.0, bid=5.0, ask=4.0)  # a crossed book: written, counted
     await updates.wait_for(lambda r: r["last"] == 3.0)
     writer = daemon.writer
     with trio.fail_after(10):  # published before the writer's own counters move on: wait for them
@@ -78,6 +79,7 @@ async def test_metrics_count_frames_tickers_batches_and_latency(
     assert found["tickerd_frames_junk_total", kraken_label] == 1
     assert found["tickerd_frames_decoded_total", kraken_label] == health.frames - 1
     assert found["tickerd_reconnects_total", kraken_label] == 0
+    assert found["tickerd_crossed_books_total", kraken_label] == health.crossed == 1
     assert found["tickerd_symbols", kraken_label] == 1
     assert found["tickerd_stale_symbols", kraken_label] == 0
     assert found["tickerd_waiting_symbols", kraken_label] == 0  # BTC/USD had its first ticker

@@ -122,3 +122,26 @@ def test_check_symbol_names_the_expected_forms() -> None:
     for bad in ("BTC/USDT:BTC", "BTC/USD:USD", "BTC-USDT"):
         with pytest.raises(ValueError, match="BASE/"):
             okx.check_symbol(bad)
+
+
+# -- data sanity -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("bidPx", "-1"), ("askPx", "0"), ("last", "NaN"), ("bidSz", "-5")]
+)
+def test_an_insane_number_makes_the_push_junk(field: str, value: str) -> None:
+    dec = decoder(SWAP)
+    item = orjson.loads(SWAP_TICKER)
+    item["data"][0][field] = value
+    assert dec.decode(orjson.dumps(item)) == [] and dec.junk == 1
+
+
+@pytest.mark.parametrize("field", ["bidPx", "askSz", "last", "open24h", "volCcy24h", "ts"])
+def test_a_push_without_a_field_is_junk(field: str) -> None:
+    """Every push is a full object: one without ``bidPx`` must not null the stored bid."""
+    dec = decoder(SWAP)
+    item = orjson.loads(SWAP_TICKER)
+    del item["data"][0][field]
+    assert dec.decode(orjson.dumps(item)) == [] and dec.junk == 1
+    assert dec.junk_reason == f"missing field '{field}'"

@@ -17,6 +17,7 @@ from tests.test_status import status, store_heartbeat
 from tickerd import snapshots
 from tickerd.config import ExchangeConfig
 from tickerd.layout import RedisLayout
+from tickerd.model import Ticker
 from tickerd.snapshots import ExchangeRecord
 from tickerd.testing import FakeBinance, FakeKraken
 
@@ -186,3 +187,18 @@ async def test_the_heartbeat_counts_the_tickers_written(
     assert heartbeat is not None
     assert heartbeat.writer.written >= counters.written > 3
     assert heartbeat.writer.coalesced >= counters.coalesced
+
+
+async def test_the_stopped_heartbeat_counts_the_final_batch(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    async with trio.open_nursery() as inner:
+        daemon = await start_daemon(inner, make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}))
+        await wait_records(daemon, redis_client, prefix, lambda _, ex: "kraken" in ex)
+        for i in range(10):  # queued in the same step as the shutdown: the final flush writes them
+            daemon.sink.send_nowait(Ticker("kraken", f"Q{i}/USD", last=1.0))
+        inner.cancel_scope.cancel()
+    heartbeat, _ = RedisLayout(prefix).read_health(redis_client)
+    assert heartbeat is not None and heartbeat.state == "stopped"
+    assert daemon.writer.written >= 10 and heartbeat.writer.written == daemon.writer.written

@@ -67,6 +67,9 @@ return 0
 
 #: While Redis does not answer at start: retry soon, then every 2 s (as the writer does).
 RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
+#: Seconds the release may take at most (a round trip takes a millisecond), and never past the
+#: end of the shutdown grace (:attr:`PrefixLease.release_by`): unreleased, the lease expires.
+RELEASE_TIMEOUT = 0.5
 
 
 class LeaseError(Exception):
@@ -187,11 +190,19 @@ class PrefixLease:
         try:
             if self.held:
                 self.held = False
-                deadline = min(trio.current_time() + self.expiry / 3, self.release_by)
+                error = "no answer within the shutdown grace"
+                deadline = min(trio.current_time() + RELEASE_TIMEOUT, self.release_by)
                 with trio.move_on_at(deadline, shield=True):
                     try:
                         await self._call(lambda: self._release(keys=[self.key], args=[self.value]))
+                        return
                     except redis.RedisError as exc:
-                        logger.warning("lease not released ({error}); it expires by itself", error=str(exc))
+                        error = redact(str(exc))
+                logger.warning(
+                    "lease on prefix {prefix!r} not released ({error}); it expires within {s:g} s",
+                    prefix=self.prefix,
+                    error=error,
+                    s=self.expiry,
+                )
         finally:
             self._client.close()

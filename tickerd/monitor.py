@@ -80,7 +80,7 @@ class HealthMonitor:
         self._heartbeat_due = -math.inf
         #: Set when a record is due before its time (a state change, Redis reconnected).
         self._wakeup = trio.Event()
-        writer.at_close(self._stopped)
+        writer.at_final_records(self._stopped)
         writer.reconnected.connect(self._reconnected)
         daemon.health_changes.connect(self._changed)
 

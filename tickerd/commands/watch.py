@@ -246,7 +246,12 @@ def run_watch(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     url = embedded.locate(config.redis)
-    if not embedded.answers(url):
+    try:
+        answering = embedded.probe(url)
+    except embedded.RedisRefusedError as exc:  # a wrong password, say: named, not "no answer"
+        print(f"tickerd watch: {exc}", file=sys.stderr)
+        return 2
+    if not answering:
         print(f"tickerd watch: Redis at {redact(url)} does not answer", file=sys.stderr)
         return 2
     out = sys.stdout

@@ -97,6 +97,7 @@ class RedisWriter:
         self.records_written = 0
         self._records: dict[str, tuple[bytes | None, int]] = {}
         self._closing: list[Callable[[], None]] = []
+        self._final_records: list[Callable[[], None]] = []
         self._thread = WorkerThread()
 
     async def run(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
@@ -115,6 +116,8 @@ class RedisWriter:
             with trio.move_on_after(self._grace, shield=True):
                 self._drain_nowait(receive)
                 await self._flush_until_done()
+                for callback in self._final_records:
+                    callback()
                 await self._flush_records()
             self._thread.stop()
             self.unwritten = len(self._batch.keys() | self._pending.keys())
@@ -206,6 +209,12 @@ class RedisWriter:
         """Call ``callback`` when the writer stops, before its final flush: the last records
         (health marked stopped) queued there are written within the grace period."""
         self._closing.append(callback)
+
+    def at_final_records(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the writer stops, once its final tickers are written and
+        before its final records: what it queues (health marked stopped) carries the final
+        counters, and is written within the grace period."""
+        self._final_records.append(callback)
 
     async def _flush_forever(self) -> None:
         while True:
