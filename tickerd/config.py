@@ -242,6 +242,25 @@ class DatabaseSettings:
     admin_mail: str = "admin@fullon"
 
 
+#: ``fullon.process_records``: one fullon process record per exchange, one per symbol, or none.
+PROCESS_RECORDS = ("exchange", "symbol", "off")
+
+
+def _process_records(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None:
+        _one_of(attribute.name, value, PROCESS_RECORDS)
+
+
+@attrs.frozen
+class FullonSettings:
+    """What tickerd writes for fullon's own readers besides the tickers (:mod:`tickerd.fullon`)."""
+
+    #: fullon process records (``ProcessCache``): ``exchange``, ``symbol`` or ``off``; unset,
+    #: ``exchange`` in fullon mode (``database.mode = "fullon"``) and ``off`` otherwise
+    #: (:attr:`Config.process_records`).
+    process_records: str | None = attrs.field(default=None, validator=_process_records)
+
+
 @attrs.frozen
 class ExchangeConfig:
     symbols: tuple[str, ...] = ()
@@ -279,8 +298,17 @@ class Config:
     health: HealthSettings = HealthSettings()
     exchanges: dict[str, ExchangeConfig] = attrs.field(factory=dict, validator=_exchanges)
     database: DatabaseSettings = DatabaseSettings()
+    fullon: FullonSettings = FullonSettings()
     #: Seconds the writer may take to flush on shutdown.
     shutdown_grace: float = attrs.field(default=5.0, validator=_seconds(0.1))
+
+    @property
+    def process_records(self) -> str:
+        """``fullon.process_records``, or its default: on (per exchange) for a fullon
+        deployment, whose dashboards read them, and off otherwise (nobody reads them)."""
+        if self.fullon.process_records is not None:
+            return self.fullon.process_records
+        return "exchange" if self.database.mode == "fullon" else "off"
 
 
 DEFAULT_TOML = """
@@ -306,6 +334,7 @@ _ENV: dict[str, tuple[tuple[str, ...], type]] = {
     "DATABASE_MODE": (("database", "mode"), str),
     "DATABASE_REFRESH": (("database", "refresh"), float),
     "ADMIN_MAIL": (("database", "admin_mail"), str),
+    "TICKER_PROCESS_RECORDS": (("fullon", "process_records"), str),
 }
 
 _converter = cattrs.Converter(forbid_extra_keys=True)

@@ -26,6 +26,7 @@ from tickerd.broadcast import Broadcast
 from tickerd.config import Config, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
+from tickerd.fullon import ProcessRecords
 from tickerd.health import ExchangeHealth
 from tickerd.lease import PrefixLease
 from tickerd.logs import logger
@@ -467,7 +468,9 @@ async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatu
                     exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
                     or "no exchanges yet",
                 )
-                monitor = HealthMonitor(daemon, writer, config.health, config.redis.layout, lease)
+                per = config.process_records
+                processes = None if per == "off" else ProcessRecords(writer, config.redis.layout, per)
+                monitor = HealthMonitor(daemon, writer, config.health, config.redis.layout, lease, processes)
                 root.start_soon(monitor.run)
                 root.start_soon(daemon.hint_if_offline)
                 task_status.started(daemon)

@@ -8,7 +8,10 @@ Redis Cluster variant, has one place to change):
 * ``{prefix}ticker_updates:{exchange}:{symbol}``: pub/sub channel, the same JSON on each update;
 * ``{prefix}tickerd:heartbeat``: the daemon's own record (expires);
 * ``{prefix}tickerd:health:{exchange}``: one exchange's health record (expires);
-* ``{prefix}tickerd:lease``: which daemon owns the prefix (expires; :mod:`tickerd.lease`).
+* ``{prefix}tickerd:lease``: which daemon owns the prefix (expires; :mod:`tickerd.lease`);
+* ``{prefix}process:data:{process_id}``, ``{prefix}process:active:tick``,
+  ``{prefix}process:components``: fullon process records (fullon_cache's ``ProcessCache``
+  layout; :mod:`tickerd.fullon`), in keys other fullon programs share.
 
 The read helpers are blocking (redis-py); async callers run them in a worker thread.
 """
@@ -177,9 +180,50 @@ class RedisLayout:
                     exchanges[name] = snapshots.loads(value, ExchangeRecord, self.health(name))
         return heartbeat, exchanges
 
+    # -- records: the commands of the monitor's writes -------------------------------------
+
+    def record_command(self, key: str, value: bytes | None, ttl: int) -> Command:
+        """A record of tickerd's own: ``SET key value EX ttl``, or ``DEL key`` for ``None``."""
+        return ("DEL", key) if value is None else ("SET", key, value, "EX", str(ttl))
+
+    def field_command(self, key: str, field: str, value: str | None, *, owner: str | None = None) -> Command:
+        """One field of a hash other programs write to as well: ``HSET key field value``, or
+        for ``None`` ``HDEL`` of that field alone, never a ``DEL`` of the hash.  With
+        ``owner``, the field is deleted only while it still holds ``owner``: another program
+        may have taken the field over since (a component registered anew), and its entry is
+        not tickerd's to delete (one atomic script, so no write falls between check and delete).
+        """
+        if value is not None:
+            return ("HSET", key, field, value)
+        if owner is None:
+            return ("HDEL", key, field)
+        return ("EVAL", _HDEL_IF_OWNER, "1", key, field, owner)
+
+    # -- fullon process records (fullon_cache's ProcessCache layout: tickerd.fullon) --------
+
+    def process_data(self, process_id: str) -> str:
+        """One process's record: JSON, expiring (fullon's ``process:data:{process_id}``)."""
+        return f"{self.prefix}process:data:{process_id}"
+
+    def process_active(self, process_type: str) -> str:
+        """Hash, process id → ISO time of its last update, of the running processes of a type
+        (fullon's ``process:active:{type}``; tickerd's type is ``tick``)."""
+        return f"{self.prefix}process:active:{process_type}"
+
+    def process_components(self) -> str:
+        """Hash, component → the id of its latest process (fullon's ``process:components``)."""
+        return f"{self.prefix}process:components"
+
     def owned_pattern(self) -> str:
         """Every key of this layout's prefix (tests clean up with it)."""
         return f"{self.prefix}*"
+
+
+#: ``HDEL KEYS[1] ARGV[1]`` only while the field holds ``ARGV[2]`` (:meth:`RedisLayout.field_command`).
+_HDEL_IF_OWNER = (
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end "
+    "return 0"
+)
 
 
 def encode(record: dict[str, Any]) -> bytes:

@@ -17,7 +17,9 @@ of changes, such as ``apply`` of many symbols, costs one write per key), and all
 once when the writer had to reconnect (a Redis restarted empty would otherwise show no daemon
 to ``status`` until the next interval).  Every record has a TTL of three intervals, so the
 records of a daemon that died expire instead of looking alive.  The records go through the
-writer, so Redis keeps a single writer.
+writer, so Redis keeps a single writer.  fullon process records (:mod:`tickerd.fullon`), when
+configured, are written along with them: an exchange's with its health record, the daemon's
+with the heartbeat.
 
 It only reads snapshots and hears of changes: staleness is judged by each exchange's runner,
 which owns the feeds (see :mod:`tickerd.daemon`).
@@ -37,6 +39,7 @@ import trio
 from tickerd import snapshots
 from tickerd.broadcast import Broadcast
 from tickerd.config import HealthSettings
+from tickerd.fullon import ProcessRecords
 from tickerd.layout import RedisLayout
 from tickerd.lease import PrefixLease
 from tickerd.snapshots import DaemonHealth, ExchangeRecord, Heartbeat
@@ -64,8 +67,11 @@ class HealthMonitor:
         settings: HealthSettings,
         layout: RedisLayout,
         lease: PrefixLease | None = None,
+        processes: ProcessRecords | None = None,
     ) -> None:
         self.daemon = daemon
+        #: fullon process records, written along with the health records (:mod:`tickerd.fullon`).
+        self.processes = processes
         #: The records are this daemon's only while it holds the prefix's lease.
         self.lease = lease
         self.writer = writer
@@ -112,6 +118,8 @@ class HealthMonitor:
         for name in self._due.keys() - health.exchanges.keys():
             del self._due[name]  # stopped by a configuration change: its record goes
             self._put(self.layout.health(name), None)
+            if self.processes is not None:
+                self.processes.exchange_gone(name)
             self._heartbeat_due = now
         for name, snapshot in health.exchanges.items():
             if name not in self._due:  # new: written at once, and the heartbeat lists it
@@ -119,12 +127,16 @@ class HealthMonitor:
             if name in self._dirty or now >= self._due[name]:
                 fields = attrs.asdict(snapshot, recurse=False)
                 self._put(self.layout.health(name), ExchangeRecord(exchange=name, time=time.time(), **fields))
+                if self.processes is not None:
+                    self.processes.exchange(name, snapshot, steady=now >= self._due[name])
                 self._due[name] = now + interval
         if self._dirty:  # the heartbeat's writer counters go along with every state change
             self._heartbeat_due = now
         self._dirty.clear()
         if now >= self._heartbeat_due:
             self._put(self.layout.heartbeat(), self._heartbeat("running", health))
+            if self.processes is not None:
+                self.processes.daemon(health)
             self._heartbeat_due = now + interval
 
     def _put(self, key: str, record: Heartbeat | ExchangeRecord | None) -> None:
@@ -147,7 +159,10 @@ class HealthMonitor:
 
     def _stopped(self) -> None:
         """At shutdown: the exchanges' records go, the heartbeat says the daemon stopped (unless
-        the prefix now belongs to another daemon: its records are not this one's to touch)."""
+        the prefix now belongs to another daemon: its records are not this one's to touch).
+        The fullon processes stop either way: their ids are this daemon's own."""
+        if self.processes is not None:
+            self.processes.stop()
         if self.lease is not None and not self.lease.held:
             return
         for name in self._due:

@@ -95,7 +95,8 @@ class RedisWriter:
         #: Fired after each written batch of tickers (metrics connect to it).
         self.batch_written = Broadcast[Written]()
         self.records_written = 0
-        self._records: dict[str, tuple[bytes | None, int]] = {}
+        #: Queued record commands, the newest per key (or per hash field) winning.
+        self._records: dict[str | tuple[str, str], Command] = {}
         self._closing: list[Callable[[], None]] = []
         self._final_records: list[Callable[[], None]] = []
         self._thread = WorkerThread()
@@ -202,7 +203,15 @@ class RedisWriter:
         The newest record per key wins, like tickers, so a burst of state changes costs
         one write per key.
         """
-        self._records[key] = (value, ttl)
+        self._records[key] = self.layout.record_command(key, value, ttl)
+        self._wakeup.set()
+
+    def put_field(self, key: str, field: str, value: str | None, *, owner: str | None = None) -> None:
+        """Queue one field of a hash that other programs write to as well (fullon's process
+        indexes): ``HSET``, or for ``None`` the field's deletion, only while it holds ``owner``
+        if one is given (:meth:`~tickerd.layout.RedisLayout.field_command`).  The newest per
+        field wins, like :meth:`put_record`, with which it is written."""
+        self._records[key, field] = self.layout.field_command(key, field, value, owner=owner)
         self._wakeup.set()
 
     def at_close(self, callback: Callable[[], None]) -> None:
@@ -239,13 +248,9 @@ class RedisWriter:
         self._check_reconnected()
         self._flushed.fire(None)
 
-    def _write_records(self, records: dict[str, tuple[bytes | None, int]]) -> None:
-        """``SET key value EX ttl`` per record, ``DEL key`` for a withdrawn one (writer thread)."""
-        commands: list[Command] = [
-            ("DEL", key) if value is None else ("SET", key, value, "EX", str(ttl))
-            for key, (value, ttl) in records.items()
-        ]
-        execute(self._client, commands, self._reconnects)
+    def _write_records(self, records: dict[str | tuple[str, str], Command]) -> None:
+        """The queued records' commands in one round trip (writer thread)."""
+        execute(self._client, list(records.values()), self._reconnects)
 
     async def _flush_until_done(self) -> None:
         while self._pending or self._batch:
