@@ -32,7 +32,7 @@ async def follow_updates(config: tickerd.Config, latest: dict[tuple[str, str], d
     """Keep ``latest`` up to date from the pub/sub channels (redis-py is blocking: a thread)."""
     client = redis.Redis.from_url(config.redis.address)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    layout = config.redis.layout
+    layout = config.layout
     pubsub.psubscribe(layout.updates_pattern())
     try:
         while True:

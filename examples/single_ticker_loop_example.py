@@ -30,7 +30,7 @@ async def collect(config: tickerd.Config, exchange: str, symbol: str) -> None:
     client = redis.Redis.from_url(config.redis.address)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     # Subscribed before the daemon starts, so the very first ticker is not missed.
-    layout = config.redis.layout
+    layout = config.layout
     pubsub.subscribe(layout.updates(exchange, symbol))
     try:
         async with trio.open_nursery() as nursery:

@@ -434,7 +434,7 @@ async def serve(
     when another daemon owns it), before any exchange connection or Redis write, and gives it
     back last, after the writer's final flush.
     """
-    lease = PrefixLease(config.redis.address, config.redis.layout, config.redis.lease_expiry)
+    lease = PrefixLease(config.redis.address, config.layout, config.redis.lease_expiry)
     try:
         await lease.acquire()
         await _serve(config, lease, task_status)
@@ -446,7 +446,7 @@ async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatu
     client = redis_client(config.redis.address)
     try:
         send, receive = trio.open_memory_channel[Ticker | Removal](CHANNEL_SIZE)
-        writer = RedisWriter(client, config.redis.layout, grace=config.shutdown_grace)
+        writer = RedisWriter(client, config.layout, grace=config.shutdown_grace)
 
         def shutting_down() -> None:
             # The shutdown grace bounds all that follows the signal, the lease's release included.
@@ -467,7 +467,7 @@ async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatu
                     exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
                     or "no exchanges yet",
                 )
-                monitor = HealthMonitor(daemon, writer, config.health, config.redis.layout, lease)
+                monitor = HealthMonitor(daemon, writer, config.health, config.layout, lease)
                 root.start_soon(monitor.run)
                 root.start_soon(daemon.hint_if_offline)
                 task_status.started(daemon)
