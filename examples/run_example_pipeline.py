@@ -32,7 +32,7 @@ async def follow_updates(config: tickerd.Config, latest: dict[tuple[str, str], d
     """Keep ``latest`` up to date from the pub/sub channels (redis-py is blocking: a thread)."""
     client = redis.Redis.from_url(config.redis.address)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    layout = config.redis.layout
+    layout = config.layout
     pubsub.psubscribe(layout.updates_pattern())
     try:
         while True:
@@ -52,7 +52,7 @@ async def display(latest: dict[tuple[str, str], dict[str, Any]], stale_after: fl
         now = time.time()
         print(time.strftime("%H:%M:%S"), f"{len(latest)} tickers")
         for (exchange, symbol), ticker in sorted(latest.items()):
-            age = now - ticker["received_ts"]
+            age = now - ticker.get("received_ts", ticker["time"])  # fullon layout: no received_ts
             mark = "○ stale" if age >= stale_after else "● fresh"
             print(
                 f"  {exchange:<10} {symbol:<14} bid {ticker['bid']!s:>12} ask {ticker['ask']!s:>12} "

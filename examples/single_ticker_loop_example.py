@@ -30,7 +30,7 @@ async def collect(config: tickerd.Config, exchange: str, symbol: str) -> None:
     client = redis.Redis.from_url(config.redis.address)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     # Subscribed before the daemon starts, so the very first ticker is not missed.
-    layout = config.redis.layout
+    layout = config.layout
     pubsub.subscribe(layout.updates(exchange, symbol))
     try:
         async with trio.open_nursery() as nursery:
@@ -42,9 +42,11 @@ async def collect(config: tickerd.Config, exchange: str, symbol: str) -> None:
                 if not message or message["type"] != "message":
                     continue
                 ticker = layout.decode_ticker(message["data"])
-                if ticker["received_ts"] <= last_seen:
+                # the fullon layout (REDIS_LAYOUT=fullon) stores no received_ts: its time, then
+                seen = ticker.get("received_ts", ticker["time"])
+                if seen <= last_seen:
                     continue  # not newer than what we have: not a new ticker
-                last_seen = ticker["received_ts"]
+                last_seen = seen
                 count += 1
                 print(
                     f"{count:2}/{COUNT} {exchange} {symbol}: last {ticker['last']} "

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.conftest import cli_config, read_until, start_fake
@@ -29,15 +30,18 @@ async def keep_moving(fake: FakeExchange, symbol: str) -> None:
         await trio.sleep(0.05)
 
 
+@pytest.mark.parametrize("layout", ["extended", "fullon"])  # fullon: records without received_ts
 async def test_single_ticker_loop_collects_ten_new_tickers_and_exits(
-    nursery: trio.Nursery, prefix: str
+    nursery: trio.Nursery, prefix: str, layout: str
 ) -> None:
     kraken = await start_fake(nursery, FakeKraken())
     nursery.start_soon(keep_moving, kraken, "ETH/USD")
     script = str(EXAMPLES / "single_ticker_loop_example.py")
     args = [sys.executable, script, "kraken", "--symbol", "ETH/USD", "--url", kraken.url]
     result = await trio.to_thread.run_sync(
-        lambda: subprocess.run(args, capture_output=True, text=True, timeout=60, env=_env(prefix))
+        lambda: subprocess.run(
+            args, capture_output=True, text=True, timeout=60, env={**_env(prefix), "REDIS_LAYOUT": layout}
+        )
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -23,7 +23,7 @@ import cattrs
 
 from tickerd import exchanges
 from tickerd.backoff import Backoff
-from tickerd.layout import RedisLayout
+from tickerd.layout import LAYOUTS, RedisLayout
 from tickerd.redact import redact
 from tickerd.transport import DEFAULT_ENGINE, Target, TransportError, engine_names
 
@@ -115,6 +115,10 @@ def _engine(instance: object, attribute: attrs.Attribute[str], value: str) -> No
     _one_of(attribute.name, value, engine_names())
 
 
+def _layout(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    _one_of(attribute.name, value, LAYOUTS)
+
+
 #: The server used when no URL is configured (``tickerd run`` falls back to a private one).
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -133,16 +137,15 @@ class RedisSettings:
     #: Seconds the lease on ``prefix`` outlives its holder (:mod:`tickerd.lease`): a daemon
     #: killed with ``kill -9`` blocks a successor this long at most; renewed every third of it.
     lease_expiry: float = attrs.field(default=15.0, validator=_seconds(1.0))
+    #: The ticker record: ``extended`` (fullon's ``Tick`` fields plus tickerd's own) or
+    #: ``fullon`` (exactly fullon's fields, plus its ``ticker_time`` keys).  Unset: ``fullon``
+    #: in fullon mode (``database.mode``), ``extended`` otherwise (:attr:`Config.layout`).
+    layout: str | None = attrs.field(default=None, validator=attrs.validators.optional(_layout))
 
     @property
     def address(self) -> str:
         """The configured URL, else the default local server."""
         return self.url or DEFAULT_REDIS_URL
-
-    @property
-    def layout(self) -> RedisLayout:
-        """The key names and record encoding under this ``prefix``."""
-        return RedisLayout(self.prefix)
 
 
 def _upper(value: object) -> str:
@@ -310,6 +313,14 @@ class Config:
             return self.fullon.process_records
         return "exchange" if self.database.mode == "fullon" else "off"
 
+    @property
+    def layout(self) -> RedisLayout:
+        """The key names and ticker record under ``redis.prefix``: ``redis.layout`` if set, else
+        fullon's strict record in fullon mode (its programs read the hashes) and the extended
+        one otherwise.  Decided here because it depends on two sections."""
+        kind = self.redis.layout or ("fullon" if self.database.mode == "fullon" else "extended")
+        return RedisLayout(self.redis.prefix, kind)
+
 
 DEFAULT_TOML = """
 [exchanges.kraken]
@@ -323,6 +334,7 @@ symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 _ENV: dict[str, tuple[tuple[str, ...], type]] = {
     "REDIS_URL": (("redis", "url"), str),
     "REDIS_PREFIX": (("redis", "prefix"), str),
+    "REDIS_LAYOUT": (("redis", "layout"), str),
     "LOG_LEVEL": (("log", "level"), str),
     "LOG_FORMAT": (("log", "format"), str),
     "TICKER_RECONNECT_DELAY": (("feed", "reconnect_delay"), float),

@@ -435,7 +435,7 @@ async def serve(
     when another daemon owns it), before any exchange connection or Redis write, and gives it
     back last, after the writer's final flush.
     """
-    lease = PrefixLease(config.redis.address, config.redis.layout, config.redis.lease_expiry)
+    lease = PrefixLease(config.redis.address, config.layout, config.redis.lease_expiry)
     try:
         await lease.acquire()
         await _serve(config, lease, task_status)
@@ -447,7 +447,7 @@ async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatu
     client = redis_client(config.redis.address)
     try:
         send, receive = trio.open_memory_channel[Ticker | Removal](CHANNEL_SIZE)
-        writer = RedisWriter(client, config.redis.layout, grace=config.shutdown_grace)
+        writer = RedisWriter(client, config.layout, grace=config.shutdown_grace)
 
         def shutting_down() -> None:
             # The shutdown grace bounds all that follows the signal, the lease's release included.
@@ -469,8 +469,8 @@ async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatu
                     or "no exchanges yet",
                 )
                 per = config.process_records
-                processes = None if per == "off" else ProcessRecords(writer, config.redis.layout, per)
-                monitor = HealthMonitor(daemon, writer, config.health, config.redis.layout, lease, processes)
+                processes = None if per == "off" else ProcessRecords(writer, config.layout, per)
+                monitor = HealthMonitor(daemon, writer, config.health, config.layout, lease, processes)
                 root.start_soon(monitor.run)
                 root.start_soon(daemon.hint_if_offline)
                 task_status.started(daemon)

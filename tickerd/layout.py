@@ -1,11 +1,12 @@
 """Where tickerd's data lives in Redis: every key name, the record encoding, the read helpers.
 
 One class owns the layout so that the writer, the monitor, ``status``, ``watch``, the demo, the
-examples and the tests agree by construction (and so a strict fullon layout, or a fleet or
-Redis Cluster variant, has one place to change):
+examples and the tests agree by construction (the strict fullon layout is one attribute here;
+a fleet or Redis Cluster variant has this one place to change):
 
 * ``{prefix}tickers:{exchange}``: hash, symbol → latest ticker JSON (fullon_cache layout);
 * ``{prefix}ticker_updates:{exchange}:{symbol}``: pub/sub channel, the same JSON on each update;
+* ``{prefix}ticker_time:{exchange}:{symbol}``: the ticker's ``time`` as text (fullon layout only);
 * ``{prefix}tickerd:heartbeat``: the daemon's own record (expires);
 * ``{prefix}tickerd:health:{exchange}``: one exchange's health record (expires);
 * ``{prefix}tickerd:lease``: which daemon owns the prefix (expires; :mod:`tickerd.lease`);
@@ -18,7 +19,7 @@ The read helpers are blocking (redis-py); async callers run them in a worker thr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -31,17 +32,100 @@ from tickerd.snapshots import ExchangeRecord, Heartbeat
 if TYPE_CHECKING:
     import redis
 
-#: A stored ticker, decoded: the fullon_cache fields plus every :class:`Ticker` field.
+#: A stored ticker, decoded: fullon's ``Tick`` fields, plus every :class:`Ticker` field in the
+#: extended layout.  A field the layout does not store is absent (read it with ``.get``).
 Record = dict[str, Any]
 #: One Redis command as redis-py packs it: the command name, then its arguments.
 Command = Sequence[str | bytes]
 
 
+#: The ticker record layouts ``[redis] layout`` chooses from.
+LAYOUTS = ("extended", "fullon")
+
+
+def tick_time(ticker: Ticker) -> float:
+    """The record's ``time``: the exchange's time if it sent one, else when tickerd received it.
+
+    The encoders spell the same rule inline: they run once per written ticker, and the call
+    costs ~40 ns of their ~1.2 µs (timeit, this machine).
+    """
+    return ticker.exchange_ts if ticker.exchange_ts is not None else ticker.received_ts
+
+
+def _encode_extended(ticker: Ticker) -> bytes:
+    """fullon's ``Tick`` fields (``price`` = last, ``volume``, ``time``, ``change``,
+    ``percentage``) that existing readers use, plus every Ticker field under its own name.
+    Built inline (no intermediate method) because the writer thread calls it once per ticker."""
+    return orjson.dumps(
+        {
+            "symbol": ticker.symbol,
+            "exchange": ticker.exchange,
+            "price": ticker.last,
+            "bid": ticker.bid,
+            "ask": ticker.ask,
+            "last": ticker.last,
+            "volume": ticker.volume_24h,
+            "time": ticker.exchange_ts if ticker.exchange_ts is not None else ticker.received_ts,
+            "change": ticker.change_24h,
+            "percentage": ticker.change_pct_24h,
+            "bid_size": ticker.bid_size,
+            "ask_size": ticker.ask_size,
+            "volume_24h": ticker.volume_24h,
+            "high_24h": ticker.high_24h,
+            "low_24h": ticker.low_24h,
+            "change_24h": ticker.change_24h,
+            "change_pct_24h": ticker.change_pct_24h,
+            "exchange_ts": ticker.exchange_ts,
+            "received_ts": ticker.received_ts,
+        }
+    )
+
+
+def _encode_fullon(ticker: Ticker) -> bytes:
+    """Exactly fullon's ``Tick`` fields (``symbol, exchange, price, volume, time, bid, ask,
+    last, change, percentage``), for readers that refuse unknown keys; the same values as the
+    extended record's fields of those names."""
+    return orjson.dumps(
+        {
+            "symbol": ticker.symbol,
+            "exchange": ticker.exchange,
+            "price": ticker.last,
+            "volume": ticker.volume_24h,
+            "time": ticker.exchange_ts if ticker.exchange_ts is not None else ticker.received_ts,
+            "bid": ticker.bid,
+            "ask": ticker.ask,
+            "last": ticker.last,
+            "change": ticker.change_24h,
+            "percentage": ticker.change_pct_24h,
+        }
+    )
+
+
 @attrs.frozen
 class RedisLayout:
-    """Key names under one ``prefix`` (``""`` by default, as fullon readers expect)."""
+    """Key names under one ``prefix`` (``""`` by default, as fullon readers expect), and the
+    ticker record: ``extended`` (fullon's fields plus tickerd's own) or ``fullon`` (exactly
+    fullon's ``Tick`` fields, and the ``ticker_time`` keys fullon's ``set_ticker`` writes).
+
+    The choice is made once, here: ``encode_ticker`` *is* the chosen layout's encoder (a plain
+    function, one dict and one ``orjson.dumps`` per ticker), so the writer pays no per-ticker
+    test of which layout it writes.
+    """
 
     prefix: str = ""
+    #: One of :data:`LAYOUTS`.
+    kind: str = attrs.field(default="extended", validator=attrs.validators.in_(LAYOUTS))
+    #: The JSON stored in the hash and published on the channel (one call per written ticker).
+    encode_ticker: Callable[[Ticker], bytes] = attrs.field(init=False, repr=False, eq=False)
+
+    @encode_ticker.default
+    def _encoder(self) -> Callable[[Ticker], bytes]:
+        return _encode_fullon if self.kind == "fullon" else _encode_extended
+
+    @property
+    def strict(self) -> bool:
+        """Exactly fullon's fields, plus the ``ticker_time`` keys."""
+        return self.kind == "fullon"
 
     # -- tickers ---------------------------------------------------------------------------
 
@@ -61,38 +145,14 @@ class RedisLayout:
         """``PSUBSCRIBE`` pattern: every update (of one exchange, if named)."""
         return self._updates_of(exchange) + "*" if exchange != "*" else f"{self.prefix}ticker_updates:*"
 
+    def ticker_time(self, exchange: str, symbol: str) -> str:
+        """fullon's ``ticker_time`` key of ``(exchange, symbol)``: its latest ``time`` as text
+        (fullon layout only)."""
+        return f"{self.prefix}ticker_time:{exchange}:{symbol}"
+
     def _updates_of(self, exchange: str) -> str:
         """The channels' common start for one exchange (the writer adds each symbol to it)."""
         return f"{self.prefix}ticker_updates:{exchange}:"
-
-    def encode_ticker(self, ticker: Ticker) -> bytes:
-        """The JSON stored in the hash and published on the channel.
-
-        It carries the fullon_cache field names (``price`` = last, ``volume``, ``time``) that
-        existing readers use, plus every Ticker field under its own name.  Built inline (no
-        intermediate method) because the writer thread calls it once per written ticker.
-        """
-        return orjson.dumps(
-            {
-                "symbol": ticker.symbol,
-                "exchange": ticker.exchange,
-                "price": ticker.last,
-                "bid": ticker.bid,
-                "ask": ticker.ask,
-                "last": ticker.last,
-                "volume": ticker.volume_24h,
-                "time": ticker.exchange_ts if ticker.exchange_ts is not None else ticker.received_ts,
-                "bid_size": ticker.bid_size,
-                "ask_size": ticker.ask_size,
-                "volume_24h": ticker.volume_24h,
-                "high_24h": ticker.high_24h,
-                "low_24h": ticker.low_24h,
-                "change_24h": ticker.change_24h,
-                "change_pct_24h": ticker.change_pct_24h,
-                "exchange_ts": ticker.exchange_ts,
-                "received_ts": ticker.received_ts,
-            }
-        )
 
     def decode_ticker(self, raw: bytes | str) -> Record:
         """A stored or published ticker back to its record (a hash value, a message's data)."""
@@ -101,7 +161,8 @@ class RedisLayout:
     def ticker_commands(self, batch: Mapping[tuple[str, str], Ticker | Removal]) -> list[Command]:
         """The commands that store a batch of latest tickers: one ``HSET`` per exchange, then a
         ``PUBLISH`` per ticker; a :class:`~tickerd.model.Removal` deletes exactly its symbol's
-        field (one ``HDEL`` per exchange, never a ``DEL`` of a hash others may write to).
+        field (one ``HDEL`` per exchange, never a ``DEL`` of a hash others may write to).  The
+        fullon layout adds its ``ticker_time`` keys (:meth:`_time_commands`).
 
         The hashes come before the publishes so a subscriber that reads the hash on a
         notification sees the value it was notified of.  Each ticker is JSON-encoded once.
@@ -122,7 +183,24 @@ class RedisLayout:
             fields, channel = known
             fields += (symbol, payload)
             publishes.append(("PUBLISH", channel + symbol, payload))
-        return [*(fields for fields, _ in exchanges.values()), *removals.values(), *publishes]
+        stores: list[Command] = [*(fields for fields, _ in exchanges.values()), *removals.values()]
+        if self.strict:
+            stores += self._time_commands(batch)
+        return [*stores, *publishes]
+
+    def _time_commands(self, batch: Mapping[tuple[str, str], Ticker | Removal]) -> list[Command]:
+        """fullon's ``ticker_time`` keys of a batch, as its ``set_ticker`` and ``delete_ticker``
+        keep them: one ``MSET`` of the written tickers' ``str(time)`` (no expiry), one ``DEL``
+        of the removed symbols' keys.  A pass of its own, so the extended layout's loop above
+        carries no per-ticker test for it."""
+        times: list[str | bytes] = ["MSET"]
+        gone: list[str | bytes] = ["DEL"]
+        for (exchange, symbol), ticker in batch.items():
+            if isinstance(ticker, Removal):
+                gone.append(self.ticker_time(exchange, symbol))
+            else:
+                times += (self.ticker_time(exchange, symbol), str(tick_time(ticker)))
+        return [command for command in (times, gone) if len(command) > 1]
 
     def read_ticker(self, client: redis.Redis, exchange: str, symbol: str) -> Record | None:
         """The latest ticker of ``(exchange, symbol)``, or ``None`` if none is stored."""
