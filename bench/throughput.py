@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/throughput.py [--engine websockets --engine trio-websocket]
         [--symbols 200] [--burst 200000] [--rate 5000] [--duration 10] [--profile DIR]
+        [--sweep 1000,5000,20000,full]
 
 Three processes, so that the figures are the daemon's own: the fake exchange (a trio server
 that speaks Binance's ``/ws`` protocol and writes pre-encoded frames straight to the socket),
@@ -22,6 +23,10 @@ same pipeline) and knows when the last frame's value arrived.
   (``--duration 600``) shows whether memory grows.
 * **harness floor**: the same pacing (at most 10 s) with the fake publishing straight to
   Redis and no daemon: the latency the fake, Redis and the watcher add on their own.
+
+* **sweep** (``--sweep``, instead of the two phases above): the rate phase at each rate given
+  (``full``: the burst) against the same daemon, and the harness floor at each rate: one table,
+  so CPU per frame and latency show as a curve over the rate, not one point.
 
 ``to_decode`` is the part of the latency before the daemon decoded the frame (its
 ``received_ts``): the socket and the daemon waking up, as opposed to the writer.
@@ -404,13 +409,14 @@ def phase(
 
 
 def floor(
-    args: argparse.Namespace, fake: multiprocessing.connection.Connection, client: redis.Redis
+    rate: int, duration: float, fake: multiprocessing.connection.Connection, client: redis.Redis
 ) -> dict[str, float]:
-    """Latency of the harness alone (fake → Redis → watcher) at the fixed rate."""
+    """Latency of the harness alone (fake → Redis → watcher) at ``rate`` frames/s, for
+    ``duration`` seconds at most (:data:`FLOOR_SECONDS`)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     watcher = Watcher(client, prefix, None)
-    seconds = min(args.duration, FLOOR_SECONDS)
-    fake.send(("floor", args.rate, seconds, prefix))
+    seconds = min(duration, FLOOR_SECONDS)
+    fake.send(("floor", rate, seconds, prefix))
     watcher.watch(fake, None, timeout=120 + 2 * seconds)
     watcher.close()
     lat = watcher.latencies
@@ -452,6 +458,24 @@ def profiled(daemon: Daemon, out: Path | None) -> Iterator[None]:
         profiler.wait(timeout=30)
 
 
+#: The phases one daemon runs after its warm-up: result label → the fake's command (its first
+#: item, ``burst`` or ``rate``, names the phase).
+Plan = dict[str, tuple[Any, ...]]
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """The default run (a burst, then the fixed rate), or one phase per ``--sweep`` rate."""
+    if args.sweep is None:
+        return {"burst": ("burst", args.burst), "rate": ("rate", args.rate, args.duration)}
+    phases: Plan = {}
+    for rate in args.sweep:
+        if rate is None:
+            phases["full"] = ("burst", args.burst)
+        else:
+            phases[f"rate-{rate}"] = ("rate", rate, args.duration)
+    return phases
+
+
 def run_engine(
     engine: str,
     args: argparse.Namespace,
@@ -473,13 +497,13 @@ def run_engine(
         results: dict[str, dict[str, Any]] = {}
         print(f"[{engine}] subscribed; warm-up", file=sys.stderr, flush=True)
         phase("warmup", daemon, fake, client, prefix, names, ("burst", 20 * len(names)))
-        print(f"[{engine}] burst of {args.burst} frames", file=sys.stderr, flush=True)
-        with profiled(daemon, profile("burst")):
-            results["burst"] = phase("burst", daemon, fake, client, prefix, names, ("burst", args.burst))
-        print(f"[{engine}] {args.rate} frames/s for {args.duration:g} s", file=sys.stderr, flush=True)
-        with profiled(daemon, profile("rate")):
-            command = ("rate", args.rate, args.duration)
-            results["rate"] = phase("rate", daemon, fake, client, prefix, names, command)
+        for label, command in plan(args).items():
+            if command[0] == "burst":
+                print(f"[{engine}] burst of {command[1]} frames", file=sys.stderr, flush=True)
+            else:
+                print(f"[{engine}] {command[1]} frames/s for {command[2]:g} s", file=sys.stderr, flush=True)
+            with profiled(daemon, profile(label)):
+                results[label] = phase(command[0], daemon, fake, client, prefix, names, command)
         return results
     finally:
         daemon.stop()
@@ -525,6 +549,51 @@ def report(
     )
 
 
+def report_sweep(
+    results: dict[str, dict[str, dict[str, Any]]],
+    floors: dict[str, dict[str, float]],
+    args: argparse.Namespace,
+) -> None:
+    """One table: a row per engine and rate, the harness floor at that rate beside it."""
+    columns = [
+        ("frames_per_s", "frames/s", "{:,.0f}", 10),
+        ("cpu_us_per_frame", "cpu µs/frame", "{:.2f}", 13),
+        ("cpu_share", "cpu share", "{:.2f}", 10),
+        ("p50_ms", "p50 ms", "{:.3f}", 8),
+        ("p99_ms", "p99 ms", "{:.3f}", 8),
+        ("max_ms", "max ms", "{:.3f}", 8),
+        ("to_decode_p50_ms", "dec p50", "{:.3f}", 8),
+        ("to_decode_p99_ms", "dec p99", "{:.3f}", 8),
+    ]
+    floor_columns = [("p50_ms", "floor p50"), ("p99_ms", "floor p99"), ("max_ms", "floor max")]
+    print(
+        f"\nrate sweep: {args.symbols} symbols, {args.duration:g} s per rate (full: burst of {args.burst:,}"
+        f" frames, latency sampled on {SAMPLED} symbols); latencies in ms, dec = to_decode; the floor is"
+        f" the harness alone at that rate ({min(args.duration, FLOOR_SECONDS):g} s)"
+    )
+    print(
+        f"  {'engine':<16}{'rate':>8}"
+        + "".join(f"{title:>{width}}" for _, title, _, width in columns)
+        + "".join(f"{title:>10}" for _, title in floor_columns)
+        + f"{'lost':>6}"
+    )
+    for engine, phases in results.items():
+        for label, command in plan(args).items():
+            r = phases[label]
+            base = floors.get(label)
+            print(
+                f"  {engine:<16}{'full' if command[0] == 'burst' else f'{command[1]:,}':>8}"
+                + "".join(f"{fmt.format(r[key]):>{width}}" for key, _, fmt, width in columns)
+                + "".join(f"{'—' if base is None else f'{base[key]:.3f}':>10}" for key, _ in floor_columns)
+                + f"{r['final_values_wrong']:>6}"
+            )
+
+
+def sweep_rates(text: str) -> list[int | None]:
+    """``1000,5000,full`` → ``[1000, 5000, None]`` (``None``: the full-speed burst)."""
+    return [None if item == "full" else int(item) for item in text.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", action="append", help="engines to compare (default: both)")
@@ -532,6 +601,13 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200_000, help="frames sent at full speed")
     parser.add_argument("--rate", type=int, default=5000, help="frames/s of the fixed-rate phase")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the fixed-rate phase")
+    parser.add_argument(
+        "--sweep",
+        type=sweep_rates,
+        metavar="RATES",
+        help="the fixed-rate phase at each rate (frames/s; 'full': the burst), e.g. 1000,5000,20000,full;"
+        " one table, with the harness floor per rate",
+    )
     parser.add_argument(
         "--profile", metavar="DIR", help="py-spy the daemon in each phase (raw stacks, DIR/ENGINE-PHASE.txt)"
     )
@@ -554,13 +630,19 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for engine in engines:
                 results[engine] = run_engine(engine, args, port, ours, client, names, Path(tmp))
-            print("harness floor", file=sys.stderr, flush=True)
-            base = floor(args, ours, client)
+            floors: dict[str, dict[str, float]] = {}
+            for label, command in plan(args).items():
+                if command[0] == "rate":
+                    print(f"harness floor at {command[1]} frames/s", file=sys.stderr, flush=True)
+                    floors[label] = floor(command[1], command[2], ours, client)
     finally:
         ours.send(("stop",))
         fake_process.join(timeout=5)
         client.close()
-    report(results, base, args)
+    if args.sweep is None:
+        report(results, floors["rate"], args)
+    else:
+        report_sweep(results, floors, args)
 
 
 if __name__ == "__main__":
