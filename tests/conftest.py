@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from tickerd.config import Config, structure
 from tickerd.layout import RedisLayout
 from tickerd.snapshots import DaemonHealth, DatabaseSourceSnapshot, SourceSnapshot
 from tickerd.testing import FakeExchange
+from tickerd.writer.bridge import WRITER_THREAD
 
 FakeT = TypeVar("FakeT", bound=FakeExchange)
 
@@ -39,9 +41,16 @@ def redis_client() -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def prefix(redis_client: redis.Redis) -> Iterator[str]:
-    """A key prefix of this test's own; its keys (and only those) are deleted afterwards."""
+    """A key prefix of this test's own; its keys (and only those) are deleted afterwards.
+
+    A daemon's writer may leave a write to its thread when the shutdown grace ends (virtual
+    time ends it at once under MockClock): the cleanup waits for those threads first, so a
+    late write cannot recreate a key after it was deleted."""
     value = f"tickerd-test-{uuid.uuid4().hex[:10]}:"
     yield value
+    for thread in threading.enumerate():
+        if thread.name == WRITER_THREAD:
+            thread.join(timeout=10)
     for key in redis_client.scan_iter(RedisLayout(value).owned_pattern()):
         redis_client.delete(key)
 

@@ -23,6 +23,9 @@ from tickerd.layout import Command
 A = TypeVar("A")
 R = TypeVar("R")
 
+#: The writer thread's name (``ps -L``, py-spy; tests wait for it before cleaning up keys).
+WRITER_THREAD = "tickerd-redis"
+
 
 class WorkerThread:
     """The writer's own long-lived thread for redis-py's blocking calls.
@@ -58,7 +61,7 @@ class WorkerThread:
         """``fn(arg)`` in the thread; its result is returned (its exception raised) here."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="tickerd-redis", daemon=True)
+            self._thread = threading.Thread(target=self._work, name=WRITER_THREAD, daemon=True)
             self._thread.start()
         task = trio.lowlevel.current_task()
         token = trio.lowlevel.current_trio_token()
