@@ -25,6 +25,7 @@ from tickerd.config import Config, structure
 from tickerd.layout import RedisLayout
 from tickerd.snapshots import DaemonHealth, DatabaseSourceSnapshot, SourceSnapshot
 from tickerd.testing import FakeExchange
+from tickerd.writer import RedisWriter
 from tickerd.writer.bridge import WRITER_THREAD
 
 FakeT = TypeVar("FakeT", bound=FakeExchange)
@@ -242,3 +243,9 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.kill()
+
+
+async def until_redis_up(writer: RedisWriter, up: bool) -> None:
+    """Return once the writer sees Redis up (or down), re-checked on every change."""
+    while writer.redis_up is not up:
+        await writer.redis_state_changed()

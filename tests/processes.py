@@ -13,10 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import redis
 import trio
 
 from tickerd.broadcast import Broadcast
@@ -146,3 +147,17 @@ async def daemon_process(
             with trio.move_on_after(5, shield=True):
                 await process.wait()
             nursery.cancel_scope.cancel()
+
+
+async def until_redis(client: redis.Redis, predicate: Callable[[], bool], within: float = 10) -> None:
+    """Return once ``predicate()`` holds, re-checked on every keyspace event of the test's own
+    server (the daemon, another process, writes it)."""
+    client.config_set("notify-keyspace-events", "KA")
+    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+    pubsub.psubscribe("__keyspace@0__:*")
+    try:
+        with trio.fail_after(within):
+            while not predicate():
+                await trio.to_thread.run_sync(pubsub.get_message, False, 0.5)
+    finally:
+        pubsub.close()

@@ -9,8 +9,7 @@ import redis
 import trio
 
 from tests.conftest import start_fake
-from tests.processes import RedisServer, daemon_process
-from tests.test_faults_redis import until_redis
+from tests.processes import RedisServer, daemon_process, until_redis
 from tests.test_fullon_process import components, record
 from tickerd.layout import RedisLayout
 from tickerd.testing import FakeKraken

@@ -15,7 +15,7 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import make_config, start_daemon, start_fake
+from tests.conftest import make_config, start_daemon, start_fake, until_redis_up
 from tests.processes import RedisServer
 from tickerd.layout import RedisLayout
 from tickerd.testing import FakeKraken
@@ -24,11 +24,6 @@ from tickerd.writer import RedisWriter
 SYMBOLS = [f"S{i:04d}/USD" for i in range(1000)]
 OUTAGE = 20.0
 MiB = 1024 * 1024
-
-
-async def until_redis_up(writer: RedisWriter, up: bool) -> None:
-    while writer.redis_up is not up:
-        await writer.redis_state_changed()
 
 
 async def push_round(kraken: FakeKraken, price: float) -> None:

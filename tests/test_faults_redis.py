@@ -6,7 +6,6 @@ as a subprocess where its log, exit status or ``status`` is what is judged."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import trio
 from loguru import logger
 
 from tests.conftest import make_config, run_cli, start_daemon, start_fake
-from tests.processes import RedisServer, daemon_process
+from tests.processes import RedisServer, daemon_process, until_redis
 from tickerd.layout import RedisLayout
 from tickerd.metrics import Metrics
 from tickerd.testing import FakeKraken
@@ -40,20 +39,6 @@ def config_file(tmp_path: Path, redis_url: str, kraken_url: str, *, interval: fl
 def last_price(client: redis.Redis) -> float | None:
     record = LAYOUT.read_ticker(client, "kraken", "BTC/USD")
     return None if record is None else record["last"]
-
-
-async def until_redis(client: redis.Redis, predicate: Callable[[], bool], within: float = 10) -> None:
-    """Return once ``predicate()`` holds, re-checked on every keyspace event of the test's own
-    server (the daemon, another process, writes it)."""
-    client.config_set("notify-keyspace-events", "KA")
-    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
-    pubsub.psubscribe("__keyspace@0__:*")
-    try:
-        with trio.fail_after(within):
-            while not predicate():
-                await trio.to_thread.run_sync(pubsub.get_message, False, 0.5)
-    finally:
-        pubsub.close()
 
 
 async def status(path: Path) -> tuple[int, str]:

@@ -12,7 +12,7 @@ import redis
 import trio
 
 from tests.conftest import run_cli, start_fake
-from tests.processes import RedisServer, daemon_process
+from tests.processes import RedisServer, daemon_process, until_redis
 from tickerd.layout import RedisLayout
 from tickerd.redact import redact
 from tickerd.testing import FakeKraken
@@ -49,17 +49,8 @@ async def _refuse_handshakes(stream: trio.SocketStream) -> None:
 
 
 async def _wait_for_value(client: redis.Redis, key: str, part: bytes) -> None:
-    """Return once ``key`` (a string or a hash) holds ``part``, woken by keyspace notifications
-    of the test's own server (another process writes it)."""
-    client.config_set("notify-keyspace-events", "K$h")
-    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
-    pubsub.subscribe(f"__keyspace@0__:{key}")
-    try:
-        with trio.fail_after(20):
-            while part not in _values(client, key):
-                await trio.to_thread.run_sync(pubsub.get_message, False, 0.5)
-    finally:
-        pubsub.close()
+    """Return once ``key`` (a string or a hash) holds ``part`` (another process writes it)."""
+    await until_redis(client, lambda: part in _values(client, key), within=20)
 
 
 def _values(client: redis.Redis, key: str) -> bytes:

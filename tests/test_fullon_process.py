@@ -22,8 +22,7 @@ import trio.testing
 
 import tickerd
 from tests.conftest import Database, make_config, start_daemon, start_fake
-from tests.processes import RedisServer, daemon_process, free_port
-from tests.test_faults_redis import until_redis
+from tests.processes import RedisServer, daemon_process, free_port, until_redis
 from tests.test_fullon import fullon_db
 from tests.test_monitor import spy_records
 from tickerd.config import ConfigError, load

@@ -5,19 +5,13 @@ from __future__ import annotations
 import redis
 import trio
 
-from tests.conftest import make_config, start_daemon, start_fake, stored
+from tests.conftest import make_config, start_daemon, start_fake, stored, until_redis_up
 from tests.processes import RedisServer
 from tickerd.layout import RedisLayout
 from tickerd.model import Ticker
 from tickerd.testing import FakeKraken
 from tickerd.writer import RedisWriter
 from tickerd.writer.bridge import execute
-
-
-async def until_redis_up(writer: RedisWriter, up: bool) -> None:
-    """Return once the writer sees Redis up (or down), re-checked on every change."""
-    while writer.redis_up is not up:
-        await writer.redis_state_changed()
 
 
 def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: str) -> None:
