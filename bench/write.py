@@ -27,10 +27,10 @@ import uuid
 from collections.abc import Callable
 
 import redis
+from tickerd.writer.bridge import execute
 
 from tickerd.layout import LAYOUTS, RedisLayout
 from tickerd.model import Ticker
-from tickerd.writer.bridge import execute
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 EXCHANGE = "binance"

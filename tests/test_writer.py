@@ -5,16 +5,15 @@ from __future__ import annotations
 import redis
 import trio
 
-from tests.conftest import make_config, start_daemon, start_fake, stored, until_redis_up
+from tests.conftest import REDIS_URL, execute, make_config, start_daemon, start_fake, stored, until_redis_up
 from tests.processes import RedisServer
 from tickerd.layout import RedisLayout
 from tickerd.model import Ticker
 from tickerd.testing import FakeKraken
 from tickerd.writer import RedisWriter
-from tickerd.writer.bridge import execute
 
 
-def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: str) -> None:
+async def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: str) -> None:
     layout = RedisLayout(prefix)
     ticker = Ticker(
         "kraken", "BTC/USD", last=10.0, bid=9.5, ask=10.5, volume_24h=3.0, received_ts=1700000000.5
@@ -22,7 +21,7 @@ def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: st
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.subscribe(layout.updates("kraken", "BTC/USD"))
     pubsub.get_message(timeout=1)
-    execute(redis_client, layout.ticker_commands({("kraken", "BTC/USD"): ticker}))
+    await execute(layout.ticker_commands({("kraken", "BTC/USD"): ticker}))
     record = stored(redis_client, prefix, "kraken", "BTC/USD")
     assert record is not None
     assert {
@@ -43,7 +42,7 @@ def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: st
 
 
 async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redis, prefix: str) -> None:
-    writer = RedisWriter(redis_client, RedisLayout(prefix))
+    writer = RedisWriter(REDIS_URL, RedisLayout(prefix))
     send, receive = trio.open_memory_channel[Ticker](10_000)
     for i in range(5000):
         send.send_nowait(Ticker("kraken", f"S{i % 10}/USD", last=float(i)))

@@ -18,7 +18,6 @@ import math
 from collections.abc import Iterable, Mapping
 
 import attrs
-import redis
 import trio
 
 from tickerd import exchanges, sources
@@ -421,11 +420,6 @@ class TickerDaemon:
         )
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A redis-py client with timeouts, so a hung server turns into an error and a retry."""
-    return redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30)
-
-
 async def serve(
     config: Config, *, task_status: trio.TaskStatus[TickerDaemon] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -444,36 +438,32 @@ async def serve(
 
 
 async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatus[TickerDaemon]) -> None:
-    client = redis_client(config.redis.address)
-    try:
-        send, receive = trio.open_memory_channel[Ticker | Removal](CHANNEL_SIZE)
-        writer = RedisWriter(client, config.layout, grace=config.shutdown_grace)
+    send, receive = trio.open_memory_channel[Ticker | Removal](CHANNEL_SIZE)
+    writer = RedisWriter(config.redis.address, config.layout, grace=config.shutdown_grace)
 
-        def shutting_down() -> None:
-            # The shutdown grace bounds all that follows the signal, the lease's release included.
-            lease.release_by = trio.current_time() + config.shutdown_grace
+    def shutting_down() -> None:
+        # The shutdown grace bounds all that follows the signal, the lease's release included.
+        lease.release_by = trio.current_time() + config.shutdown_grace
 
-        writer.at_close(shutting_down)
-        async with trio.open_nursery() as root:
-            root.start_soon(lease.keep)
-            root.start_soon(writer.run, receive)
-            async with trio.open_nursery() as exchanges_nursery:
-                daemon = TickerDaemon(config, exchanges_nursery, send, writer)
-                daemon.source = sources.for_config(config)
-                daemon.source.changed.connect(daemon._source_changed)
-                await root.start(daemon.source.run, daemon)
-                logger.info(
-                    "tickerd running ({source}): {exchanges}",
-                    source=daemon.source.kind,
-                    exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
-                    or "no exchanges yet",
-                )
-                per = config.process_records
-                processes = None if per == "off" else ProcessRecords(writer, config.layout, per)
-                monitor = HealthMonitor(daemon, writer, config.health, config.layout, lease, processes)
-                root.start_soon(monitor.run)
-                root.start_soon(daemon.hint_if_offline)
-                task_status.started(daemon)
-                await trio.sleep_forever()
-    finally:
-        client.close()
+    writer.at_close(shutting_down)
+    async with trio.open_nursery() as root:
+        root.start_soon(lease.keep)
+        root.start_soon(writer.run, receive)
+        async with trio.open_nursery() as exchanges_nursery:
+            daemon = TickerDaemon(config, exchanges_nursery, send, writer)
+            daemon.source = sources.for_config(config)
+            daemon.source.changed.connect(daemon._source_changed)
+            await root.start(daemon.source.run, daemon)
+            logger.info(
+                "tickerd running ({source}): {exchanges}",
+                source=daemon.source.kind,
+                exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
+                or "no exchanges yet",
+            )
+            per = config.process_records
+            processes = None if per == "off" else ProcessRecords(writer, config.layout, per)
+            monitor = HealthMonitor(daemon, writer, config.health, config.layout, lease, processes)
+            root.start_soon(monitor.run)
+            root.start_soon(daemon.hint_if_offline)
+            task_status.started(daemon)
+            await trio.sleep_forever()

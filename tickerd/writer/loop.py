@@ -3,11 +3,11 @@
 Feeds put tickers into a memory channel; the writer drains it continuously into a dict keyed
 by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by the number of
 symbols, not by the burst), and whenever Redis is free it writes the whole dict in one round
-trip from its worker thread (:mod:`tickerd.writer.bridge`), as the commands the layout
+trip over its own connection (:mod:`tickerd.writer.connection`), as the commands the layout
 (:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes back under any newer
 values and is retried with backoff: nothing latest is lost.  A failed attempt leaves nothing
-behind (its encoded commands go with it; see :func:`tickerd.writer.bridge._scrubbed`), so an
-outage costs memory for one latest value per symbol, however long it lasts.
+behind (its encoded commands go with it), so an outage costs memory for one latest value per
+symbol, however long it lasts.
 
 A symbol that leaves the desired set travels the same way: the daemon sends its
 :class:`~tickerd.model.Removal` through the channel, behind any of its tickers still queued,
@@ -33,7 +33,7 @@ from tickerd.layout import Command, RedisLayout
 from tickerd.model import Removal, Ticker
 from tickerd.redact import redact
 from tickerd.redis_errors import refusal
-from tickerd.writer.bridge import Reconnects, WorkerThread, execute
+from tickerd.writer.connection import RedisConnection
 
 Key = tuple[str, str]
 #: What the channel carries and a batch holds per (exchange, symbol): its latest ticker, or
@@ -51,8 +51,8 @@ RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
 class RedisWriter:
     """Coalesce, pipeline, retry.  ``run`` is the task; counters are for health and metrics."""
 
-    def __init__(self, client: redis.Redis, layout: RedisLayout, *, grace: float = 5.0) -> None:
-        self._client = client
+    def __init__(self, url: str, layout: RedisLayout, *, grace: float = 5.0) -> None:
+        self._redis = RedisConnection(url)
         self.layout = layout
         self._grace = grace
         self._pending: dict[Key, Item] = {}
@@ -79,7 +79,6 @@ class RedisWriter:
         #: once however often the retry fails.
         self._refused = False
         self._down_since = 0.0
-        self._reconnects = Reconnects()
         self._reconnects_seen = 0
         #: Fired after a round trip that needed a new connection: the server may be a restarted
         #: one that lost everything, so the monitor writes every health record again.
@@ -99,13 +98,12 @@ class RedisWriter:
         self._records: dict[str | tuple[str, str], Command] = {}
         self._closing: list[Callable[[], None]] = []
         self._final_records: list[Callable[[], None]] = []
-        self._thread = WorkerThread()
 
     async def run(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
         """Write until cancelled, then flush what is held within the grace period.
 
         The grace period is a hard bound whatever Redis does: a write still hanging at its
-        end is abandoned in the worker thread, and :attr:`unwritten` counts what it held.
+        end is abandoned (the connection dropped), and :attr:`unwritten` counts what it held.
         """
         try:
             async with trio.open_nursery() as nursery:
@@ -120,7 +118,7 @@ class RedisWriter:
                 for callback in self._final_records:
                     callback()
                 await self._flush_records()
-            self._thread.stop()
+            self._redis.close()
             self.unwritten = len(self._batch.keys() | self._pending.keys())
             if self.unwritten:
                 logger.error(
@@ -238,7 +236,7 @@ class RedisWriter:
             return
         records, self._records = self._records, {}
         try:
-            await self._thread.run_sync(self._write_records, records)
+            await self._redis.execute(list(records.values()))
         except (redis.RedisError, trio.Cancelled) as exc:
             self._records = records | self._records  # for the next try, or the final flush
             if isinstance(exc, trio.Cancelled):
@@ -247,10 +245,6 @@ class RedisWriter:
         self.records_written += len(records)
         self._check_reconnected()
         self._flushed.fire(None)
-
-    def _write_records(self, records: dict[str | tuple[str, str], Command]) -> None:
-        """The queued records' commands in one round trip (writer thread)."""
-        execute(self._client, list(records.values()), self._reconnects)
 
     async def _flush_until_done(self) -> None:
         while self._pending or self._batch:
@@ -270,7 +264,7 @@ class RedisWriter:
             batch = self._batch
             started = time.perf_counter()
             try:
-                await self._thread.run_sync(self._write, batch)
+                await self._redis.execute(self.layout.ticker_commands(batch))
             except redis.RedisError as exc:
                 self._failed(exc)
             else:
@@ -315,8 +309,8 @@ class RedisWriter:
 
     def _check_reconnected(self) -> None:
         """After a successful round trip: fire :attr:`reconnected` if it needed a new connection."""
-        if self._reconnects.count != self._reconnects_seen:
-            self._reconnects_seen = self._reconnects.count
+        if self._redis.reconnects != self._reconnects_seen:
+            self._reconnects_seen = self._redis.reconnects
             self.reconnected.fire(None)
 
     def _set_redis_up(self, up: bool) -> None:
@@ -330,8 +324,3 @@ class RedisWriter:
     async def flushed(self) -> None:
         """Wait for the next batch of tickers or health records to reach Redis (tests)."""
         await self._flushed.wait()
-
-    def _write(self, batch: dict[Key, Item]) -> None:
-        """The layout's commands for the batch, in one round trip (writer thread: the tickers
-        are encoded there, off the event loop)."""
-        execute(self._client, self.layout.ticker_commands(batch), self._reconnects)
