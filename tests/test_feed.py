@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ class Harness:
     """A Feed wired to a fake and a memory channel (no Redis needed at this layer)."""
 
     def __init__(
-        self, feed: Feed, receive: trio.MemoryReceiveChannel[Ticker], health: ExchangeHealth
+        self, feed: Feed, receive: trio.MemoryReceiveChannel[Sequence[Ticker]], health: ExchangeHealth
     ) -> None:
         self.feed, self.receive, self.health = feed, receive, health
 
@@ -37,9 +38,10 @@ class Harness:
 
     async def next_ticker(self, symbol: str | None = None) -> Ticker:
         with trio.fail_after(30):
-            async for ticker in self.receive:
-                if symbol is None or ticker.symbol == symbol:
-                    return ticker
+            async for tickers in self.receive:
+                for ticker in tickers:
+                    if symbol is None or ticker.symbol == symbol:
+                        return ticker
         raise AssertionError("channel closed")
 
 
@@ -48,7 +50,7 @@ async def start(
 ) -> Harness:
     if not fake.port:
         await nursery.start(fake.serve)
-    send, receive = trio.open_memory_channel[Ticker](1000)
+    send, receive = trio.open_memory_channel[Sequence[Ticker]](1000)
     health = ExchangeHealth(fake.name)
     feed = Feed(
         exchanges.get(fake.name),
@@ -216,7 +218,7 @@ async def test_application_keepalive_is_sent_on_schedule(
 
 def test_a_connection_lives_until_the_shorter_of_the_configured_and_the_exchanges_limit() -> None:
     def lifetime(exchange: str, max_lifetime: float | None = None) -> float | None:
-        send, _ = trio.open_memory_channel[Ticker](1)
+        send, _ = trio.open_memory_channel[Sequence[Ticker]](1)
         adapter = exchanges.get(exchange)
         feed = Feed(
             adapter,

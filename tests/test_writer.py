@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 import trio
 
@@ -43,9 +45,9 @@ async def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, pref
 
 async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redis, prefix: str) -> None:
     writer = RedisWriter(REDIS_URL, RedisLayout(prefix))
-    send, receive = trio.open_memory_channel[Ticker](10_000)
-    for i in range(5000):
-        send.send_nowait(Ticker("kraken", f"S{i % 10}/USD", last=float(i)))
+    send, receive = trio.open_memory_channel[Sequence[Ticker]](10_000)
+    for i in range(0, 5000, 2):  # one item per socket read, as the feeds send them
+        send.send_nowait([Ticker("kraken", f"S{j % 10}/USD", last=float(j)) for j in (i, i + 1)])
     send.close()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run, receive)

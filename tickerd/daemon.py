@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 import trio
@@ -35,7 +35,8 @@ from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
 from tickerd.sources import Source
 from tickerd.writer import RedisWriter
 
-#: Tickers the feeds may queue ahead of the writer's coalescing before they wait.
+#: Items (the tickers of one socket read, or a removal) the feeds may queue ahead of the
+#: writer's coalescing before they wait.
 CHANNEL_SIZE = 4096
 #: Seconds after start with no exchange connected yet before tickerd suggests that the machine
 #: may be offline (a first run without a network is the common cause).
@@ -239,7 +240,7 @@ class TickerDaemon:
         self,
         config: Config,
         nursery: trio.Nursery,
-        sink: trio.MemorySendChannel[Ticker | Removal],
+        sink: trio.MemorySendChannel[Sequence[Ticker | Removal]],
         writer: RedisWriter,
     ) -> None:
         self.config = config
@@ -395,9 +396,9 @@ class TickerDaemon:
         for symbol in sorted(symbols):
             removal = self.writer.removal(exchange, symbol)
             try:
-                self.sink.send_nowait(removal)
+                self.sink.send_nowait([removal])
             except trio.WouldBlock:  # the writer is behind: queue up behind the waiting tickers
-                self._nursery.start_soon(self.sink.send, removal)
+                self._nursery.start_soon(self.sink.send, [removal])
 
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
@@ -438,7 +439,7 @@ async def serve(
 
 
 async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatus[TickerDaemon]) -> None:
-    send, receive = trio.open_memory_channel[Ticker | Removal](CHANNEL_SIZE)
+    send, receive = trio.open_memory_channel[Sequence[Ticker | Removal]](CHANNEL_SIZE)
     writer = RedisWriter(config.redis.address, config.layout, grace=config.shutdown_grace)
 
     def shutting_down() -> None:

@@ -23,7 +23,7 @@ import itertools
 import math
 import operator
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import trio
 
@@ -189,21 +189,25 @@ class _Session:
                 await conn.send(frame)
 
     async def _reader(self, conn: transport.Connection) -> None:
+        """Decode every frame; hand the tickers of one socket read to the writer as one item
+        (a burst of frames costs the channel and the writer one hand-off, not one a frame)."""
         feed = self.feed
         decode = self._decoder.decode
         decoder = self._decoder
         sink = feed.sink
+        tickers: list[Ticker] = []
         while True:
             frame = await conn.receive()
             self.frames += 1
-            tickers = decode(frame)
-            if tickers and self.first_ticker_at is None:
-                self.first_ticker_at = trio.current_time()
-            for ticker in tickers:
+            tickers += decode(frame)
+            if tickers and not conn.buffered:
+                if self.first_ticker_at is None:
+                    self.first_ticker_at = trio.current_time()
                 try:
-                    sink.send_nowait(ticker)
+                    sink.send_nowait(tickers)
                 except trio.WouldBlock:
-                    await sink.send(ticker)
+                    await sink.send(tickers)
+                tickers = []
             if decoder.events:
                 self._handle_events()
             if decoder.junk != self.junk:
@@ -277,7 +281,7 @@ class Feed:
         symbols: Iterable[str],
         *,
         settings: FeedSettings,
-        sink: trio.MemorySendChannel[Ticker],
+        sink: trio.MemorySendChannel[Sequence[Ticker]],
         health: ExchangeHealth,
         feed_id: int,
         engine: str | None = None,

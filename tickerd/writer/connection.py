@@ -142,7 +142,7 @@ class RedisConnection:
         if handshake:
             try:
                 await self.execute(handshake)
-            except redis.RedisError:  # refused (AuthenticationError is no ResponseError): start over next time
+            except redis.RedisError:  # refused (an AuthenticationError too): start over next time
                 self.close()
                 raise
 
