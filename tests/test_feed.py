@@ -255,3 +255,46 @@ async def test_log_lines_name_exchange_and_connection_in_loguru_s_default_format
     assert any(
         line.rstrip().endswith(" - [exchange=kraken feed=1] connected, 1 symbols") for line in lines
     ), lines
+
+
+@pytest.fixture
+def still_clock() -> trio.testing.MockClock:
+    """Virtual time that moves only when the test says so (``clock.jump``)."""
+    return trio.testing.MockClock()
+
+
+async def test_frames_within_the_batch_window_go_on_together_and_a_quiet_one_at_once(
+    nursery: trio.Nursery, still_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeKraken()
+    h = await start(nursery, fake, ["BTC/USD", "ETH/USD"], batch_window=0.01)
+    await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
+    still_clock.jump(1.0)  # past any tick a snapshot sent on subscribing left the reader waiting for
+    await trio.testing.wait_all_tasks_blocked()
+    while True:
+        try:
+            h.receive.receive_nowait()
+        except trio.WouldBlock:
+            break
+
+    quiet_since = trio.current_time()
+    await fake.push("BTC/USD", last=1.0)
+    first = await h.receive.receive()
+    assert [t.last for t in first] == [1.0]
+    assert trio.current_time() == quiet_since  # after a quiet spell: read at once, no tick waited
+
+    await fake.push("BTC/USD", last=2.0)
+    await fake.push("ETH/USD", last=20.0)
+    await trio.testing.wait_all_tasks_blocked()
+    with pytest.raises(trio.WouldBlock):  # both wait in the socket for the window's next tick
+        h.receive.receive_nowait()
+    still_clock.jump(0.015)  # past the next tick (within one more window)
+    second = await h.receive.receive()
+    assert [(t.symbol, t.last) for t in second] == [("BTC/USD", 2.0), ("ETH/USD", 20.0)]
+
+
+def test_the_batch_window_is_a_latency_budget_of_at_most_100_ms() -> None:
+    for bad in (-0.001, 0.5):  # (nan is refused as not a finite number, as for every float)
+        with pytest.raises(ConfigError, match="feed.batch_window: expected seconds from 0 "):
+            structure({"feed": {"batch_window": bad}})
+    assert structure({"feed": {"batch_window": 0}}).feed.batch_window == 0.0

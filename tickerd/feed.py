@@ -39,6 +39,13 @@ from tickerd.model import Ticker
 REJECTION_LOG_INTERVAL = 600.0
 
 
+def next_tick(now: float, window: float) -> float:
+    """The first multiple of ``window`` after ``now`` (strictly: float rounding can put
+    ``ceil``'s answer on ``now`` itself)."""
+    tick = (math.floor(now / window) + 1) * window
+    return tick if tick > now else tick + window
+
+
 class _Session:
     """One websocket: subscribe, read, keep alive, watch for silence."""
 
@@ -190,29 +197,41 @@ class _Session:
 
     async def _reader(self, conn: transport.Connection) -> None:
         """Decode every frame; hand the tickers of one socket read to the writer as one item
-        (a burst of frames costs the channel and the writer one hand-off, not one a frame)."""
+        (a burst of frames costs the channel and the writer one hand-off, not one a frame).
+
+        After a read that delivered tickers, the reader waits for the next tick of
+        ``feed.batch_window`` before it reads again: what a steady feed sends meanwhile is then
+        read, decoded and written in one wake-up of the process, which costs far more than
+        the frames themselves at moderate rates.  Ticks are multiples of the window on trio's
+        clock, so every paced connection wakes at the same instant.  A connection that was
+        quiet is blocked in its read, not waiting for a tick: its next frame is read at once.
+        """
         feed = self.feed
         decode = self._decoder.decode
         decoder = self._decoder
         sink = feed.sink
+        window = feed.settings.batch_window
         tickers: list[Ticker] = []
         while True:
             frame = await conn.receive()
             self.frames += 1
             tickers += decode(frame)
-            if tickers and not conn.buffered:
-                if self.first_ticker_at is None:
-                    self.first_ticker_at = trio.current_time()
-                try:
-                    sink.send_nowait(tickers)
-                except trio.WouldBlock:
-                    await sink.send(tickers)
-                tickers = []
             if decoder.events:
                 self._handle_events()
             if decoder.junk != self.junk:
                 self.junk = decoder.junk
                 logger.debug("junk frame ignored: {reason}", reason=decoder.junk_reason)
+            if tickers and not conn.buffered:
+                now = trio.current_time()
+                if self.first_ticker_at is None:
+                    self.first_ticker_at = now
+                try:
+                    sink.send_nowait(tickers)
+                except trio.WouldBlock:
+                    await sink.send(tickers)
+                tickers = []
+                if window:
+                    await trio.sleep_until(next_tick(now, window))
 
     def _handle_events(self) -> None:
         feed = self.feed

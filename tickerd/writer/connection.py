@@ -176,7 +176,10 @@ class RedisConnection:
                 # waiting; ``fn`` was cancelled before it did anything, so it is repeated.
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
             self.close()
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or repr(exc)
+            cause = exc.__cause__ or exc  # trio wraps the socket's or TLS's own error
+            reason = (
+                cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause) or repr(cause)
+            )
             raise redis.ConnectionError(f"Error {doing} {self._where}: {reason}.") from None
         except BaseException:  # timed out or cancelled half-way: the connection is out of step
             self.close()
