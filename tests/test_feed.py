@@ -19,6 +19,7 @@ from tickerd.config import ConfigError, FeedSettings, structure
 from tickerd.feed import Feed
 from tickerd.health import CONNECTED, FAILED, ExchangeHealth
 from tickerd.model import Ticker
+from tickerd.pacing import Pacer, next_tick
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
 
 
@@ -269,13 +270,14 @@ async def test_frames_within_the_batch_window_go_on_together_and_a_quiet_one_at_
     fake = FakeKraken()
     h = await start(nursery, fake, ["BTC/USD", "ETH/USD"], batch_window=0.01)
     await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
-    still_clock.jump(1.0)  # past any tick a snapshot sent on subscribing left the reader waiting for
-    await trio.testing.wait_all_tasks_blocked()
-    while True:
-        try:
-            h.receive.receive_nowait()
-        except trio.WouldBlock:
-            break
+    for _ in range(2):  # the snapshots sent on subscribing, and the tick they left it waiting for
+        still_clock.jump(1.0)
+        await trio.testing.wait_all_tasks_blocked()
+        while True:
+            try:
+                h.receive.receive_nowait()
+            except trio.WouldBlock:
+                break
 
     quiet_since = trio.current_time()
     await fake.push("BTC/USD", last=1.0)
@@ -295,6 +297,43 @@ async def test_frames_within_the_batch_window_go_on_together_and_a_quiet_one_at_
 
 def test_the_batch_window_is_a_latency_budget_of_at_most_100_ms() -> None:
     for bad in (-0.001, 0.5):  # (nan is refused as not a finite number, as for every float)
-        with pytest.raises(ConfigError, match="feed.batch_window: expected seconds from 0 "):
+        with pytest.raises(ConfigError, match=r"feed\.batch_window: expected seconds from 0 "):
             structure({"feed": {"batch_window": bad}})
     assert structure({"feed": {"batch_window": 0}}).feed.batch_window == 0.0
+
+
+async def test_paced_connections_share_one_timer_a_tick_and_a_cancelled_timekeeper_wakes_the_rest(
+    still_clock: trio.testing.MockClock,
+) -> None:
+    pacer = Pacer(0.01)
+    woken: list[str] = []
+
+    async def wait(name: str) -> None:
+        await pacer.tick()
+        woken.append(name)
+
+    async with trio.open_nursery() as nursery:
+        keeper = trio.CancelScope()
+
+        async def timekeeper() -> None:
+            with keeper:
+                await wait("keeper")
+
+        nursery.start_soon(timekeeper)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(wait, "a")
+        nursery.start_soon(wait, "b")
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(pacer._ticks) == 1  # one tick, one timer, three waiting
+        keeper.cancel()  # the first waiter's connection closes: the others are not left behind
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(woken) == ["a", "b"] and not pacer._ticks
+        assert trio.current_time() == 0.0
+
+
+def test_the_next_tick_is_strictly_after_now_despite_float_rounding() -> None:
+    assert next_tick(1.0, 0.01) > 1.0  # 1.0 // 0.01 is 99.0 in floats: the naive tick is 1.0
+    assert next_tick(0.0, 0.002) == 0.002
+    assert all(
+        now < next_tick(now, 0.002) <= now + 0.002 + 1e-12 for now in (i * 0.0007 for i in range(5000))
+    )

@@ -31,6 +31,7 @@ from tickerd.lease import PrefixLease
 from tickerd.logs import logger
 from tickerd.model import Removal, Ticker
 from tickerd.monitor import HealthMonitor
+from tickerd.pacing import Pacer
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
 from tickerd.sources import Source
 from tickerd.writer import RedisWriter
@@ -165,6 +166,7 @@ class _ExchangeRunner:
             health=self.health,
             feed_id=next(self._ids),
             engine=self.settings.engine,
+            pacer=self.daemon.pacer,
         )
         self.feeds.append(feed)
         self.nursery.start_soon(self._run_feed, feed)
@@ -246,6 +248,8 @@ class TickerDaemon:
         self.config = config
         self.sink = sink
         self.writer = writer
+        #: One clock of the batch window for every feed: paced connections wake together.
+        self.pacer = Pacer(config.feed.batch_window)
         self._nursery = nursery
         self._runners: dict[str, _ExchangeRunner] = {}
         #: Fired on every health state change: with the exchange's name (connected,

@@ -33,17 +33,11 @@ from tickerd.exchanges.base import Exchange, ReconnectRequested, Rejected, Reply
 from tickerd.health import CONNECTED, CONNECTING, FAILED, RECONNECTING, ExchangeHealth
 from tickerd.logs import logger
 from tickerd.model import Ticker
+from tickerd.pacing import Pacer
 
 #: Seconds before an unchanged refusal of a symbol is logged again: it is refused anew on every
 #: reconnect, and one line per symbol says it all.
 REJECTION_LOG_INTERVAL = 600.0
-
-
-def next_tick(now: float, window: float) -> float:
-    """The first multiple of ``window`` after ``now`` (strictly: float rounding can put
-    ``ceil``'s answer on ``now`` itself)."""
-    tick = (math.floor(now / window) + 1) * window
-    return tick if tick > now else tick + window
 
 
 class _Session:
@@ -202,15 +196,15 @@ class _Session:
         After a read that delivered tickers, the reader waits for the next tick of
         ``feed.batch_window`` before it reads again: what a steady feed sends meanwhile is then
         read, decoded and written in one wake-up of the process, which costs far more than
-        the frames themselves at moderate rates.  Ticks are multiples of the window on trio's
-        clock, so every paced connection wakes at the same instant.  A connection that was
-        quiet is blocked in its read, not waiting for a tick: its next frame is read at once.
+        the frames themselves at moderate rates.  Every paced connection wakes at the same
+        tick (:mod:`tickerd.pacing`).  A connection that was quiet is blocked in its read, not
+        waiting for a tick: its next frame is read at once.
         """
         feed = self.feed
         decode = self._decoder.decode
         decoder = self._decoder
         sink = feed.sink
-        window = feed.settings.batch_window
+        pace = feed.pacer.tick if feed.pacer.window else None
         tickers: list[Ticker] = []
         while True:
             frame = await conn.receive()
@@ -222,16 +216,15 @@ class _Session:
                 self.junk = decoder.junk
                 logger.debug("junk frame ignored: {reason}", reason=decoder.junk_reason)
             if tickers and not conn.buffered:
-                now = trio.current_time()
                 if self.first_ticker_at is None:
-                    self.first_ticker_at = now
+                    self.first_ticker_at = trio.current_time()
                 try:
                     sink.send_nowait(tickers)
                 except trio.WouldBlock:
                     await sink.send(tickers)
                 tickers = []
-                if window:
-                    await trio.sleep_until(next_tick(now, window))
+                if pace is not None:
+                    await pace()
 
     def _handle_events(self) -> None:
         feed = self.feed
@@ -305,6 +298,7 @@ class Feed:
         feed_id: int,
         engine: str | None = None,
         rng: random.Random | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.adapter = adapter
         self.url = url
@@ -314,6 +308,8 @@ class Feed:
         self.health = health
         self.feed_id = feed_id
         self.engine = engine or settings.engine
+        #: The batch window's ticks, shared with the daemon's other feeds (:mod:`tickerd.pacing`).
+        self.pacer = pacer or Pacer(settings.batch_window)
         self.ssl_context = transport.ssl_context_for(url, settings.ca_file)
         #: Seconds after which a connection is rotated: the configured or the exchange's limit.
         lifetimes = [t for t in (settings.max_lifetime, adapter.max_lifetime) if t is not None]
