@@ -183,21 +183,23 @@ class CoinbaseDecoder(Decoder):
     def _ticker(symbol: str, item: dict[str, Any], exchange_ts: float, now: float) -> Ticker:
         """Each ticker object is complete (snapshot and updates share the schema): the fields
         read here are all required, so a frame without one is junk instead of a null
-        overwriting the stored value."""
+        overwriting the stored value.  Built positionally, in the Ticker's field order (keyword
+        arguments cost a sixth of the decode)."""
         return Ticker(
-            exchange="coinbase",
-            symbol=symbol,
-            last=float(item["price"]),
-            bid=float(item["best_bid"]),
-            ask=float(item["best_ask"]),
-            bid_size=float(item["best_bid_quantity"]),
-            ask_size=float(item["best_ask_quantity"]),
-            volume_24h=float(item["volume_24_h"]),
-            high_24h=float(item["high_24_h"]),
-            low_24h=float(item["low_24_h"]),
-            change_pct_24h=float(item["price_percent_chg_24_h"]),
-            exchange_ts=exchange_ts,
-            received_ts=now,
+            "coinbase",
+            symbol,
+            float(item["price"]),
+            float(item["best_bid"]),
+            float(item["best_ask"]),
+            float(item["best_bid_quantity"]),
+            float(item["best_ask_quantity"]),
+            float(item["volume_24_h"]),
+            float(item["high_24_h"]),
+            float(item["low_24_h"]),
+            None,  # Coinbase sends no absolute change
+            float(item["price_percent_chg_24_h"]),
+            exchange_ts,
+            now,
         )
 
 
