@@ -12,10 +12,10 @@ and the digits real feeds give.  For each layout ``[redis] layout`` chooses from
   writer's latest-per-key batch), per ticker: the record, the ``HSET`` fields, the ``PUBLISH``
   and, in the fullon layout, the ``ticker_time`` ``MSET``.
 
-Each figure is the best of ``--repeat`` passes over all the tickers (on a shared machine the
-slower passes measure the neighbours).  This is the baseline a new Ticker field (it grows the
-extended record) or a new write (compare-and-set) is measured against; ``bench/write.py`` adds
-the Redis round trip.
+Each figure is the best of ``--repeat`` passes over all the tickers, in CPU time of this process
+(on a shared machine the slower passes, and wall-clock time, measure the neighbours).  This is
+the baseline a new Ticker field (it grows the extended record) or a new write (compare-and-set)
+is measured against; ``bench/write.py`` adds the Redis round trip.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ def decoded_tickers(count: int) -> list[Ticker]:
 
 
 def best(run: Callable[[], None], repeat: int) -> float:
-    """The shortest of ``repeat`` timed runs of ``run``, in seconds."""
+    """The shortest of ``repeat`` timed runs of ``run``, in CPU seconds."""
     elapsed = float("inf")
     for _ in range(repeat):
         gc.collect()
-        started = time.perf_counter()
+        started = time.process_time()
         run()
-        elapsed = min(elapsed, time.perf_counter() - started)
+        elapsed = min(elapsed, time.process_time() - started)
     return elapsed
 
 
