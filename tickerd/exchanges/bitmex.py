@@ -92,7 +92,7 @@ def _timestamp(value: str | None) -> float | None:
     """BitMEX timestamps are ISO-8601 UTC with milliseconds and a ``Z``."""
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()  # 3.11 reads the Z itself
 
 
 #: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order (see ``_table``).

@@ -35,7 +35,7 @@ def _rfc3339(value: str | None) -> float | None:
     """Kraken timestamps are RFC3339 with a ``Z`` suffix; optional in ticker data."""
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()  # 3.11 reads the Z itself
 
 
 class KrakenDecoder(Decoder):
