@@ -18,8 +18,9 @@ def _fast_init(cls: _C) -> _C:
     largest single cost of decoding a frame.  The replacement turns the new instance into an
     instance of a mutable twin of ``cls`` (the same slots, so the same memory layout, which is
     what Python requires of a ``__class__`` assignment), stores every field with plain attribute
-    assignment (~4 ns each) and turns it back: ~0.4 µs for 14 fields, ~0.5 µs with 6 more
-    (setting each slot through its member descriptor instead costs 0.66 and 1.0 µs;
+    assignment (~4 ns each) and turns it back: ~0.4 µs for 14 fields, ~0.45 µs with 6 more
+    defaulted fields where attrs' costs 1.15 µs (setting each slot through its member descriptor
+    instead costs 0.66 and 1.0 µs; timeit, this machine;
     ``bench/decode.py`` prints the current figure).  No one else ever sees the twin: the
     instance is not yet shared while its ``__init__`` runs, and plain slot stores cannot fail
     half-way.  Everything else is attrs' own: the frozen ``__setattr__``, ``evolve``,
