@@ -4,6 +4,7 @@ socket, password), the errors it raises, and its wall-clock timeouts."""
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,15 +87,25 @@ async def test_a_server_that_never_answers_times_out_in_wall_clock_time(server: 
     connection.close()
 
 
-async def test_a_virtual_clock_jumping_ahead_times_nothing_out(clock: trio.testing.MockClock) -> None:
+async def test_a_virtual_clock_jumping_ahead_times_nothing_out(
+    clock: trio.testing.MockClock, server: RedisServer
+) -> None:
     """Under an autojumping clock, trio's time races ahead whenever the loop waits for Redis;
-    the reply timeout is wall-clock time, so a round trip still completes."""
-    connection = RedisConnection(REDIS_URL, reply_timeout=5.0)
+    the reply timeout is wall-clock time, so a slow round trip still completes."""
+    connection = RedisConnection(server.url, reply_timeout=5.0)
+    await connection.execute([("PING",)])
+
+    async def resume_after_a_moment() -> None:
+        await trio.to_thread.run_sync(time.sleep, 0.3)  # real time: trio's sleeps are virtual here
+        server.resume()
+
     started = trio.current_time()
-    for _ in range(20):
-        await connection.execute([("PING",)])
-    assert connection.reconnects == 0
-    assert trio.current_time() - started >= 5.0  # the clock did jump past the timeout meanwhile
+    server.pause()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(resume_after_a_moment)
+        await connection.execute([("SET", "k", "1")])
+    assert trio.current_time() - started > 5.0  # the virtual clock ran past the timeout meanwhile
+    assert connection.reconnects == 0  # and the round trip completed on its first connection
     connection.close()
 
 
