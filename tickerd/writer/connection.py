@@ -18,7 +18,6 @@ trio's clock is a virtual one that jumps while the loop waits for the reply.
 
 from __future__ import annotations
 
-import math
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +40,9 @@ CONNECT_TIMEOUT = 2.0
 REPLY_TIMEOUT = 5.0
 #: Bytes asked of the socket per read: the replies of a batch of a thousand commands fit.
 RECEIVE_SIZE = 64 * 1024
+
+#: What a broken connection raises below redis-py's level.
+_BROKEN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
 
 _Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream] | trio.abc.Stream
 
@@ -79,7 +81,15 @@ class RedisConnection:
         if not self.outstanding:
             self._sent_at = time.monotonic()
         self.outstanding += len(commands)
-        await self._guarded(self._stream.send_all, data, "writing to")
+        # No timeout: one batch is sent at most before its replies are read (and those time
+        # out), and it fits the socket buffers many times over, so a send does not block.
+        try:
+            await self._stream.send_all(data)
+        except _BROKEN as exc:
+            raise self._broken(exc, "writing to") from None
+        except BaseException:  # cancelled half-way: the connection is out of step
+            self.close()
+            raise
 
     async def replies(self) -> None:
         """Read the reply of every command sent; raise the first error reply (after reading
@@ -159,9 +169,6 @@ class RedisConnection:
             return tls
         return stream
 
-    async def _guarded(self, fn: Callable[[bytes], Any], data: bytes, doing: str) -> None:
-        await self._within(math.inf, fn, data, doing)
-
     async def _within(self, seconds: float, fn: Callable[[Any], Any], arg: Any, doing: str) -> Any:
         """``await fn(arg)``, failing as a :class:`redis.RedisError` after ``seconds`` of wall
         clock or on any connection error (the connection is closed)."""
@@ -174,16 +181,19 @@ class RedisConnection:
                     raise redis.TimeoutError(f"Timeout {doing} {self._where}.")
                 # trio's clock ran ahead of the wall clock (a virtual clock in tests): go on
                 # waiting; ``fn`` was cancelled before it did anything, so it is repeated.
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
-            self.close()
-            cause = exc.__cause__ or exc  # trio wraps the socket's or TLS's own error
-            reason = (
-                cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause) or repr(cause)
-            )
-            raise redis.ConnectionError(f"Error {doing} {self._where}: {reason}.") from None
+        except _BROKEN as exc:
+            raise self._broken(exc, doing) from None
         except BaseException:  # timed out or cancelled half-way: the connection is out of step
             self.close()
             raise
+
+    def _broken(self, exc: BaseException, doing: str) -> redis.ConnectionError:
+        """Close the connection and name what broke it (trio wraps the socket's or TLS's own
+        error: that cause is what a person can act on)."""
+        self.close()
+        cause = exc.__cause__ or exc
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+        return redis.ConnectionError(f"Error {doing} {self._where}: {reason or repr(cause)}.")
 
 
 def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
