@@ -18,6 +18,9 @@ trio's clock is a virtual one that jumps while the loop waits for the reply.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +47,53 @@ RECEIVE_SIZE = 64 * 1024
 #: What a broken connection raises below redis-py's level.
 _BROKEN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
 
-_Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream] | trio.abc.Stream
+
+class _Socket:
+    """A connected plain socket (TCP or Unix), read and written without trio's stream layer.
+
+    trio's ``SocketStream`` passes through the scheduler on every call, even one the socket
+    can do at once; the writer does a send and a read of replies per batch, and each such
+    trip is a loop iteration of its own, which at moderate rates costs more than the write.
+    Here a call that the socket can do at once returns at once (no checkpoint: the writer's
+    loop checkpoints when it waits for the next batch), and one that cannot waits for the
+    socket through trio (cancellable).  TLS keeps trio's ``SSLStream``.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+
+    @classmethod
+    def of(cls, stream: trio.SocketStream) -> _Socket:
+        """Take over ``stream``'s connection (a duplicate of its descriptor; the stream's own
+        one is closed)."""
+        sock = socket.socket(fileno=os.dup(stream.socket.fileno()))
+        stream.socket.close()
+        return cls(sock)
+
+    async def send_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._sock)
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        while True:
+            try:
+                data: bytes = self._sock.recv(max_bytes)
+                return data
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._sock)
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):  # outside trio: no one can be waiting on it
+            trio.lowlevel.notify_closing(self._sock)
+        self._sock.close()
+
+
+_Stream = _Socket | trio.SSLStream[trio.SocketStream]
 
 
 class RedisConnection:
@@ -116,10 +165,10 @@ class RedisConnection:
         """Drop the connection at once (no goodbye: it may be in any state)."""
         stream, self._stream = self._stream, None
         self.outstanding = 0
-        if stream is not None:
-            socket = _socket_of(stream)
-            if socket is not None:
-                socket.close()
+        if isinstance(stream, _Socket):
+            stream.close()
+        elif stream is not None:  # TLS: drop its TCP connection
+            stream.transport_stream.socket.close()
 
     async def _receive(self) -> None:
         assert self._stream is not None
@@ -160,14 +209,14 @@ class RedisConnection:
         options = self._options
         path = options.get("path")
         if path:
-            return await trio.open_unix_socket(path)
+            return _Socket.of(await trio.open_unix_socket(path))
         host = options.get("host", "localhost")
         stream = await trio.open_tcp_stream(host, int(options.get("port", 6379)))
         if options.get("connection_class") is redis.SSLConnection:
             tls = trio.SSLStream(stream, _ssl_context(options), server_hostname=host, https_compatible=True)
             await tls.do_handshake()
             return tls
-        return stream
+        return _Socket.of(stream)
 
     async def _within(self, seconds: float, fn: Callable[[Any], Any], arg: Any, doing: str) -> Any:
         """``await fn(arg)``, failing as a :class:`redis.RedisError` after ``seconds`` of wall
@@ -206,10 +255,3 @@ def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
     if options.get("ssl_certfile"):
         context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
     return context
-
-
-def _socket_of(stream: _Stream) -> Any:
-    """The socket under ``stream`` (closing it is a synchronous drop)."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    return getattr(stream, "socket", None)
