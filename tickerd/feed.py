@@ -197,8 +197,10 @@ class _Session:
             frame = await conn.receive()
             self.frames += 1
             tickers = decode(frame)
-            if tickers and self.first_ticker_at is None:
-                self.first_ticker_at = trio.current_time()
+            if tickers:
+                feed.last_ticker_at = trio.current_time()  # per read, for the staleness check
+                if self.first_ticker_at is None:
+                    self.first_ticker_at = feed.last_ticker_at
             for ticker in tickers:
                 try:
                     sink.send_nowait(ticker)
@@ -298,6 +300,8 @@ class Feed:
         self.frames = 0
         self.junk = 0
         self.crossed = 0
+        #: When a read last brought tickers (trio clock, any session), ``None`` before one.
+        self.last_ticker_at: float | None = None
         #: True once ``run`` returned (cancelled, or out of retries): it takes no new symbols.
         self.finished = False
         self._rng = rng or random.Random()
