@@ -6,8 +6,9 @@
 Four processes, so that the figures are the daemon's own: a private ``redis-server`` (keyspace
 notifications on, so every health write is seen without ``MONITOR``), the fake exchanges (the
 ``tickerd.testing`` fakes, one per exchange, each symbol updated once per ``--period`` seconds:
-a slow, steady rate), the daemon (``python -m tickerd``, with ``--python``'s interpreter: point
-it at another checkout's venv to measure that commit) and this process, which watches Redis.
+a slow, steady rate), the daemon (``python -m tickerd``, with ``--python``'s interpreter, run in
+the checkout that holds its ``.venv``: point it at another checkout's venv to measure that
+commit) and this process, which watches Redis.
 
 Printed:
 
@@ -170,7 +171,9 @@ class Daemon:
     """``python -m tickerd`` with ``python``; /proc figures for it."""
 
     def __init__(self, python: str, config: Path) -> None:
-        self.process = subprocess.Popen([python, "-m", "tickerd", "--config", str(config)])
+        self.process = subprocess.Popen(
+            [python, "-m", "tickerd", "--config", str(config)], cwd=checkout(python)
+        )
 
     def status(self, key: str) -> float:
         """A ``/proc/PID/status`` figure in MiB (``VmRSS``, ``VmHWM``)."""
@@ -182,6 +185,14 @@ class Daemon:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
+
+
+def checkout(python: str) -> Path:
+    """Where ``python -m tickerd`` runs: the checkout whose ``.venv`` holds ``python``, so that
+    its own ``tickerd`` is imported (``-m`` puts the working directory first on the path; an
+    editable install may point elsewhere), else this one."""
+    root = Path(python).absolute().parents[2]
+    return root if (root / "tickerd" / "__init__.py").exists() else Path(__file__).absolute().parents[1]
 
 
 def write_config(
@@ -260,14 +271,17 @@ def status_times(python: str, config: Path, runs: int = 5) -> None:
     for _ in range(runs):
         start = time.perf_counter()
         result = subprocess.run(
-            [python, "-m", "tickerd", "status", "--config", str(config)], capture_output=True, text=True
+            [python, "-m", "tickerd", "status", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=checkout(python),
         )
         times.append(time.perf_counter() - start)
     last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr.strip()[-200:]
     median, most = statistics.median(times), max(times)
     print(f"tickerd status: median {median:.2f} s, max {most:.2f} s ({runs} runs): {last}")
     start = time.perf_counter()
-    subprocess.run([python, "-c", "import tickerd.commands.main"], check=True)
+    subprocess.run([python, "-c", "import tickerd.commands.main"], check=True, cwd=checkout(python))
     print(f"  (of which the interpreter and imports alone: {time.perf_counter() - start:.2f} s)")
 
 
