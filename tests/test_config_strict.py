@@ -79,6 +79,21 @@ def test_every_rule_is_checked_and_every_problem_listed(tmp_path: Path) -> None:
     ]
 
 
+def test_symbols_per_connection_is_a_whole_number_within_the_exchange_limit(tmp_path: Path) -> None:
+    kind = run_toml(tmp_path, '[exchanges.okx]\nsymbols = ["BTC/USDT"]\nsymbols_per_connection = 1.5\n')
+    assert problems(kind) == ["exchanges.okx.symbols_per_connection: expected a whole number, got 1.5"]
+    ranges = run_toml(
+        tmp_path,
+        '[exchanges.kraken]\nsymbols = ["BTC/USD"]\nsymbols_per_connection = 0\n'
+        '[exchanges.binance]\nsymbols = ["BTC/USDT"]\nsymbols_per_connection = 201\n',
+    )
+    assert sorted(problems(ranges)) == [
+        "exchanges.binance.symbols_per_connection: expected at most 200 (binance's limit of symbols "
+        "a connection), got 201",  # not silently capped: the person asked for something else
+        "exchanges.kraken.symbols_per_connection: expected a whole number of at least 1, got 0",
+    ]
+
+
 def test_every_unknown_key_is_listed(tmp_path: Path) -> None:
     stderr = run_toml(tmp_path, "color = 1\n[feed]\nbogus = 1\nretries = 2\n[health]\nintervall = 5\n")
     assert problems(stderr) == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import redis
 import trio
@@ -100,6 +101,21 @@ async def test_symbols_are_chunked_over_connections(
     kraken = await start_fake(nursery, FakeKraken())
     symbols = ["BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "ADA/USD"]
     daemon = await start_daemon(nursery, make_config(prefix, {"kraken": kraken}, {"kraken": symbols}))
+    await kraken.wait_until(lambda: all(kraken.is_subscribed(s) for s in symbols))
+    assert sorted(len(c.subscribed) for c in kraken.connections) == [1, 2, 2]
+    await wait_health(daemon, lambda h: h.exchanges["kraken"].connections == 3)
+
+
+async def test_symbols_per_connection_splits_below_the_exchange_limit(
+    nursery: trio.Nursery, prefix: str
+) -> None:
+    kraken = await start_fake(nursery, FakeKraken())
+    symbols = ["BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "ADA/USD"]
+    config = make_config(prefix, {"kraken": kraken}, {"kraken": symbols})
+    config = attrs.evolve(
+        config, exchanges={"kraken": attrs.evolve(config.exchanges["kraken"], symbols_per_connection=2)}
+    )
+    daemon = await start_daemon(nursery, config)
     await kraken.wait_until(lambda: all(kraken.is_subscribed(s) for s in symbols))
     assert sorted(len(c.subscribed) for c in kraken.connections) == [1, 2, 2]
     await wait_health(daemon, lambda h: h.exchanges["kraken"].connections == 3)

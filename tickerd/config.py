@@ -264,6 +264,15 @@ class FullonSettings:
     process_records: str | None = attrs.field(default=None, validator=_process_records)
 
 
+def _symbols_per_connection(
+    instance: object, attribute: attrs.Attribute[int | None], value: int | None
+) -> None:
+    """A whole number of at least 1 (the adapter's own cap is checked where the adapter is
+    known: :func:`_exchanges`)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{attribute.name}: expected a whole number of at least 1, got {value!r}")
+
+
 @attrs.frozen
 class ExchangeConfig:
     symbols: tuple[str, ...] = ()
@@ -271,6 +280,17 @@ class ExchangeConfig:
     url: str | None = attrs.field(default=None, validator=_websocket_url)
     engine: str | None = attrs.field(default=None, validator=attrs.validators.optional(_engine))
     enabled: bool = True
+    #: At most this many symbols on one connection, below the adapter's own limit: a wide
+    #: deployment spreads its load over more connections, and a dropped connection takes fewer
+    #: symbols with it.  Unset: the adapter's ``max_symbols_per_connection``.
+    symbols_per_connection: int | None = attrs.field(default=None, validator=_symbols_per_connection)
+
+    def connection_limit(self, adapter: exchanges.Exchange) -> int:
+        """Symbols one connection of ``adapter`` may carry under these settings: a configured
+        value above the adapter's limit is refused (:func:`_exchanges`), and one given in code
+        (``apply``) is capped by it, since the limit is the exchange's, not a preference."""
+        limit = adapter.max_symbols_per_connection
+        return limit if self.symbols_per_connection is None else min(self.symbols_per_connection, limit)
 
 
 def _exchanges(
@@ -289,6 +309,12 @@ def _exchanges(
                 adapter.check_symbol(symbol)
             except ValueError as exc:
                 problems.append(f"{attribute.name}.{name}.symbols: {exc}")
+        limit = adapter.max_symbols_per_connection
+        if exchange.symbols_per_connection is not None and exchange.symbols_per_connection > limit:
+            problems.append(
+                f"{attribute.name}.{name}.symbols_per_connection: expected at most {limit} "
+                f"({name}'s limit of symbols a connection), got {exchange.symbols_per_connection}"
+            )
     if problems:
         raise ConfigError(*problems)
 

@@ -121,7 +121,7 @@ class _ExchangeRunner:
             return
         self.staleness.watch(symbol, trio.current_time())
         endpoint = self.adapter.endpoint(self.url, symbol)
-        limit = self.adapter.max_symbols_per_connection
+        limit = self.settings.connection_limit(self.adapter)
         self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
         feed = next((f for f in self.feeds if f.url == endpoint and f.load < limit and not f.finished), None)
         if feed is not None:
@@ -326,10 +326,14 @@ class TickerDaemon:
             logger.info("subscriptions changed: {changes}", changes="; ".join(changes))
 
     def _with_configured(self, name: str, settings: ExchangeConfig) -> ExchangeConfig:
-        """``settings`` with the configured ``url`` and ``engine`` where it leaves them unset."""
+        """``settings`` with the configured ``url``, ``engine`` and ``symbols_per_connection``
+        where it leaves them unset."""
         configured = self.config.exchanges.get(name, ExchangeConfig())
         return attrs.evolve(
-            settings, url=settings.url or configured.url, engine=settings.engine or configured.engine
+            settings,
+            url=settings.url or configured.url,
+            engine=settings.engine or configured.engine,
+            symbols_per_connection=settings.symbols_per_connection or configured.symbols_per_connection,
         )
 
     def add(self, exchange: str, symbol: str) -> None:

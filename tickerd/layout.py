@@ -118,6 +118,12 @@ class RedisLayout:
     #: The JSON stored in the hash and published on the channel (one call per written ticker).
     encode_ticker: Callable[[Ticker], bytes] = attrs.field(init=False, repr=False, eq=False)
 
+    #: exchange → its ticker hash, the start of its channel names and the start of its
+    #: ``ticker_time`` keys: the writer builds them once per exchange, not once per batch.  A
+    #: cache of pure functions of ``prefix`` (a rebuilt layout starts empty), as many entries
+    #: as there are configured exchanges.
+    _key_starts: dict[str, tuple[str, str, str]] = attrs.field(init=False, repr=False, eq=False, factory=dict)
+
     @encode_ticker.default
     def _encoder(self) -> Callable[[Ticker], bytes]:
         return _encode_fullon if self.kind == "fullon" else _encode_extended
@@ -154,6 +160,17 @@ class RedisLayout:
         """The channels' common start for one exchange (the writer adds each symbol to it)."""
         return f"{self.prefix}ticker_updates:{exchange}:"
 
+    def _starts(self, exchange: str) -> tuple[str, str, str]:
+        """``exchange``'s hash, channel start and ``ticker_time`` key start (:attr:`_key_starts`)."""
+        starts = self._key_starts.get(exchange)
+        if starts is None:
+            starts = self._key_starts[exchange] = (
+                self.tickers(exchange),
+                self._updates_of(exchange),
+                self.ticker_time(exchange, ""),
+            )
+        return starts
+
     def decode_ticker(self, raw: bytes | str) -> Record:
         """A stored or published ticker back to its record (a hash value, a message's data)."""
         return decode(raw)
@@ -165,28 +182,35 @@ class RedisLayout:
         fullon layout adds its ``ticker_time`` keys (:meth:`_time_commands`).
 
         The hashes come before the publishes so a subscriber that reads the hash on a
-        notification sees the value it was notified of.  Each ticker is JSON-encoded once.
+        notification sees the value it was notified of.  Each ticker is JSON-encoded once, and
+        the key names are cut from per-exchange starts (:meth:`_starts`): at a batch of one, the
+        f-strings, the generator and the list copies this avoids cost as much as the record.
         """
         encode = self.encode_ticker
+        starts = self._starts
+        commands: list[Command] = []  # the HSETs, then the HDELs, the time keys, the PUBLISHes
         # exchange → its HSET command (grown per ticker) and the start of its channel names
         exchanges: dict[str, tuple[list[str | bytes], str]] = {}
         publishes: list[Command] = []
         removals: dict[str, list[str | bytes]] = {}
         for (exchange, symbol), ticker in batch.items():
             if isinstance(ticker, Removal):
-                removals.setdefault(exchange, ["HDEL", self.tickers(exchange)]).append(symbol)
+                removals.setdefault(exchange, ["HDEL", starts(exchange)[0]]).append(symbol)
                 continue
             payload = encode(ticker)
             known = exchanges.get(exchange)
             if known is None:
-                known = exchanges[exchange] = (["HSET", self.tickers(exchange)], self._updates_of(exchange))
+                key, channel, _ = starts(exchange)
+                known = exchanges[exchange] = (["HSET", key], channel)
+                commands.append(known[0])
             fields, channel = known
             fields += (symbol, payload)
             publishes.append(("PUBLISH", channel + symbol, payload))
-        stores: list[Command] = [*(fields for fields, _ in exchanges.values()), *removals.values()]
+        commands += removals.values()
         if self.strict:
-            stores += self._time_commands(batch)
-        return [*stores, *publishes]
+            commands += self._time_commands(batch)
+        commands += publishes
+        return commands
 
     def _time_commands(self, batch: Mapping[tuple[str, str], Ticker | Removal]) -> list[Command]:
         """fullon's ``ticker_time`` keys of a batch, as its ``set_ticker`` and ``delete_ticker``
@@ -195,11 +219,12 @@ class RedisLayout:
         carries no per-ticker test for it."""
         times: list[str | bytes] = ["MSET"]
         gone: list[str | bytes] = ["DEL"]
+        starts = self._starts
         for (exchange, symbol), ticker in batch.items():
             if isinstance(ticker, Removal):
-                gone.append(self.ticker_time(exchange, symbol))
+                gone.append(starts(exchange)[2] + symbol)
             else:
-                times += (self.ticker_time(exchange, symbol), str(tick_time(ticker)))
+                times += (starts(exchange)[2] + symbol, str(tick_time(ticker)))
         return [command for command in (times, gone) if len(command) > 1]
 
     def read_ticker(self, client: redis.Redis, exchange: str, symbol: str) -> Record | None:

@@ -176,21 +176,27 @@ class BitfinexDecoder(Decoder):
     @staticmethod
     def _ticker(symbol: str, values: list[Any]) -> Ticker:
         """Every payload is a full snapshot of ten numbers: a shorter one, or a null among
-        them, makes the frame junk (``IndexError``, ``TypeError``)."""
+        them, makes the frame junk (``IndexError``, ``TypeError``).  Built positionally, in the
+        Ticker's field order (keyword arguments cost a fifth of the decode); the values are read
+        in the payload's order, so the one a junk frame is blamed on is the first bad one."""
+        bid, bid_size, ask, ask_size = float(values[0]), float(values[1]), float(values[2]), float(values[3])
+        change, change_pct = float(values[4]), float(values[5]) * 100
+        last, volume, high, low = float(values[6]), float(values[7]), float(values[8]), float(values[9])
         return Ticker(
-            exchange="bitfinex",
-            symbol=symbol,
-            bid=float(values[0]),
-            bid_size=float(values[1]),
-            ask=float(values[2]),
-            ask_size=float(values[3]),
-            change_24h=float(values[4]),
-            change_pct_24h=float(values[5]) * 100,
-            last=float(values[6]),
-            volume_24h=float(values[7]),
-            high_24h=float(values[8]),
-            low_24h=float(values[9]),
-            received_ts=time.time(),
+            "bitfinex",
+            symbol,
+            last,
+            bid,
+            ask,
+            bid_size,
+            ask_size,
+            volume,
+            high,
+            low,
+            change,
+            change_pct,
+            None,
+            time.time(),
         )
 
 

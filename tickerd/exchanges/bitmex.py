@@ -92,17 +92,20 @@ def _timestamp(value: str | None) -> float | None:
     """BitMEX timestamps are ISO-8601 UTC with milliseconds and a ``Z``."""
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()  # 3.11 reads the Z itself
 
 
-#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order (see ``_ticker``).
+#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order (see ``_table``).
 _Book = tuple[float | None, float | None, float | None, float | None]
+#: An instrument row's last price, then its 24 h volume, high, low, change and change percent
+#: in :class:`Ticker`'s field order (see :func:`_statistics`).
+_Statistics = tuple[float | None, tuple[float | None, float | None, float | None, float | None, float | None]]
 
 
 class _Merged:
     """The latest quote and merged instrument row of one symbol."""
 
-    __slots__ = ("book", "exchange_ts", "instrument", "symbol")
+    __slots__ = ("book", "exchange_ts", "instrument", "statistics", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -111,8 +114,29 @@ class _Merged:
         self.book: _Book | None = None
         #: ``None`` until the partial arrived: updates before it have nothing to merge onto.
         self.instrument: dict[str, Any] | None = None
+        #: :attr:`instrument` parsed (:func:`_statistics`), for the quotes that follow it.
+        self.statistics: _Statistics = _statistics(None)
         #: The newest exchange time of the rows merged so far.
         self.exchange_ts: float | None = None
+
+
+def _statistics(inst: dict[str, Any] | None) -> _Statistics:
+    """The numbers of a merged instrument row (all ``None`` before its partial).
+
+    Parsed once per instrument row and kept: quote rows, far more frequent, build their Ticker
+    from it instead of parsing the row's six fields again.
+    """
+    inst = inst or {}
+    last = optional_float(inst.get("lastPrice"))
+    previous = optional_float(inst.get("prevPrice24h"))
+    pct = optional_float(inst.get("lastChangePcnt"))
+    return last, (
+        optional_float(inst.get("homeNotional24h")),
+        optional_float(inst.get("highPrice")),
+        optional_float(inst.get("lowPrice")),
+        last - previous if last is not None and previous is not None else None,
+        pct * 100.0 if pct is not None else None,
+    )
 
 
 def _newest(exchange_ts: float | None, row: dict[str, Any]) -> float | None:
@@ -176,14 +200,21 @@ class BitMEXDecoder(Decoder):
         """
         if table not in TABLES:
             return self.junk_frame()
-        merged: dict[str, tuple[_Merged, Ticker, _Book | None, dict[str, Any] | None, float | None]] = {}
+        merged: dict[
+            str, tuple[_Merged, Ticker, _Book | None, dict[str, Any] | None, _Statistics, float | None]
+        ] = {}
         now = time.time()
         for row in rows:
             state = self._by_native.get(row["symbol"])
             if state is None or state.symbol in self._rejected or action == "delete":
                 continue
             earlier = merged.get(state.symbol)
-            book, inst, ts = earlier[2:] if earlier else (state.book, state.instrument, state.exchange_ts)
+            statistics: _Statistics | None
+            book, inst, statistics, ts = (
+                earlier[2:]
+                if earlier
+                else (state.book, state.instrument, state.statistics, state.exchange_ts)
+            )
             if table == "quote":
                 book = (
                     float(row["bidPrice"]),
@@ -197,18 +228,31 @@ class BitMEXDecoder(Decoder):
                     return self.junk_frame(f"instrument {action} without {missing}")
                 if not self._settles_as_configured(state, row):
                     continue
-                inst = row
+                inst, statistics = row, None
             elif inst is None or _TICKER_FIELDS.isdisjoint(row):
                 continue
             else:
-                inst = inst | row
+                inst, statistics = inst | row, None
             ts = _newest(ts, row)
-            ticker = self._ticker(state.symbol, book, inst, ts, now)
+            quoted = book
+            if quoted is None:  # no quote yet: the instrument's best prices, without sizes
+                fields = inst or {}
+                quoted = (
+                    optional_float(fields.get("bidPrice")),
+                    optional_float(fields.get("askPrice")),
+                    None,
+                    None,
+                )
+            if statistics is None:  # a new instrument row: parsed once, for the quotes after it
+                statistics = _statistics(inst)
+            last, rest = statistics
+            # Positional, in the Ticker's field order: keyword arguments cost more than the check.
+            ticker = Ticker("bitmex", state.symbol, last, *quoted, *rest, ts, now)
             if (reason := self.flaw(ticker)) is not None:
                 return self.junk_frame(reason)
-            merged[state.symbol] = (state, ticker, book, inst, ts)
-        for state, _, book, inst, ts in merged.values():
-            state.book, state.instrument, state.exchange_ts = book, inst, ts
+            merged[state.symbol] = (state, ticker, book, inst, statistics, ts)
+        for state, _, book, inst, parsed, ts in merged.values():
+            state.book, state.instrument, state.statistics, state.exchange_ts = book, inst, parsed, ts
         return [ticker for _, ticker, *_ in merged.values()]
 
     def _settles_as_configured(self, state: _Merged, row: dict[str, Any]) -> bool:
@@ -245,32 +289,6 @@ class BitMEXDecoder(Decoder):
             if symbol not in self._rejected:
                 self._rejected.add(symbol)
                 self.events.append(Rejected(symbol, reason))
-
-    @staticmethod
-    def _ticker(
-        symbol: str, book: _Book | None, inst: dict[str, Any] | None, exchange_ts: float | None, now: float
-    ) -> Ticker:
-        """Built positionally, in the Ticker's field order: fewer keyword arguments pay for the
-        sanity check on every frame."""
-        inst = inst or {}
-        if book is None:  # no quote yet: the instrument's best prices, without sizes
-            book = (optional_float(inst.get("bidPrice")), optional_float(inst.get("askPrice")), None, None)
-        last = optional_float(inst.get("lastPrice"))
-        previous = optional_float(inst.get("prevPrice24h"))
-        pct = optional_float(inst.get("lastChangePcnt"))
-        return Ticker(
-            "bitmex",
-            symbol,
-            last,
-            *book,
-            optional_float(inst.get("homeNotional24h")),
-            optional_float(inst.get("highPrice")),
-            optional_float(inst.get("lowPrice")),
-            last - previous if last is not None and previous is not None else None,
-            pct * 100.0 if pct is not None else None,
-            exchange_ts,
-            now,
-        )
 
 
 class BitMEX(Exchange):

@@ -153,7 +153,7 @@ class BitstampDecoder(Decoder):
         rule (a junk frame leaves the merged view as it was).  Built positionally, in the
         Ticker's field order: fewer keyword arguments pay for the check on every frame."""
         ticker = Ticker(
-            "bitstamp", state.symbol, last, *book, exchange_ts=exchange_ts, received_ts=time.time()
+            "bitstamp", state.symbol, last, *book, None, None, None, None, None, exchange_ts, time.time()
         )
         if (reason := self.flaw(ticker)) is not None:
             return self.junk_frame(reason)

@@ -24,6 +24,7 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -73,8 +74,15 @@ def _rfc3339(value: str) -> float:
     epoch).
     """
     head, _, fraction = value.rstrip("Z").partition(".")
-    seconds = datetime.fromisoformat(head + "+00:00").timestamp()
+    seconds = _whole_seconds(head)
     return seconds + float("0." + fraction) if fraction else seconds
+
+
+@functools.lru_cache(maxsize=4)
+def _whole_seconds(head: str) -> float:
+    """``2023-02-09T20:30:37`` (UTC) → epoch seconds.  Remembered: every frame of the same
+    second shares it, and the parse is half of :func:`_rfc3339`."""
+    return datetime.fromisoformat(head + "+00:00").timestamp()
 
 
 class CoinbaseDecoder(Decoder):
@@ -183,21 +191,23 @@ class CoinbaseDecoder(Decoder):
     def _ticker(symbol: str, item: dict[str, Any], exchange_ts: float, now: float) -> Ticker:
         """Each ticker object is complete (snapshot and updates share the schema): the fields
         read here are all required, so a frame without one is junk instead of a null
-        overwriting the stored value."""
+        overwriting the stored value.  Built positionally, in the Ticker's field order (keyword
+        arguments cost a sixth of the decode)."""
         return Ticker(
-            exchange="coinbase",
-            symbol=symbol,
-            last=float(item["price"]),
-            bid=float(item["best_bid"]),
-            ask=float(item["best_ask"]),
-            bid_size=float(item["best_bid_quantity"]),
-            ask_size=float(item["best_ask_quantity"]),
-            volume_24h=float(item["volume_24_h"]),
-            high_24h=float(item["high_24_h"]),
-            low_24h=float(item["low_24_h"]),
-            change_pct_24h=float(item["price_percent_chg_24_h"]),
-            exchange_ts=exchange_ts,
-            received_ts=now,
+            "coinbase",
+            symbol,
+            float(item["price"]),
+            float(item["best_bid"]),
+            float(item["best_ask"]),
+            float(item["best_bid_quantity"]),
+            float(item["best_ask_quantity"]),
+            float(item["volume_24_h"]),
+            float(item["high_24_h"]),
+            float(item["low_24_h"]),
+            None,  # Coinbase sends no absolute change
+            float(item["price_percent_chg_24_h"]),
+            exchange_ts,
+            now,
         )
 
 
