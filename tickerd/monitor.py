@@ -14,11 +14,12 @@ Writes are rate-limited per exchange, not per symbol: in steady state one record
 symbols the exchange carries, plus a write on state changes (the exchange's record and the
 heartbeat, so its writer counters are as current as the newest record), and all of them when
 the writer had to reconnect (a Redis restarted empty would otherwise show no daemon to
-``status`` until the next interval).  State changes are coalesced: a record is written at most
-once per :data:`COALESCE` seconds, so a change after a quiet second is written at once and the
-changes that follow within that second go out together at its end (an exchange of 10,000
+``status`` until the next interval).  State changes are coalesced: a record carries changes at
+most once per :data:`COALESCE` seconds, so a change after a quiet second is written at once and
+the changes that follow within that second go out together at its end (an exchange of 10,000
 symbols whose first tickers, staleness or subscriptions change symbol by symbol costs one
-record a second, not one per change).  Every record has a TTL of three intervals, so the
+record a second, not one per change).  The steady-state writes keep their own pace and do not
+hold a change back.  Every record has a TTL of three intervals, so the
 records of a daemon that died expire instead of looking alive.  The records go through the
 writer, so Redis keeps a single writer.  fullon process records (:mod:`tickerd.fullon`), when
 configured, are written along with them: an exchange's with its health record, the daemon's
@@ -90,10 +91,12 @@ class HealthMonitor:
         self._dirty: set[str] = set()
         #: Exchanges that have a record, and when each is due a steady-state write.
         self._due: dict[str, float] = {}
-        #: When each exchange's record may be written again for a state change (see
-        #: :data:`COALESCE`); the heartbeat's likewise.
+        #: When each exchange's record may carry a state change again (see :data:`COALESCE`).
         self._quiet_until: dict[str, float] = {}
+        #: When the heartbeat is due a steady-state write; whether it has a change to carry (the
+        #: source's, or an exchange record's counters), and from when it may.
         self._heartbeat_due = -math.inf
+        self._heartbeat_changed = False
         self._heartbeat_quiet_until = -math.inf
         #: Set when a record is due before its time (a state change, Redis reconnected).
         self._wakeup = trio.Event()
@@ -117,13 +120,15 @@ class HealthMonitor:
         self._wakeup.set()
 
     def _heartbeat_soon(self) -> None:
-        """Write the heartbeat at once, or at the end of the second of its last write."""
-        self._heartbeat_due = min(self._heartbeat_due, self._heartbeat_quiet_until)
+        """Write the heartbeat at once, or at the end of the second of its last change."""
+        self._heartbeat_changed = True
 
     def _next_write(self) -> float:
         """When the next record is due: a steady-state write, or a held-back change's."""
         quiet = self._quiet_until
         held = [quiet.get(name, -math.inf) for name in self._dirty]
+        if self._heartbeat_changed:
+            held.append(self._heartbeat_quiet_until)
         return min([self._heartbeat_due, *self._due.values(), *held])
 
     async def run(self) -> None:
@@ -153,24 +158,28 @@ class HealthMonitor:
             new = name not in self._due  # written at once, and the heartbeat lists it
             if new:
                 self._due[name] = now
-            change = new or (name in self._dirty and now >= self._quiet_until.get(name, -math.inf))
-            if change or now >= self._due[name]:
+            dirty = new or name in self._dirty
+            if (dirty and now >= self._quiet_until.get(name, -math.inf)) or now >= self._due[name]:
                 fields = attrs.asdict(snapshot, recurse=False)
                 self._put(self.layout.health(name), ExchangeRecord(exchange=name, time=time.time(), **fields))
                 if self.processes is not None:
                     self.processes.exchange(name, snapshot, steady=now >= self._due[name])
-                changed |= change
-                self._dirty.discard(name)
                 self._due[name] = now + interval
-                self._quiet_until[name] = now + COALESCE
+                if dirty:  # it carried a change: the next waits for the end of this second
+                    changed = True
+                    self._dirty.discard(name)
+                    self._quiet_until[name] = now + COALESCE
         if changed:  # the heartbeat's writer counters go along with every state change
             self._heartbeat_soon()
-        if now >= self._heartbeat_due:
+        carries = self._heartbeat_changed
+        if (carries and now >= self._heartbeat_quiet_until) or now >= self._heartbeat_due:
             self._put(self.layout.heartbeat(), self._heartbeat("running", health))
             if self.processes is not None:
                 self.processes.daemon(health)
             self._heartbeat_due = now + interval
-            self._heartbeat_quiet_until = now + COALESCE
+            if carries:
+                self._heartbeat_changed = False
+                self._heartbeat_quiet_until = now + COALESCE
 
     def _put(self, key: str, record: Heartbeat | ExchangeRecord | None) -> None:
         self.writer.put_record(key, None if record is None else snapshots.dumps(record), self.ttl)
