@@ -4,17 +4,18 @@
         [--seconds 1.0]
 
 For each ticker layout and batch size, a batch of that many distinct symbols (full tickers,
-every field set) is timed in the two steps the writer thread runs per batch
-(``RedisWriter._write``):
+every field set) is timed in the two steps the writer runs per batch (``RedisWriter._send``
+and ``_confirm``):
 
 * **build**: ``RedisLayout.ticker_commands`` (each ticker JSON-encoded once, the ``HSET``, the
   ``PUBLISH`` per ticker, and the fullon layout's ``MSET`` of ``ticker_time`` keys);
-* **round trip**: those commands through the writer's own ``execute`` (packed, sent once, one
-  reply read each) against the local Redis, under a key prefix of its own that is deleted
-  afterwards.
+* **round trip**: those commands through the writer's own connection
+  (:class:`~tickerd.writer.connection.RedisConnection`: packed, sent once, one reply read
+  each) against the local Redis, back to back in a trio loop, under a key prefix of its own
+  that is deleted afterwards.
 
 Each step repeats for ``--seconds`` (at least 10 batches) and reports the mean.  No sockets
-but Redis, no event loop, no thread hop: what a change to the write itself (the fleet's
+but Redis, nothing else in the event loop: what a change to the write itself (the fleet's
 compare-and-set) adds or saves shows here before it drowns in ``bench/throughput.py``'s noise.
 """
 
@@ -24,13 +25,14 @@ import argparse
 import gc
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis
+import trio
 
-from tickerd.layout import LAYOUTS, RedisLayout
+from tickerd.layout import LAYOUTS, Command, RedisLayout
 from tickerd.model import Ticker
-from tickerd.writer.bridge import execute
+from tickerd.writer.connection import RedisConnection
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 EXCHANGE = "binance"
@@ -74,11 +76,30 @@ def mean_seconds(step: Callable[[], object], budget: float) -> float:
     return (now - started) / calls
 
 
-def bench(client: redis.Redis, layout: RedisLayout, size: int, budget: float) -> dict[str, float]:
+async def mean_seconds_async(step: Callable[[], Awaitable[object]], budget: float) -> float:
+    """:func:`mean_seconds` for a step that runs in the event loop."""
+    gc.collect()
+    calls = 0
+    started = now = time.perf_counter()
+    while calls < MIN_BATCHES or now - started < budget:
+        await step()
+        calls += 1
+        now = time.perf_counter()
+    return (now - started) / calls
+
+
+async def round_trips(connection: RedisConnection, commands: list[Command], budget: float) -> float:
+    try:
+        return await mean_seconds_async(lambda: connection.execute(commands), budget)
+    finally:
+        connection.close()  # in the event loop that owns its socket
+
+
+def bench(connection: RedisConnection, layout: RedisLayout, size: int, budget: float) -> dict[str, float]:
     batch = batch_of(size)
     commands = layout.ticker_commands(batch)
     build = mean_seconds(lambda: layout.ticker_commands(batch), budget)
-    round_trip = mean_seconds(lambda: execute(client, commands), budget)
+    round_trip = trio.run(round_trips, connection, commands, budget)
     return {"build": build * 1e6, "round_trip": round_trip * 1e6, "commands": len(commands)}
 
 
@@ -100,7 +121,7 @@ def main() -> None:
         for kind in args.layout or LAYOUTS:
             layout = RedisLayout(prefix, kind)
             for size in sizes:
-                r = bench(client, layout, size, args.seconds)
+                r = bench(RedisConnection(REDIS_URL), layout, size, args.seconds)
                 total = r["build"] + r["round_trip"]
                 print(
                     f"{kind:<9} {size:>6,} {r['commands']:>9.0f} {r['build']:>10.1f} {r['round_trip']:>10.1f}"

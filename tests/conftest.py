@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from tickerd.layout import RedisLayout
 from tickerd.snapshots import DaemonHealth, DatabaseSourceSnapshot, SourceSnapshot
 from tickerd.testing import FakeExchange
 from tickerd.writer import RedisWriter
-from tickerd.writer.bridge import WRITER_THREAD
+from tickerd.writer.connection import RedisConnection
 
 FakeT = TypeVar("FakeT", bound=FakeExchange)
 
@@ -42,16 +41,9 @@ def redis_client() -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def prefix(redis_client: redis.Redis) -> Iterator[str]:
-    """A key prefix of this test's own; its keys (and only those) are deleted afterwards.
-
-    A daemon's writer may leave a write to its thread when the shutdown grace ends (virtual
-    time ends it at once under MockClock): the cleanup waits for those threads first, so a
-    late write cannot recreate a key after it was deleted."""
+    """A key prefix of this test's own; its keys (and only those) are deleted afterwards."""
     value = f"tickerd-test-{uuid.uuid4().hex[:10]}:"
     yield value
-    for thread in threading.enumerate():
-        if thread.name == WRITER_THREAD:
-            thread.join(timeout=10)
     for key in redis_client.scan_iter(RedisLayout(value).owned_pattern()):
         redis_client.delete(key)
 
@@ -144,6 +136,15 @@ async def updates(redis_client: redis.Redis, prefix: str) -> AsyncIterator[Updat
     watcher = Updates(redis_client, prefix)
     yield watcher
     watcher.close()
+
+
+async def execute(commands: Sequence[Sequence[str | bytes]]) -> None:
+    """One round trip of ``commands`` to the shared Redis, over the writer's own connection."""
+    connection = RedisConnection(REDIS_URL)
+    try:
+        await connection.execute(commands)
+    finally:
+        connection.close()
 
 
 def stored(client: redis.Redis, prefix: str, exchange: str, symbol: str) -> dict[str, Any] | None:

@@ -34,9 +34,15 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server of the test's own on 127.0.0.1, which the test may break at will."""
 
-    def __init__(self, *, password: str | None = None) -> None:
+    def __init__(
+        self, *, password: str | None = None, tls: Path | None = None, unix_socket: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.password = password
+        #: A directory with ``cert.pem``, ``key.pem`` and ``ca.pem``: the server speaks TLS only.
+        self.tls = tls
+        #: A Unix socket the server listens on besides its port.
+        self.unix_socket = unix_socket
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -44,12 +50,19 @@ class RedisServer:
     def url(self) -> str:
         """The URL a client uses (with the password, when the server has one)."""
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         """Start an empty server on :attr:`port` and return once it accepts connections."""
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no"]
+        command = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.tls:
+            command += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            for option, name in (("cert", "cert"), ("key", "key"), ("ca-cert", "ca")):
+                command += [f"--tls-{option}-file", str(self.tls / f"{name}.pem")]
+        else:
+            command += ["--port", str(self.port)]
+        if self.unix_socket:
+            command += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
         if self.password:
             command += ["--requirepass", self.password]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
+from collections.abc import Sequence
 
 import pytest
 import trio
@@ -121,7 +122,7 @@ async def test_a_handshake_that_never_completes_is_retried_with_backoff(
     serve = functools.partial(trio.serve_tcp, accept_and_never_answer, 0, host="127.0.0.1")
     listeners = await nursery.start(serve)
     port = listeners[0].socket.getsockname()[1]
-    send, _ = trio.open_memory_channel[Ticker](10)
+    send, _ = trio.open_memory_channel[Sequence[Ticker]](10)
     health = ExchangeHealth("kraken")
     feed = Feed(
         exchanges.get("kraken"),
@@ -149,7 +150,7 @@ async def test_a_name_that_does_not_resolve_is_logged_as_such(
     nursery: trio.Nursery, clock: trio.testing.MockClock, logs: list[str]
 ) -> None:
     trio.socket.set_custom_hostname_resolver(Offline())  # this test's trio.run only
-    send, _ = trio.open_memory_channel[Ticker](10)
+    send, _ = trio.open_memory_channel[Sequence[Ticker]](10)
     health = ExchangeHealth("kraken")
     adapter = exchanges.get("kraken")
     settings = FeedSettings(reconnect_delay=FIRST, max_reconnect_delay=CAP)

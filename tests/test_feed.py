@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tickerd.config import ConfigError, FeedSettings, structure
 from tickerd.feed import Feed
 from tickerd.health import CONNECTED, FAILED, ExchangeHealth
 from tickerd.model import Ticker
+from tickerd.pacing import Pacer, next_tick
 from tickerd.testing import FakeBinance, FakeExchange, FakeKraken
 
 
@@ -25,7 +27,7 @@ class Harness:
     """A Feed wired to a fake and a memory channel (no Redis needed at this layer)."""
 
     def __init__(
-        self, feed: Feed, receive: trio.MemoryReceiveChannel[Ticker], health: ExchangeHealth
+        self, feed: Feed, receive: trio.MemoryReceiveChannel[Sequence[Ticker]], health: ExchangeHealth
     ) -> None:
         self.feed, self.receive, self.health = feed, receive, health
 
@@ -37,9 +39,10 @@ class Harness:
 
     async def next_ticker(self, symbol: str | None = None) -> Ticker:
         with trio.fail_after(30):
-            async for ticker in self.receive:
-                if symbol is None or ticker.symbol == symbol:
-                    return ticker
+            async for tickers in self.receive:
+                for ticker in tickers:
+                    if symbol is None or ticker.symbol == symbol:
+                        return ticker
         raise AssertionError("channel closed")
 
 
@@ -48,7 +51,7 @@ async def start(
 ) -> Harness:
     if not fake.port:
         await nursery.start(fake.serve)
-    send, receive = trio.open_memory_channel[Ticker](1000)
+    send, receive = trio.open_memory_channel[Sequence[Ticker]](1000)
     health = ExchangeHealth(fake.name)
     feed = Feed(
         exchanges.get(fake.name),
@@ -216,7 +219,7 @@ async def test_application_keepalive_is_sent_on_schedule(
 
 def test_a_connection_lives_until_the_shorter_of_the_configured_and_the_exchanges_limit() -> None:
     def lifetime(exchange: str, max_lifetime: float | None = None) -> float | None:
-        send, _ = trio.open_memory_channel[Ticker](1)
+        send, _ = trio.open_memory_channel[Sequence[Ticker]](1)
         adapter = exchanges.get(exchange)
         feed = Feed(
             adapter,
@@ -253,3 +256,84 @@ async def test_log_lines_name_exchange_and_connection_in_loguru_s_default_format
     assert any(
         line.rstrip().endswith(" - [exchange=kraken feed=1] connected, 1 symbols") for line in lines
     ), lines
+
+
+@pytest.fixture
+def still_clock() -> trio.testing.MockClock:
+    """Virtual time that moves only when the test says so (``clock.jump``)."""
+    return trio.testing.MockClock()
+
+
+async def test_frames_within_the_batch_window_go_on_together_and_a_quiet_one_at_once(
+    nursery: trio.Nursery, still_clock: trio.testing.MockClock
+) -> None:
+    fake = FakeKraken()
+    h = await start(nursery, fake, ["BTC/USD", "ETH/USD"], batch_window=0.01)
+    await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
+    for _ in range(2):  # the snapshots sent on subscribing, and the tick they left it waiting for
+        still_clock.jump(1.0)
+        await trio.testing.wait_all_tasks_blocked()
+        while True:
+            try:
+                h.receive.receive_nowait()
+            except trio.WouldBlock:
+                break
+
+    quiet_since = trio.current_time()
+    await fake.push("BTC/USD", last=1.0)
+    first = await h.receive.receive()
+    assert [t.last for t in first] == [1.0]
+    assert trio.current_time() == quiet_since  # after a quiet spell: read at once, no tick waited
+
+    await fake.push("BTC/USD", last=2.0)
+    await fake.push("ETH/USD", last=20.0)
+    await trio.testing.wait_all_tasks_blocked()
+    with pytest.raises(trio.WouldBlock):  # both wait in the socket for the window's next tick
+        h.receive.receive_nowait()
+    still_clock.jump(0.015)  # past the next tick (within one more window)
+    second = await h.receive.receive()
+    assert [(t.symbol, t.last) for t in second] == [("BTC/USD", 2.0), ("ETH/USD", 20.0)]
+
+
+def test_the_batch_window_is_a_latency_budget_of_at_most_100_ms() -> None:
+    for bad in (-0.001, 0.5):  # (nan is refused as not a finite number, as for every float)
+        with pytest.raises(ConfigError, match=r"feed\.batch_window: expected seconds from 0 "):
+            structure({"feed": {"batch_window": bad}})
+    assert structure({"feed": {"batch_window": 0}}).feed.batch_window == 0.0
+
+
+async def test_paced_connections_share_one_timer_a_tick_and_a_cancelled_timekeeper_wakes_the_rest(
+    still_clock: trio.testing.MockClock,
+) -> None:
+    pacer = Pacer(0.01)
+    woken: list[str] = []
+
+    async def wait(name: str) -> None:
+        await pacer.tick()
+        woken.append(name)
+
+    async with trio.open_nursery() as nursery:
+        keeper = trio.CancelScope()
+
+        async def timekeeper() -> None:
+            with keeper:
+                await wait("keeper")
+
+        nursery.start_soon(timekeeper)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(wait, "a")
+        nursery.start_soon(wait, "b")
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(pacer._ticks) == 1  # one tick, one timer, three waiting
+        keeper.cancel()  # the first waiter's connection closes: the others are not left behind
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(woken) == ["a", "b"] and not pacer._ticks
+        assert trio.current_time() == 0.0
+
+
+def test_the_next_tick_is_strictly_after_now_despite_float_rounding() -> None:
+    assert next_tick(1.0, 0.01) > 1.0  # 1.0 // 0.01 is 99.0 in floats: the naive tick is 1.0
+    assert next_tick(0.0, 0.002) == 0.002
+    assert all(
+        now < next_tick(now, 0.002) <= now + 0.002 + 1e-12 for now in (i * 0.0007 for i in range(5000))
+    )

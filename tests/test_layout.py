@@ -5,9 +5,9 @@ from __future__ import annotations
 import attrs
 import redis
 
+from tests.conftest import execute
 from tickerd.layout import RedisLayout
 from tickerd.model import Removal, Ticker
-from tickerd.writer.bridge import execute
 
 
 def test_key_names_are_the_fullon_ones_under_the_prefix() -> None:
@@ -48,13 +48,13 @@ def test_commands_write_each_hash_before_any_publish() -> None:
     assert kraken_hash[3] is commands[2][2]  # one encoding per ticker, shared by HSET and PUBLISH
 
 
-def test_read_helpers_see_what_the_commands_store(redis_client: redis.Redis, prefix: str) -> None:
+async def test_read_helpers_see_what_the_commands_store(redis_client: redis.Redis, prefix: str) -> None:
     layout = RedisLayout(prefix)
     batch = {
         ("kraken", "A/USD"): Ticker("kraken", "A/USD", last=1.0),
         ("binance", "B/USDT"): Ticker("binance", "B/USDT", last=2.0),
     }
-    execute(redis_client, layout.ticker_commands(batch))
+    await execute(layout.ticker_commands(batch))
     assert (layout.read_ticker(redis_client, "kraken", "A/USD") or {}).get("last") == 1.0
     assert layout.read_ticker(redis_client, "kraken", "B/USDT") is None
     assert {s: r["last"] for s, r in layout.read_tickers(redis_client, "binance").items()} == {"B/USDT": 2.0}

@@ -284,7 +284,7 @@ async def test_state_changes_are_coalesced_to_one_write_a_second_the_first_at_on
     nursery: trio.Nursery, clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     layout = RedisLayout("coalesce-test:")
-    writer = RedisWriter(redis.Redis(), layout)  # not run: the records are only queued
+    writer = RedisWriter("redis://127.0.0.1:1/0", layout)  # not run: the records are only queued
     source = ChangingHealth()
     puts: list[tuple[float, str, bytes | None]] = []
     monkeypatch.setattr(

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 import trio
 
-from tests.conftest import make_config, start_daemon, start_fake, stored, until_redis_up
+from tests.conftest import REDIS_URL, execute, make_config, start_daemon, start_fake, stored, until_redis_up
 from tests.processes import RedisServer
 from tickerd.layout import RedisLayout
 from tickerd.model import Ticker
 from tickerd.testing import FakeKraken
 from tickerd.writer import RedisWriter
-from tickerd.writer.bridge import execute
 
 
-def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: str) -> None:
+async def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: str) -> None:
     layout = RedisLayout(prefix)
     ticker = Ticker(
         "kraken", "BTC/USD", last=10.0, bid=9.5, ask=10.5, volume_24h=3.0, received_ts=1700000000.5
@@ -22,7 +23,7 @@ def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: st
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.subscribe(layout.updates("kraken", "BTC/USD"))
     pubsub.get_message(timeout=1)
-    execute(redis_client, layout.ticker_commands({("kraken", "BTC/USD"): ticker}))
+    await execute(layout.ticker_commands({("kraken", "BTC/USD"): ticker}))
     record = stored(redis_client, prefix, "kraken", "BTC/USD")
     assert record is not None
     assert {
@@ -43,10 +44,10 @@ def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: st
 
 
 async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redis, prefix: str) -> None:
-    writer = RedisWriter(redis_client, RedisLayout(prefix))
-    send, receive = trio.open_memory_channel[Ticker](10_000)
-    for i in range(5000):
-        send.send_nowait(Ticker("kraken", f"S{i % 10}/USD", last=float(i)))
+    writer = RedisWriter(REDIS_URL, RedisLayout(prefix))
+    send, receive = trio.open_memory_channel[Sequence[Ticker]](10_000)
+    for i in range(0, 5000, 2):  # one item per socket read, as the feeds send them
+        send.send_nowait([Ticker("kraken", f"S{j % 10}/USD", last=float(j)) for j in (i, i + 1)])
     send.close()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run, receive)

@@ -14,10 +14,9 @@ through its handle only: ``health()`` (typed snapshots), ``health_changes`` and
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
-import redis
 import trio
 
 from tickerd import exchanges, sources
@@ -32,11 +31,13 @@ from tickerd.lease import PrefixLease
 from tickerd.logs import logger
 from tickerd.model import Removal, Ticker
 from tickerd.monitor import HealthMonitor
+from tickerd.pacing import Pacer
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
 from tickerd.sources import Source
 from tickerd.writer import RedisWriter
 
-#: Tickers the feeds may queue ahead of the writer's coalescing before they wait.
+#: Items (the tickers of one socket read, or a removal) the feeds may queue ahead of the
+#: writer's coalescing before they wait.
 CHANNEL_SIZE = 4096
 #: Seconds after start with no exchange connected yet before tickerd suggests that the machine
 #: may be offline (a first run without a network is the common cause).
@@ -137,6 +138,7 @@ class _ExchangeRunner:
             health=self.health,
             feed_id=next(self._ids),
             engine=self.settings.engine,
+            pacer=self.daemon.pacer,
         )
         self.feeds.append(feed)
         self.nursery.start_soon(self._run_feed, feed)
@@ -212,12 +214,14 @@ class TickerDaemon:
         self,
         config: Config,
         nursery: trio.Nursery,
-        sink: trio.MemorySendChannel[Ticker | Removal],
+        sink: trio.MemorySendChannel[Sequence[Ticker | Removal]],
         writer: RedisWriter,
     ) -> None:
         self.config = config
         self.sink = sink
         self.writer = writer
+        #: One clock of the batch window for every feed: paced connections wake together.
+        self.pacer = Pacer(config.feed.batch_window)
         self._nursery = nursery
         self._runners: dict[str, _ExchangeRunner] = {}
         #: Fired on every health state change: with the exchange's name (connected,
@@ -372,9 +376,9 @@ class TickerDaemon:
         for symbol in sorted(symbols):
             removal = self.writer.removal(exchange, symbol)
             try:
-                self.sink.send_nowait(removal)
+                self.sink.send_nowait([removal])
             except trio.WouldBlock:  # the writer is behind: queue up behind the waiting tickers
-                self._nursery.start_soon(self.sink.send, removal)
+                self._nursery.start_soon(self.sink.send, [removal])
 
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
@@ -397,11 +401,6 @@ class TickerDaemon:
         )
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A redis-py client with timeouts, so a hung server turns into an error and a retry."""
-    return redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30)
-
-
 async def serve(
     config: Config, *, task_status: trio.TaskStatus[TickerDaemon] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -420,36 +419,32 @@ async def serve(
 
 
 async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatus[TickerDaemon]) -> None:
-    client = redis_client(config.redis.address)
-    try:
-        send, receive = trio.open_memory_channel[Ticker | Removal](CHANNEL_SIZE)
-        writer = RedisWriter(client, config.layout, grace=config.shutdown_grace)
+    send, receive = trio.open_memory_channel[Sequence[Ticker | Removal]](CHANNEL_SIZE)
+    writer = RedisWriter(config.redis.address, config.layout, grace=config.shutdown_grace)
 
-        def shutting_down() -> None:
-            # The shutdown grace bounds all that follows the signal, the lease's release included.
-            lease.release_by = trio.current_time() + config.shutdown_grace
+    def shutting_down() -> None:
+        # The shutdown grace bounds all that follows the signal, the lease's release included.
+        lease.release_by = trio.current_time() + config.shutdown_grace
 
-        writer.at_close(shutting_down)
-        async with trio.open_nursery() as root:
-            root.start_soon(lease.keep)
-            root.start_soon(writer.run, receive)
-            async with trio.open_nursery() as exchanges_nursery:
-                daemon = TickerDaemon(config, exchanges_nursery, send, writer)
-                daemon.source = sources.for_config(config)
-                daemon.source.changed.connect(daemon._source_changed)
-                await root.start(daemon.source.run, daemon)
-                logger.info(
-                    "tickerd running ({source}): {exchanges}",
-                    source=daemon.source.kind,
-                    exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
-                    or "no exchanges yet",
-                )
-                per = config.process_records
-                processes = None if per == "off" else ProcessRecords(writer, config.layout, per)
-                monitor = HealthMonitor(daemon, writer, config.health, config.layout, lease, processes)
-                root.start_soon(monitor.run)
-                root.start_soon(daemon.hint_if_offline)
-                task_status.started(daemon)
-                await trio.sleep_forever()
-    finally:
-        client.close()
+    writer.at_close(shutting_down)
+    async with trio.open_nursery() as root:
+        root.start_soon(lease.keep)
+        root.start_soon(writer.run, receive)
+        async with trio.open_nursery() as exchanges_nursery:
+            daemon = TickerDaemon(config, exchanges_nursery, send, writer)
+            daemon.source = sources.for_config(config)
+            daemon.source.changed.connect(daemon._source_changed)
+            await root.start(daemon.source.run, daemon)
+            logger.info(
+                "tickerd running ({source}): {exchanges}",
+                source=daemon.source.kind,
+                exchanges=", ".join(f"{n} ({len(s)})" for n, s in daemon.symbols().items())
+                or "no exchanges yet",
+            )
+            per = config.process_records
+            processes = None if per == "off" else ProcessRecords(writer, config.layout, per)
+            monitor = HealthMonitor(daemon, writer, config.health, config.layout, lease, processes)
+            root.start_soon(monitor.run)
+            root.start_soon(daemon.hint_if_offline)
+            task_status.started(daemon)
+            await trio.sleep_forever()

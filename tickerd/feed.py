@@ -23,7 +23,7 @@ import itertools
 import math
 import operator
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import trio
 
@@ -33,6 +33,7 @@ from tickerd.exchanges.base import Exchange, ReconnectRequested, Rejected, Reply
 from tickerd.health import CONNECTED, CONNECTING, FAILED, RECONNECTING, ExchangeHealth
 from tickerd.logs import logger
 from tickerd.model import Ticker
+from tickerd.pacing import Pacer
 
 #: Seconds before an unchanged refusal of a symbol is logged again: it is refused anew on every
 #: reconnect, and one line per symbol says it all.
@@ -189,28 +190,42 @@ class _Session:
                 await conn.send(frame)
 
     async def _reader(self, conn: transport.Connection) -> None:
+        """Decode every frame; hand the tickers of one socket read to the writer as one item
+        (a burst of frames costs the channel and the writer one hand-off, not one a frame).
+
+        After a read that delivered tickers, the reader waits for the next tick of
+        ``feed.batch_window`` before it reads again: what a steady feed sends meanwhile is then
+        read, decoded and written in one wake-up of the process, which costs far more than
+        the frames themselves at moderate rates.  Every paced connection wakes at the same
+        tick (:mod:`tickerd.pacing`).  A connection that was quiet is blocked in its read, not
+        waiting for a tick: its next frame is read at once.
+        """
         feed = self.feed
         decode = self._decoder.decode
         decoder = self._decoder
         sink = feed.sink
+        pace = feed.pacer.tick if feed.pacer.window else None
+        tickers: list[Ticker] = []
         while True:
             frame = await conn.receive()
             self.frames += 1
-            tickers = decode(frame)
-            if tickers:
-                feed.last_ticker_at = trio.current_time()  # per read, for the staleness check
-                if self.first_ticker_at is None:
-                    self.first_ticker_at = feed.last_ticker_at
-            for ticker in tickers:
-                try:
-                    sink.send_nowait(ticker)
-                except trio.WouldBlock:
-                    await sink.send(ticker)
+            tickers += decode(frame)
             if decoder.events:
                 self._handle_events()
             if decoder.junk != self.junk:
                 self.junk = decoder.junk
                 logger.debug("junk frame ignored: {reason}", reason=decoder.junk_reason)
+            if tickers and not conn.buffered:
+                feed.last_ticker_at = trio.current_time()  # per read, for the staleness check
+                if self.first_ticker_at is None:
+                    self.first_ticker_at = feed.last_ticker_at
+                try:
+                    sink.send_nowait(tickers)
+                except trio.WouldBlock:
+                    await sink.send(tickers)
+                tickers = []
+                if pace is not None:
+                    await pace()
 
     def _handle_events(self) -> None:
         feed = self.feed
@@ -279,11 +294,12 @@ class Feed:
         symbols: Iterable[str],
         *,
         settings: FeedSettings,
-        sink: trio.MemorySendChannel[Ticker],
+        sink: trio.MemorySendChannel[Sequence[Ticker]],
         health: ExchangeHealth,
         feed_id: int,
         engine: str | None = None,
         rng: random.Random | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.adapter = adapter
         self.url = url
@@ -293,6 +309,8 @@ class Feed:
         self.health = health
         self.feed_id = feed_id
         self.engine = engine or settings.engine
+        #: The batch window's ticks, shared with the daemon's other feeds (:mod:`tickerd.pacing`).
+        self.pacer = pacer or Pacer(settings.batch_window)
         self.ssl_context = transport.ssl_context_for(url, settings.ca_file)
         #: Seconds after which a connection is rotated: the configured or the exchange's limit.
         lifetimes = [t for t in (settings.max_lifetime, adapter.max_lifetime) if t is not None]

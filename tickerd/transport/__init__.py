@@ -53,6 +53,11 @@ class Connection(Protocol):
     #: life: a quiet subscription on a server that pings is not a dead connection.
     reads: int
 
+    @property
+    def buffered(self) -> int:
+        """Messages already read from the socket that :meth:`receive` has not handed over yet:
+        the loop hands the tickers of one socket read on together, once this is 0."""
+
     async def send(self, message: str) -> None:
         """Send one text message."""
 

@@ -72,6 +72,12 @@ class _Connection:
     def reads(self) -> int:
         return self._stream.reads
 
+    @property
+    def buffered(self) -> int:
+        """Always 0: trio-websocket parses in a task of its own and queues what it parsed where
+        the seam cannot see, so each message goes on by itself."""
+        return 0
+
     async def send(self, message: str) -> None:
         try:
             await self._ws.send_message(message)

@@ -58,6 +58,10 @@ class _Connection:
         #: The reader (pongs, close echo) and the sender both write to the stream.
         self._send_lock = trio.StrictFIFOLock()
 
+    @property
+    def buffered(self) -> int:
+        return len(self._messages)
+
     async def send(self, message: str) -> None:
         if self._closed is not None:
             raise TransportError(f"send failed: {self._closed}")

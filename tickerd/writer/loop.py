@@ -3,11 +3,11 @@
 Feeds put tickers into a memory channel; the writer drains it continuously into a dict keyed
 by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by the number of
 symbols, not by the burst), and whenever Redis is free it writes the whole dict in one round
-trip from its worker thread (:mod:`tickerd.writer.bridge`), as the commands the layout
+trip over its own connection (:mod:`tickerd.writer.connection`), as the commands the layout
 (:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes back under any newer
 values and is retried with backoff: nothing latest is lost.  A failed attempt leaves nothing
-behind (its encoded commands go with it; see :func:`tickerd.writer.bridge._scrubbed`), so an
-outage costs memory for one latest value per symbol, however long it lasts.
+behind (its encoded commands go with it), so an outage costs memory for one latest value per
+symbol, however long it lasts.
 
 A symbol that leaves the desired set travels the same way: the daemon sends its
 :class:`~tickerd.model.Removal` through the channel, behind any of its tickers still queued,
@@ -15,13 +15,13 @@ and it replaces the symbol's pending value like a newer ticker would, so the val
 written after its field was deleted (``HDEL``).
 
 Health records (:mod:`tickerd.monitor`) travel through the same task, so Redis has one writer;
-they are rare (a few a minute) and go in a round trip of their own, after the tickers.
+they are rare (a few a minute) and go out with the next batch, after its tickers.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 import trio
@@ -34,26 +34,32 @@ from tickerd.layout import Command, RedisLayout
 from tickerd.model import Removal, Ticker
 from tickerd.redact import redact
 from tickerd.redis_errors import refusal
-from tickerd.writer.bridge import Reconnects, WorkerThread, execute
+from tickerd.writer.connection import RedisConnection
 
 Key = tuple[str, str]
 #: What the channel carries and a batch holds per (exchange, symbol): its latest ticker, or
 #: its removal.
 Item = Ticker | Removal
-#: A written batch and the seconds its round trip took (what metrics observe).
+#: A written batch and the seconds from its sending to its replies being read (what metrics
+#: observe; the replies are read with the next batch, or after :data:`CONFIRM_AFTER`).
 Written = tuple[dict[Key, Item], float]
+#: A queued record: by key, or by (hash key, field) for a field of a shared hash.
+RecordKey = str | tuple[str, str]
 
 #: While Redis is unreachable or refuses tickerd: retry soon (a restart is often quick), then
 #: every 2 s (a refusal too: a rotated password may be put right at any moment).  No jitter:
 #: there is one writer per daemon, nothing to spread out.
 RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
+#: Seconds after which the replies of the batch in flight are read if no newer batch came to
+#: go out first (a steady feed has them read as the next batch goes out, at no cost).
+CONFIRM_AFTER = 0.005
 
 
 class RedisWriter:
     """Coalesce, pipeline, retry.  ``run`` is the task; counters are for health and metrics."""
 
-    def __init__(self, client: redis.Redis, layout: RedisLayout, *, grace: float = 5.0) -> None:
-        self._client = client
+    def __init__(self, url: str, layout: RedisLayout, *, grace: float = 5.0) -> None:
+        self._redis = RedisConnection(url)
         self.layout = layout
         self._grace = grace
         self._pending: dict[Key, Item] = {}
@@ -80,7 +86,6 @@ class RedisWriter:
         #: once however often the retry fails.
         self._refused = False
         self._down_since = 0.0
-        self._reconnects = Reconnects()
         self._reconnects_seen = 0
         #: Fired after a round trip that needed a new connection: the server may be a restarted
         #: one that lost everything, so the monitor writes every health record again.
@@ -97,16 +102,19 @@ class RedisWriter:
         self.batch_written = Broadcast[Written]()
         self.records_written = 0
         #: Queued record commands, the newest per key (or per hash field) winning.
-        self._records: dict[str | tuple[str, str], Command] = {}
+        self._records: dict[RecordKey, Command] = {}
+        #: The batch sent and not confirmed yet (its tickers, its records, when it was sent).
+        self._inflight: tuple[dict[Key, Item], dict[RecordKey, Command], float] | None = None
+        #: Consecutive failed attempts (the retry backoff's step).
+        self._failures = 0
         self._closing: list[Callable[[], None]] = []
         self._final_records: list[Callable[[], None]] = []
-        self._thread = WorkerThread()
 
-    async def run(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
+    async def run(self, receive: trio.MemoryReceiveChannel[Sequence[Item]]) -> None:
         """Write until cancelled, then flush what is held within the grace period.
 
         The grace period is a hard bound whatever Redis does: a write still hanging at its
-        end is abandoned in the worker thread, and :attr:`unwritten` counts what it held.
+        end is abandoned (the connection dropped), and :attr:`unwritten` counts what it held.
         """
         try:
             async with trio.open_nursery() as nursery:
@@ -120,8 +128,8 @@ class RedisWriter:
                 await self._flush_until_done()
                 for callback in self._final_records:
                     callback()
-                await self._flush_records()
-            self._thread.stop()
+                await self._flush_until_done()
+            self._redis.close()
             self.unwritten = len(self._batch.keys() | self._pending.keys())
             if self.unwritten:
                 logger.error(
@@ -130,27 +138,28 @@ class RedisWriter:
                     s=self._grace,
                 )
 
-    def _put(self, ticker: Item) -> None:
-        key = (ticker.exchange, ticker.symbol)
-        if key in self._pending:
-            self.coalesced += 1
-        self._pending[key] = ticker
+    def _put(self, items: Sequence[Item]) -> None:
+        pending = self._pending
+        known = len(pending)
+        for item in items:
+            pending[item.exchange, item.symbol] = item
+        self.coalesced += len(items) - (len(pending) - known)
 
-    def _drain_nowait(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
+    def _drain_nowait(self, receive: trio.MemoryReceiveChannel[Sequence[Item]]) -> None:
         while True:
             try:
                 self._put(receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return
 
-    async def _drain(self, receive: trio.MemoryReceiveChannel[Item]) -> None:
+    async def _drain(self, receive: trio.MemoryReceiveChannel[Sequence[Item]]) -> None:
         """Move tickers from the channel into the pending dict as fast as they come."""
         while True:
             try:
-                ticker = await receive.receive()
+                items = await receive.receive()
             except trio.EndOfChannel:
                 return
-            self._put(ticker)
+            self._put(items)
             self._drain_nowait(receive)
             self._wakeup.set()
 
@@ -223,61 +232,83 @@ class RedisWriter:
 
     async def _flush_forever(self) -> None:
         while True:
-            await self._wakeup.wait()
-            await self._flush_once()
-            await self._flush_records()
-
-    async def _flush_records(self) -> None:
-        """Write the queued health records; on failure keep them (newer ones win) for the next
-        wake-up, which the next record or ticker brings within one health interval."""
-        if not self._records:
-            return
-        records, self._records = self._records, {}
-        try:
-            await self._thread.run_sync(self._write_records, records)
-        except (redis.RedisError, trio.Cancelled) as exc:
-            self._records = records | self._records  # for the next try, or the final flush
-            if isinstance(exc, trio.Cancelled):
-                raise
-            return
-        self.records_written += len(records)
-        self._check_reconnected()
-        self._flushed.fire(None)
-
-    def _write_records(self, records: dict[str | tuple[str, str], Command]) -> None:
-        """The queued records' commands in one round trip (writer thread)."""
-        execute(self._client, list(records.values()), self._reconnects)
+            if self._inflight is None:
+                if not self._batch:  # else a failed batch waits for its retry (it backed off)
+                    await self._wakeup.wait()
+            else:
+                with trio.move_on_after(CONFIRM_AFTER):
+                    await self._wakeup.wait()
+                if not await self._confirm():
+                    continue  # failed: what it held is sent again (after the backoff)
+            await self._send()
 
     async def _flush_until_done(self) -> None:
-        while self._pending or self._batch:
-            await self._flush_once()
+        """Send and confirm until nothing is held (the final flush)."""
+        while self._inflight is not None or self._pending or self._batch or self._records:
+            if self._inflight is not None:
+                await self._confirm()
+            else:
+                await self._send()
 
-    async def _flush_once(self) -> None:
-        """Write the batch; while Redis is unreachable, retry it with backoff, newer values
-        taken in before each retry.
+    async def _send(self) -> None:
+        """Send what is held, the tickers' commands and then the records', in one write; the
+        replies are read by :meth:`_confirm`, later.
 
-        A cancellation (shutdown) leaves the batch in :attr:`_batch` for the final flush.  The
-        backoff sleeps outside the ``except``: a failed attempt's exception (and whatever its
-        frames held) is gone before the wait, not kept alive through it.
+        Not waiting for them is what makes a steady feed cheap: the replies of one batch are
+        read when the next one goes out (they arrived long before), so a batch costs the loop
+        no wake-up of its own for its replies.  One batch at most is unconfirmed: the next is
+        sent only after its replies were read, so a failure is known before more is sent.
         """
         self._take()
-        failures = 0
-        while self._batch:
-            batch = self._batch
-            started = time.perf_counter()
-            try:
-                await self._thread.run_sync(self._write, batch)
-            except redis.RedisError as exc:
-                self._failed(exc)
-            else:
-                self._batch = {}
-                self._written(batch, time.perf_counter() - started)
-                return
-            failures += 1
-            await trio.sleep(RETRY.delay(failures))
-            self._take()
+        batch, records = self._batch, self._records
+        if not (batch or records):
+            return
+        self._records = {}
+        commands = self.layout.ticker_commands(batch) if batch else []
+        commands += records.values()
+        try:
+            await self._redis.send(commands)
+        except BaseException as exc:
+            self._records = records | self._records  # newer records win
+            if not isinstance(exc, redis.RedisError):
+                raise  # cancelled: the batch stays in _batch for the final flush
+            await self._backoff(exc)
+            return
+        self._batch = {}
+        self._inflight = (batch, records, time.perf_counter())
 
-    def _written(self, batch: dict[Key, Item], seconds: float) -> None:
+    async def _confirm(self) -> bool:
+        """Read the replies of the batch in flight; on failure it goes back to be sent again,
+        under any newer values, after a backoff (``False``).
+
+        A cancellation (shutdown) puts it back for the final flush.  The backoff sleeps
+        outside the ``except``: a failed attempt's exception (and whatever its frames held) is
+        gone before the wait, not kept alive through it.
+        """
+        assert self._inflight is not None
+        batch, records, started = self._inflight
+        self._inflight = None
+        try:
+            await self._redis.replies()
+        except BaseException as exc:
+            self._batch = batch | self._batch if self._batch else batch
+            self._records = records | self._records
+            if not isinstance(exc, redis.RedisError):
+                raise
+            error = exc
+        else:
+            self._confirmed(batch, records, time.perf_counter() - started)
+            return True
+        await self._backoff(error)
+        return False
+
+    async def _backoff(self, error: redis.RedisError) -> None:
+        self._failed(error)
+        self._failures += 1
+        await trio.sleep(RETRY.delay(self._failures))
+
+    def _confirmed(self, batch: dict[Key, Item], records: dict[RecordKey, Command], seconds: float) -> None:
+        self._failures = 0
         if not self.redis_up:
             self.reason, self._refused = None, False
             self._set_redis_up(True)
@@ -285,12 +316,14 @@ class RedisWriter:
                 "Redis is back after {s:.1f} s; latest values written", s=time.monotonic() - self._down_since
             )
         self._check_reconnected()
-        self.written += len(batch)
-        self.batches += 1
-        if self._first_ticker_taken:
-            self._first_ticker_taken = False
-            self.first_tickers.fire({exchange for exchange, _ in batch})
-        self.batch_written.fire((batch, seconds))
+        self.records_written += len(records)
+        if batch:
+            self.written += len(batch)
+            self.batches += 1
+            if self._first_ticker_taken:
+                self._first_ticker_taken = False
+                self.first_tickers.fire({exchange for exchange, _ in batch})
+            self.batch_written.fire((batch, seconds))
         self._flushed.fire(None)
 
     def _failed(self, error: redis.RedisError) -> None:
@@ -311,8 +344,8 @@ class RedisWriter:
 
     def _check_reconnected(self) -> None:
         """After a successful round trip: fire :attr:`reconnected` if it needed a new connection."""
-        if self._reconnects.count != self._reconnects_seen:
-            self._reconnects_seen = self._reconnects.count
+        if self._redis.reconnects != self._reconnects_seen:
+            self._reconnects_seen = self._redis.reconnects
             self.reconnected.fire(None)
 
     def _set_redis_up(self, up: bool) -> None:
@@ -326,8 +359,3 @@ class RedisWriter:
     async def flushed(self) -> None:
         """Wait for the next batch of tickers or health records to reach Redis (tests)."""
         await self._flushed.wait()
-
-    def _write(self, batch: dict[Key, Item]) -> None:
-        """The layout's commands for the batch, in one round trip (writer thread: the tickers
-        are encoded there, off the event loop)."""
-        execute(self._client, self.layout.ticker_commands(batch), self._reconnects)
