@@ -165,7 +165,7 @@ async def daemon_process(
 async def until_redis(client: redis.Redis, predicate: Callable[[], bool], within: float = 10) -> None:
     """Return once ``predicate()`` holds, re-checked on every keyspace event of the test's own
     server (the daemon, another process, writes it)."""
-    client.config_set("notify-keyspace-events", "KA")
+    client.config_set("notify-keyspace-events", "KEA")  # keyevents (E) too: a test may also wait on those
     pubsub = client.pubsub()  # type: ignore[no-untyped-call]
     pubsub.psubscribe("__keyspace@0__:*")
     try:

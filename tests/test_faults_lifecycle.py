@@ -17,7 +17,7 @@ import trio
 
 import tickerd
 from tests.conftest import Updates, run_cli, start_fake
-from tests.processes import DaemonProcess, RedisServer, daemon_process
+from tests.processes import DaemonProcess, RedisServer, daemon_process, until_redis
 from tickerd.config import structure
 from tickerd.layout import RedisLayout
 from tickerd.lease import LeaseError
@@ -57,7 +57,8 @@ class Trial:
         return daemon_process(["--config", str(self.path), *args])
 
     async def running(self, daemon: DaemonProcess) -> None:
-        """Wait until ``daemon`` runs, is subscribed and has written a ticker."""
+        """Wait until ``daemon`` runs, is subscribed, has written a ticker and its health record
+        says so (written up to a second after the ticker: :data:`tickerd.monitor.COALESCE`)."""
         await daemon.wait_log("tickerd running")
         updates = Updates(self.client, PREFIX)
         with trio.fail_after(10):
@@ -65,6 +66,17 @@ class Trial:
         await self.kraken.push("BTC/USD", last=100.0)
         await updates.wait_for(lambda r: r["last"] == 100.0)
         updates.close()
+
+        def recorded() -> bool:
+            heartbeat, exchanges = LAYOUT.read_health(self.client)
+            return (
+                heartbeat is not None
+                and heartbeat.pid == daemon.process.pid
+                and exchanges.keys() == {"kraken"}
+                and not exchanges["kraken"].waiting
+            )
+
+        await until_redis(self.client, recorded)
 
     async def status(self) -> tuple[int, str]:
         result = await trio.to_thread.run_sync(lambda: run_cli("status", "--config", str(self.path)))

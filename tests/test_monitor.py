@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -14,9 +15,13 @@ import trio.testing
 import tickerd
 from tests.conftest import make_config, start_daemon, start_fake, wait_health
 from tickerd import snapshots
+from tickerd.broadcast import Broadcast
+from tickerd.config import HealthSettings
 from tickerd.layout import RedisLayout
-from tickerd.snapshots import ExchangeRecord, Heartbeat
+from tickerd.monitor import COALESCE, HealthMonitor
+from tickerd.snapshots import DaemonHealth, ExchangeRecord, ExchangeSnapshot, Heartbeat, WriterStats
 from tickerd.testing import FakeKraken
+from tickerd.writer import RedisWriter
 
 #: What the health records read from Redis are: the heartbeat (if any), every exchange's record.
 Records = tuple[Heartbeat | None, dict[str, ExchangeRecord]]
@@ -244,3 +249,63 @@ async def test_shutdown_marks_the_daemon_stopped(
     heartbeat, exchanges = layout.read_health(redis_client)
     assert heartbeat is not None and heartbeat.state == "stopped"
     assert exchanges == {} and not redis_client.exists(layout.health("kraken"))
+
+
+class ChangingHealth:
+    """A health source with one exchange whose state changes on command (its reconnect count)."""
+
+    def __init__(self) -> None:
+        self.health_changes: Broadcast[str | None] = Broadcast()
+        self.reconnects = 0
+
+    def change(self) -> None:
+        self.reconnects += 1
+        self.health_changes.fire("kraken")
+
+    def health(self) -> DaemonHealth:
+        snapshot = ExchangeSnapshot(
+            state="connected",
+            connections=1,
+            reconnects=self.reconnects,
+            last_error=None,
+            last_error_ts=None,
+            rejected={},
+            stale=(),
+            symbols=("BTC/USD",),
+            feeds=1,
+            frames=0,
+            junk=0,
+            last_tick={},
+        )
+        return DaemonHealth({"kraken": snapshot}, WriterStats(0, 0, 0, redis_up=True, reason=None), None)
+
+
+async def test_state_changes_are_coalesced_to_one_write_a_second_the_first_at_once(
+    nursery: trio.Nursery, clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = RedisLayout("coalesce-test:")
+    writer = RedisWriter("redis://127.0.0.1:1/0", layout)  # not run: the records are only queued
+    source = ChangingHealth()
+    puts: list[tuple[float, str, bytes | None]] = []
+    monkeypatch.setattr(
+        writer, "put_record", lambda key, value, ttl: puts.append((trio.current_time(), key, value))
+    )
+    nursery.start_soon(HealthMonitor(source, writer, HealthSettings(), layout).run)
+    await trio.sleep(5)  # the first records, then a quiet spell
+    puts.clear()
+
+    start = trio.current_time()
+    source.change()  # after a quiet second: written at once
+    for _ in range(30):  # then one change every 0.1 s for 3 s
+        await trio.sleep(0.1)
+        source.change()
+    await trio.sleep(5)
+
+    key = layout.health("kraken")
+    records = [(t, snapshots.loads(v, ExchangeRecord, key).reconnects) for t, k, v in puts if k == key and v]
+    assert records[0] == (start, 1)
+    times = [t for t, _ in records]
+    assert all(b - a >= COALESCE - 1e-9 for a, b in itertools.pairwise(times))  # at most one a second
+    assert len(records) == 4 and records[-1][1] == 31  # and the last change is not lost
+    heartbeats = [t for t, k, _ in puts if k == layout.heartbeat()]
+    assert heartbeats[0] == start and all(b - a >= COALESCE - 1e-9 for a, b in itertools.pairwise(heartbeats))

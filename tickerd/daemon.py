@@ -14,7 +14,6 @@ through its handle only: ``health()`` (typed snapshots), ``health_changes`` and
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
@@ -25,6 +24,7 @@ from tickerd.broadcast import Broadcast
 from tickerd.config import Config, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
+from tickerd.freshness import Staleness
 from tickerd.fullon import ProcessRecords
 from tickerd.health import ExchangeHealth
 from tickerd.lease import PrefixLease
@@ -61,12 +61,8 @@ class _ExchangeRunner:
         #: Cancels the whole exchange (disabled, or restarted with other settings).
         self.cancel_scope = trio.CancelScope()
         self._ids = itertools.count(1)
-        #: Staleness bookkeeping: when each symbol was first seen subscribed (its baseline
-        #: until a ticker arrives), each feed's frame count at the last check, and when each
-        #: feed was last resubscribed.
-        self._since: dict[str, float] = {}
-        self._frames_seen: dict[Feed, int] = {}
-        self._resubscribed: dict[Feed, float] = {}
+        #: Which symbols are stale, judged from the writer's update-ordered last-seen times.
+        self.staleness = Staleness(name, daemon.writer.last_seen, daemon.config.health.stale_after)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self.cancel_scope:
@@ -88,56 +84,31 @@ class _ExchangeRunner:
     def check_staleness(self, now: float) -> None:
         """Mark stale symbols, log each change once, resubscribe all-stale live connections.
 
-        Judged from the writer's per-batch last-seen times: a symbol with no update for
-        ``health.stale_after`` is stale.  When every symbol of a connection is stale while its
-        frames still arrive, the subscriptions are what went wrong: the connection
-        resubscribes them, at most once per ``stale_after``.  A connection without any frame
-        is the feed's watchdog's business (it reconnects).
+        A symbol with no update (nor subscription) for ``health.stale_after`` is stale.  When a
+        connection's frames still arrive but it produced no ticker for ``stale_after``, the
+        subscriptions are what went wrong: it resubscribes them, at most once per
+        ``stale_after``.  A connection without any frame is the feed's watchdog's business (it
+        reconnects).  The cost follows what is stale or changed, not the number of symbols
+        (:mod:`tickerd.freshness`).
         """
-        stale_after = self.daemon.config.health.stale_after
-        last_seen = self.daemon.writer.last_seen
         health = self.health
         name = health.name
-        since: dict[str, float] = {}
-        frames_seen: dict[Feed, int] = {}
-        stale: set[str] = set()
-        subscribed: set[str] = set()
-        all_stale: list[tuple[Feed, int]] = []
-        for feed in self.feeds:
-            wanted = [s for s in feed.symbols if s not in health.rejected]
-            subscribed.update(wanted)
-            feed_stale = 0
-            for symbol in wanted:
-                first = since[symbol] = self._since.get(symbol, now)
-                if now - max(first, last_seen.get((name, symbol), first)) >= stale_after:
-                    stale.add(symbol)
-                    feed_stale += 1
-            frames = frames_seen[feed] = feed.frame_count
-            if (
-                wanted
-                and feed_stale == len(wanted)
-                and feed.live
-                and frames != self._frames_seen.get(feed, frames)
-                and now - self._resubscribed.get(feed, -math.inf) >= stale_after
-            ):
-                all_stale.append((feed, len(wanted)))
-        for symbol in sorted(stale - health.stale):
+        verdict = self.staleness.check(now, self.feeds, health.stale, health.rejected)
+        stale_after = self.staleness.stale_after
+        for symbol in verdict.stale:
             logger.warning("stale: no update for {s:g} s", s=stale_after, exchange=name, symbol=symbol)
-        for symbol in sorted((health.stale - stale) & subscribed):
+        for symbol in verdict.fresh:
             logger.info("fresh again", exchange=name, symbol=symbol)
-        health.set_stale(stale)
-        for feed, count in all_stale:
+        health.update_stale(verdict.stale, [*verdict.fresh, *verdict.left])
+        for feed in verdict.resubscribe:
             logger.warning(
                 "frames arrive but none of {n} symbols updated for {s:g} s: resubscribing",
-                n=count,
+                n=sum(s not in health.rejected for s in feed.symbols),
                 s=stale_after,
                 exchange=name,
                 feed=feed.feed_id,
             )
             feed.resubscribe()
-            self._resubscribed[feed] = now
-        self._since, self._frames_seen = since, frames_seen
-        self._resubscribed = {f: t for f, t in self._resubscribed.items() if f in frames_seen}
 
     def symbols(self) -> set[str]:
         """What this exchange subscribes, including symbols asked for before it runs."""
@@ -149,6 +120,7 @@ class _ExchangeRunner:
     def add(self, symbol: str) -> None:
         if self.feed_of(symbol) is not None:
             return
+        self.staleness.watch(symbol, trio.current_time())
         endpoint = self.adapter.endpoint(self.url, symbol)
         limit = self.settings.connection_limit(self.adapter)
         self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
@@ -183,6 +155,7 @@ class _ExchangeRunner:
         if feed is None:
             return
         feed.remove(symbol)
+        self.staleness.unwatch(symbol)
         self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
         if close_empty and not feed.symbols:  # an empty connection has nothing left to do
             self.feeds.remove(feed)
@@ -210,8 +183,7 @@ class _ExchangeRunner:
 
     def snapshot(self) -> ExchangeSnapshot:
         """The exchange now.  A symbol without any ticker is ``waiting`` (not fresh) until the
-        staleness check finds it ``stale_after`` old (counted from the first check that saw it
-        subscribed)."""
+        staleness check finds it ``stale_after`` old (counted from its subscription)."""
         health, symbols = self.health, self.subscribed()
         last_tick = self.daemon.writer.last_tick_times(health.name, symbols)
         stale = health.stale.intersection(symbols)  # not symbols removed since the last check

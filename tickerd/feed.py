@@ -216,8 +216,9 @@ class _Session:
                 self.junk = decoder.junk
                 logger.debug("junk frame ignored: {reason}", reason=decoder.junk_reason)
             if tickers and not conn.buffered:
+                feed.last_ticker_at = trio.current_time()  # per read, for the staleness check
                 if self.first_ticker_at is None:
-                    self.first_ticker_at = trio.current_time()
+                    self.first_ticker_at = feed.last_ticker_at
                 try:
                     sink.send_nowait(tickers)
                 except trio.WouldBlock:
@@ -317,6 +318,8 @@ class Feed:
         self.frames = 0
         self.junk = 0
         self.crossed = 0
+        #: When a read last brought tickers (trio clock, any session), ``None`` before one.
+        self.last_ticker_at: float | None = None
         #: True once ``run`` returned (cancelled, or out of retries): it takes no new symbols.
         self.finished = False
         self._rng = rng or random.Random()

@@ -8,7 +8,7 @@ truth to keep in sync.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -91,10 +91,15 @@ class ExchangeHealth:
         if self.rejected.pop(symbol, None) is not None:
             self._changed()
 
-    def set_stale(self, symbols: set[str]) -> None:
-        """Replace the set of stale symbols; a change is a state change."""
-        if symbols != self.stale:
-            self.stale = symbols
+    def update_stale(self, stale: Iterable[str], fresh: Iterable[str]) -> None:
+        """Add the symbols that went ``stale``, drop those ``fresh`` again (or gone); a change
+        is a state change.  Given the changes only, so a check pays for what changed."""
+        before = len(self.stale)
+        self.stale.difference_update(fresh)
+        removed = before != len(self.stale)
+        before = len(self.stale)
+        self.stale.update(stale)
+        if removed or before != len(self.stale):
             self._changed()
 
     def _changed(self) -> None:

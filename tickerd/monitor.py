@@ -11,11 +11,15 @@ The monitor turns the daemon's health snapshots (:meth:`TickerDaemon.health`) in
 
 Writes are rate-limited per exchange, not per symbol: in steady state one record per exchange
 (and one heartbeat) per ``health.interval``, 120 an hour at the default 30 s however many
-symbols the exchange carries, plus one immediate write on each state change (the exchange's
-record and the heartbeat, so its writer counters are as current as the newest record; a burst
-of changes, such as ``apply`` of many symbols, costs one write per key), and all of them at
-once when the writer had to reconnect (a Redis restarted empty would otherwise show no daemon
-to ``status`` until the next interval).  Every record has a TTL of three intervals, so the
+symbols the exchange carries, plus a write on state changes (the exchange's record and the
+heartbeat, so its writer counters are as current as the newest record), and all of them when
+the writer had to reconnect (a Redis restarted empty would otherwise show no daemon to
+``status`` until the next interval).  State changes are coalesced: a record carries changes at
+most once per :data:`COALESCE` seconds, so a change after a quiet second is written at once and
+the changes that follow within that second go out together at its end (an exchange of 10,000
+symbols whose first tickers, staleness or subscriptions change symbol by symbol costs one
+record a second, not one per change).  The steady-state writes keep their own pace and do not
+hold a change back.  Every record has a TTL of three intervals, so the
 records of a daemon that died expire instead of looking alive.  The records go through the
 writer, so Redis keeps a single writer.  fullon process records (:mod:`tickerd.fullon`), when
 configured, are written along with them: an exchange's with its health record, the daemon's
@@ -45,6 +49,10 @@ from tickerd.lease import PrefixLease
 from tickerd.snapshots import DaemonHealth, ExchangeRecord, Heartbeat
 from tickerd.version import __version__
 from tickerd.writer import RedisWriter
+
+#: Seconds between two writes of one record on state changes: the first change after a quiet
+#: second is written at once, later ones wait for the end of that second.
+COALESCE = 1.0
 
 
 class HealthSource(Protocol):
@@ -83,7 +91,13 @@ class HealthMonitor:
         self._dirty: set[str] = set()
         #: Exchanges that have a record, and when each is due a steady-state write.
         self._due: dict[str, float] = {}
+        #: When each exchange's record may carry a state change again (see :data:`COALESCE`).
+        self._quiet_until: dict[str, float] = {}
+        #: When the heartbeat is due a steady-state write; whether it has a change to carry (the
+        #: source's, or an exchange record's counters), and from when it may.
         self._heartbeat_due = -math.inf
+        self._heartbeat_changed = False
+        self._heartbeat_quiet_until = -math.inf
         #: Set when a record is due before its time (a state change, Redis reconnected).
         self._wakeup = trio.Event()
         writer.at_final_records(self._stopped)
@@ -92,52 +106,80 @@ class HealthMonitor:
 
     def _changed(self, exchange: str | None) -> None:
         if exchange is None:  # the source: the heartbeat carries it (an outage shows in status)
-            self._heartbeat_due = -math.inf
+            self._heartbeat_soon()
         else:
             self._dirty.add(exchange)
         self._wakeup.set()
 
     def _reconnected(self, _: None) -> None:
         """The writer needed a new connection: Redis may have restarted empty, and ``status``
-        would call the daemon dead until the next interval, so every record is written now."""
-        self._heartbeat_due = -math.inf
+        would call the daemon dead until the next interval, so every record is written now
+        (or, for one written within the last second, at the end of that second)."""
+        self._heartbeat_soon()
         self._dirty.update(self._due)
         self._wakeup.set()
+
+    def _heartbeat_soon(self) -> None:
+        """Write the heartbeat at once, or at the end of the second of its last change."""
+        self._heartbeat_changed = True
+
+    def _next_write(self) -> float:
+        """When the next record is due: a steady-state write, or a held-back change's."""
+        quiet = self._quiet_until
+        held = [quiet.get(name, -math.inf) for name in self._dirty]
+        if self._heartbeat_changed:
+            held.append(self._heartbeat_quiet_until)
+        return min([self._heartbeat_due, *self._due.values(), *held])
 
     async def run(self) -> None:
         while True:
             self._wakeup = trio.Event()
-            self._write_due(trio.current_time())
-            with trio.move_on_at(min([self._heartbeat_due, *self._due.values()])):
+            if trio.current_time() >= self._next_write():  # else a change within its quiet second
+                self._write_due(trio.current_time())
+            with trio.move_on_at(self._next_write()):
                 await self._wakeup.wait()
 
     def _write_due(self, now: float) -> None:
-        """Write the records of changed exchanges, and of those due a steady-state write."""
+        """Write the records of changed exchanges past their quiet second, and of those due a
+        steady-state write."""
         interval = self.settings.interval
         health = self.daemon.health()
+        self._dirty.intersection_update(health.exchanges.keys() | self._due.keys())
+        changed = False
         for name in self._due.keys() - health.exchanges.keys():
             del self._due[name]  # stopped by a configuration change: its record goes
+            self._dirty.discard(name)
+            self._quiet_until.pop(name, None)
             self._put(self.layout.health(name), None)
             if self.processes is not None:
                 self.processes.exchange_gone(name)
-            self._heartbeat_due = now
+            changed = True  # the heartbeat lists the exchanges
         for name, snapshot in health.exchanges.items():
-            if name not in self._due:  # new: written at once, and the heartbeat lists it
-                self._heartbeat_due = self._due[name] = now
-            if name in self._dirty or now >= self._due[name]:
+            new = name not in self._due  # written at once, and the heartbeat lists it
+            if new:
+                self._due[name] = now
+            dirty = new or name in self._dirty
+            if (dirty and now >= self._quiet_until.get(name, -math.inf)) or now >= self._due[name]:
                 fields = attrs.asdict(snapshot, recurse=False)
                 self._put(self.layout.health(name), ExchangeRecord(exchange=name, time=time.time(), **fields))
                 if self.processes is not None:
                     self.processes.exchange(name, snapshot, steady=now >= self._due[name])
                 self._due[name] = now + interval
-        if self._dirty:  # the heartbeat's writer counters go along with every state change
-            self._heartbeat_due = now
-        self._dirty.clear()
-        if now >= self._heartbeat_due:
+                if dirty:  # it carried a change: the next waits for the end of this second
+                    changed = True
+                    self._dirty.discard(name)
+                    self._quiet_until[name] = now + COALESCE
+        if changed:  # the heartbeat's writer counters go along with every state change
+            self._heartbeat_soon()
+        carries = self._heartbeat_changed
+        if (carries and now >= self._heartbeat_quiet_until) or now >= self._heartbeat_due:
             self._put(self.layout.heartbeat(), self._heartbeat("running", health))
             if self.processes is not None:
                 self.processes.daemon(health)
             self._heartbeat_due = now + interval
+            if carries:
+                self._heartbeat_changed = False
+                self._heartbeat_quiet_until = now + COALESCE
 
     def _put(self, key: str, record: Heartbeat | ExchangeRecord | None) -> None:
         self.writer.put_record(key, None if record is None else snapshots.dumps(record), self.ttl)

@@ -53,6 +53,7 @@ async def run_demo(config: Config, fakes: dict[str, FakeExchange], *, out: TextI
         with trio.move_on_after(5):  # so that the first status line shows them connected, fresh
             while any(h.state != "connected" or h.waiting for h in daemon.health().exchanges.values()):
                 await daemon.health_changed()
+            await _records_caught_up(config)
         await watch.watch(
             config.redis.address,
             config.redis.prefix,
@@ -61,6 +62,24 @@ async def run_demo(config: Config, fakes: dict[str, FakeExchange], *, out: TextI
             interactive=interactive,
             title="tickerd demo (fake exchanges on 127.0.0.1)",
         )
+
+
+async def _records_caught_up(config: Config) -> None:
+    """Return once the health records in Redis show every exchange connected with nothing
+    waiting, as the daemon already does: the monitor writes the last changes of a burst up to a
+    second after them (:data:`tickerd.monitor.COALESCE`), and the view reads the records."""
+    client = redis.Redis.from_url(config.redis.address, socket_connect_timeout=2.0, socket_timeout=5.0)
+    layout = RedisLayout(config.redis.prefix)
+    try:
+        while True:
+            _, records = await trio.to_thread.run_sync(layout.read_health, client)
+            if records and all(r.state == "connected" and not r.waiting for r in records.values()):
+                return
+            await trio.sleep(0.05)
+    except redis.RedisError:
+        return  # the view says what is wrong with Redis
+    finally:
+        client.close()
 
 
 async def _with_fakes(names: list[str], redis_url: str | None, prefix: str, body: Any) -> None:

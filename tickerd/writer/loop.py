@@ -29,6 +29,7 @@ from loguru import logger
 
 from tickerd.backoff import Backoff
 from tickerd.broadcast import Broadcast
+from tickerd.freshness import LastSeen
 from tickerd.layout import Command, RedisLayout
 from tickerd.model import Removal, Ticker
 from tickerd.redact import redact
@@ -89,12 +90,12 @@ class RedisWriter:
         #: Fired after a round trip that needed a new connection: the server may be a restarted
         #: one that lost everything, so the monitor writes every health record again.
         self.reconnected = Broadcast[None]()
-        #: (exchange, symbol) → trio time of the latest batch that held its ticker: taken once
-        #: per coalesced batch, so staleness costs the hot path nothing per frame.
-        self.last_seen: dict[Key, float] = {}
+        #: (exchange, symbol) → trio time of the latest batch that held its ticker, oldest
+        #: first: taken once per key per coalesced batch, so staleness costs the hot path
+        #: nothing per frame, and the staleness check reads only the oldest.
+        self.last_seen = LastSeen()
         #: Fired, once the batch is written (counters included), with the exchanges of a batch
-        #: that held some symbol's first ticker: health's "waiting" changed.  Found by the size
-        #: of ``last_seen``, so a batch pays one comparison.
+        #: that held some symbol's first ticker: health's "waiting" changed.
         self.first_tickers = Broadcast[set[str]]()
         self._first_ticker_taken = False
         #: Fired after each written batch of tickers (metrics connect to it).
@@ -171,10 +172,7 @@ class RedisWriter:
         pending, self._pending = self._pending, {}
         self._wakeup = trio.Event()
         if pending:
-            seen = self.last_seen
-            known = len(seen)
-            seen.update(dict.fromkeys(pending, trio.current_time()))
-            self._first_ticker_taken |= len(seen) != known
+            self._first_ticker_taken |= self.last_seen.taken(pending, trio.current_time())
             if self._removals:
                 self._settle_removals(pending)
             self._batch = self._batch | pending if self._batch else pending
@@ -193,18 +191,16 @@ class RedisWriter:
         for key, removal in list(self._removals.items()):
             if pending.get(key) is removal:
                 del self._removals[key]
-                self.last_seen.pop(key, None)
+                self.last_seen.forget(key)
 
     def written_symbols(self, exchange: str) -> set[str]:
         """The symbols of ``exchange`` whose values this writer took for Redis (and did not
         remove since): what to remove when the exchange goes."""
-        return {symbol for name, symbol in self.last_seen if name == exchange}
+        return set(self.last_seen.of(exchange))
 
     def last_tick_times(self, exchange: str, symbols: list[str]) -> dict[str, float]:
         """Epoch time of each symbol's latest ticker (symbols without one are left out)."""
-        now, wall = trio.current_time(), time.time()
-        seen = self.last_seen
-        return {s: wall - (now - seen[exchange, s]) for s in symbols if (exchange, s) in seen}
+        return self.last_seen.epoch_times(exchange, symbols)
 
     def put_record(self, key: str, value: bytes | None, ttl: int) -> None:
         """Queue a health record: ``SET key value EX ttl``, or ``DEL key`` for ``None``.
