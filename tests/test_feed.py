@@ -16,7 +16,7 @@ from loguru import logger
 
 from tickerd import exchanges
 from tickerd.config import ConfigError, FeedSettings, structure
-from tickerd.feed import Feed
+from tickerd.feed import POLL_TICKS, Feed
 from tickerd.health import CONNECTED, FAILED, ExchangeHealth
 from tickerd.model import Ticker
 from tickerd.pacing import Pacer, next_tick
@@ -267,17 +267,27 @@ def still_clock() -> trio.testing.MockClock:
 async def test_frames_within_the_batch_window_go_on_together_and_a_quiet_one_at_once(
     nursery: trio.Nursery, still_clock: trio.testing.MockClock
 ) -> None:
+    window = 0.01
     fake = FakeKraken()
-    h = await start(nursery, fake, ["BTC/USD", "ETH/USD"], batch_window=0.01)
+    h = await start(nursery, fake, ["BTC/USD", "ETH/USD"], batch_window=window)
     await fake.wait_until(lambda: fake.is_subscribed("ETH/USD"))
-    for _ in range(2):  # the snapshots sent on subscribing, and the tick they left it waiting for
-        still_clock.jump(1.0)
-        await trio.testing.wait_all_tasks_blocked()
+
+    async def ticks(n: int) -> None:
+        """Let ``n`` ticks pass (a little more than a window each: the clock only moves here)."""
+        for _ in range(n):
+            still_clock.jump(window * 1.01)
+            await trio.testing.wait_all_tasks_blocked()
+
+    def drained() -> list[Sequence[Ticker]]:
+        items = []
         while True:
             try:
-                h.receive.receive_nowait()
+                items.append(h.receive.receive_nowait())
             except trio.WouldBlock:
-                break
+                return items
+
+    await ticks(POLL_TICKS + 2)  # the snapshots sent on subscribing are read, then polls run out
+    drained()
 
     quiet_since = trio.current_time()
     await fake.push("BTC/USD", last=1.0)
@@ -288,11 +298,18 @@ async def test_frames_within_the_batch_window_go_on_together_and_a_quiet_one_at_
     await fake.push("BTC/USD", last=2.0)
     await fake.push("ETH/USD", last=20.0)
     await trio.testing.wait_all_tasks_blocked()
-    with pytest.raises(trio.WouldBlock):  # both wait in the socket for the window's next tick
-        h.receive.receive_nowait()
-    still_clock.jump(0.015)  # past the next tick (within one more window)
-    second = await h.receive.receive()
-    assert [(t.symbol, t.last) for t in second] == [("BTC/USD", 2.0), ("ETH/USD", 20.0)]
+    assert drained() == []  # both wait in the socket for the window's next tick
+    await ticks(1)
+    assert [[(t.symbol, t.last) for t in item] for item in drained()] == [
+        [("BTC/USD", 2.0), ("ETH/USD", 20.0)]
+    ]
+
+    await ticks(3)  # empty ticks: the reader keeps looking at the socket at each tick ...
+    await fake.push("BTC/USD", last=3.0)
+    await trio.testing.wait_all_tasks_blocked()
+    assert drained() == []  # ... and does not wake for the frame on its own
+    await ticks(1)
+    assert [[t.last for t in item] for item in drained()] == [[3.0]]
 
 
 def test_the_batch_window_is_a_latency_budget_of_at_most_100_ms() -> None:

@@ -35,6 +35,10 @@ from tickerd.logs import logger
 from tickerd.model import Ticker
 from tickerd.pacing import Pacer
 
+#: Ticks of ``feed.batch_window`` a paced connection keeps looking for frames at the shared tick
+#: before it waits for its socket again (50 ms at the default window): long enough to carry a
+#: connection that gets a frame every few ticks, short enough that a quiet daemon sleeps.
+POLL_TICKS = 25
 #: Seconds before an unchanged refusal of a symbol is logged again: it is refused anew on every
 #: reconnect, and one line per symbol says it all.
 REJECTION_LOG_INTERVAL = 600.0
@@ -197,8 +201,11 @@ class _Session:
         ``feed.batch_window`` before it reads again: what a steady feed sends meanwhile is then
         read, decoded and written in one wake-up of the process, which costs far more than
         the frames themselves at moderate rates.  Every paced connection wakes at the same
-        tick (:mod:`tickerd.pacing`).  A connection that was quiet is blocked in its read, not
-        waiting for a tick: its next frame is read at once.
+        tick (:mod:`tickerd.pacing`).  At a tick with nothing to read (:meth:`Connection.ready
+        <tickerd.transport.Connection.ready>`) it waits for the next tick rather than for the
+        socket, for up to :data:`POLL_TICKS` ticks: a connection that gets a frame every few
+        ticks then costs no wake-up of its own, only a look at its socket in the shared one.
+        After that it is quiet, blocked in its read: its next frame is read at once.
         """
         feed = self.feed
         decode = self._decoder.decode
@@ -206,7 +213,13 @@ class _Session:
         sink = feed.sink
         pace = feed.pacer.tick if feed.pacer.window else None
         tickers: list[Ticker] = []
+        polls = 0  # empty ticks left before the reader waits for the socket instead
         while True:
+            if polls and not conn.ready():
+                polls -= 1
+                assert pace is not None
+                await pace()
+                continue
             frame = await conn.receive()
             self.frames += 1
             tickers += decode(frame)
@@ -226,6 +239,7 @@ class _Session:
                 tickers = []
                 if pace is not None:
                     await pace()
+                    polls = POLL_TICKS
 
     def _handle_events(self) -> None:
         feed = self.feed

@@ -58,6 +58,11 @@ class Connection(Protocol):
         """Messages already read from the socket that :meth:`receive` has not handed over yet:
         the loop hands the tickers of one socket read on together, once this is 0."""
 
+    def ready(self) -> bool:
+        """Whether :meth:`receive` would return (or fail) without waiting for the network:
+        messages parsed ahead, bytes waiting in the socket or the TLS layer, an ended
+        connection.  ``True`` when unsure; the paced reader polls with it."""
+
     async def send(self, message: str) -> None:
         """Send one text message."""
 

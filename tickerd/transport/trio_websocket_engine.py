@@ -78,6 +78,11 @@ class _Connection:
         the seam cannot see, so each message goes on by itself."""
         return 0
 
+    def ready(self) -> bool:
+        """Always ``True``: its own task reads the socket and wakes the process per message
+        anyway, so there is nothing for the reader to save by polling."""
+        return True
+
     async def send(self, message: str) -> None:
         try:
             await self._ws.send_message(message)

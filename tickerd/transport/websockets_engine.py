@@ -17,6 +17,7 @@ raises :class:`TransportError`.
 from __future__ import annotations
 
 import contextlib
+import select
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -57,10 +58,26 @@ class _Connection:
         self._closed: TransportError | None = None
         #: The reader (pongs, close echo) and the sender both write to the stream.
         self._send_lock = trio.StrictFIFOLock()
+        #: Looks at the socket without reading it (:meth:`ready`): readable, closed or failed.
+        self._poll = select.poll()
+        transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        self._poll.register(transport.socket.fileno(), select.POLLIN)
 
     @property
     def buffered(self) -> int:
         return len(self._messages)
+
+    def ready(self) -> bool:
+        if self._messages or self._closed is not None:
+            return True
+        stream = self._stream
+        if isinstance(stream, trio.SSLStream):
+            # Decrypted bytes, or records trio read from the socket and has not decrypted yet
+            # (its buffer for them is private: if it is not where it was, say "ready").
+            incoming = getattr(stream, "_incoming", None)
+            if stream.pending() or incoming is None or incoming.pending:
+                return True
+        return bool(self._poll.poll(0))
 
     async def send(self, message: str) -> None:
         if self._closed is not None:
