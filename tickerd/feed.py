@@ -197,15 +197,17 @@ class _Session:
         """Decode every frame; hand the tickers of one socket read to the writer as one item
         (a burst of frames costs the channel and the writer one hand-off, not one a frame).
 
-        After a read that delivered tickers, the reader waits for the next tick of
+        After a read that delivered tickers and left nothing waiting (:meth:`Connection.ready
+        <tickerd.transport.Connection.ready>`), the reader waits for the next tick of
         ``feed.batch_window`` before it reads again: what a steady feed sends meanwhile is then
-        read, decoded and written in one wake-up of the process, which costs far more than
-        the frames themselves at moderate rates.  Every paced connection wakes at the same
-        tick (:mod:`tickerd.pacing`).  At a tick with nothing to read (:meth:`Connection.ready
-        <tickerd.transport.Connection.ready>`) it waits for the next tick rather than for the
-        socket, for up to :data:`POLL_TICKS` ticks: a connection that gets a frame every few
-        ticks then costs no wake-up of its own, only a look at its socket in the shared one.
-        After that it is quiet, blocked in its read: its next frame is read at once.
+        read, decoded and written in one wake-up of the process, which costs far more than the
+        frames themselves at moderate rates.  With more waiting it reads on (it is behind, and
+        its reads grow by themselves).  Every paced connection wakes at the same tick
+        (:mod:`tickerd.pacing`).  At a tick with nothing to read it waits for the next tick
+        rather than for the socket, for up to :data:`POLL_TICKS` ticks: a connection that gets
+        a frame every few ticks then costs no wake-up of its own, only a look at its socket in
+        the shared one.  After that it is quiet, blocked in its read: its next frame is read at
+        once.
         """
         feed = self.feed
         decode = self._decoder.decode
@@ -237,7 +239,7 @@ class _Session:
                 except trio.WouldBlock:
                     await sink.send(tickers)
                 tickers = []
-                if pace is not None:
+                if pace is not None and not conn.ready():  # caught up: batch what comes next
                     await pace()
                     polls = POLL_TICKS
 
