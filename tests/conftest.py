@@ -55,6 +55,12 @@ def clock() -> trio.testing.MockClock:
 
 
 @pytest.fixture
+def still_clock() -> trio.testing.MockClock:
+    """Virtual time that moves only when the test says so (``clock.jump``)."""
+    return trio.testing.MockClock()
+
+
+@pytest.fixture
 def threaded_clock() -> trio.testing.MockClock:
     """Virtual time for staleness tests, whose Redis writes run in worker threads.
 

@@ -258,12 +258,6 @@ async def test_log_lines_name_exchange_and_connection_in_loguru_s_default_format
     ), lines
 
 
-@pytest.fixture
-def still_clock() -> trio.testing.MockClock:
-    """Virtual time that moves only when the test says so (``clock.jump``)."""
-    return trio.testing.MockClock()
-
-
 async def test_frames_within_the_batch_window_go_on_together_and_a_quiet_one_at_once(
     nursery: trio.Nursery, still_clock: trio.testing.MockClock
 ) -> None:

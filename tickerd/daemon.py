@@ -420,7 +420,9 @@ async def serve(
 
 async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatus[TickerDaemon]) -> None:
     send, receive = trio.open_memory_channel[Sequence[Ticker | Removal]](CHANNEL_SIZE)
-    writer = RedisWriter(config.redis.address, config.layout, grace=config.shutdown_grace)
+    writer = RedisWriter(
+        config.redis.address, config.layout, grace=config.shutdown_grace, window=config.feed.batch_window
+    )
 
     def shutting_down() -> None:
         # The shutdown grace bounds all that follows the signal, the lease's release included.

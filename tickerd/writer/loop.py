@@ -20,6 +20,7 @@ they are rare (a few a minute) and go out with the next batch, after its tickers
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -58,10 +59,13 @@ CONFIRM_AFTER = 0.005
 class RedisWriter:
     """Coalesce, pipeline, retry.  ``run`` is the task; counters are for health and metrics."""
 
-    def __init__(self, url: str, layout: RedisLayout, *, grace: float = 5.0) -> None:
+    def __init__(self, url: str, layout: RedisLayout, *, grace: float = 5.0, window: float = 0.0) -> None:
         self._redis = RedisConnection(url)
         self.layout = layout
         self._grace = grace
+        #: ``feed.batch_window``: at most one batch goes out per window (see :meth:`_flush_forever`).
+        self._window = window
+        self._last_send = -math.inf
         self._pending: dict[Key, Item] = {}
         #: Taken for Redis and not written yet: a batch that failed stays here (newer values
         #: replace what it holds) until a retry writes it.  One entry per key, and the only
@@ -240,6 +244,12 @@ class RedisWriter:
                     await self._wakeup.wait()
                 if not await self._confirm():
                     continue  # failed: what it held is sent again (after the backoff)
+            if trio.current_time() < self._last_send + self._window:
+                # Busy: what arrives until a window after the last batch goes out with it.  Paced
+                # feeds deliver once a window anyway (this waits for nothing then); feeds that
+                # are not paced (trio-websocket, a feed that is behind) would otherwise cost a
+                # write for every frame or two.  After a quiet spell the batch goes at once.
+                await trio.sleep_until(self._last_send + self._window)
             await self._send()
 
     async def _flush_until_done(self) -> None:
@@ -264,6 +274,7 @@ class RedisWriter:
         if not (batch or records):
             return
         self._records = {}
+        self._last_send = trio.current_time()
         commands = self.layout.ticker_commands(batch) if batch else []
         commands += records.values()
         try:
