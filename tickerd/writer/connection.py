@@ -18,7 +18,9 @@ trio's clock is a virtual one that jumps while the loop waits for the reply.
 
 from __future__ import annotations
 
-import math
+import contextlib
+import os
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -42,7 +44,56 @@ REPLY_TIMEOUT = 5.0
 #: Bytes asked of the socket per read: the replies of a batch of a thousand commands fit.
 RECEIVE_SIZE = 64 * 1024
 
-_Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream] | trio.abc.Stream
+#: What a broken connection raises below redis-py's level.
+_BROKEN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
+
+
+class _Socket:
+    """A connected plain socket (TCP or Unix), read and written without trio's stream layer.
+
+    trio's ``SocketStream`` passes through the scheduler on every call, even one the socket
+    can do at once; the writer does a send and a read of replies per batch, and each such
+    trip is a loop iteration of its own, which at moderate rates costs more than the write.
+    Here a call that the socket can do at once returns at once (no checkpoint: the writer's
+    loop checkpoints when it waits for the next batch), and one that cannot waits for the
+    socket through trio (cancellable).  TLS keeps trio's ``SSLStream``.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+
+    @classmethod
+    def of(cls, stream: trio.SocketStream) -> _Socket:
+        """Take over ``stream``'s connection (a duplicate of its descriptor; the stream's own
+        one is closed)."""
+        sock = socket.socket(fileno=os.dup(stream.socket.fileno()))
+        stream.socket.close()
+        return cls(sock)
+
+    async def send_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._sock)
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        while True:
+            try:
+                data: bytes = self._sock.recv(max_bytes)
+                return data
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._sock)
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):  # outside trio: no one can be waiting on it
+            trio.lowlevel.notify_closing(self._sock)
+        self._sock.close()
+
+
+_Stream = _Socket | trio.SSLStream[trio.SocketStream]
 
 
 class RedisConnection:
@@ -79,7 +130,15 @@ class RedisConnection:
         if not self.outstanding:
             self._sent_at = time.monotonic()
         self.outstanding += len(commands)
-        await self._guarded(self._stream.send_all, data, "writing to")
+        # No timeout: one batch is sent at most before its replies are read (and those time
+        # out), and it fits the socket buffers many times over, so a send does not block.
+        try:
+            await self._stream.send_all(data)
+        except _BROKEN as exc:
+            raise self._broken(exc, "writing to") from None
+        except BaseException:  # cancelled half-way: the connection is out of step
+            self.close()
+            raise
 
     async def replies(self) -> None:
         """Read the reply of every command sent; raise the first error reply (after reading
@@ -106,10 +165,10 @@ class RedisConnection:
         """Drop the connection at once (no goodbye: it may be in any state)."""
         stream, self._stream = self._stream, None
         self.outstanding = 0
-        if stream is not None:
-            socket = _socket_of(stream)
-            if socket is not None:
-                socket.close()
+        if isinstance(stream, _Socket):
+            stream.close()
+        elif stream is not None:  # TLS: drop its TCP connection
+            stream.transport_stream.socket.close()
 
     async def _receive(self) -> None:
         assert self._stream is not None
@@ -150,17 +209,14 @@ class RedisConnection:
         options = self._options
         path = options.get("path")
         if path:
-            return await trio.open_unix_socket(path)
+            return _Socket.of(await trio.open_unix_socket(path))
         host = options.get("host", "localhost")
         stream = await trio.open_tcp_stream(host, int(options.get("port", 6379)))
         if options.get("connection_class") is redis.SSLConnection:
             tls = trio.SSLStream(stream, _ssl_context(options), server_hostname=host, https_compatible=True)
             await tls.do_handshake()
             return tls
-        return stream
-
-    async def _guarded(self, fn: Callable[[bytes], Any], data: bytes, doing: str) -> None:
-        await self._within(math.inf, fn, data, doing)
+        return _Socket.of(stream)
 
     async def _within(self, seconds: float, fn: Callable[[Any], Any], arg: Any, doing: str) -> Any:
         """``await fn(arg)``, failing as a :class:`redis.RedisError` after ``seconds`` of wall
@@ -174,16 +230,19 @@ class RedisConnection:
                     raise redis.TimeoutError(f"Timeout {doing} {self._where}.")
                 # trio's clock ran ahead of the wall clock (a virtual clock in tests): go on
                 # waiting; ``fn`` was cancelled before it did anything, so it is repeated.
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError) as exc:
-            self.close()
-            cause = exc.__cause__ or exc  # trio wraps the socket's or TLS's own error
-            reason = (
-                cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause) or repr(cause)
-            )
-            raise redis.ConnectionError(f"Error {doing} {self._where}: {reason}.") from None
+        except _BROKEN as exc:
+            raise self._broken(exc, doing) from None
         except BaseException:  # timed out or cancelled half-way: the connection is out of step
             self.close()
             raise
+
+    def _broken(self, exc: BaseException, doing: str) -> redis.ConnectionError:
+        """Close the connection and name what broke it (trio wraps the socket's or TLS's own
+        error: that cause is what a person can act on)."""
+        self.close()
+        cause = exc.__cause__ or exc
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+        return redis.ConnectionError(f"Error {doing} {self._where}: {reason or repr(cause)}.")
 
 
 def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
@@ -196,10 +255,3 @@ def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
     if options.get("ssl_certfile"):
         context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
     return context
-
-
-def _socket_of(stream: _Stream) -> Any:
-    """The socket under ``stream`` (closing it is a synchronous drop)."""
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    return getattr(stream, "socket", None)

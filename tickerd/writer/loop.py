@@ -272,18 +272,20 @@ class RedisWriter:
             self._records = records | self._records  # newer records win
             if not isinstance(exc, redis.RedisError):
                 raise  # cancelled: the batch stays in _batch for the final flush
-            await self._backoff(exc)
+            self._failed(exc)
+        else:
+            self._batch = {}
+            self._inflight = (batch, records, time.perf_counter())
             return
-        self._batch = {}
-        self._inflight = (batch, records, time.perf_counter())
+        await self._backoff()
 
     async def _confirm(self) -> bool:
         """Read the replies of the batch in flight; on failure it goes back to be sent again,
         under any newer values, after a backoff (``False``).
 
-        A cancellation (shutdown) puts it back for the final flush.  The backoff sleeps
-        outside the ``except``: a failed attempt's exception (and whatever its frames held) is
-        gone before the wait, not kept alive through it.
+        A cancellation (shutdown) puts it back for the final flush.  The backoff (here and in
+        :meth:`_send`) sleeps outside the ``except``: a failed attempt's exception (and
+        whatever its frames held) is gone before the wait, not kept alive through it.
         """
         assert self._inflight is not None
         batch, records, started = self._inflight
@@ -295,15 +297,14 @@ class RedisWriter:
             self._records = records | self._records
             if not isinstance(exc, redis.RedisError):
                 raise
-            error = exc
+            self._failed(exc)
         else:
             self._confirmed(batch, records, time.perf_counter() - started)
             return True
-        await self._backoff(error)
+        await self._backoff()
         return False
 
-    async def _backoff(self, error: redis.RedisError) -> None:
-        self._failed(error)
+    async def _backoff(self) -> None:
         self._failures += 1
         await trio.sleep(RETRY.delay(self._failures))
 
