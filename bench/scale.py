@@ -177,6 +177,8 @@ class Daemon:
 
     def status(self, key: str) -> float:
         """A ``/proc/PID/status`` figure in MiB (``VmRSS``, ``VmHWM``)."""
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the daemon exited with status {self.process.returncode}")
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
