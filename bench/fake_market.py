@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing.connection
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
@@ -107,6 +107,27 @@ def frame(exchange: str, symbol: str, seq: int) -> tuple[bytes, bytes]:
             b'"volCcy24h":"123456.7","vol24h":"1234.5","ts":"%d"}]}' % ts
         )
     return _ws_header(len(head) + STAMP_WIDTH + len(tail)) + head, tail
+
+
+async def _paced(per_second: int, total: int, clustered: bool) -> AsyncIterator[tuple[int, int]]:
+    """``(sent, due)``: the frames ``sent .. due`` to send now, ``total`` in all, ``per_second``
+    of them a second: what is due every millisecond, or ``clustered``, each second's frames
+    at once at the start of the second."""
+    sent = 0
+    start = trio.current_time()
+    while sent < total:
+        elapsed = trio.current_time() - start
+        if clustered:
+            due = min(total, (int(elapsed) + 1) * per_second)
+        else:
+            due = min(total, int(elapsed * per_second) + 1)
+        if due > sent:
+            yield sent, due
+            sent = due
+        if clustered:
+            await trio.sleep_until(start + int(trio.current_time() - start) + 1)
+        else:
+            await trio.sleep(0.001)
 
 
 class Connection:
@@ -285,22 +306,9 @@ class FakeMarket:
         start of the second."""
         total = int(per_second * seconds)
         frames, last = self._frames(total)
-        sent = 0
-        start = trio.current_time()
         first = time.time()
-        while sent < total:
-            elapsed = trio.current_time() - start
-            if clustered:
-                due = min(total, (int(elapsed) + 1) * per_second)
-            else:
-                due = min(total, int(elapsed * per_second) + 1)
-            if due > sent:
-                await self._send(frames[sent:due])
-                sent = due
-            if clustered:
-                await trio.sleep_until(start + int(trio.current_time() - start) + 1)
-            else:
-                await trio.sleep(0.001)
+        async for sent, due in _paced(per_second, total, clustered):
+            await self._send(frames[sent:due])
         return {"first_sent": first, "last": last, "sent": total, "seconds": seconds}
 
     async def floor(
@@ -314,35 +322,22 @@ class FakeMarket:
         keys = [(exchange, symbol) for exchange, names in self.markets.items() for symbol in names]
         total = int(per_second * seconds)
         last: dict[Key, int] = {}
-        sent = 0
         first = time.time()
-        start = trio.current_time()
-        while sent < total:
-            elapsed = trio.current_time() - start
-            if clustered:
-                due = min(total, (int(elapsed) + 1) * per_second)
-            else:
-                due = min(total, int(elapsed * per_second) + 1)
-            if due > sent:
-                stamp = time.time()
-                pipe = client.pipeline(transaction=False)
-                for seq in range(sent + 1, due + 1):
-                    exchange, symbol = keys[seq % len(keys)]
-                    record = {
-                        "exchange": exchange,
-                        "symbol": symbol,
-                        "bid_size": stamp,
-                        "ask_size": seq,
-                        "received_ts": stamp,
-                    }
-                    pipe.publish(layout.updates(exchange, symbol), orjson.dumps(record))
-                    last[(exchange, symbol)] = seq
-                pipe.execute()
-                sent = due
-            if clustered:
-                await trio.sleep_until(start + int(trio.current_time() - start) + 1)
-            else:
-                await trio.sleep(0.001)
+        async for sent, due in _paced(per_second, total, clustered):
+            stamp = time.time()
+            pipe = client.pipeline(transaction=False)
+            for seq in range(sent + 1, due + 1):
+                exchange, symbol = keys[seq % len(keys)]
+                record = {
+                    "exchange": exchange,
+                    "symbol": symbol,
+                    "bid_size": stamp,
+                    "ask_size": seq,
+                    "received_ts": stamp,
+                }
+                pipe.publish(layout.updates(exchange, symbol), orjson.dumps(record))
+                last[(exchange, symbol)] = seq
+            pipe.execute()
         client.close()
         return {"first_sent": first, "last": sorted(last.items()), "sent": total, "seconds": seconds}
 
