@@ -94,9 +94,9 @@ async def test_redis_restart_mid_stream_keeps_the_latest_values(
 async def test_a_busy_writer_sends_one_batch_a_window_and_after_a_quiet_spell_at_once(
     redis_client: redis.Redis, prefix: str, still_clock: trio.testing.MockClock
 ) -> None:
-    """``feed.batch_window`` bounds the writes too: what arrives within a window of the last
-    batch waits for the window's end (one write for all of it); after a quiet spell a batch
-    goes at once."""
+    """``feed.batch_window`` bounds the writes too: what arrives within half a window of the
+    last batch waits for that (one write for all of it); after a quiet spell a batch goes at
+    once."""
     writer = RedisWriter(REDIS_URL, RedisLayout(prefix), window=0.01)
     send, receive = trio.open_memory_channel[Sequence[Ticker]](100)
 
@@ -112,13 +112,14 @@ async def test_a_busy_writer_sends_one_batch_a_window_and_after_a_quiet_spell_at
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run, receive)
         send.send_nowait([Ticker("kraken", "A/USD", last=1.0)])
-        await confirmed(0.005)  # sent at once: the writer was idle
-        assert last("A/USD") == 1.0 and writer.batches == 1
+        await trio.testing.wait_all_tasks_blocked()  # sent at once: the writer was idle
         send.send_nowait([Ticker("kraken", "B/USD", last=2.0)])
+        await writer.flushed()  # A's replies are read as B comes; B waits for half a window
+        assert last("A/USD") == 1.0 and writer.batches == 1
         await trio.testing.wait_all_tasks_blocked()
-        assert last("B/USD") is None  # 5 ms after the last batch: it waits for the window's end
+        assert last("B/USD") is None
         send.send_nowait([Ticker("kraken", "C/USD", last=3.0)])
-        still_clock.jump(0.006)
+        still_clock.jump(0.0051)
         await confirmed(0.005)
         assert (last("B/USD"), last("C/USD"), writer.batches) == (2.0, 3.0, 2)  # one write for both
         nursery.cancel_scope.cancel()

@@ -20,6 +20,7 @@ they are rare (a few a minute) and go out with the next batch, after its tickers
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -32,7 +33,6 @@ from tickerd.broadcast import Broadcast
 from tickerd.freshness import LastSeen
 from tickerd.layout import Command, RedisLayout
 from tickerd.model import Removal, Ticker
-from tickerd.pacing import next_tick
 from tickerd.redact import redact
 from tickerd.redis_errors import refusal
 from tickerd.writer.connection import RedisConnection
@@ -63,9 +63,9 @@ class RedisWriter:
         self._redis = RedisConnection(url)
         self.layout = layout
         self._grace = grace
-        #: ``feed.batch_window``: at most one batch goes out per tick of it (see :meth:`_flush_forever`).
+        #: ``feed.batch_window``: batches go out at least half of it apart (:meth:`_flush_forever`).
         self._window = window
-        self._last_send = -1.0
+        self._last_send = -math.inf
         self._pending: dict[Key, Item] = {}
         #: Taken for Redis and not written yet: a batch that failed stays here (newer values
         #: replace what it holds) until a retry writes it.  One entry per key, and the only
@@ -244,12 +244,13 @@ class RedisWriter:
                     await self._wakeup.wait()
                 if not await self._confirm():
                     continue  # failed: what it held is sent again (after the backoff)
-            if self._window and trio.current_time() < (tick := next_tick(self._last_send, self._window)):
-                # Busy: one batch a tick of the window, the feeds' ticks (tickerd.pacing).  Paced
-                # feeds deliver once a tick anyway (this waits for nothing then); feeds that are
-                # not paced (trio-websocket, a feed that is behind) would otherwise cost a write
-                # for every frame or two.  After a quiet spell the batch goes at once.
-                await trio.sleep_until(tick)
+            if trio.current_time() < (due := self._last_send + self._window / 2):
+                # Busy: batches at least half a window apart.  Paced feeds deliver once a
+                # window (this waits for nothing then); feeds that are not paced (trio-websocket,
+                # a feed that is behind) would otherwise cost a write for every frame or two.
+                # Half, not a whole window: a batch held to a tick of its own would stay a tick
+                # behind the feeds' from then on.  After a quiet spell a batch goes at once.
+                await trio.sleep_until(due)
             await self._send()
 
     async def _flush_until_done(self) -> None:
