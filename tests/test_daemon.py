@@ -34,6 +34,31 @@ async def test_kraken_tickers_reach_redis_with_their_values(
     assert stored(redis_client, prefix, "kraken", "ETH/USD") is not None  # from the snapshot
 
 
+async def test_with_a_batch_window_every_latest_value_still_reaches_redis(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str
+) -> None:
+    """The daemon wires one pacer for all feeds and the window into the writer: a stream of
+    updates on two symbols ends with each one's latest value stored."""
+    kraken = await start_fake(nursery, FakeKraken())
+    config = make_config(
+        prefix, {"kraken": kraken}, {"kraken": ["BTC/USD", "ETH/USD"]}, feed={"batch_window": 0.01}
+    )
+    daemon = await start_daemon(nursery, config)
+    assert daemon.pacer.window == 0.01
+    await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD") and kraken.is_subscribed("ETH/USD"))
+    for n in range(1, 51):
+        await kraken.push("BTC/USD", last=100.0 + n)
+        await kraken.push("ETH/USD", last=10.0 + n)
+
+    def last(symbol: str) -> object:
+        return (stored(redis_client, prefix, "kraken", symbol) or {}).get("last")
+
+    with trio.fail_after(10):
+        while (last("BTC/USD"), last("ETH/USD")) != (150.0, 60.0):
+            await daemon.writer.flushed()
+    assert daemon.writer.coalesced > 0  # the window gathered updates of a symbol into one write
+
+
 async def test_binance_book_and_stats_merge_into_one_ticker(
     nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, updates: Updates
 ) -> None:
