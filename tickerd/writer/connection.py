@@ -24,7 +24,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import hiredis
 import redis
@@ -34,8 +34,6 @@ from redis.connection import parse_url
 from redis.exceptions import InvalidResponse
 
 from tickerd.layout import Command
-
-T = TypeVar("T")
 
 #: Seconds a connection attempt (TCP and the AUTH/SELECT handshake) may take.
 CONNECT_TIMEOUT = 2.0
