@@ -36,8 +36,9 @@ from tickerd.model import Ticker
 from tickerd.pacing import Pacer
 
 #: Ticks of ``feed.batch_window`` a paced connection keeps looking for frames at the shared tick
-#: before it waits for its socket again (50 ms at the default window): long enough to carry a
-#: connection that gets a frame every few ticks, short enough that a quiet daemon sleeps.
+#: before it waits for its socket again (a quarter of a second at a 10 ms window): long enough
+#: to carry a connection that gets a frame every few ticks, short enough that a quiet daemon
+#: sleeps.
 POLL_TICKS = 25
 #: Seconds before an unchanged refusal of a symbol is logged again: it is refused anew on every
 #: reconnect, and one line per symbol says it all.
