@@ -26,7 +26,7 @@ import timeit
 import attrs
 
 from tickerd import exchanges
-from tickerd.exchanges.base import split_unified
+from tickerd.exchanges.base import market
 from tickerd.model import Ticker
 from tickerd.testing import fake_for
 
@@ -34,9 +34,11 @@ BASES = ("BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "AVAX", "LINK", "DOT", "LTC"
 
 
 def rebased(symbol: str, base: str) -> str:
-    """``symbol``'s market (quote, settlement) with another base asset."""
-    _, quote, settle = split_unified(symbol)
-    return f"{base}/{quote}" if settle is None else f"{base}/{quote}:{settle}"
+    """``symbol``'s market (quote, settlement, expiry) with another base asset; an inverse
+    market settles in its new base."""
+    parts = market(symbol)
+    settle = base if parts.inverse else parts.settle
+    return attrs.evolve(parts, base=base, settle=settle).symbol
 
 
 def symbols_for(name: str, count: int) -> list[str]:

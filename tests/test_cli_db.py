@@ -90,7 +90,9 @@ def test_bad_input_exits_2_before_touching_the_database(
     status, _, err = tickerd(capsys, "symbols", "add", "kraken", "btcusd")
     assert (
         status == 2
-        and "kraken: 'btcusd' is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)" in err
+        and "kraken: 'btcusd' is not a unified symbol "
+        "(expected BASE/QUOTE, BASE/QUOTE:SETTLE or BASE/QUOTE:SETTLE-YYMMDD)"
+        in err
     )
     status, _, err = tickerd(capsys, "symbols", "disable", "kraken", "BTC/USD:USD")
     assert status == 2 and "serves spot only" in err

@@ -67,7 +67,7 @@ def test_every_rule_is_checked_and_every_problem_listed(tmp_path: Path) -> None:
     assert sorted(problems(stderr)) == [
         "exchanges.kraken.symbols: 'AAAAAAAAAAAAAAAA'…: 65 characters, at most 64",
         "exchanges.kraken.symbols: 'btcusd' is not a unified symbol "
-        "(expected BASE/QUOTE or BASE/QUOTE:SETTLE)",
+        "(expected BASE/QUOTE, BASE/QUOTE:SETTLE or BASE/QUOTE:SETTLE-YYMMDD)",
         # was: retried forever
         "exchanges.kraken.url: expected ws://HOST[:PORT]/PATH or wss://…, got 'http://x'",
         "exchanges.okx.url: expected ws://HOST[:PORT]/PATH or wss://…, got 'ws://127.0.0.1:0/ws'",

@@ -28,7 +28,7 @@ import trio.testing
 from tests.conftest import Updates, make_config, start_daemon, start_fake, stored, until, wait_health
 from tickerd import TickerDaemon, exchanges
 from tickerd.config import FeedSettings
-from tickerd.exchanges.base import Exchange
+from tickerd.exchanges.base import DERIVATIVE_FIELDS, Exchange
 from tickerd.snapshots import ExchangeSnapshot
 from tickerd.testing import FakeExchange, fake_for
 
@@ -274,3 +274,34 @@ async def test_a_crossed_book_is_written_and_counted(
         await updates.wait_for(lambda r: (r["bid"], r["ask"]) == (101.0, 100.0))
     seen = exchange_health(daemon, adapter.name)
     assert seen.crossed >= 1 and seen.junk == 0
+
+
+async def test_derivative_fields_reach_the_record_of_the_price(
+    adapter: Exchange, clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    """Mark and index price, funding and open interest of a perpetual (a spot symbol where the
+    adapter serves spot only) land in the same latest record as its book, whichever channel of
+    the venue carries them; a field the adapter cannot provide stays null, and spot has none."""
+    symbol = next((s for s in adapter.sample_symbols if ":" in s), adapter.sample_symbols[0])
+    pushed = {
+        "mark": 101.5,
+        "index": 101.25,
+        "funding_rate": -0.000125,  # shorts pay longs: negative rates are valid
+        "next_funding": 1798761600.0,
+        "open_interest": 0.0,  # nobody holds it: zero is valid
+    }
+    fields = dict(zip(DERIVATIVE_FIELDS, pushed.values(), strict=True))
+    expected = {
+        field: value if ":" in symbol and field in adapter.provides else None
+        for field, value in fields.items()
+    }
+    fake, _ = await start(nursery, prefix, adapter, [symbol])
+    with real_time(clock):
+        await fake.push(symbol, bid=100.0, ask=102.0, **pushed)
+        record = await updates.wait_for(
+            lambda r: (
+                r["symbol"] == symbol and r["bid"] == 100.0 and all(r[f] == v for f, v in expected.items())
+            )
+        )
+    assert {field: record[field] for field in DERIVATIVE_FIELDS} == expected
+    assert fake.violations == []

@@ -71,6 +71,16 @@ FULL = Ticker(
     1764474000.123456, 1764474000.2,
 )  # fmt: skip
 BARE = Ticker("bitfinex", "ETH/USD:USDT", last=3000.0, received_ts=1e-7)
+PERPETUAL = attrs.evolve(
+    FULL,
+    symbol="BTC/USD:BTC",
+    mark_price=64330.25,
+    index_price=64329.0,
+    funding_rate=-0.0001,
+    next_funding_ts=1764478800.0,
+    open_interest=0.0,
+    sequence=8123456789,
+)
 
 
 def test_records_are_byte_for_byte_what_readers_have_always_read() -> None:
@@ -82,14 +92,24 @@ def test_records_are_byte_for_byte_what_readers_have_always_read() -> None:
         b'"last":64321.5,"volume":1234.5678,"time":1764474000.123456,"change":-12.5,"percentage":-0.0194,'
         b'"bid_size":0.5,"ask_size":1.25,"volume_24h":1234.5678,"high_24h":65000.0,"low_24h":63000.1,'
         b'"change_24h":-12.5,"change_pct_24h":-0.0194,"exchange_ts":1764474000.123456,'
-        b'"received_ts":1764474000.2}'
+        b'"received_ts":1764474000.2'
+        b',"mark_price":null,"index_price":null,"funding_rate":null,"next_funding_ts":null,"open_interest":null,'
+        b'"sequence":null}'
     )
     assert extended.encode_ticker(BARE) == (
         b'{"symbol":"ETH/USD:USDT","exchange":"bitfinex","price":3000.0,"bid":null,"ask":null,'
         b'"last":3000.0,"volume":null,"time":1e-7,"change":null,"percentage":null,"bid_size":null,'
         b'"ask_size":null,"volume_24h":null,"high_24h":null,"low_24h":null,"change_24h":null,'
-        b'"change_pct_24h":null,"exchange_ts":null,"received_ts":1e-7}'
+        b'"change_pct_24h":null,"exchange_ts":null,"received_ts":1e-7'
+        b',"mark_price":null,"index_price":null,"funding_rate":null,"next_funding_ts":null,"open_interest":null,'
+        b'"sequence":null}'
     )
+    # The derivative fields come last: the keys readers have always read keep their order.
+    assert extended.encode_ticker(PERPETUAL).endswith(
+        b'"received_ts":1764474000.2,"mark_price":64330.25,"index_price":64329.0,"funding_rate":-0.0001,'
+        b'"next_funding_ts":1764478800.0,"open_interest":0.0,"sequence":8123456789}'
+    )
+    assert fullon.encode_ticker(PERPETUAL) == fullon.encode_ticker(attrs.evolve(FULL, symbol="BTC/USD:BTC"))
     assert fullon.encode_ticker(FULL) == (
         b'{"symbol":"BTC/USD","exchange":"kraken","price":64321.5,"volume":1234.5678,'
         b'"time":1764474000.123456,"bid":64321.4,"ask":64321.6,"last":64321.5,"change":-12.5,'

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
 from tickerd import exchanges
+from tickerd.exchanges.base import Market, market, split_unified
 from tickerd.testing import FakeExchange, fake_for
 
 
@@ -42,3 +44,45 @@ def test_the_registry_loads_only_the_adapters_it_is_asked_for() -> None:
         "tickerd.exchanges.okx",
     }
     assert not {m for m in loaded if m.startswith("tickerd.testing")}  # the daemon never loads test code
+
+
+@pytest.mark.parametrize(
+    ("symbol", "parts"),
+    [
+        ("BTC/USDT", Market("BTC", "USDT")),
+        ("BTC/USDT:USDT", Market("BTC", "USDT", "USDT")),
+        ("BTC/USD:BTC", Market("BTC", "USD", "BTC")),
+        ("BTC/USDT:USDT-261225", Market("BTC", "USDT", "USDT", "261225")),
+    ],
+)
+def test_unified_symbols_of_every_market_kind_parse_and_print_back(symbol: str, parts: Market) -> None:
+    assert market(symbol) == parts and parts.symbol == symbol
+    assert split_unified(symbol) == (parts.base, parts.quote, parts.settle)
+    assert (parts.spot, parts.perpetual, parts.inverse) == (
+        parts.settle is None,
+        parts.settle is not None and parts.expiry is None,
+        parts.settle == "BTC",
+    )
+
+
+@pytest.mark.parametrize(
+    ("symbol", "error"),
+    [
+        (
+            "BTC-USDT",
+            "is not a unified symbol (expected BASE/QUOTE, BASE/QUOTE:SETTLE or BASE/QUOTE:SETTLE-YYMMDD)",
+        ),
+        ("BTC/USDT-261225", "is not a unified symbol"),  # a future needs its settle asset
+        ("BTC/USDT:USDT-2612", "is not a unified symbol"),
+        ("BTC/USDT:USDT-261332", "expiry '261332' is not a date (expected YYMMDD)"),
+    ],
+)
+def test_malformed_symbols_are_refused_naming_the_forms(symbol: str, error: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(error)):
+        market(symbol)
+
+
+@pytest.mark.parametrize("name", [n for n in exchanges.names() if not exchanges.get(n).dated_futures])
+def test_dated_futures_are_refused_where_the_adapter_serves_none(name: str) -> None:
+    with pytest.raises(ValueError, match=r"serves no dated futures|serves spot"):
+        exchanges.get(name).check_symbol("BTC/USDT:USDT-261225")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import inspect
 import pickle
+from typing import Any
 
 import attrs
 import pytest
@@ -28,12 +29,19 @@ FIELDS = {
     "change_pct_24h": None,
     "exchange_ts": None,
     "received_ts": 0.0,
+    "mark_price": None,
+    "index_price": None,
+    "funding_rate": None,
+    "next_funding_ts": None,
+    "open_interest": None,
+    "sequence": None,
 }
 
 
 def full() -> Ticker:
     """A Ticker with a distinct value in every field."""
-    return Ticker("binance", "BTC/USDT", *(float(i) for i in range(1, 13)))
+    values: list[Any] = [*(float(i) for i in range(1, 18)), 18]  # the last is the int sequence
+    return Ticker("binance", "BTC/USDT", *values)
 
 
 def test_an_attrs_frozen_slotted_class_with_the_same_fields() -> None:
@@ -59,7 +67,7 @@ def test_init_takes_the_fields_as_attrs_would() -> None:
     ]
     t = full()
     assert type(t) is Ticker
-    assert attrs.astuple(t) == ("binance", "BTC/USDT", *(float(i) for i in range(1, 13)))
+    assert attrs.astuple(t) == ("binance", "BTC/USDT", *(float(i) for i in range(1, 18)), 18)
     assert Ticker(**attrs.asdict(t)) == t
     bare = Ticker("kraken", "ETH/USD")
     assert attrs.astuple(bare) == (

@@ -248,7 +248,10 @@ async def test_unusable_rows_are_skipped_and_reported_once(
     daemon = await start_daemon(nursery, pg_config(prefix, db.url, {"kraken": kraken}, refresh=0.05))
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD"))
     problems = database_source(daemon.health().source).problems
-    assert "kraken: 'btcusd' is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)" in problems
+    assert (
+        "kraken: 'btcusd' is not a unified symbol "
+        "(expected BASE/QUOTE, BASE/QUOTE:SETTLE or BASE/QUOTE:SETTLE-YYMMDD)" in problems
+    )
     assert "kraken: 'AAAAAAAAAAAAAAAA'…: 65 characters, at most 64" in problems
     assert "okx: url: expected ws://HOST[:PORT]/PATH or wss://…, got 'http://x'" in problems
     assert any(problem.startswith("unknown exchange 'krakken' (supported: binance, ") for problem in problems)

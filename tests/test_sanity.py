@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from tickerd import snapshots
-from tickerd.exchanges.base import AMOUNTS, PRICES, RATES, TICKER_FIELDS, Decoder, problem
+from tickerd.exchanges.base import AMOUNTS, DERIVATIVE_FIELDS, PRICES, RATES, TICKER_FIELDS, Decoder, problem
 from tickerd.model import Ticker
 
 GOOD = Ticker(
@@ -84,6 +84,27 @@ def test_an_amount_that_is_negative_or_not_finite_makes_the_frame_junk(field: st
     assert decoder.junk_reason == f"BTC/USD: {field} {value!r} is not a valid amount"
 
 
+@pytest.mark.parametrize("value", NOT_FINITE)
+def test_a_rate_that_is_not_finite_makes_the_frame_junk(value: float) -> None:
+    tickers, decoder = decoded(with_field("funding_rate", value))
+    assert tickers == [] and decoder.junk == 1
+    assert decoder.junk_reason == f"BTC/USD: funding_rate {value!r} is not a valid rate"
+
+
+def test_a_negative_funding_rate_and_zero_open_interest_pass() -> None:
+    """Shorts pay longs when the rate is negative; a market nobody holds has no open interest."""
+    perpetual = attrs.evolve(
+        GOOD,
+        symbol="BTC/USD:BTC",
+        mark_price=100.5,
+        index_price=100.4,
+        funding_rate=-0.00375,
+        open_interest=0.0,
+    )
+    tickers, decoder = decoded(perpetual)
+    assert tickers == [perpetual] and decoder.junk == 0
+
+
 @pytest.mark.parametrize("field", AMOUNTS)
 def test_an_amount_may_be_zero(field: str) -> None:
     ticker = with_field(field, 0.0)
@@ -101,7 +122,7 @@ def test_absent_fields_and_the_unchecked_ones_pass() -> None:
 def test_the_kinds_cover_the_numeric_fields_and_the_fast_check_agrees_with_them() -> None:
     """A field in PRICES, AMOUNTS or RATES must be checked by ``Decoder.flaw`` as well."""
     kinds = {*PRICES, *AMOUNTS, *RATES}
-    assert kinds <= set(TICKER_FIELDS)
+    assert kinds <= {*TICKER_FIELDS, *DERIVATIVE_FIELDS}
     for field in kinds:
         insane = with_field(field, math.nan)
         assert problem(insane) is not None

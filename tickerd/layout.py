@@ -77,6 +77,12 @@ def _encode_extended(ticker: Ticker) -> bytes:
             "change_pct_24h": ticker.change_pct_24h,
             "exchange_ts": ticker.exchange_ts,
             "received_ts": ticker.received_ts,
+            "mark_price": ticker.mark_price,
+            "index_price": ticker.index_price,
+            "funding_rate": ticker.funding_rate,
+            "next_funding_ts": ticker.next_funding_ts,
+            "open_interest": ticker.open_interest,
+            "sequence": ticker.sequence,
         }
     )
 

@@ -74,8 +74,16 @@ class Ticker:
     """A normalised ticker.
 
     Numbers are floats, or ``None`` where the exchange does not send the field (some feeds
-    carry no sizes, some no 24 h statistics).  ``exchange_ts`` and ``received_ts`` are epoch
-    seconds.  The symbol is unified: ``BASE/QUOTE`` for spot, ``BASE/QUOTE:SETTLE`` for perps.
+    carry no sizes, some no 24 h statistics).  ``exchange_ts``, ``received_ts`` and
+    ``next_funding_ts`` are epoch seconds.  The symbol is unified: ``BASE/QUOTE`` for spot,
+    ``BASE/QUOTE:SETTLE`` for perpetuals, ``BASE/QUOTE:SETTLE-YYMMDD`` for dated futures.
+
+    The derivative fields come after ``received_ts`` so that the decoders' positional calls of
+    the spot fields stay as they are; spot markets never have them.  ``funding_rate`` is the
+    rate of one funding period as the venue states it (0.0001 = 0.01 %), ``open_interest`` is
+    in the unit the venue reports (the README's exchange table names it).  ``sequence`` is the
+    venue's own update id or sequence number, where it sends one: the order in which the venue
+    produced the updates of this symbol.
     """
 
     exchange: str
@@ -92,6 +100,12 @@ class Ticker:
     change_pct_24h: float | None = None
     exchange_ts: float | None = None
     received_ts: float = 0.0
+    mark_price: float | None = None
+    index_price: float | None = None
+    funding_rate: float | None = None
+    next_funding_ts: float | None = None
+    open_interest: float | None = None
+    sequence: int | None = None
 
 
 @attrs.frozen(slots=True)

@@ -10,6 +10,7 @@ any I/O, so both are tested with real frames and no sockets, and the I/O loop in
 from __future__ import annotations
 
 import abc
+import datetime
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +20,10 @@ import attrs
 
 from tickerd.model import Ticker
 
-UNIFIED_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
+#: ``BASE/QUOTE`` (spot), ``BASE/QUOTE:SETTLE`` (perpetual; inverse when SETTLE is BASE) and
+#: ``BASE/QUOTE:SETTLE-YYMMDD`` (dated future, expiring on that day), as the ecosystem
+#: (ccxt, fullon) writes them.
+UNIFIED_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+(-[0-9]{6})?)?$")
 #: The longest symbol accepted: no market has a longer name, and a symbol is a Redis hash field,
 #: a channel name and a label in every record, log line and metric.
 MAX_SYMBOL_LENGTH = 64
@@ -37,19 +41,22 @@ TICKER_FIELDS = (
     "change_24h",
     "change_pct_24h",
     "exchange_ts",
+    "sequence",
 )
+#: The Ticker fields only derivatives have (perpetuals and futures; spot never has them).
+DERIVATIVE_FIELDS = ("mark_price", "index_price", "funding_rate", "next_funding_ts", "open_interest")
 
 
 #: The sanity rule for a Ticker's numbers, by kind.  Every kind must be finite (NaN and
-#: infinity are junk); prices must be positive and amounts (sizes, volume; open interest when
-#: it becomes a field) not negative, while rates (funding, when it becomes a field) may be
-#: anything finite.  A numeric field added to :class:`~tickerd.model.Ticker` joins one kind
-#: here and one clause in :meth:`Decoder.flaw`; ``tests/test_sanity.py`` checks the two agree.
+#: infinity are junk); prices must be positive and amounts (sizes, volume, open interest) not
+#: negative, while rates (funding) may be anything finite, negative included.  A numeric field
+#: added to :class:`~tickerd.model.Ticker` joins one kind here and one clause in
+#: :meth:`Decoder.flaw`; ``tests/test_sanity.py`` checks the two agree.
 #: 24 h high/low and change are not checked: the exchanges derive them, and a negative change
 #: is normal.
-PRICES = ("last", "bid", "ask")
-AMOUNTS = ("bid_size", "ask_size", "volume_24h")
-RATES: tuple[str, ...] = ()
+PRICES = ("last", "bid", "ask", "mark_price", "index_price")
+AMOUNTS = ("bid_size", "ask_size", "volume_24h", "open_interest")
+RATES = ("funding_rate",)
 _INF = math.inf
 #: Longest junk reason kept: an error can quote the whole offending value.
 _REASON_LENGTH = 200
@@ -203,6 +210,10 @@ class Decoder(abc.ABC):
             and (t.bid_size is None or 0.0 <= t.bid_size < _INF)
             and (t.ask_size is None or 0.0 <= t.ask_size < _INF)
             and (t.volume_24h is None or 0.0 <= t.volume_24h < _INF)
+            and (t.mark_price is None or 0.0 < t.mark_price < _INF)
+            and (t.index_price is None or 0.0 < t.index_price < _INF)
+            and (t.open_interest is None or 0.0 <= t.open_interest < _INF)
+            and (t.funding_rate is None or -_INF < t.funding_rate < _INF)
         ):
             if bid is not None and ask is not None and bid > ask:
                 self.crossed += 1
@@ -274,6 +285,20 @@ class Exchange(abc.ABC):
     reconnect_request: ClassVar[bool] = False
     #: Spot markets only: ``BASE/QUOTE:SETTLE`` symbols are refused up front.
     spot_only: ClassVar[bool] = False
+    #: Dated futures (``BASE/QUOTE:SETTLE-YYMMDD``) are served; without it they are refused up
+    #: front, as a perpetual's symbol with a date is not the perpetual.
+    dated_futures: ClassVar[bool] = False
+
+    # -- Endpoint groups: one subscription, several connections ----------------------------
+    #: The connections one set of symbols needs, by name.  Most exchanges serve every stream
+    #: of a symbol on one websocket (one group, ``""``).  One that serves a symbol's streams on
+    #: several URLs (Binance futures: book tickers on ``/public``, statistics and mark prices
+    #: on ``/market``) names a group per URL; :meth:`endpoint` gives each group's URL.  The
+    #: I/O loop then runs one connection per group for each set of symbols, each connecting,
+    #: backing off and rotating on its own, and their decoders share the set's
+    #: :meth:`merged_state`, so every connection's frames update one latest record and a
+    #: group that is reconnecting leaves the others' fields in place.
+    groups: ClassVar[tuple[str, ...]] = ("",)
 
     # -- Manifest: the one place an exchange is described to the rest of the project. -----
     # The fake registry (tickerd.testing.fake_for), the demo, bench/decode.py, the examples and
@@ -294,40 +319,112 @@ class Exchange(abc.ABC):
     keepalive_note: ClassVar[str] = ""
     #: README: caveats on the delivered fields beyond :attr:`lacks` (Markdown).
     lacks_note: ClassVar[str] = ""
+    #: README: the unit of ``open_interest`` as the venue reports it (contracts, base currency,
+    #: USD…; Markdown); empty where the adapter delivers no open interest.
+    open_interest_unit: ClassVar[str] = ""
+    #: README: which stream's field supplies ``sequence`` (Markdown); empty: the venue sends
+    #: none (``sequence`` is then in :attr:`lacks`).
+    sequence_source: ClassVar[str] = ""
 
     @property
     def provides(self) -> tuple[str, ...]:
-        """The Ticker fields this exchange delivers."""
-        return tuple(field for field in TICKER_FIELDS if field not in self.lacks)
+        """The Ticker fields this exchange delivers (for its derivatives, where it has them)."""
+        fields = TICKER_FIELDS if self.spot_only else TICKER_FIELDS + DERIVATIVE_FIELDS
+        return tuple(field for field in fields if field not in self.lacks)
 
     def check_symbol(self, symbol: str) -> None:
         """Raise ``ValueError`` naming the expected form if ``symbol`` is unusable here."""
         if len(symbol) > MAX_SYMBOL_LENGTH:
             shown = symbol[: MAX_SYMBOL_LENGTH // 4]
             raise ValueError(f"{shown!r}…: {len(symbol)} characters, at most {MAX_SYMBOL_LENGTH}")
-        if not UNIFIED_SYMBOL.match(symbol):
-            raise ValueError(f"{symbol!r} is not a unified symbol (expected BASE/QUOTE or BASE/QUOTE:SETTLE)")
-        if self.spot_only and ":" in symbol:
+        parts = market(symbol)  # raises for what is not a unified symbol
+        if self.spot_only and not parts.spot:
             raise ValueError(f"{symbol!r}: the {self.name} adapter serves spot only (expected BASE/QUOTE)")
+        if parts.expiry is not None and not self.dated_futures:
+            raise ValueError(
+                f"{symbol!r}: the {self.name} adapter serves no dated futures "
+                "(expected BASE/QUOTE or BASE/QUOTE:SETTLE)"
+            )
 
-    def endpoint(self, url: str, symbol: str) -> str:
-        """The websocket URL that serves ``symbol``; symbols are grouped by it.
+    def endpoint(self, url: str, symbol: str, group: str = "") -> str:
+        """The websocket URL that serves ``symbol``'s streams of ``group`` (:attr:`groups`);
+        symbols are grouped into connections by it.
 
         Most exchanges serve everything on one URL; exchanges with one URL per market
-        category (spot, linear) override this.
+        category (spot, linear) or per group of streams override this.
         """
         return url
 
-    def decoder(self, symbols: Iterable[str]) -> Decoder:
-        """A fresh decoder for one connection carrying ``symbols``."""
+    def merged_state(self) -> object:
+        """The state the decoders of one set of symbols share across their groups' connections
+        and across reconnects (:attr:`groups`): made once per set, handed to every
+        :meth:`decoder` of it.  ``None`` for adapters that keep all their state per connection."""
+        return None
+
+    def decoder(self, symbols: Iterable[str], group: str = "", merged: object = None) -> Decoder:
+        """A fresh decoder for one connection of ``group`` carrying ``symbols``; ``merged`` is
+        the set's :meth:`merged_state`.  Adapters with groups or merged state override this."""
         return self.decoder_class(symbols)
 
 
-def split_unified(symbol: str) -> tuple[str, str, str | None]:
-    """``BTC/USDT:USDT`` → ``("BTC", "USDT", "USDT")``; spot symbols have no settle."""
+@attrs.frozen
+class Market:
+    """The parts of a unified symbol: ``BTC/USDT:USDT-261225`` is the BTC/USDT future settled
+    in USDT that expires on 25 December 2026."""
+
+    base: str
+    quote: str
+    #: ``None`` for spot.
+    settle: str | None = None
+    #: ``YYMMDD`` for a dated future, ``None`` for spot and perpetuals.
+    expiry: str | None = None
+
+    @property
+    def spot(self) -> bool:
+        return self.settle is None
+
+    @property
+    def perpetual(self) -> bool:
+        return self.settle is not None and self.expiry is None
+
+    @property
+    def inverse(self) -> bool:
+        """Margined and settled in the base asset (``BTC/USD:BTC``)."""
+        return self.settle == self.base
+
+    @property
+    def symbol(self) -> str:
+        """The unified symbol again."""
+        settle = "" if self.settle is None else f":{self.settle}"
+        expiry = "" if self.expiry is None else f"-{self.expiry}"
+        return f"{self.base}/{self.quote}{settle}{expiry}"
+
+
+def market(symbol: str) -> Market:
+    """``symbol``'s parts; ``ValueError`` naming the expected forms for anything else, an expiry
+    that is not a calendar date included."""
+    if not UNIFIED_SYMBOL.match(symbol):
+        raise ValueError(
+            f"{symbol!r} is not a unified symbol "
+            "(expected BASE/QUOTE, BASE/QUOTE:SETTLE or BASE/QUOTE:SETTLE-YYMMDD)"
+        )
     pair, _, settle = symbol.partition(":")
     base, _, quote = pair.partition("/")
-    return base, quote, settle or None
+    settle, _, expiry = settle.partition("-")
+    if expiry:
+        try:
+            datetime.datetime.strptime(expiry, "%y%m%d")
+        except ValueError:
+            raise ValueError(f"{symbol!r}: expiry {expiry!r} is not a date (expected YYMMDD)") from None
+    return Market(base, quote, settle or None, expiry or None)
+
+
+def split_unified(symbol: str) -> tuple[str, str, str | None]:
+    """``BTC/USDT:USDT`` → ``("BTC", "USDT", "USDT")``; spot symbols have no settle.  A dated
+    future's expiry is not part of its settle (:func:`market` has it)."""
+    pair, _, settle = symbol.partition(":")
+    base, _, quote = pair.partition("/")
+    return base, quote, settle.partition("-")[0] or None
 
 
 def chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:

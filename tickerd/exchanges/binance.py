@@ -147,7 +147,16 @@ class BinanceDecoder(Decoder):
         The Ticker is built positionally from the tuples, in its field order: this runs for
         every frame, and fourteen keyword arguments cost more than the sanity check.
         """
-        ticker = Ticker("binance", state.symbol, last, *book, *statistics, exchange_ts, time.time())
+        ticker = Ticker(
+            "binance",
+            state.symbol,
+            last,
+            *book,
+            *statistics,
+            exchange_ts,
+            time.time(),
+            sequence=update_id if update_id >= 0 else None,
+        )
         if (reason := self.flaw(ticker)) is not None:
             return self.junk_frame(reason)
         state.update_id, state.book, state.last, state.statistics = update_id, book, last, statistics
@@ -179,6 +188,7 @@ class Binance(Exchange):
     symbol_forms = "`BTC/USDT` ↔ `BTCUSDT` (spot)"
     keepalive_note = "answers server ping frames"
     lacks_note = "book-only updates carry no exchange time"
+    sequence_source = "`@bookTicker` `u` (order book update id)"
     url = "wss://stream.binance.com:9443/ws"
     max_symbols_per_connection = 200
     max_lifetime = 23 * 3600.0

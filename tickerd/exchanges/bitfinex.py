@@ -218,7 +218,15 @@ class Bitfinex(Exchange):
     max_symbols_per_connection = 25
     keepalive = Keepalive(interval=20.0, frame='{"event":"ping","cid":1}')
     reconnect_request = True
-    lacks = ("exchange_ts",)
+    lacks = (
+        "exchange_ts",
+        "mark_price",
+        "index_price",
+        "funding_rate",
+        "next_funding_ts",
+        "open_interest",
+        "sequence",
+    )
 
     def check_symbol(self, symbol: str) -> None:
         super().check_symbol(symbol)

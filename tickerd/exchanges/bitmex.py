@@ -295,6 +295,7 @@ class BitMEX(Exchange):
     """BitMEX perpetuals and spot; ``XBT`` ↔ ``BTC`` (see the module docstring for the forms)."""
 
     name = "bitmex"
+    lacks = ("mark_price", "index_price", "funding_rate", "next_funding_ts", "open_interest", "sequence")
     decoder_class = BitMEXDecoder
     fake = "tickerd.testing.bitmex:FakeBitMEX"
     sample_symbols = ("BTC/USD:BTC", "ETH/USDT:USDT")

@@ -210,4 +210,4 @@ class Bitstamp(Exchange):
     reconnect_request = True
     #: No documented inbound limit; pacing keeps a 40-channel subscribe burst to 2 s.
     send_interval = 0.05
-    lacks = ("volume_24h", "high_24h", "low_24h", "change_24h", "change_pct_24h")
+    lacks = ("volume_24h", "high_24h", "low_24h", "change_24h", "change_pct_24h", "sequence")

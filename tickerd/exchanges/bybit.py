@@ -273,6 +273,7 @@ class Bybit(Exchange):
     """
 
     name = "bybit"
+    lacks = ("mark_price", "index_price", "funding_rate", "next_funding_ts", "open_interest", "sequence")
     decoder_class = BybitDecoder
     fake = "tickerd.testing.bybit:FakeBybit"
     sample_symbols = ("BTC/USDT", "ETH/USDT:USDT")
@@ -292,7 +293,7 @@ class Bybit(Exchange):
                 f"{symbol!r}: bybit serves spot BASE/QUOTE and USDT perpetuals BASE/USDT:USDT only"
             )
 
-    def endpoint(self, url: str, symbol: str) -> str:
+    def endpoint(self, url: str, symbol: str, group: str = "") -> str:
         base = url.rstrip("/")
         for name in _CATEGORIES:
             if base.endswith(f"/{name}"):

@@ -228,4 +228,4 @@ class Coinbase(Exchange):
     max_symbols_per_connection = 100
     #: Unauthenticated clients may send 8 messages a second per IP: stay well under it.
     send_interval = 0.2
-    lacks = ("change_24h",)
+    lacks = ("change_24h", "sequence")

@@ -264,7 +264,16 @@ class Hyperliquid(Exchange):
     keepalive = Keepalive(interval=30.0, frame='{"method":"ping"}')
     #: 2000 messages a minute per IP: ten connections subscribing at once send 1000 in 5 s.
     send_interval = 0.05
-    lacks = ("high_24h", "low_24h")
+    lacks = (
+        "high_24h",
+        "low_24h",
+        "mark_price",
+        "index_price",
+        "funding_rate",
+        "next_funding_ts",
+        "open_interest",
+        "sequence",
+    )
 
     def check_symbol(self, symbol: str) -> None:
         super().check_symbol(symbol)

@@ -125,6 +125,7 @@ class Kraken(Exchange):
     """Kraken spot v2: unified ``BASE/QUOTE`` is Kraken's own v2 symbol form."""
 
     name = "kraken"
+    lacks = ("sequence",)
     decoder_class = KrakenDecoder
     spot_only = True
     fake = "tickerd.testing.kraken:FakeKraken"

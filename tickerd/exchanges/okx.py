@@ -160,6 +160,7 @@ class OKX(Exchange):
     inverse swaps ``BTC/USD:BTC`` ↔ ``BTC-USD-SWAP``."""
 
     name = "okx"
+    lacks = ("mark_price", "index_price", "funding_rate", "next_funding_ts", "open_interest", "sequence")
     decoder_class = OKXDecoder
     fake = "tickerd.testing.okx:FakeOKX"
     sample_symbols = ("BTC/USDT", "ETH/USDT:USDT")

@@ -20,8 +20,9 @@ END = "<!-- /exchanges-table -->"
 COMMAND = "python -m tickerd.exchanges.table --write README.md"
 
 _HEADER = (
-    "| exchange | feeds used | symbol forms (unified ↔ native) | keepalive | fields it cannot provide |\n"
-    "|---|---|---|---|---|\n"
+    "| exchange | feeds used | symbol forms (unified ↔ native) | keepalive | open interest in "
+    "| fields it cannot provide |\n"
+    "|---|---|---|---|---|---|\n"
 )
 
 
@@ -53,8 +54,29 @@ def _gaps(adapter: Exchange) -> str:
     return f"{lacks} ({adapter.lacks_note})" if adapter.lacks_note else lacks
 
 
+def _feeds(adapter: Exchange) -> str:
+    """The channels used, and which of them supplies ``sequence``."""
+    if not adapter.sequence_source:
+        return adapter.feeds
+    return f"{adapter.feeds}; `sequence` from {adapter.sequence_source}"
+
+
+def _open_interest(adapter: Exchange) -> str:
+    """The unit of ``open_interest``; spot-only venues have none to give."""
+    if adapter.spot_only:
+        return "— (spot only)"
+    return adapter.open_interest_unit or "—"
+
+
 def row(adapter: Exchange) -> str:
-    cells = (adapter.name, adapter.feeds, adapter.symbol_forms, _keepalive(adapter), _gaps(adapter))
+    cells = (
+        adapter.name,
+        _feeds(adapter),
+        adapter.symbol_forms,
+        _keepalive(adapter),
+        _open_interest(adapter),
+        _gaps(adapter),
+    )
     return f"| {' | '.join(cells)} |\n"
 
 

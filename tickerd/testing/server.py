@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -198,10 +199,24 @@ class FakeExchange:
             await conn.close(1001, "reconnect requested")
 
     def state(self, symbol: str) -> dict[str, float]:
-        """The symbol's market state, invented plausibly on first use."""
+        """The symbol's market state, invented plausibly on first use.
+
+        Perpetuals and futures (``BASE/QUOTE:SETTLE…``) also have ``mark``, ``index``,
+        ``funding_rate`` (one period's rate), ``next_funding`` (epoch s, the next 8 h mark) and
+        ``open_interest`` (in the venue's unit); fakes send them where their venue does.
+        """
         if symbol not in self.market:
             price = round(self._rng.uniform(1, 60000), 2)
-            self.market[symbol] = {
+            derivative = {}
+            if ":" in symbol:
+                derivative = {
+                    "mark": round(price * 1.00002, 2),
+                    "index": round(price * 0.99998, 2),
+                    "funding_rate": 0.0001,
+                    "next_funding": (time.time() // 28800 + 1) * 28800,
+                    "open_interest": 12345.0,
+                }
+            self.market[symbol] = derivative | {
                 "last": price,
                 "bid": round(price * 0.9999, 2),
                 "ask": round(price * 1.0001, 2),
@@ -227,6 +242,8 @@ class FakeExchange:
             high=max(state["high"], last),
             low=min(state["low"], last),
         )
+        if "mark" in state:
+            state.update(mark=round(last * 1.00002, 4), index=round(last * 0.99998, 4))
         return state
 
     # -- protocol hooks --------------------------------------------------------------------
