@@ -1,4 +1,5 @@
-"""BitMEX: ``quote`` + ``instrument`` decoding on real frame shapes, symbol and settle forms."""
+"""BitMEX: ``quote`` + ``instrument`` decoding on real frame shapes, derivative fields, symbol,
+settle and expiry forms."""
 
 from __future__ import annotations
 
@@ -30,12 +31,33 @@ QUOTE_INSERT = (
 #: The instrument partial of ccxt's handle_ticker example, trimmed to the fields tickers use.
 INSTRUMENT_PARTIAL = (
     '{"table":"instrument","action":"partial","keys":["symbol"],"filter":{"symbol":"XBTUSD"},"data":[{'
-    '"symbol":"XBTUSD","rootSymbol":"XBT","state":"Open","typ":"FFWCSX","underlying":"XBT",'
-    '"quoteCurrency":"USD","settlCurrency":"XBt","isQuanto":false,"isInverse":true,"volume24h":4491824765,'
-    '"homeNotional24h":488633.9006484273,"foreignNotional24h":4491824765,"prevPrice24h":9091,'
-    '"vwap":9192.8663,"highPrice":9440,"lowPrice":8886,"lastPrice":9287,"lastTickDirection":"PlusTick",'
-    '"lastChangePcnt":0.0216,"bidPrice":9286,"midPrice":9286.25,"askPrice":9286.5,"markPrice":9277.2,'
+    '"symbol":"XBTUSD","rootSymbol":"XBT","state":"Open","typ":"FFWCSX","expiry":null,"underlying":"XBT",'
+    '"quoteCurrency":"USD","referenceSymbol":".BXBT","multiplier":-100000000,"settlCurrency":"XBt",'
+    '"isQuanto":false,"isInverse":true,"fundingTimestamp":"2020-01-29T12:00:00.000Z",'
+    '"fundingInterval":"2000-01-01T08:00:00.000Z","fundingRate":0.000597,"indicativeFundingRate":0.000652,'
+    '"volume24h":4491824765,"homeNotional24h":488633.9006484273,"foreignNotional24h":4491824765,'
+    '"prevPrice24h":9091,"vwap":9192.8663,"highPrice":9440,"lowPrice":8886,"lastPrice":9287,'
+    '"lastTickDirection":"PlusTick","lastChangePcnt":0.0216,"bidPrice":9286,"midPrice":9286.25,'
+    '"askPrice":9286.5,"openInterest":967826984,"openValue":10432207060536,"fairMethod":"FundingRate",'
+    '"fairPrice":9277.2,"markMethod":"FairPrice","markPrice":9277.2,"indicativeSettlePrice":9276.87,'
     '"timestamp":"2020-01-29T11:31:37.114Z"}]}'
+)
+#: The same partial as a dated future lists it (ccxt's ``ETHH19`` example: ``typ`` FFCCSX, an
+#: ``expiry`` at noon UTC on the last Friday of the month, no funding).
+FUTURE_PARTIAL = (
+    INSTRUMENT_PARTIAL.replace("XBTUSD", "XBTZ26")
+    .replace('"FFWCSX","expiry":null', '"FFCCSX","expiry":"2026-12-25T12:00:00.000Z"')
+    .replace('"2020-01-29T12:00:00.000Z"', "null")
+    .replace('"2000-01-01T08:00:00.000Z"', "null")
+    .replace("0.000597", "null")
+    .replace("0.000652", "null")
+)
+#: A spot pair's row, made from the partial above with its mark price and all: a spot ticker
+#: takes no derivative field, whatever the row carries.
+SPOT_PARTIAL = (
+    INSTRUMENT_PARTIAL.replace("XBTUSD", "XBT_USDT")
+    .replace('"FFWCSX"', '"IFXXXP"')
+    .replace('"settlCurrency":"XBt"', '"settlCurrency":"USDt"')
 )
 #: Real update shapes: only the changed fields.
 LAST_UPDATE = (
@@ -45,6 +67,16 @@ LAST_UPDATE = (
 MARK_UPDATE = (
     '{"table":"instrument","action":"update","data":[{"symbol":"XBTUSD","fairPrice":10933.67,'
     '"markPrice":10933.67,"timestamp":"2020-01-29T11:31:39.250Z"}]}'
+)
+FUNDING_UPDATE = (
+    '{"table":"instrument","action":"update","data":[{"symbol":"XBTUSD","fundingRate":-0.000125,'
+    '"indicativeFundingRate":-0.0001,"fundingTimestamp":"2020-01-29T20:00:00.000Z","openInterest":0,'
+    '"indicativeSettlePrice":10930.1,"timestamp":"2020-01-29T12:00:00.000Z"}]}'
+)
+#: Fields no ticker carries (the fair and impact prices): such an update changes nothing.
+IMPACT_UPDATE = (
+    '{"table":"instrument","action":"update","data":[{"symbol":"XBTUSD","impactBidPrice":9285.9133,'
+    '"impactMidPrice":9286.75,"fairPrice":9277.5,"timestamp":"2020-01-29T11:31:39.750Z"}]}'
 )
 ACK = (
     '{"success":true,"subscribe":"quote:XBTUSD","request":{"op":"subscribe",'
@@ -94,8 +126,55 @@ def test_instrument_partial_then_partial_updates_merge() -> None:
     assert moved.bid == 32180.0  # the quote table's book, not the instrument's
     assert moved.exchange_ts == 1626993369.757  # the newest time merged (the quote's)
 
-    assert dec.decode(MARK_UPDATE) == []  # mark/fair prices are not ticker fields
+    assert dec.decode(IMPACT_UPDATE) == []  # fair and impact prices are not ticker fields
+    [marked] = dec.decode(MARK_UPDATE)
+    assert (marked.mark_price, marked.last, marked.index_price) == (10933.67, 9290.0, 9276.87)
     assert dec.junk == 0
+
+
+def test_a_perpetual_carries_mark_index_funding_and_open_interest() -> None:
+    """``indicativeSettlePrice`` is the index (``.BXBT``), not ``fairPrice``; ``fundingRate`` a
+    fraction of one 8 h period; ``fundingTimestamp`` the next funding; open interest contracts."""
+    dec = decoder(XBT)
+    [ticker] = dec.decode(INSTRUMENT_PARTIAL)
+    assert (ticker.mark_price, ticker.index_price) == (9277.2, 9276.87)
+    assert ticker.funding_rate == 0.000597
+    assert ticker.next_funding_ts == 1580299200.0  # 2020-01-29T12:00:00Z
+    assert ticker.open_interest == 967826984.0
+    assert ticker.sequence is None
+
+    [book] = dec.decode(QUOTE_INSERT)  # quotes keep the instrument's derivative fields
+    assert (book.bid, book.mark_price, book.funding_rate) == (32181.0, 9277.2, 0.000597)
+
+    [funded] = dec.decode(FUNDING_UPDATE)  # negative funding and zero open interest are valid
+    assert (funded.funding_rate, funded.next_funding_ts) == (-0.000125, 1580328000.0)
+    assert (funded.open_interest, funded.index_price, funded.mark_price) == (0.0, 10930.1, 9277.2)
+    assert dec.junk == 0
+
+
+def test_a_dated_future_has_no_funding_and_is_checked_against_its_expiry() -> None:
+    future = "BTC/USD:BTC-261225"
+    [ticker] = decoder(future).decode(FUTURE_PARTIAL)
+    assert (ticker.symbol, ticker.last, ticker.mark_price, ticker.index_price) == (
+        future,
+        9287.0,
+        9277.2,
+        9276.87,
+    )
+    assert (ticker.funding_rate, ticker.next_funding_ts, ticker.open_interest) == (None, None, 967826984.0)
+
+    dec = decoder("BTC/USD:BTC-261218")  # the same month, the wrong day: the same native name
+    assert dec.decode(FUTURE_PARTIAL) == []
+    reason = "XBTZ26 expires on 2026-12-25: use BTC/USD:BTC-261225"
+    assert dec.events == [Rejected("BTC/USD:BTC-261218", reason)]
+
+
+def test_spot_has_no_derivative_fields_even_where_its_row_has_a_mark() -> None:
+    dec = decoder("BTC/USDT")
+    [ticker] = dec.decode(SPOT_PARTIAL)
+    assert ticker.last == 9287.0
+    assert (ticker.mark_price, ticker.index_price, ticker.funding_rate, ticker.open_interest) == (None,) * 4
+    assert dec.decode(MARK_UPDATE.replace("XBTUSD", "XBT_USDT")) == []  # a spot mark changes nothing
 
 
 def test_updates_before_the_partial_are_dropped() -> None:
@@ -188,6 +267,11 @@ def test_unsubscribe_untracks() -> None:
 def test_symbol_forms() -> None:
     forms = {
         XBT: "XBTUSD",
+        "BTC/USD:BTC-261225": "XBTZ26",
+        "BTC/USD:BTC-270326": "XBTH27",
+        "ETH/USDT:USDT-270625": "ETHUSDTM27",
+        "ETH/USD:BTC-261225": "ETHUSDZ26",
+        "BTC/EUR:BTC-261225": "XBTEURZ26",
         "BTC/USDT:USDT": "XBTUSDT",
         "ETH/USDT:USDT": "ETHUSDT",
         "ETH/USD:BTC": "ETHUSD",
@@ -225,6 +309,17 @@ def test_a_quote_row_without_a_side_is_junk() -> None:
     assert dec.decode(QUOTE_INSERT.replace('"askPrice":32181.5,', "")) == []
     assert dec.decode(QUOTE_INSERT.replace('"askPrice":32181.5', '"askPrice":null')) == []
     assert dec.junk == 2 and dec.junk_reason.startswith("TypeError")
+
+
+def test_an_insane_mark_or_open_interest_is_junk_and_the_row_stays() -> None:
+    dec = decoder(XBT)
+    dec.decode(INSTRUMENT_PARTIAL)
+    assert dec.decode(MARK_UPDATE.replace('"markPrice":10933.67', '"markPrice":-1')) == []
+    assert dec.junk_reason == "BTC/USD:BTC: mark_price -1.0 is not a valid price"
+    assert dec.decode(FUNDING_UPDATE.replace('"openInterest":0', '"openInterest":-5')) == []
+    assert dec.junk == 2 and dec.junk_reason == "BTC/USD:BTC: open_interest -5.0 is not a valid amount"
+    [ticker] = dec.decode(QUOTE_INSERT)
+    assert (ticker.mark_price, ticker.open_interest, ticker.funding_rate) == (9277.2, 967826984.0, 0.000597)
 
 
 def test_instrument_updates_keep_what_they_lack_and_insane_ones_are_junk() -> None:

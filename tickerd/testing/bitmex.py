@@ -3,19 +3,25 @@
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from tickerd.exchanges.bitmex import TABLES, native
+from tickerd.exchanges.base import market
+from tickerd.exchanges.bitmex import MONTH_CODES, TABLES, native
 from tickerd.testing.server import FakeConnection, FakeExchange
 
 #: Quote currencies of the fake's listing, longest first so ``USDT`` wins over ``USD``.
 _QUOTES = ("USDT", "USDC", "USD", "EUR")
 #: The unit BitMEX names as the settlement currency of a contract.
 _UNITS = {"BTC": "XBt", "USDT": "USDt"}
+#: A dated future's name: the perpetual's (or, USD-quoted inverse, the base's), month code, year.
+_FUTURE = re.compile(rf"^([A-Z0-9]+?)([{MONTH_CODES}])([0-9]{{2}})$")
+#: What BitMEX sends as a perpetual's ``fundingInterval``: 8 hours.
+_EIGHT_HOURS = "2000-01-01T08:00:00.000Z"
 
 
 def _dump(value: Any) -> str:
@@ -26,17 +32,32 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def _last_friday(year: int, month: int) -> date:
+    """The day BitMEX's quarterlies of that month expire."""
+    day = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+    return day - timedelta(days=(day.weekday() - 4) % 7)
+
+
 def unified(name: str) -> str | None:
     """The fake's listing, native → unified: spot has an underscore; ``USD``/``EUR`` contracts
-    settle in bitcoin (inverse for ``XBT``, quanto otherwise); ``USDT``/``USDC`` ones in the quote."""
+    settle in bitcoin (inverse for ``XBT``, quanto otherwise); ``USDT``/``USDC`` ones in the quote.
+    Every perpetual has quarterlies expiring on the last Friday of their month; those of a
+    USD-quoted inverse name only its base (``XBTZ26``)."""
     base, underscore, quote = name.partition("_")
     if underscore:
         return f"{base.replace('XBT', 'BTC')}/{quote.replace('XBT', 'BTC')}"
+    root, expiry = name, ""
+    if future := _FUTURE.match(name):
+        root, code, year = future.groups()
+        expiry = _last_friday(2000 + int(year), MONTH_CODES.index(code) + 1).strftime("-%y%m%d")
     for quote in _QUOTES:
-        if name.endswith(quote) and len(name) > len(quote):
-            base = name[: -len(quote)].replace("XBT", "BTC")
+        if root.endswith(quote) and len(root) > len(quote):
+            base = root[: -len(quote)].replace("XBT", "BTC")
             settle = "BTC" if quote in ("USD", "EUR") else quote
-            return f"{base}/{quote}:{settle}"
+            return f"{base}/{quote}:{settle}{expiry}"
+    if expiry:
+        base = root.replace("XBT", "BTC")
+        return f"{base}/USD:{base}{expiry}"
     return None
 
 
@@ -154,20 +175,27 @@ class FakeBitMEX(FakeExchange):
 
     @staticmethod
     def _instrument_row(name: str, state: dict[str, float]) -> dict[str, Any]:
-        symbol = unified(name) or ""
-        base, _, rest = symbol.partition("/")
-        quote, _, settle = rest.partition(":")
+        """The row BitMEX lists: perpetuals fund every 8 h, dated futures expire at noon UTC
+        and have no funding, spot pairs have a mark price only."""
+        parts = market(unified(name) or "")
+        base, quote, settle = parts.base, parts.quote, parts.settle or ""
         last = state["last"]
+        perpetual, future = parts.perpetual, parts.expiry is not None
+        expiry = datetime.strptime(f"{parts.expiry}12", "%y%m%d%H").replace(tzinfo=UTC) if future else None
         return {
             "symbol": name,
             "rootSymbol": base.replace("BTC", "XBT"),
             "state": "Open",
-            "typ": "FFWCSX" if settle else "IFXXXP",
+            "typ": "FFCCSX" if future else "FFWCSX" if settle else "IFXXXP",
+            "expiry": _iso(expiry.timestamp()) if expiry else None,
             "underlying": base.replace("BTC", "XBT"),
             "quoteCurrency": quote,
             "settlCurrency": _UNITS.get(settle or quote, settle or quote),
             "isInverse": settle == base,
             "isQuanto": settle not in (base, quote, ""),
+            "fundingTimestamp": _iso(state["next_funding"]) if perpetual else None,
+            "fundingInterval": _EIGHT_HOURS if perpetual else None,
+            "fundingRate": state["funding_rate"] if perpetual else None,
             "lastPrice": last,
             "highPrice": state["high"],
             "lowPrice": state["low"],
@@ -178,7 +206,9 @@ class FakeBitMEX(FakeExchange):
             "bidPrice": state["bid"],
             "askPrice": state["ask"],
             "midPrice": (state["bid"] + state["ask"]) / 2,
-            "markPrice": last,
+            "openInterest": state.get("open_interest"),
+            "markPrice": state.get("mark", last),
+            "indicativeSettlePrice": state.get("index"),
             "timestamp": _iso(state.get("ts", time.time())),
         }
 
