@@ -1,4 +1,5 @@
-"""Hyperliquid: ``bbo`` + ``activeAssetCtx`` decoding on real frame shapes, coin forms."""
+"""Hyperliquid: ``bbo`` + ``activeAssetCtx`` decoding on real frame shapes, derivative fields,
+coin forms."""
 
 from __future__ import annotations
 
@@ -57,6 +58,32 @@ def test_context_and_book_merge_into_complete_tickers() -> None:
     [third] = dec.decode(CTX.replace('"midPx":"312.13"', '"midPx":"312.5"'))
     assert third.last == 312.5 and third.bid == 113373.0  # the book is kept too
     assert third.exchange_ts == 1754450974.231  # the time of the book it carries
+
+
+def test_the_context_gives_mark_oracle_hourly_funding_and_open_interest() -> None:
+    """``oraclePx`` is the index; ``funding`` the rate of one hour as a fraction; open interest
+    in coins.  The context names no funding time, and neither feed a sequence."""
+    dec = decoder(BTC)
+    [ticker] = dec.decode(CTX)
+    assert (ticker.mark_price, ticker.index_price) == (312.12, 312.05)
+    assert ticker.funding_rate == 0.0000074304
+    assert ticker.open_interest == 221413.164
+    assert (ticker.next_funding_ts, ticker.sequence) == (None, None)
+
+    [book] = dec.decode(BBO)  # the book keeps the context's derivative fields
+    assert (book.bid, book.mark_price, book.funding_rate) == (113373.0, 312.12, 0.0000074304)
+
+    # ccxt's example context (handle_active_asset_ctx), its funding turned negative and its open
+    # interest to zero, with the dayBaseVlm the official SDK's type adds.
+    docs = (
+        '{"channel":"activeAssetCtx","data":{"coin":"BTC","ctx":{"dayNtlVlm":"1169046.29406",'
+        '"prevDayPx":"15.322","markPx":"14.3161","midPx":"14.314","oraclePx":"14.32",'
+        '"funding":"-0.0000125","openInterest":"0.0","premium":"0.00031774",'
+        '"impactPxs":["14.3047","14.3444"],"dayBaseVlm":"81599.1"}}}'
+    )
+    [negative] = dec.decode(docs)  # negative funding and zero open interest are valid
+    assert (negative.funding_rate, negative.open_interest, negative.index_price) == (-0.0000125, 0.0, 14.32)
+    assert dec.junk == 0
 
 
 def test_one_sided_book_and_null_mid() -> None:
@@ -187,15 +214,25 @@ def test_a_one_sided_book_is_no_junk() -> None:
 
 
 def test_a_context_without_its_fields_or_with_insane_ones_is_junk_and_the_context_stays() -> None:
-    """A context replaces the previous one whole: without ``dayBaseVlm`` it must not null the
-    stored volume.  ``midPx`` may be null (the mark price stands in)."""
+    """A context replaces the previous one whole: without ``dayBaseVlm`` or ``funding`` it must
+    not null the stored volume or funding.  ``midPx`` may be null (the mark price stands in)."""
     dec = decoder(BTC)
     dec.decode(CTX)
     assert dec.decode(CTX.replace(',"dayBaseVlm":"534571.812"', "")) == []
     assert dec.junk_reason == "missing field 'dayBaseVlm'"
+    assert dec.decode(CTX.replace('"funding":"0.0000074304",', "")) == []
+    assert dec.junk_reason == "missing field 'funding'"
     assert dec.decode(CTX.replace('"midPx":"312.13"', '"midPx":"0"')) == []
-    assert dec.junk == 2
+    assert dec.decode(CTX.replace('"oraclePx":"312.05"', '"oraclePx":"-312.05"')) == []
+    assert dec.junk_reason == "BTC/USDC:USDC: index_price -312.05 is not a valid price"
+    assert dec.decode(CTX.replace('"openInterest":"221413.164"', '"openInterest":"-1"')) == []
+    assert dec.junk == 5
     [ticker] = dec.decode(BBO)
     assert (ticker.last, ticker.volume_24h) == (312.13, 534571.812)
+    assert (ticker.index_price, ticker.funding_rate, ticker.open_interest) == (
+        312.05,
+        0.0000074304,
+        221413.164,
+    )
     [ticker] = dec.decode(CTX.replace('"midPx":"312.13"', '"midPx":null'))
     assert ticker.last == 312.12

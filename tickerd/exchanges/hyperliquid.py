@@ -1,14 +1,24 @@
 """Hyperliquid perpetuals: ``bbo`` (best bid/offer with sizes) merged with ``activeAssetCtx``.
 
 Hyperliquid has no ticker channel.  ``bbo`` carries the top of the book with sizes and a
-millisecond time; ``activeAssetCtx`` carries the 24 h context (previous-day price, base and
-notional volume, mark and mid prices).  ``allMids`` was the alternative, but it carries one
-mid per coin and nothing else, and it pushes every listed coin to every connection; the
-per-coin context adds volume and the 24 h change, so the pair ``bbo`` + ``activeAssetCtx``
-gives the most complete ticker.  Neither feed carries a last *trade* price or a 24 h high/low:
-``last`` is the mid price the context publishes (the mark price while the book is one-sided and
-``midPx`` is null), and high/low stay ``None``.  A ``trades`` subscription would give real trade
-prices, but at the cost of a third of the per-IP subscription budget.
+millisecond time; ``activeAssetCtx`` carries the perpetual's context: the 24 h figures
+(previous-day price, base and notional volume), mark, mid and oracle prices, funding and open
+interest.  ``allMids`` was the alternative, but it carries one mid per coin and nothing else,
+and it pushes every listed coin to every connection; the per-coin context adds volume, the
+24 h change and the derivative fields, so the pair ``bbo`` + ``activeAssetCtx`` gives the most
+complete ticker.  Neither feed carries a last *trade* price or a 24 h high/low: ``last`` is the
+mid price the context publishes (the mark price while the book is one-sided and ``midPx`` is
+null), and high/low stay ``None``.  A ``trades`` subscription would give real trade prices, but
+at the cost of a third of the per-IP subscription budget.
+
+The context's perpetual fields (``PerpsAssetCtx`` in "Subscriptions",
+https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/websocket/subscriptions):
+``markPx``; ``oraclePx``, the oracle (index) price funding is measured against; ``funding``,
+the rate of the current hour as a fraction (Hyperliquid funds every hour, on the hour, at an
+eighth of the 8 h rate: "Funding",
+https://hyperliquid.gitbook.io/hyperliquid-docs/trading/funding); ``openInterest``, in coins.
+The context names no funding time, so ``next_funding_ts`` stays ``None`` rather than being read
+off the local clock (it is the next full hour).  Neither feed carries a sequence number.
 
 Symbols: the ``coin`` of a perpetual is its name in Hyperliquid's ``meta`` universe (``BTC``),
 and every perpetual is USDC-margined, so the unified form is ``BTC/USDC:USDC``.  Coin names are
@@ -79,6 +89,9 @@ def _kilo(coin: str) -> str | None:
 _Book = tuple[float | None, float | None, float | None, float | None]
 #: 24 h volume, high and low (never sent), change, change percent: in :class:`Ticker`'s order.
 _Statistics = tuple[float | None, None, None, float | None, float | None]
+#: Mark price, index (oracle) price, funding rate, next funding time (never sent), open
+#: interest: in :class:`Ticker`'s order.
+_Derivatives = tuple[float | None, float | None, float | None, None, float | None]
 
 
 class _Merged:
@@ -87,7 +100,7 @@ class _Merged:
     The context is kept parsed: ``bbo`` frames then build their Ticker from floats at hand.
     """
 
-    __slots__ = ("book", "book_ts", "coin", "last", "statistics", "symbol")
+    __slots__ = ("book", "book_ts", "coin", "derivatives", "last", "statistics", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -96,25 +109,32 @@ class _Merged:
         self.book_ts: float | None = None
         self.last: float | None = None
         self.statistics: _Statistics = (None, None, None, None, None)
+        self.derivatives: _Derivatives = (None, None, None, None, None)
 
 
-def _context(ctx: dict[str, Any]) -> tuple[float, _Statistics]:
-    """The last price and statistics of an ``activeAssetCtx``.
+def _context(ctx: dict[str, Any]) -> tuple[float, _Statistics, _Derivatives]:
+    """The last price, statistics and derivative fields of an ``activeAssetCtx``.
 
-    A context replaces the previous one whole, so it must carry ``markPx``, ``prevDayPx`` and
-    ``dayBaseVlm`` (without one the frame is junk); ``midPx`` is null while the book is
-    one-sided, and the mark price stands in for it then.
+    A context replaces the previous one whole, so it must carry ``markPx``, ``prevDayPx``,
+    ``dayBaseVlm`` and a perpetual's ``oraclePx``, ``funding`` and ``openInterest`` (without one
+    the frame is junk); ``midPx`` is null while the book is one-sided, and the mark price stands
+    in for it then.
     """
     mark, previous = float(ctx["markPx"]), float(ctx["prevDayPx"])
     mid = optional_float(ctx.get("midPx"))
     last = mark if mid is None else mid
     change = last - previous
-    return last, (
+    statistics = (
         float(ctx["dayBaseVlm"]),
         None,
         None,
         change,
         change / previous * 100.0 if previous else None,
+    )
+    return (
+        last,
+        statistics,
+        (mark, float(ctx["oraclePx"]), float(ctx["funding"]), None, float(ctx["openInterest"])),
     )
 
 
@@ -193,25 +213,34 @@ class HyperliquidDecoder(Decoder):
             float(bid["sz"]) if bid else None,
             float(ask["sz"]) if ask else None,
         )
-        return self._merged(state, book, data["time"] / 1000.0, state.last, state.statistics)
+        return self._merged(
+            state, book, data["time"] / 1000.0, state.last, state.statistics, state.derivatives
+        )
 
     def _ctx(self, data: dict[str, Any]) -> list[Ticker]:
         state = self._by_coin.get(data["coin"])
         if state is None:
             return []
-        last, statistics = _context(data["ctx"])
-        return self._merged(state, state.book, state.book_ts, last, statistics)
+        return self._merged(state, state.book, state.book_ts, *_context(data["ctx"]))
 
     def _merged(
-        self, state: _Merged, book: _Book, book_ts: float | None, last: float | None, statistics: _Statistics
+        self,
+        state: _Merged,
+        book: _Book,
+        book_ts: float | None,
+        last: float | None,
+        statistics: _Statistics,
+        derivatives: _Derivatives,
     ) -> list[Ticker]:
         """The ticker of the book and the context, kept in ``state`` only if it passes the
         sanity rule (a junk frame leaves the merged view as it was).  Built positionally, in
         the Ticker's field order: fewer keyword arguments pay for the check on every frame."""
-        ticker = Ticker("hyperliquid", state.symbol, last, *book, *statistics, book_ts, time.time())
+        now = time.time()
+        ticker = Ticker("hyperliquid", state.symbol, last, *book, *statistics, book_ts, now, *derivatives)
         if (reason := self.flaw(ticker)) is not None:
             return self.junk_frame(reason)
-        state.book, state.book_ts, state.last, state.statistics = book, book_ts, last, statistics
+        state.book, state.book_ts, state.last = book, book_ts, last
+        state.statistics, state.derivatives = statistics, derivatives
         return [ticker]
 
     def _ack(self, data: dict[str, Any]) -> None:
@@ -256,7 +285,11 @@ class Hyperliquid(Exchange):
     sample_symbols = ("BTC/USDC:USDC", "ETH/USDC:USDC")
     feeds = "`bbo` + `activeAssetCtx`, merged"
     symbol_forms = "`BTC/USDC:USDC` ↔ coin `BTC` (`KPEPE/USDC:USDC` ↔ `kPEPE`)"
-    lacks_note = "`last` is the mid price, the mark price while the book is one-sided"
+    lacks_note = (
+        "`last` is the mid price, the mark price while the book is one-sided; funding is paid "
+        "hourly, on the hour, and the feeds name no funding time"
+    )
+    open_interest_unit = "coins (base currency)"
     url = "wss://api.hyperliquid.xyz/ws"
     #: 1000 subscriptions per IP over at most 10 connections, two subscriptions a symbol.
     max_symbols_per_connection = 50
@@ -264,16 +297,7 @@ class Hyperliquid(Exchange):
     keepalive = Keepalive(interval=30.0, frame='{"method":"ping"}')
     #: 2000 messages a minute per IP: ten connections subscribing at once send 1000 in 5 s.
     send_interval = 0.05
-    lacks = (
-        "high_24h",
-        "low_24h",
-        "mark_price",
-        "index_price",
-        "funding_rate",
-        "next_funding_ts",
-        "open_interest",
-        "sequence",
-    )
+    lacks = ("high_24h", "low_24h", "next_funding_ts", "sequence")
 
     def check_symbol(self, symbol: str) -> None:
         super().check_symbol(symbol)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -13,8 +14,9 @@ from tickerd.testing.server import FakeConnection, FakeExchange
 
 
 def _text(value: float) -> str:
-    """Hyperliquid sends every number as a decimal string (``"113373.0"``)."""
-    return str(float(value))
+    """Hyperliquid sends every number as a decimal string (``"113373.0"``, ``"0.0000125"``:
+    never an exponent)."""
+    return format(Decimal(repr(float(value))), "f")
 
 
 def _dump(value: Any) -> str:
@@ -132,13 +134,13 @@ class FakeHyperliquid(FakeExchange):
             data = {
                 "coin": coin,
                 "ctx": {
-                    "funding": "0.0000125",
-                    "openInterest": "688.11",
+                    "funding": _text(state["funding_rate"]),
+                    "openInterest": _text(state["open_interest"]),
                     "prevDayPx": _text(last - state["change"]),
                     "dayNtlVlm": _text(state["volume"] * last),
                     "premium": "0.00031774",
-                    "oraclePx": _text(last),
-                    "markPx": _text(last),
+                    "oraclePx": _text(state["index"]),
+                    "markPx": _text(state["mark"]),
                     "midPx": _text(last),
                     "impactPxs": [_text(state["bid"]), _text(state["ask"])],
                     "dayBaseVlm": _text(state["volume"]),
