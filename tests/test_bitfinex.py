@@ -1,4 +1,5 @@
-"""Bitfinex v2: chanId routing, symbol forms, control events; the 25-channel limit against the fake."""
+"""Bitfinex v2: chanId routing, perpetuals' ticker and derivatives status merged, symbol forms,
+control events; the 25-channel limit against the fake."""
 
 from __future__ import annotations
 
@@ -28,6 +29,17 @@ PERP_TICKER = (
 )
 INFO = (
     '{"event":"info","version":2,"serverId":"fb5877a3-ded1-4754-b9bf-fda9cc751d37","platform":{"status":1}}'
+)
+# The docs' "Status" page (ws-public-status): the ack and a derivatives status of tBTCF0:USTF0.
+STATUS_ACK = '{"event":"subscribed","channel":"status","chanId":335856,"key":"deriv:tBTCF0:USTF0"}'
+STATUS = (
+    "[335856,[1596124822000,null,0.896,0.771995,null,1396531.67460709,null,1596153600000,0.0001056,6,"
+    "null,-0.01381344,null,null,0.7664,null,null,246502.09001551,null,null,null,null,0.3]]"
+)
+# A status snapshot as bitfinex-api-go's tests decode it (2021, nested one row deep).
+STATUS_SNAPSHOT = (
+    "[335856,[[1609921474000,null,34568.786626655,34575.5,null,1856521.42387705,null,1609948800000,"
+    "-0.00004348,481,null,0,null,null,34593.64333333333,null,null,11153.74635347,null,null,null,null,null]]]"
 )
 
 
@@ -70,6 +82,73 @@ def test_a_perpetual_with_an_appended_field() -> None:
     assert ticker.symbol == "BTC/USDT:USDT"
     assert (ticker.bid, ticker.ask, ticker.last) == (86697.0, 86723.0, 86717.0)
     assert ticker.change_pct_24h == pytest.approx(1.237494)
+
+
+def perpetual() -> BitfinexDecoder:
+    """A decoder of ``BTC/USDT:USDT`` whose ticker and status channels are subscribed."""
+    dec = decoder("BTC/USDT:USDT")
+    dec.decode(PERP_ACK)
+    dec.decode(STATUS_ACK)
+    return dec
+
+
+def test_a_perpetuals_status_and_ticker_merge_into_one_record() -> None:
+    """Mark price, spot-pair mid (the index), funding of the current 8 h period, next funding
+    time (ms → s) and open interest come from the status; the ticker keeps them."""
+    dec = perpetual()
+    assert dec.events == [Subscribed("BTC/USDT:USDT")]  # the ticker's ack; the status adds none
+    [first] = dec.decode(PERP_TICKER)
+    assert first.last == 86717.0 and first.mark_price is None  # no status yet
+
+    [status] = dec.decode(STATUS)
+    assert (status.bid, status.ask, status.last, status.volume_24h) == (
+        86697.0,
+        86723.0,
+        86717.0,
+        544.3267938,
+    )
+    assert (status.mark_price, status.index_price) == (0.7664, 0.771995)
+    assert status.funding_rate == -0.01381344  # negative funding is valid
+    assert status.next_funding_ts == 1596153600.0
+    assert status.open_interest == 246502.09001551
+    assert (status.exchange_ts, status.sequence) == (None, None)  # TIME_MS is the status's time
+
+    [ticker] = dec.decode(PERP_TICKER.replace("86717,544", "86720,545"))
+    assert (ticker.last, ticker.mark_price, ticker.open_interest) == (86720.0, 0.7664, 246502.09001551)
+    assert dec.junk == 0
+
+
+def test_a_status_before_any_ticker_and_a_nested_snapshot() -> None:
+    dec = perpetual()
+    [ticker] = dec.decode(STATUS_SNAPSHOT)
+    assert (ticker.last, ticker.bid) == (None, None)
+    assert (ticker.mark_price, ticker.index_price, ticker.funding_rate) == (34593.64333333333, 34575.5, 0.0)
+    assert (ticker.next_funding_ts, ticker.open_interest) == (1609948800.0, 11153.74635347)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (STATUS.replace("0.7664", "-0.7664"), "BTC/USDT:USDT: mark_price -0.7664 is not a valid price"),
+        (STATUS.replace("246502.09001551", "-1"), "BTC/USDT:USDT: open_interest -1.0 is not a valid amount"),
+        (STATUS.replace("246502.09001551", "null"), "TypeError: float() argument must be"),
+        ("[335856,[1596124822000,null,0.896,0.771995,null,1396531.67460709]]", "IndexError"),
+    ],
+)
+def test_an_insane_or_incomplete_status_is_junk_and_the_fields_stay(status: str, reason: str) -> None:
+    """Mark price, funding, next funding time and open interest are always sent."""
+    dec = perpetual()
+    dec.decode(STATUS)
+    assert dec.decode(status) == [] and dec.junk == 1
+    assert dec.junk_reason.startswith(reason)
+    [ticker] = dec.decode(PERP_TICKER)
+    assert (ticker.mark_price, ticker.open_interest) == (0.7664, 246502.09001551)
+
+
+def test_a_perpetual_without_a_spot_price_has_no_index() -> None:
+    dec = perpetual()
+    [ticker] = dec.decode(STATUS.replace("0.896,0.771995", "0.896,null"))
+    assert (ticker.index_price, ticker.mark_price) == (None, 0.7664)
 
 
 def test_heartbeats_and_control_events_give_nothing_and_are_not_junk() -> None:
@@ -116,6 +195,20 @@ def test_an_error_is_reported_for_the_symbol_it_echoes() -> None:
     assert dec.junk == 0
 
 
+def test_a_perpetual_refused_on_both_channels_is_rejected_once() -> None:
+    dec = decoder("NOPE/USDT:USDT")
+    ticker = (
+        '{"channel":"ticker","symbol":"tNOPEF0:USTF0","event":"error","msg":"symbol: invalid","code":10300,'
+        '"pair":"NOPEF0:USTF0"}'
+    )
+    status = (
+        '{"channel":"status","key":"deriv:tNOPEF0:USTF0","event":"error","msg":"symbol: invalid",'
+        '"code":10300}'
+    )
+    assert dec.decode(ticker) == [] and dec.decode(status) == []
+    assert dec.events == [Rejected("NOPE/USDT:USDT", "10300: symbol: invalid")]
+
+
 def test_a_duplicate_subscription_confirms_the_existing_channel() -> None:
     dec = decoder("BFT/USD")
     dup = (
@@ -127,13 +220,26 @@ def test_a_duplicate_subscription_confirms_the_existing_channel() -> None:
 
 
 def test_subscribe_one_channel_per_symbol_and_unsubscribe_by_channel_id() -> None:
+    """Spot pairs take a ``ticker`` channel, perpetuals a ``status`` channel too."""
     dec = decoder()
     frames = [orjson.loads(f) for f in dec.subscribe(["BTC/USD", "DOGE/USD", "ETH/USDT:USDT"])]
-    assert [f["symbol"] for f in frames] == ["tBTCUSD", "tDOGE:USD", "tETHF0:USTF0"]
-    assert all(f["event"] == "subscribe" and f["channel"] == "ticker" for f in frames)
+    assert frames == [
+        {"event": "subscribe", "channel": "ticker", "symbol": "tBTCUSD"},
+        {"event": "subscribe", "channel": "ticker", "symbol": "tDOGE:USD"},
+        {"event": "subscribe", "channel": "ticker", "symbol": "tETHF0:USTF0"},
+        {"event": "subscribe", "channel": "status", "key": "deriv:tETHF0:USTF0"},
+    ]
     dec.decode('{"event":"subscribed","channel":"ticker","chanId":17,"symbol":"tBTCUSD","pair":"BTCUSD"}')
     assert [orjson.loads(f) for f in dec.unsubscribe(["BTC/USD"])] == [{"event": "unsubscribe", "chanId": 17}]
     assert dec.decode("[17,[1,1,2,1,0,0,1.5,1,2,1]]") == []  # in flight after the unsubscribe: dropped
+
+    dec = perpetual()
+    unsubscribes = [orjson.loads(f) for f in dec.unsubscribe(["BTC/USDT:USDT"])]
+    assert unsubscribes == [
+        {"event": "unsubscribe", "chanId": 761045},
+        {"event": "unsubscribe", "chanId": 335856},
+    ]
+    assert dec.decode(STATUS) == [] and dec.junk == 0  # in flight: dropped
 
 
 def test_a_symbol_removed_before_its_ack_is_unsubscribed_when_the_ack_comes() -> None:
@@ -182,13 +288,19 @@ def test_perpetuals_must_settle_in_their_quote() -> None:
 
 
 async def test_symbols_are_spread_over_connections_of_25_channels(nursery: trio.Nursery, prefix: str) -> None:
+    """A perpetual takes two channels: 30 of them need three connections of at most 12."""
     fake = FakeBitfinex(max_channels=25)
     await start_fake(nursery, fake)
-    symbols = [f"C{i:02d}/USD" for i in range(30)]
+    symbols = [f"C{i:02d}/USDT:USDT" for i in range(30)]
     await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": symbols}))
     with trio.fail_after(5):
-        await fake.wait_until(lambda: all(fake.is_subscribed(s) for s in symbols))
-    assert sorted(len(fake.channels(c)) for c in fake.connections) == [5, 25]
+        await fake.wait_until(
+            lambda: (
+                sum(len(fake.channels(c)) for c in fake.connections) == 60
+                and all(fake.is_subscribed(s) for s in symbols)
+            )
+        )
+    assert sorted(len(fake.channels(c)) for c in fake.connections) == [12, 24, 24]
     assert fake.violations == []
 
 
