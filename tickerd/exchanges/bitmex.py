@@ -14,10 +14,9 @@ The derivative fields, as BitMEX's "/instrument Field Definitions"
 ``indicativeSettlePrice``, "the price of the index associated with the instrument" (the
 ``.BXBT`` index for ``XBTUSD``; ``fairPrice`` is the mark's fair value, not the index);
 ``fundingRate``, the rate of one funding period (8 h) as a fraction, null on dated futures;
-``fundingTimestamp``, the next funding time (ISO-8601); ``openInterest``, in contracts (a
-contract is worth the instrument's ``multiplier``: 1 USD for ``XBTUSD``).  Spot pairs' rows
-carry a mark price too; spot tickers leave every derivative field ``None``.  Neither table
-carries a sequence number.
+``fundingTimestamp``, the next funding time (ISO-8601); ``openInterest``, "in terms of number
+of contracts" (1 USD each for ``XBTUSD``).  Whatever a spot pair's row carries, its tickers
+leave every derivative field ``None``.  Neither table carries a sequence number.
 
 Symbols: BitMEX calls bitcoin ``XBT``; the unified form uses ``BTC`` everywhere.  The native
 name is base and quote joined, ``XBT`` for ``BTC``, and the unified settle currency is what the
@@ -83,8 +82,8 @@ _TICKER_FIELDS = frozenset(
         "askPrice",
     )
 )
-#: Instrument fields of a derivative's mark and index price, funding and open interest, in
-#: :class:`Ticker`'s order; an update touching one of them changes a derivative's ticker.
+#: Instrument fields of a derivative's mark and index price, funding and open interest; an
+#: update touching one of them changes a derivative's ticker (see :func:`_statistics`).
 _DERIVATIVE_FIELDS = frozenset(
     ("markPrice", "indicativeSettlePrice", "fundingRate", "fundingTimestamp", "openInterest")
 )
@@ -97,10 +96,6 @@ MONTH_CODES = "FGHJKMNQUVXZ"
 
 def _xbt(currency: str) -> str:
     return "XBT" if currency == "BTC" else currency
-
-
-def _btc(currency: str) -> str:
-    return "BTC" if currency == "XBT" else currency
 
 
 def native(symbol: str) -> str:
