@@ -16,6 +16,7 @@ import trio
 from tests.conftest import Updates, make_config, read_until, start_daemon, start_fake
 from tests.processes import RedisServer
 from tests.test_status import status_config
+from tickerd import exchanges
 from tickerd.commands import demo
 from tickerd.commands.watch import Board, price
 from tickerd.layout import RedisLayout
@@ -145,7 +146,8 @@ async def test_demo_runs_offline_in_one_command(redis_server: RedisServer) -> No
 async def test_demo_on_a_terminal_exits_cleanly_on_ctrl_c(tmp_path: Path, redis_server: RedisServer) -> None:
     env = {**_demo_env(redis_server), "TICKERD_STATE_DIR": str(tmp_path)}
     args = [sys.executable, "-m", "tickerd", "demo", "--exchange", "okx"]
-    status, screen = await run_on_terminal(args, env, b"okx connected 2/2 fresh")
+    served = len(exchanges.get("okx").sample_symbols)
+    status, screen = await run_on_terminal(args, env, f"okx connected {served}/{served} fresh".encode())
     assert status == 0
     assert b"ETH/USDT:USDT" in screen and screen.endswith(b"\x1b[?25h\x1b[?1049l")
     assert "okx" in (tmp_path / "demo.log").read_text()  # the logs stayed off the screen

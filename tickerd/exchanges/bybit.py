@@ -425,8 +425,8 @@ class Bybit(Exchange):
         "`BTC/USD:BTC-261225` ↔ `BTCUSDZ26`"
     )
     lacks_note = (
-        "dated futures have no funding; inverse bid/ask sizes are in contracts of 1 USD "
-        "(their 24 h volume is `turnover24h`, in the base asset)"
+        "dated futures have no funding; inverse sizes count contracts of 1 USD, and their volume "
+        "is `turnover24h`, in the base asset"
     )
     open_interest_unit = "linear: base asset; inverse: contracts of 1 USD"
     sequence_source = "`tickers` `cs` (derivatives) and `orderbook.1` `seq` (spot): the cross sequence"
