@@ -3,9 +3,15 @@ batching."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
+import trio
+import trio.testing
 
+from tests.conftest import Updates, until
+from tests.test_exchange_contract import QUIET, real_time, start
 from tickerd import exchanges
 from tickerd.exchanges.base import ReconnectRequested, Rejected, Subscribed
 from tickerd.exchanges.okx import OKXDecoder, channels, native
@@ -329,3 +335,29 @@ def test_a_derivative_push_without_a_field_is_junk(frame: str, field: str) -> No
     del item["data"][0][field]
     assert dec.decode(orjson.dumps(item)) == [] and dec.junk == 1
     assert dec.junk_reason == f"missing field '{field}'"
+
+
+# -- through the daemon ----------------------------------------------------------------------
+
+
+async def test_derivatives_on_one_index_share_its_subscription_through_live_changes(
+    clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    # The spot symbol keeps the connection up once both derivatives have left.
+    fake, daemon = await start(nursery, prefix, exchanges.get("okx"), [SPOT, SWAP, FUTURE])
+
+    def index_args(op: str) -> list[dict[str, Any]]:
+        sent = [m for m in fake.received if isinstance(m, dict) and m.get("op") == op]
+        return [a for m in sent for a in m["args"] if a["channel"] == "index-tickers"]
+
+    assert index_args("subscribe") == [{"channel": "index-tickers", "instId": "BTC-USDT"}]
+    with real_time(clock):
+        await fake.push(FUTURE, index=123.5)
+        await updates.wait_for(lambda r: r["symbol"] == SWAP and r["index_price"] == 123.5)
+    daemon.remove("okx", SWAP)
+    await until(fake, lambda: not fake.is_subscribed(SWAP), within=QUIET)
+    assert index_args("unsubscribe") == []  # the future still reads it
+    daemon.remove("okx", FUTURE)
+    await until(fake, lambda: index_args("unsubscribe"), within=QUIET)
+    assert index_args("unsubscribe") == [{"channel": "index-tickers", "instId": "BTC-USDT"}]
+    assert not fake.is_subscribed(FUTURE) and fake.violations == []

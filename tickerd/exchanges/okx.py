@@ -72,7 +72,7 @@ from tickerd.model import Ticker
 _PER_REQUEST = 100
 #: The service-upgrade notice: OKX will close the connection shortly.
 _UPGRADE_NOTICE = "64008"
-#: What an error names: ``channel:tickers,instId:LTC-USD doesn't exist`` (the channel may lack).
+#: What an error names: ``channel:tickers,instId:LTC-USD doesn't exist`` (or the instrument alone).
 _REFUSED = re.compile(r"(?:channel:([A-Za-z0-9\-]+),)?instId:([A-Za-z0-9\-]+)")
 _INDEX = "index-tickers"
 
