@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import pytest
 import redis
 import trio
@@ -28,7 +29,7 @@ import trio.testing
 from tests.conftest import Updates, make_config, start_daemon, start_fake, stored, until, wait_health
 from tickerd import TickerDaemon, exchanges
 from tickerd.config import FeedSettings
-from tickerd.exchanges.base import DERIVATIVE_FIELDS, Exchange
+from tickerd.exchanges.base import DERIVATIVE_FIELDS, Exchange, market
 from tickerd.snapshots import ExchangeSnapshot
 from tickerd.testing import FakeExchange, fake_for
 
@@ -44,9 +45,16 @@ def adapter(request: pytest.FixtureRequest) -> Exchange:
     return exchange
 
 
-def variant(symbol: str, base: str) -> str:
-    """``symbol`` with another base asset: the same market kind, served on the same endpoint."""
-    return base + symbol[symbol.index("/") :]
+def variant(adapter: Exchange, symbol: str, base: str) -> str:
+    """``symbol`` with another base asset: the same market kind, served on the same endpoint.  An
+    inverse market whose settle asset the adapter refuses with another base (Binance COIN-M)
+    settles in its new base instead (BitMEX settles it in BTC: a quanto)."""
+    same = base + symbol[symbol.index("/") :]
+    try:
+        adapter.check_symbol(same)
+    except ValueError:
+        return attrs.evolve(market(symbol), base=base, settle=base).symbol
+    return same
 
 
 def exchange_health(daemon: TickerDaemon, exchange: str) -> ExchangeSnapshot:
@@ -157,7 +165,7 @@ async def test_keepalive_keeps_a_quiet_socket_open(
 async def test_an_unknown_symbol_does_not_stop_the_others(
     adapter: Exchange, clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str, updates: Updates
 ) -> None:
-    good, unknown = adapter.sample_symbols[0], variant(adapter.sample_symbols[0], "NOPE")
+    good, unknown = adapter.sample_symbols[0], variant(adapter, adapter.sample_symbols[0], "NOPE")
     fake = fake_for(adapter.name)()
     fake.reject(unknown)
     stale_after = 10.0
@@ -179,7 +187,7 @@ async def test_an_unknown_symbol_does_not_stop_the_others(
 async def test_live_add_and_remove_touch_only_that_symbol(
     adapter: Exchange, clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str
 ) -> None:
-    first, kept, added = (variant(adapter.sample_symbols[0], base) for base in ("BTC", "ETH", "SOL"))
+    first, kept, added = (variant(adapter, adapter.sample_symbols[0], base) for base in ("BTC", "ETH", "SOL"))
     fake, daemon = await start(nursery, prefix, adapter, [first, kept])
     [conn] = fake.connections
     mark = len(fake.changes)

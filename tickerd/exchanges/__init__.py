@@ -12,6 +12,8 @@ from tickerd.exchanges.base import Decoder, Exchange
 
 _REGISTRY: dict[str, str] = {
     "binance": "tickerd.exchanges.binance:Binance",
+    "binance_coinm": "tickerd.exchanges.binance_futures:BinanceCoinm",
+    "binance_usdm": "tickerd.exchanges.binance_futures:BinanceUsdm",
     "bitfinex": "tickerd.exchanges.bitfinex:Bitfinex",
     "bitmex": "tickerd.exchanges.bitmex:BitMEX",
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
