@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import orjson
 import pytest
+import trio
+import trio.testing
 
+from tests.conftest import Updates, until
+from tests.test_exchange_contract import QUIET, real_time, start
 from tickerd import exchanges
 from tickerd.exchanges.base import Rejected, Reply, Subscribed
 from tickerd.exchanges.binance_futures import BinanceFutures, FuturesDecoder, MergedState, native
+from tickerd.testing.binance_futures import FakeBinanceUsdm
 
 # developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/…
 USDM_BOOK = (
@@ -311,3 +316,58 @@ def test_a_crossed_book_is_kept_and_counted() -> None:
     dec = decoder("binance_usdm", USDM)
     [ticker] = dec.decode(USDM_BOOK.replace('"25.35190000"', '"26"'))
     assert (ticker.bid, ticker.ask, dec.crossed, dec.junk) == (26.0, 25.3652, 1, 0)
+
+
+# -- the merged record across a dropped endpoint ----------------------------------------------
+
+
+@pytest.mark.parametrize(("dropped", "kept"), [("market", "public"), ("public", "market")])
+async def test_one_endpoint_down_leaves_the_others_fields_and_both_update_after_it_reconnects(
+    dropped: str,
+    kept: str,
+    clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    prefix: str,
+    updates: Updates,
+) -> None:
+    """USDⓈ-M's book comes on ``/public``, its last price, mark and funding on ``/market``: one
+    connection down, the other still updates the record, which keeps the fields the lost one
+    brought; reconnected, both update it again."""
+    symbol = "BTC/USDT:USDT"
+    exchange = adapter("binance_usdm")
+    fake = FakeBinanceUsdm()
+    _, daemon = await start(nursery, prefix, exchange, [symbol], fake=fake)
+
+    def served(group: str) -> bool:
+        return any(c.ws.path == f"/{group}/ws" and symbol in c.subscribed for c in fake.connections)
+
+    with real_time(clock):
+        await fake.push(symbol, bid=100.0, ask=101.0, last=100.5, mark=100.25, funding_rate=0.0001)
+        await updates.wait_for(lambda r: (r["bid"], r["last"], r["mark_price"]) == (100.0, 100.5, 100.25))
+
+    fake.refuse = True  # the dropped endpoint stays down until the test lets it back
+    await fake.drop(dropped)
+    await until(fake, lambda: not served(dropped) and len(fake.attempt_times) > 2, within=QUIET)
+    assert served(kept)
+    with real_time(clock):
+        await fake.push(symbol, bid=200.0, ask=201.0, last=200.5, mark=200.25, funding_rate=0.0002)
+        if kept == "public":  # the new book, and the last price and mark of before the drop
+            expected = (200.0, 201.0, 100.5, 100.25, 0.0001)
+        else:  # the new last price and mark, on the book of before the drop
+            expected = (100.0, 101.0, 200.5, 200.25, 0.0002)
+        record = await updates.wait_for(
+            lambda r: (r["bid"], r["ask"], r["last"], r["mark_price"], r["funding_rate"]) == expected
+        )
+    assert record["index_price"] is not None and record["next_funding_ts"] is not None
+
+    fake.refuse = False
+    await until(fake, lambda: served(dropped), within=QUIET)
+    with real_time(clock):
+        await fake.push(symbol, bid=300.0, ask=301.0, last=300.5, mark=300.25, funding_rate=-0.0003)
+        await updates.wait_for(
+            lambda r: (
+                (r["bid"], r["last"], r["mark_price"], r["funding_rate"]) == (300.0, 300.5, 300.25, -0.0003)
+            )
+        )
+    assert daemon.health().exchanges["binance_usdm"].reconnects >= 1
+    assert fake.violations == []
