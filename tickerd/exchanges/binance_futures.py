@@ -233,7 +233,7 @@ class CoinmDecoder(FuturesDecoder):
     """COIN-M: book sizes in contracts, volume read in the base asset."""
 
     exchange = "binance_coinm"
-    #: ``q``: base asset (``v`` counts contracts: 100 USD each for BTC, 10 USD for others).
+    #: ``q``: base asset (``v`` counts contracts, of the symbol's ``contractSize`` USD each).
     volume = "q"
 
 
@@ -305,7 +305,7 @@ class BinanceUsdm(BinanceFutures):
     lacks_note = "open interest is REST-only; quarterlies have no funding; `volume_24h` in the base asset"
 
     def serves(self, parts: Market) -> bool:
-        return parts.settle is not None and parts.settle == parts.quote
+        return parts.settle == parts.quote
 
 
 class BinanceCoinm(BinanceFutures):
@@ -327,7 +327,7 @@ class BinanceCoinm(BinanceFutures):
     )
     lacks_note = (
         "open interest is REST-only; quarterlies have no funding; `volume_24h` in the base asset "
-        "(`q`; sizes are in contracts)"
+        "(`q`), bid/ask sizes in contracts"
     )
 
     def serves(self, parts: Market) -> bool:
