@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
     "bybit": "tickerd.exchanges.bybit:Bybit",
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
+    "deribit": "tickerd.exchanges.deribit:Deribit",
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
     "kraken": "tickerd.exchanges.kraken:Kraken",
     "okx": "tickerd.exchanges.okx:OKX",
