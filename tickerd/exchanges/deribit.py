@@ -1,12 +1,12 @@
 """Deribit JSON-RPC 2.0 over websocket: ``ticker.{instrument}.100ms`` for perpetuals and futures.
 
-Grounded in Deribit's API documentation (docs.deribit.com): the channel
-``/subscriptions/market-data/tickerinstrument_nameinterval`` (fields of the notification; its
-example frame is the one of ``incremental_ticker.(instrument_name)`` and ``public/ticker``),
+Grounded in Deribit's API documentation (docs.deribit.com): the channel page
+``/subscriptions/market-data/tickerinstrument_nameinterval`` (what the notification carries),
+``/api-reference/market-data/public-ticker`` (the same ticker object, with an example),
 ``/api-reference/subscription-management/public-subscribe`` (the result is "a list of subscribed
-channels"), ``/api-reference/session-management/public-set_heartbeat`` and
+channels"), ``/api-reference/session-management/public-set_heartbeat``,
 ``/api-reference/supporting/public-test``, ``/articles/json-rpc-overview`` (every request carries
-an ``id``; errors are ``{"error": {"code", "message", "data"}}``) and the support article
+an ``id``; errors are ``{"error": {"code", "message", "data"}}``), and the support article
 "Funding Specifications" (support.deribit.com).
 
 One notification carries the whole ticker: best bid/ask with amounts, last price, 24 h
@@ -17,22 +17,24 @@ interval is ``100ms``: ``raw`` is for authorised connections only.
 * ``funding_rate`` is ``current_funding``: Deribit states funding as an 8-hour rate, a fraction
   (``0.0000211`` = 0.00211 %), and ``current_funding`` is that rate now, the one that accrues on
   a position from this moment (as the other venues' current or predicted rate for the period in
-  progress); ``funding_8h`` is what the last 8 hours paid, a trailing figure.  Funding is paid
+  progress); ``funding_8h`` is the funding of the trailing 8 hours (as the funding history's
+  ``interest_8h``), a figure of the past.  Funding is paid
   continuously ("calculated every millisecond"), so there is no next funding time:
   ``next_funding_ts`` stays ``None``.  Dated futures have no funding.
 * ``open_interest`` is in Deribit's amount units: USD for inverse contracts (``BTC-PERPETUAL``,
-  ``BTC-25DEC26``), the base currency for linear ones (``BTC_USDC-PERPETUAL``).  The docs say
-  "for perpetual and inverse futures the amount is in USD units", a sentence older than the
-  linear (USDC) perpetuals, which count in the base currency as linear futures do.
+  ``BTC-25DEC26``), the base currency for linear ones (``BTC_USDC-PERPETUAL``).  The docs'
+  wording ("for perpetual and inverse futures the amount is in USD units. For options and
+  linear futures it is the underlying base currency coin") predates the linear perpetuals;
+  they are taken to count as linear futures do, which no live frame here has confirmed.
 * Only the percentage of the 24 h change is sent; the change itself is not derived from it.
 * A side without orders: the docs say ``null``; a zero price is read the same way (no price).
 * The ticker carries no sequence number (the book channels have ``change_id``).
 
-Subscriptions are acknowledged with the list of channels actually subscribed: an instrument
-Deribit does not list is left out of it, without an error (seen live: ``"result": []`` for a
-book channel of an unknown option), so a symbol whose channel is missing from its request's
-result is rejected.  An error answer (``-32602 Invalid params``) rejects every symbol of the
-request.  Deribit sends no reconnect request; connections rotate at ``feed.max_lifetime``.
+Subscriptions are acknowledged with the list of channels actually subscribed: a channel Deribit
+cannot serve is left out of it, without an error (``"result": []``, adampointer/go-deribit#16),
+so a symbol whose channel is missing from its request's result is rejected.  An error answer
+(``-32602 Invalid params``) rejects every symbol of the request.  The docs describe no request to
+reconnect; connections rotate at ``feed.max_lifetime``.
 
 Keepalive: the first request on a connection is ``public/set_heartbeat`` (10 s, the minimum);
 Deribit then sends ``heartbeat`` notifications of ``type`` ``test_request``, each of which must
@@ -43,7 +45,8 @@ silence watchdog.
 Symbols: inverse contracts are named by their base and settle in it (``BTC-PERPETUAL`` ↔
 ``BTC/USD:BTC``), linear ones join base and quote with an underscore (``BTC_USDC-PERPETUAL`` ↔
 ``BTC/USDC:USDC``); dated futures replace ``PERPETUAL`` with the expiry as ``DMMMYY``, the day
-without a leading zero (``BTC-25DEC26`` ↔ ``BTC/USD:BTC-261225``).
+without a leading zero (``BTC-25DEC26`` ↔ ``BTC/USD:BTC-261225``), linear ones too
+(``BTC_USDC-25DEC26``) where Deribit lists them.  Options and spot are not served.
 """
 
 from __future__ import annotations
