@@ -18,9 +18,9 @@ interval is ``100ms``: ``raw`` is for authorised connections only.
   (``0.0000211`` = 0.00211 %), and ``current_funding`` is that rate now, the one that accrues on
   a position from this moment (as the other venues' current or predicted rate for the period in
   progress); ``funding_8h`` is the funding of the trailing 8 hours (as the funding history's
-  ``interest_8h``), a figure of the past.  Funding is paid
-  continuously ("calculated every millisecond"), so there is no next funding time:
-  ``next_funding_ts`` stays ``None``.  Dated futures have no funding.
+  ``interest_8h``), a figure of the past.  Funding is paid continuously ("calculated every
+  millisecond"), so there is no next funding time: ``next_funding_ts`` stays ``None``.  Dated
+  futures have no funding.
 * ``open_interest`` is in Deribit's amount units: USD for inverse contracts (``BTC-PERPETUAL``,
   ``BTC-25DEC26``), the base currency for linear ones (``BTC_USDC-PERPETUAL``).  The docs'
   wording ("for perpetual and inverse futures the amount is in USD units. For options and
