@@ -37,10 +37,12 @@ so a symbol whose channel is missing from its request's result is rejected.  An 
 reconnect; connections rotate at ``feed.max_lifetime``.
 
 Keepalive: the first request on a connection is ``public/set_heartbeat`` (10 s, the minimum);
-Deribit then sends ``heartbeat`` notifications of ``type`` ``test_request``, each of which must
-be answered with a ``public/test`` request, or "the API server will immediately close the
-connection".  The test requests also keep a quiet subscription from looking dead to the
-silence watchdog.
+Deribit then sends ``heartbeat`` and ``test_request`` messages, and each test request must be
+answered with a ``public/test`` request, or "the API server will immediately close the
+connection".  The docs do not spell the message out; its shape,
+``{"method":"heartbeat","params":{"type":"test_request"}}``, is the one client libraries read
+(the Rust ``deribit`` crate's ``HeartbeatType::TestRequest``).  The test requests also keep a
+quiet subscription from looking dead to the silence watchdog.
 
 Symbols: inverse contracts are named by their base and settle in it (``BTC-PERPETUAL`` ↔
 ``BTC/USD:BTC``), linear ones join base and quote with an underscore (``BTC_USDC-PERPETUAL`` ↔
@@ -224,8 +226,7 @@ class Deribit(Exchange):
 
     name = "deribit"
     url = "wss://www.deribit.com/ws/api/v2"
-    #: Not documented; 32 connections are allowed per IP, so one carries many instruments
-    #: (Deribit lists a few dozen perpetuals and futures).
+    #: Not documented; 32 connections are allowed per IP, so one connection carries many.
     max_symbols_per_connection = 200
     #: ``public/subscribe`` has its own rate limit, about 3.3 requests a second sustained.
     send_interval = 0.3
