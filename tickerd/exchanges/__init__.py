@@ -19,6 +19,7 @@ _REGISTRY: dict[str, str] = {
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
     "kraken": "tickerd.exchanges.kraken:Kraken",
+    "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
     "okx": "tickerd.exchanges.okx:OKX",
 }
 
