@@ -20,6 +20,7 @@ _REGISTRY: dict[str, str] = {
     "deribit": "tickerd.exchanges.deribit:Deribit",
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
     "kraken": "tickerd.exchanges.kraken:Kraken",
+    "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
     "okx": "tickerd.exchanges.okx:OKX",
 }
 
