@@ -19,8 +19,10 @@ _REGISTRY: dict[str, str] = {
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
     "bybit": "tickerd.exchanges.bybit:Bybit",
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
+    "deribit": "tickerd.exchanges.deribit:Deribit",
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
     "kraken": "tickerd.exchanges.kraken:Kraken",
+    "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
     "okx": "tickerd.exchanges.okx:OKX",
 }
 
