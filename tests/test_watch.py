@@ -37,6 +37,31 @@ def test_board_marks_stale_tickers_and_formats_prices() -> None:
     assert price(0.0) == "0" and price(150.123456) == "150.123"
 
 
+def test_board_shows_the_derivative_columns_once_a_ticker_has_them() -> None:
+    board = Board(stale_after=60.0)
+    now = time.time()
+    spot = {"exchange": "kraken", "symbol": "BTC/USD", "bid": 64000.5, "ask": 64001.25, "last": 64001.0,
+            "time": now - 1, "received_ts": now - 1}  # fmt: skip
+    board.update(spot)
+    assert board.lines(now)[0].split() == ["EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", "AGE"]
+    board.update({"exchange": "deribit", "symbol": "BTC/USD:BTC", "bid": 64010.0, "ask": 64010.5,
+                  "last": 64010.0, "mark_price": 64011.25, "index_price": 64005.0, "funding_rate": -0.000125,
+                  "next_funding_ts": now + 2 * 3600, "open_interest": 1234567.0,
+                  "time": now - 2, "received_ts": now - 2})  # fmt: skip
+    header, perpetual, kraken = board.lines(now)
+    assert header.split() == ["EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", "MARK", "INDEX", "FUNDING", "NEXT",
+                              "FUNDING", "OPEN", "INT", "AGE"]  # fmt: skip
+    assert perpetual.split() == ["deribit", "BTC/USD:BTC", "64,010.00", "64,010.50", "64,010.00",
+                                 "64,011.25", "64,005.00", "-0.0125%", "in", "2", "h", "1,234,567",
+                                 "2.0", "s", "fresh"]  # fmt: skip
+    assert kraken.split()[5:] == ["-", "-", "-", "-", "-", "1.0", "s", "fresh"]  # spot has none
+    board.derivatives = False  # --no-derivatives
+    assert "MARK" not in board.lines(now)[0]
+    only_spot = Board(stale_after=60.0, derivatives=True)  # --derivatives
+    only_spot.update(spot)
+    assert "OPEN INT" in only_spot.lines(now)[0]
+
+
 def _env(prefix: str) -> dict[str, str]:
     return {**os.environ, "REDIS_PREFIX": prefix}
 
