@@ -148,12 +148,12 @@ _Statistics = tuple[float | None, float | None, float | None, float | None, floa
 #: Mark, index, funding rate, next funding time, open interest: in :class:`Ticker`'s field order.
 _Derivatives = tuple[float | None, float | None, float | None, float | None, float | None]
 _NONE5: _Derivatives = (None, None, None, None, None)
-#: The fields each parsed group is read from: a delta touching none of a group's keeps the group.
+#: The fields each parsed group is read from: a delta touching none of a group's keeps the group
+#: (the derivative fields are read one by one, :func:`_derivatives`).
 _STATISTICS_KEYS = frozenset(
     ("lastPrice", "volume24h", "turnover24h", "highPrice24h", "lowPrice24h", "prevPrice24h", "price24hPcnt")
 )
 _BOOK_KEYS = frozenset(("bid1Price", "ask1Price", "bid1Size", "ask1Size"))
-_DERIVATIVE_KEYS = frozenset(("markPrice", "indexPrice", "fundingRate", "nextFundingTime", "openInterest"))
 
 
 def _statistics(stats: dict[str, Any], volume: str) -> tuple[float, _Statistics]:
@@ -180,18 +180,23 @@ def _best_levels(stats: dict[str, Any]) -> _Book:
     )
 
 
-def _derivatives(stats: dict[str, Any]) -> _Derivatives:
-    """The derivative fields of a linear or inverse snapshot with its deltas applied.  Read as
-    optional: a dated future has no funding, and a market in its pre-listing phase may lack an
-    index; a field absent from a delta keeps the snapshot's value through the overlay."""
-    get = stats.get
-    return (
-        optional_float(get("markPrice")),
-        optional_float(get("indexPrice")),
-        optional_float(get("fundingRate")),
-        _epoch(get("nextFundingTime")),
-        optional_float(get("openInterest")),
-    )
+def _derivatives(data: dict[str, Any], previous: _Derivatives) -> _Derivatives:
+    """The derivative fields of a linear or inverse snapshot (``previous``: none) or of a delta
+    overlaid on ``previous``: a field the frame lacks keeps its value, and only the fields it
+    carries are converted (a delta usually moves the mark price alone).  Read as optional: a
+    dated future has no funding, and a market in its pre-listing phase may lack an index."""
+    mark, index, rate, funding_at, interest = previous
+    if "markPrice" in data:
+        mark = optional_float(data["markPrice"])
+    if "indexPrice" in data:
+        index = optional_float(data["indexPrice"])
+    if "fundingRate" in data:
+        rate = optional_float(data["fundingRate"])
+    if "nextFundingTime" in data:
+        funding_at = _epoch(data["nextFundingTime"])
+    if "openInterest" in data:
+        interest = optional_float(data["openInterest"])
+    return mark, index, rate, funding_at, interest
 
 
 class _State:
@@ -315,13 +320,12 @@ class BybitDecoder(Decoder):
                 last, statistics = _statistics(stats, state.volume)
             if not touched.isdisjoint(_BOOK_KEYS):
                 book = _best_levels(stats)
-            if not touched.isdisjoint(_DERIVATIVE_KEYS):
-                derivatives = _derivatives(stats)
+            derivatives = _derivatives(data, derivatives)
         else:
             stats = data
             last, statistics = _statistics(stats, state.volume)
             if state.derivative:
-                book, derivatives = _best_levels(stats), _derivatives(stats)
+                book, derivatives = _best_levels(stats), _derivatives(stats, _NONE5)
         if state.derivative:
             sequence = msg.get("cs")
         return self._merged(state, stats, last, statistics, book, derivatives, sequence, msg["ts"])
