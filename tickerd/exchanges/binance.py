@@ -123,6 +123,7 @@ class BinanceDecoder(BinanceStreamsDecoder):
 
     exchange = "binance"
     merges = True
+    derivatives = False
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self._by_native: dict[str, _Merged] = {}
@@ -191,8 +192,10 @@ class BinanceDecoder(BinanceStreamsDecoder):
         """The ticker of ``book`` and ``statistics``, kept in ``state`` only if it passes the
         sanity rule (a junk frame leaves the merged view as it was).
 
-        The Ticker is built positionally from the tuples, in its field order: this runs for
-        every frame, and fourteen keyword arguments cost more than the sanity check.
+        The Ticker is built positionally from the tuples, in its field order, the derivative
+        fields spot never has included: this runs for every frame, and fourteen keyword
+        arguments cost more than the sanity check (the one keyword ``sequence=`` alone costs
+        ~0.2 µs, four times the five ``None``).
         """
         ticker = Ticker(
             "binance",
@@ -202,7 +205,12 @@ class BinanceDecoder(BinanceStreamsDecoder):
             *statistics,
             exchange_ts,
             time.time(),
-            sequence=update_id if update_id >= 0 else None,
+            None,  # mark_price … open_interest: spot has none
+            None,
+            None,
+            None,
+            None,
+            update_id if update_id >= 0 else None,
         )
         if (reason := self.flaw(ticker)) is not None:
             return self.junk_frame(reason)
