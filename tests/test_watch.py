@@ -168,6 +168,38 @@ async def test_demo_runs_offline_in_one_command(redis_server: RedisServer) -> No
     client.close()
 
 
+async def test_demo_shows_derivatives_with_mark_price_and_funding(redis_server: RedisServer) -> None:
+    """Perpetuals and futures come with their mark, index, funding and open interest columns;
+    a dated future has no funding, and Binance futures have no open interest on the websocket."""
+    args = ["demo", "--duration", "2", "--exchange", "binance_usdm", "--exchange", "deribit"]
+    result = await trio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "tickerd", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_demo_env(redis_server),
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.strip().split("\n\n")[-1].splitlines()
+    header = table[1].split()
+    assert header[:9] == ["EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", "MARK", "INDEX", "FUNDING", "NEXT"]
+    rows = {(row[0], row[1]): row for row in (line.split() for line in table[2:-1])}
+    assert set(rows) == {
+        *(("binance_usdm", s) for s in exchanges.get("binance_usdm").sample_symbols),
+        *(("deribit", s) for s in exchanges.get("deribit").sample_symbols),
+    }
+    for (_, symbol), row in rows.items():
+        mark, index, rate = row[5:8]
+        assert float(mark.replace(",", "")) > 0 and float(index.replace(",", "")) > 0, row
+        if "-" in symbol.partition(":")[2]:  # a dated future pays no funding
+            assert rate == "-", row
+        else:
+            assert rate.endswith("%") and float(rate[:-1]) != 0, row
+        assert row[-1] == "fresh", row
+
+
 async def test_demo_on_a_terminal_exits_cleanly_on_ctrl_c(tmp_path: Path, redis_server: RedisServer) -> None:
     env = {**_demo_env(redis_server), "TICKERD_STATE_DIR": str(tmp_path)}
     args = [sys.executable, "-m", "tickerd", "demo", "--exchange", "okx"]
