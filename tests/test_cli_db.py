@@ -79,6 +79,12 @@ def test_symbols_add_list_disable_enable_remove(env: Database, capsys: pytest.Ca
         ("binance", "BTC/USDT", True),
         ("kraken", "BTC/USD", True),
     ]
+    for symbol in ("BTC/USD:BTC", "BTC/USD:BTC-261225"):  # an inverse perpetual, a dated future
+        assert tickerd(capsys, "symbols", "add", "deribit", symbol) == (0, f"added deribit {symbol}\n", "")
+    assert env.run("SELECT symbol FROM tickerd.symbols WHERE exchange = 'deribit' ORDER BY 1") == [
+        ("BTC/USD:BTC",),
+        ("BTC/USD:BTC-261225",),
+    ]
 
 
 def test_bad_input_exits_2_before_touching_the_database(
@@ -86,7 +92,7 @@ def test_bad_input_exits_2_before_touching_the_database(
 ) -> None:
     tickerd(capsys, "db", "init")
     status, _, err = tickerd(capsys, "symbols", "add", "krakken", "BTC/USD")
-    assert status == 2 and "tickerd: unknown exchange 'krakken' (supported: binance, bitfinex" in err
+    assert status == 2 and "tickerd: unknown exchange 'krakken' (supported: binance, " in err
     status, _, err = tickerd(capsys, "symbols", "add", "kraken", "btcusd")
     assert (
         status == 2
@@ -96,6 +102,10 @@ def test_bad_input_exits_2_before_touching_the_database(
     )
     status, _, err = tickerd(capsys, "symbols", "disable", "kraken", "BTC/USD:USD")
     assert status == 2 and "serves spot only" in err
+    status, _, err = tickerd(capsys, "symbols", "add", "hyperliquid", "BTC/USDC:USDC-261225")
+    assert status == 2 and "hyperliquid adapter serves no dated futures" in err
+    status, _, err = tickerd(capsys, "symbols", "add", "deribit", "BTC/USD:BTC-261331")
+    assert status == 2 and "expiry '261331' is not a date (expected YYMMDD)" in err
     with pytest.raises(SystemExit) as exit_info:  # argparse: a symbol is required for add
         tickerd(capsys, "symbols", "add", "kraken")
     assert exit_info.value.code == 2

@@ -3,7 +3,9 @@
 Each scenario is written once and runs for every name in :func:`tickerd.exchanges.names`; a new
 exchange gets all of them by being registered.  Where a venue lacks a mechanism, its adapter
 says so (``rejects_unknown``, ``reconnect_request``) and the scenario
-checks tickerd's fallback instead: nothing is skipped.
+checks tickerd's fallback instead: nothing is skipped.  An exchange whose streams are split over
+several URLs (``Exchange.groups``) has one connection per group for each set of symbols: the
+scenarios count connections in units of :func:`lanes`.
 
 Timing is virtual (the ``clock`` fixture), so keepalive intervals, lifetimes, backoff and
 staleness cost no real time.  One caveat shapes the helpers below: the writer talks to Redis
@@ -20,6 +22,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import pytest
 import redis
 import trio
@@ -28,7 +31,7 @@ import trio.testing
 from tests.conftest import Updates, make_config, start_daemon, start_fake, stored, until, wait_health
 from tickerd import TickerDaemon, exchanges
 from tickerd.config import FeedSettings
-from tickerd.exchanges.base import DERIVATIVE_FIELDS, Exchange
+from tickerd.exchanges.base import DERIVATIVE_FIELDS, Exchange, market
 from tickerd.snapshots import ExchangeSnapshot
 from tickerd.testing import FakeExchange, fake_for
 
@@ -44,9 +47,21 @@ def adapter(request: pytest.FixtureRequest) -> Exchange:
     return exchange
 
 
-def variant(symbol: str, base: str) -> str:
-    """``symbol`` with another base asset: the same market kind, served on the same endpoint."""
-    return base + symbol[symbol.index("/") :]
+def variant(adapter: Exchange, symbol: str, base: str) -> str:
+    """``symbol`` with another base asset: the same market kind, served on the same endpoint.  An
+    inverse market whose settle asset the adapter refuses with another base (Binance COIN-M)
+    settles in its new base instead (BitMEX settles it in BTC: a quanto)."""
+    same = base + symbol[symbol.index("/") :]
+    try:
+        adapter.check_symbol(same)
+    except ValueError:
+        return attrs.evolve(market(symbol), base=base, settle=base).symbol
+    return same
+
+
+def lanes(adapter: Exchange) -> int:
+    """Connections one set of symbols takes: one per endpoint group."""
+    return len(adapter.groups)
 
 
 def exchange_health(daemon: TickerDaemon, exchange: str) -> ExchangeSnapshot:
@@ -84,7 +99,7 @@ async def start(
     )
     daemon = await start_daemon(nursery, config)
     served = [symbol for symbol in symbols if symbol not in fake.rejected]
-    await until(fake, lambda: all(fake.is_subscribed(symbol) for symbol in served), within=QUIET)
+    await until(fake, lambda: all(len(fake.subscribers(s)) == lanes(adapter) for s in served), within=QUIET)
     return fake, daemon
 
 
@@ -131,10 +146,13 @@ async def test_a_drop_heals(
 ) -> None:
     symbol = adapter.sample_symbols[0]
     fake, daemon = await start(nursery, prefix, adapter, [symbol])
+    n = lanes(adapter)
     await fake.drop()
-    await until(fake, lambda: fake.connection_count == 2 and fake.is_subscribed(symbol), within=QUIET)
+    await until(
+        fake, lambda: fake.connection_count == 2 * n and len(fake.subscribers(symbol)) == n, within=QUIET
+    )
     await flows(clock, fake, updates, symbol, 4242.0)
-    assert exchange_health(daemon, adapter.name).reconnects == 1
+    assert exchange_health(daemon, adapter.name).reconnects == n
 
 
 async def test_keepalive_keeps_a_quiet_socket_open(
@@ -145,11 +163,12 @@ async def test_keepalive_keeps_a_quiet_socket_open(
     # Protocol pings (Binance's duty) feed the watchdog as application heartbeats do.
     feed = {"silence_timeout": silence}
     fake, daemon = await start(nursery, prefix, adapter, [adapter.sample_symbols[0]], feed=feed)
-    [conn] = fake.connections
+    conns = list(fake.connections)
+    assert len(conns) == lanes(adapter)
     performed = fake.keepalives
 
     await trio.sleep(quiet)
-    assert fake.connections == [conn] and fake.connection_count == 1
+    assert fake.connections == conns and fake.connection_count == len(conns)
     assert fake.keepalives - performed >= 2  # the exchange's keepalive duty, done again and again
     assert exchange_health(daemon, adapter.name).reconnects == 0
 
@@ -157,7 +176,7 @@ async def test_keepalive_keeps_a_quiet_socket_open(
 async def test_an_unknown_symbol_does_not_stop_the_others(
     adapter: Exchange, clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str, updates: Updates
 ) -> None:
-    good, unknown = adapter.sample_symbols[0], variant(adapter.sample_symbols[0], "NOPE")
+    good, unknown = adapter.sample_symbols[0], variant(adapter, adapter.sample_symbols[0], "NOPE")
     fake = fake_for(adapter.name)()
     fake.reject(unknown)
     stale_after = 10.0
@@ -179,17 +198,22 @@ async def test_an_unknown_symbol_does_not_stop_the_others(
 async def test_live_add_and_remove_touch_only_that_symbol(
     adapter: Exchange, clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str
 ) -> None:
-    first, kept, added = (variant(adapter.sample_symbols[0], base) for base in ("BTC", "ETH", "SOL"))
+    first, kept, added = (variant(adapter, adapter.sample_symbols[0], base) for base in ("BTC", "ETH", "SOL"))
     fake, daemon = await start(nursery, prefix, adapter, [first, kept])
-    [conn] = fake.connections
+    conns = list(fake.connections)
+    assert len(conns) == lanes(adapter)
     mark = len(fake.changes)
 
     daemon.add(adapter.name, added)
-    await until(fake, lambda: fake.is_subscribed(added), within=QUIET)
+    await until(fake, lambda: len(fake.subscribers(added)) == len(conns), within=QUIET)
     daemon.remove(adapter.name, first)
     await until(fake, lambda: not fake.is_subscribed(first), within=QUIET)
-    assert fake.changes[mark:] == [(conn, "subscribe", added), (conn, "unsubscribe", first)]
-    assert fake.connections == [conn] and conn.subscribed == {kept, added}
+    assert len(fake.changes) - mark == 2 * len(conns)
+    for conn in conns:  # on every connection of the set: this symbol's change, and nothing else
+        changes = [(op, symbol) for c, op, symbol in fake.changes[mark:] if c is conn]
+        assert changes == [("subscribe", added), ("unsubscribe", first)]
+        assert conn.subscribed == {kept, added}
+    assert fake.connections == conns
     assert fake.violations == []
 
 
@@ -206,15 +230,16 @@ async def test_rotation_is_make_before_break(
         fake.lifetime = limit
         feed["max_lifetime"] = limit / 2
     fake, daemon = await start(nursery, prefix, adapter, [symbol], fake=fake, feed=feed)
-    [old] = fake.connections
+    old = list(fake.connections)
+    n = len(old)
     if adapter.reconnect_request:
         nursery.start_soon(fake.request_reconnect, limit)
 
-    await until(fake, lambda: len(fake.subscribers(symbol)) == 2, within=limit)
-    assert not old.closed  # no gap: both serve the symbol
-    await until(fake, lambda: old.closed, within=limit)
-    assert trio.current_time() - old.opened_at < limit  # closed by tickerd, not by the exchange
-    assert fake.connection_count == 2 and fake.is_subscribed(symbol)
+    await until(fake, lambda: len(fake.subscribers(symbol)) == 2 * n, within=limit)
+    assert not any(conn.closed for conn in old)  # no gap: old and new serve the symbol
+    await until(fake, lambda: all(conn.closed for conn in old), within=limit)
+    assert all(trio.current_time() - conn.opened_at < limit for conn in old)  # closed by tickerd
+    assert fake.connection_count == 2 * n and len(fake.subscribers(symbol)) == n
     assert exchange_health(daemon, adapter.name).reconnects == 0  # a rotation is not a failure
 
 
@@ -227,8 +252,8 @@ async def test_junk_frames_are_counted_and_the_connection_stays(
         await fake.send_raw(frame)
     await flows(clock, fake, updates, symbol, 9.25)  # sent after the junk, on the same socket
     seen = exchange_health(daemon, adapter.name)
-    assert seen.junk == len(JUNK) and seen.reconnects == 0
-    assert fake.connection_count == 1
+    assert seen.junk == len(JUNK) * lanes(adapter) and seen.reconnects == 0  # each connection got it
+    assert fake.connection_count == lanes(adapter)
 
 
 async def test_an_insane_frame_is_junk_and_the_stored_value_stays(

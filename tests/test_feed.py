@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from loguru import logger
 
 from tickerd import exchanges
 from tickerd.config import ConfigError, FeedSettings, structure
+from tickerd.exchanges.base import Decoder, Exchange
+from tickerd.exchanges.kraken import Kraken, KrakenDecoder
 from tickerd.feed import POLL_TICKS, Feed
 from tickerd.health import CONNECTED, FAILED, ExchangeHealth
 from tickerd.model import Ticker
@@ -47,14 +49,19 @@ class Harness:
 
 
 async def start(
-    nursery: trio.Nursery, fake: FakeExchange, symbols: list[str], url: str | None = None, **settings: Any
+    nursery: trio.Nursery,
+    fake: FakeExchange,
+    symbols: list[str],
+    url: str | None = None,
+    adapter: Exchange | None = None,
+    **settings: Any,
 ) -> Harness:
     if not fake.port:
         await nursery.start(fake.serve)
     send, receive = trio.open_memory_channel[Sequence[Ticker]](1000)
     health = ExchangeHealth(fake.name)
     feed = Feed(
-        exchanges.get(fake.name),
+        adapter or exchanges.get(fake.name),
         url or fake.url,
         symbols,
         settings=FeedSettings(**settings),
@@ -348,3 +355,48 @@ def test_the_next_tick_is_strictly_after_now_despite_float_rounding() -> None:
     assert all(
         now < next_tick(now, 0.002) <= now + 0.002 + 1e-12 for now in (i * 0.0007 for i in range(5000))
     )
+
+
+class _SplitKraken(Kraken):
+    """Kraken's protocol declared as two endpoint groups, each at its own URL of the one fake:
+    what the loop does for an exchange that splits a symbol's streams over several URLs."""
+
+    groups = ("book", "stats")
+
+    def __init__(self) -> None:
+        #: (group, merged state) of every decoder made, in order.
+        self.made: list[tuple[str, object]] = []
+
+    def endpoint(self, url: str, symbol: str, group: str = "") -> str:
+        return f"{url}?group={group}"
+
+    def merged_state(self) -> object:
+        return object()
+
+    def decoder(self, symbols: Iterable[str], group: str = "", merged: object = None) -> Decoder:
+        self.made.append((group, merged))
+        return KrakenDecoder(symbols)
+
+
+async def test_endpoint_groups_run_a_connection_each_that_heals_alone_and_share_the_merged_state(
+    nursery: trio.Nursery, clock: trio.testing.MockClock
+) -> None:
+    fake, adapter = FakeKraken(), _SplitKraken()
+    h = await start(nursery, fake, ["BTC/USD"], adapter=adapter, reconnect_delay=0.5)
+    await fake.wait_until(lambda: len(fake.subscribers("BTC/USD")) == 2)
+    await h.wait_for_state(CONNECTED)
+    book, stats = sorted(fake.connections, key=lambda conn: str(conn.ws.path))
+    assert (book.ws.path, stats.ws.path) == ("/v2?group=book", "/v2?group=stats")
+    assert h.health.connections == 2
+    [(_, merged), _] = adapter.made
+    assert sorted(adapter.made, key=str) == sorted([("book", merged), ("stats", merged)], key=str)
+
+    await book.drop()  # one group's connection fails: that lane alone reconnects
+    await fake.wait_until(lambda: fake.connection_count == 3 and len(fake.subscribers("BTC/USD")) == 2)
+    assert not stats.closed and h.health.reconnects == 1
+    assert adapter.made[-1] == ("book", merged)  # the new decoder shares the state that outlived it
+    assert await fake.push("BTC/USD", bid=10.0, ask=11.0) == 2
+    while (await h.next_ticker("BTC/USD")).bid != 10.0:  # the snapshots of the subscriptions come first
+        pass
+    await h.wait_for_state(CONNECTED)
+    assert h.health.connections == 2

@@ -86,3 +86,13 @@ def test_malformed_symbols_are_refused_naming_the_forms(symbol: str, error: str)
 def test_dated_futures_are_refused_where_the_adapter_serves_none(name: str) -> None:
     with pytest.raises(ValueError, match=r"serves no dated futures|serves spot"):
         exchanges.get(name).check_symbol("BTC/USDT:USDT-261225")
+
+
+@pytest.mark.parametrize("name", exchanges.names())
+def test_only_spot_only_adapters_make_decoders_that_skip_the_derivative_checks(name: str) -> None:
+    """A decoder that says ``derivatives = False`` lets the derivative fields through unchecked:
+    only an adapter that serves spot alone (so never sets them) may make one."""
+    adapter = exchanges.get(name)
+    for group in adapter.groups:
+        decoder = adapter.decoder([], group, adapter.merged_state())
+        assert decoder.derivatives or adapter.spot_only

@@ -16,6 +16,7 @@ import trio
 from tests.conftest import Updates, make_config, read_until, start_daemon, start_fake
 from tests.processes import RedisServer
 from tests.test_status import status_config
+from tickerd import exchanges
 from tickerd.commands import demo
 from tickerd.commands.watch import Board, price
 from tickerd.layout import RedisLayout
@@ -34,6 +35,31 @@ def test_board_marks_stale_tickers_and_formats_prices() -> None:
     assert fresh.split() == ["kraken", "BTC/USD", "64,000.50", "64,001.25", "64,001.00", "1.0", "s", "fresh"]
     assert stale.split() == ["okx", "PEPE/USDT", "1.234e-05", "-", "0.5", "5", "min", "STALE"]
     assert price(0.0) == "0" and price(150.123456) == "150.123"
+
+
+def test_board_shows_the_derivative_columns_once_a_ticker_has_them() -> None:
+    board = Board(stale_after=60.0)
+    now = time.time()
+    spot = {"exchange": "kraken", "symbol": "BTC/USD", "bid": 64000.5, "ask": 64001.25, "last": 64001.0,
+            "time": now - 1, "received_ts": now - 1}  # fmt: skip
+    board.update(spot)
+    assert board.lines(now)[0].split() == ["EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", "AGE"]
+    board.update({"exchange": "deribit", "symbol": "BTC/USD:BTC", "bid": 64010.0, "ask": 64010.5,
+                  "last": 64010.0, "mark_price": 64011.25, "index_price": 64005.0, "funding_rate": -0.000125,
+                  "next_funding_ts": now + 2 * 3600, "open_interest": 1234567.0,
+                  "time": now - 2, "received_ts": now - 2})  # fmt: skip
+    header, perpetual, kraken = board.lines(now)
+    assert header.split() == ["EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", "MARK", "INDEX", "FUNDING", "NEXT",
+                              "FUNDING", "OPEN", "INT", "AGE"]  # fmt: skip
+    assert perpetual.split() == ["deribit", "BTC/USD:BTC", "64,010.00", "64,010.50", "64,010.00",
+                                 "64,011.25", "64,005.00", "-0.0125%", "in", "2", "h", "1,234,567",
+                                 "2.0", "s", "fresh"]  # fmt: skip
+    assert kraken.split()[5:] == ["-", "-", "-", "-", "-", "1.0", "s", "fresh"]  # spot has none
+    board.derivatives = False  # --no-derivatives
+    assert "MARK" not in board.lines(now)[0]
+    only_spot = Board(stale_after=60.0, derivatives=True)  # --derivatives
+    only_spot.update(spot)
+    assert "OPEN INT" in only_spot.lines(now)[0]
 
 
 def _env(prefix: str) -> dict[str, str]:
@@ -142,10 +168,43 @@ async def test_demo_runs_offline_in_one_command(redis_server: RedisServer) -> No
     client.close()
 
 
+async def test_demo_shows_derivatives_with_mark_price_and_funding(redis_server: RedisServer) -> None:
+    """Perpetuals and futures come with their mark, index, funding and open interest columns;
+    a dated future has no funding, and Binance futures have no open interest on the websocket."""
+    args = ["demo", "--duration", "2", "--exchange", "binance_usdm", "--exchange", "deribit"]
+    result = await trio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "tickerd", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_demo_env(redis_server),
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.strip().split("\n\n")[-1].splitlines()
+    header = table[1].split()
+    assert header[:9] == ["EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", "MARK", "INDEX", "FUNDING", "NEXT"]
+    rows = {(row[0], row[1]): row for row in (line.split() for line in table[2:-1])}
+    assert set(rows) == {
+        *(("binance_usdm", s) for s in exchanges.get("binance_usdm").sample_symbols),
+        *(("deribit", s) for s in exchanges.get("deribit").sample_symbols),
+    }
+    for (_, symbol), row in rows.items():
+        mark, index, rate = row[5:8]
+        assert float(mark.replace(",", "")) > 0 and float(index.replace(",", "")) > 0, row
+        if "-" in symbol.partition(":")[2]:  # a dated future pays no funding
+            assert rate == "-", row
+        else:
+            assert rate.endswith("%") and float(rate[:-1]) != 0, row
+        assert row[-1] == "fresh", row
+
+
 async def test_demo_on_a_terminal_exits_cleanly_on_ctrl_c(tmp_path: Path, redis_server: RedisServer) -> None:
     env = {**_demo_env(redis_server), "TICKERD_STATE_DIR": str(tmp_path)}
     args = [sys.executable, "-m", "tickerd", "demo", "--exchange", "okx"]
-    status, screen = await run_on_terminal(args, env, b"okx connected 2/2 fresh")
+    served = len(exchanges.get("okx").sample_symbols)
+    status, screen = await run_on_terminal(args, env, f"okx connected {served}/{served} fresh".encode())
     assert status == 0
     assert b"ETH/USDT:USDT" in screen and screen.endswith(b"\x1b[?25h\x1b[?1049l")
     assert "okx" in (tmp_path / "demo.log").read_text()  # the logs stayed off the screen

@@ -121,17 +121,19 @@ class _ExchangeRunner:
         if self.feed_of(symbol) is not None:
             return
         self.staleness.watch(symbol, trio.current_time())
-        endpoint = self.adapter.endpoint(self.url, symbol)
+        endpoints = {group: self.adapter.endpoint(self.url, symbol, group) for group in self.adapter.groups}
         limit = self.settings.connection_limit(self.adapter)
         self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
-        feed = next((f for f in self.feeds if f.url == endpoint and f.load < limit and not f.finished), None)
+        feed = next(
+            (f for f in self.feeds if f.urls == endpoints and f.load < limit and not f.finished), None
+        )
         if feed is not None:
             feed.add(symbol)
             return
         assert self.nursery is not None
         feed = Feed(
             self.adapter,
-            endpoint,
+            self.url,
             [symbol],
             settings=self.daemon.config.feed,
             sink=self.daemon.sink,

@@ -1,9 +1,14 @@
 """The I/O loop every exchange shares: connect, subscribe, read, keep alive, heal.
 
-A :class:`Feed` keeps one set of symbols subscribed on one websocket at a time (two, briefly,
-while a connection is rotated).  Each websocket is a :class:`_Session`.  The loop knows nothing
-of any exchange's message format: it moves frames between the transport and the adapter's
-decoder and acts on the decoder's events.
+A :class:`Feed` keeps one set of symbols subscribed.  Most exchanges serve a symbol's streams on
+one websocket; one that splits them over several URLs declares endpoint groups
+(:attr:`Exchange.groups <tickerd.exchanges.base.Exchange.groups>`), and the feed then runs one
+:class:`_Lane` per group, each keeping its own websocket at a time (two, briefly, while a
+connection is rotated), connecting, backing off and rotating on its own.  Each websocket is a
+:class:`_Session`.  The decoders of every session of a feed share the adapter's merged state,
+so each group's frames update the same latest record.  The loop knows nothing of any exchange's
+message format: it moves frames between the transport and the adapter's decoders and acts on
+the decoders' events.
 
 Healing, in one place:
 
@@ -19,6 +24,7 @@ Healing, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import operator
@@ -48,8 +54,10 @@ REJECTION_LOG_INTERVAL = 600.0
 class _Session:
     """One websocket: subscribe, read, keep alive, watch for silence."""
 
-    def __init__(self, feed: Feed) -> None:
+    def __init__(self, lane: _Lane) -> None:
+        feed = lane.feed
         self.feed = feed
+        self.lane = lane
         self.frames = 0
         self.junk = 0
         #: Whether the websocket was opened (a failure after it lost a connection; before it,
@@ -69,7 +77,7 @@ class _Session:
         #: Frames to send; ``None`` marks where the batched live changes go out.
         self._outbox_send, self._outbox = trio.open_memory_channel[str | None](math.inf)
         self._changes: list[tuple[bool, str]] = []
-        self._decoder = feed.adapter.decoder(feed.symbols)
+        self._decoder = feed.adapter.decoder(feed.symbols, lane.group, feed.merged)
         self._unresolved = set(feed.symbols)
         if not self._unresolved:
             self._ready.set()
@@ -143,7 +151,9 @@ class _Session:
         try:
             with self._cancel:
                 async with (
-                    transport.connect(feed.url, engine=feed.engine, ssl_context=feed.ssl_context) as conn,
+                    transport.connect(
+                        self.lane.url, engine=feed.engine, ssl_context=self.lane.ssl_context
+                    ) as conn,
                     trio.open_nursery() as nursery,
                 ):
                     self.opened = True
@@ -300,9 +310,75 @@ class _Session:
         self.needs_successor.set()
 
 
+class _Lane:
+    """One endpoint group of a feed: its websocket, one session at a time (two while one is
+    rotated), reconnecting forever or until ``max_retries`` consecutive failures."""
+
+    def __init__(self, feed: Feed, group: str, url: str) -> None:
+        self.feed = feed
+        self.group = group
+        self.url = url
+        self.ssl_context = transport.ssl_context_for(url, feed.settings.ca_file)
+        #: This connection's key in the exchange's health (its state among the others').
+        self.key = (feed.feed_id, group)
+
+    def _state(self, state: str) -> None:
+        self.feed.health.set_feed_state(self.key, state)
+
+    async def run(self) -> None:
+        """Run sessions one after another until cancelled; out of retries, give the whole feed
+        up (its symbols cannot be complete without this group's streams)."""
+        feed = self.feed
+        failures = 0
+        self._state(CONNECTING)
+        with logger.contextualize(endpoint=self.group) if self.group else contextlib.nullcontext():
+            async with trio.open_nursery() as nursery:
+                current: _Session | None = None
+                while True:
+                    session = _Session(self)
+                    try:
+                        await nursery.start(session.run)
+                    except transport.TransportError as exc:
+                        reason = str(exc)
+                    else:
+                        if current is not None:
+                            current.cancel()  # make-before-break: the successor is live
+                        current = session
+                        self._state(CONNECTED)
+                        logger.info("connected, {n} symbols", n=len(feed.symbols))
+                        await session.needs_successor.wait()
+                        if session.outcome is None:
+                            failures = 0
+                            continue  # rotation: open the successor while this one runs
+                        reason = session.outcome
+                        if session.delivered_for(trio.current_time()) >= feed.settings.healthy_after:
+                            failures = 0
+                    failures += 1
+                    feed.health.reconnects += 1
+                    feed.health.error(reason)
+                    if feed.settings.max_retries and failures >= feed.settings.max_retries:
+                        feed.finished = True  # before the state change wakes anyone who would add here
+                        self._state(FAILED)
+                        logger.error(
+                            "giving up after {n} consecutive failures: {reason}", n=failures, reason=reason
+                        )
+                        feed.cancel_scope.cancel()
+                        return
+                    delay = feed.settings.backoff.delay(failures, feed.rng)
+                    self._state(RECONNECTING)
+                    logger.warning(
+                        "connection lost ({reason}); reconnecting in {delay:.1f} s"
+                        if session.opened
+                        else "no connection ({reason}); retrying in {delay:.1f} s",
+                        reason=reason,
+                        delay=delay,
+                    )
+                    await trio.sleep(delay)
+
+
 class Feed:
-    """Keeps ``symbols`` of one exchange endpoint subscribed, reconnecting forever (or
-    until ``max_retries`` consecutive failures)."""
+    """Keeps ``symbols`` of one exchange endpoint subscribed: one :class:`_Lane` per endpoint
+    group of the adapter, reconnecting forever (or until a lane runs out of ``max_retries``)."""
 
     def __init__(
         self,
@@ -319,7 +395,6 @@ class Feed:
         pacer: Pacer | None = None,
     ) -> None:
         self.adapter = adapter
-        self.url = url
         self.symbols: set[str] = set(symbols)
         self.settings = settings
         self.sink = sink
@@ -328,10 +403,17 @@ class Feed:
         self.engine = engine or settings.engine
         #: The batch window's ticks, shared with the daemon's other feeds (:mod:`tickerd.pacing`).
         self.pacer = pacer or Pacer(settings.batch_window)
-        self.ssl_context = transport.ssl_context_for(url, settings.ca_file)
         #: Seconds after which a connection is rotated: the configured or the exchange's limit.
         lifetimes = [t for t in (settings.max_lifetime, adapter.max_lifetime) if t is not None]
         self.max_lifetime = min(lifetimes, default=None)
+        #: What the decoders of every group and every reconnect share (the merged records).
+        self.merged = adapter.merged_state()
+        #: One lane per endpoint group, at the URL the adapter gives for the feed's symbols
+        #: (``url`` is where the exchange is: configured, or the adapter's own).
+        first = min(self.symbols, default="")
+        self.lanes = [_Lane(self, group, adapter.endpoint(url, first, group)) for group in adapter.groups]
+        #: group → URL: feeds with the same endpoints can take each other's symbols.
+        self.urls = {lane.group: lane.url for lane in self.lanes}
         self.frames = 0
         self.junk = 0
         self.crossed = 0
@@ -339,8 +421,8 @@ class Feed:
         self.last_ticker_at: float | None = None
         #: True once ``run`` returned (cancelled, or out of retries): it takes no new symbols.
         self.finished = False
-        self._rng = rng or random.Random()
-        #: Sessions that take live subscription changes (two during a rotation).
+        self.rng = rng or random.Random()
+        #: Sessions that take live subscription changes (two per lane during a rotation).
         self.live: set[_Session] = set()
         self.cancel_scope = trio.CancelScope()
         #: symbol → (reason, when) of its last logged refusal (see :meth:`log_rejection`).
@@ -401,64 +483,19 @@ class Feed:
             self._rejections_logged[symbol] = (reason, now)
             logger.warning("symbol rejected: {reason}", reason=reason, symbol=symbol)
 
-    def _state(self, state: str) -> None:
-        self.health.set_feed_state(self.feed_id, state)
-
     async def run(self) -> None:
-        """Run sessions one after another until cancelled or out of retries.
+        """Run every lane until cancelled or one is out of retries.
 
         Its log lines, and those of its sessions' tasks (which inherit the context), name the
         exchange and the connection.
         """
-        failures = 0
-        self._state(CONNECTING)
         try:
             with self.cancel_scope, logger.contextualize(exchange=self.adapter.name, feed=self.feed_id):
                 async with trio.open_nursery() as nursery:
-                    current: _Session | None = None
-                    while True:
-                        session = _Session(self)
-                        try:
-                            await nursery.start(session.run)
-                        except transport.TransportError as exc:
-                            reason = str(exc)
-                        else:
-                            if current is not None:
-                                current.cancel()  # make-before-break: the successor is live
-                            current = session
-                            self._state(CONNECTED)
-                            logger.info("connected, {n} symbols", n=len(self.symbols))
-                            await session.needs_successor.wait()
-                            if session.outcome is None:
-                                failures = 0
-                                continue  # rotation: open the successor while this one runs
-                            reason = session.outcome
-                            if session.delivered_for(trio.current_time()) >= self.settings.healthy_after:
-                                failures = 0
-                        failures += 1
-                        self.health.reconnects += 1
-                        self.health.error(reason)
-                        if self.settings.max_retries and failures >= self.settings.max_retries:
-                            self.finished = True  # before the state change wakes anyone who would add here
-                            self._state(FAILED)
-                            logger.error(
-                                "giving up after {n} consecutive failures: {reason}",
-                                n=failures,
-                                reason=reason,
-                            )
-                            nursery.cancel_scope.cancel()
-                            return
-                        delay = self.settings.backoff.delay(failures, self._rng)
-                        self._state(RECONNECTING)
-                        logger.warning(
-                            "connection lost ({reason}); reconnecting in {delay:.1f} s"
-                            if session.opened
-                            else "no connection ({reason}); retrying in {delay:.1f} s",
-                            reason=reason,
-                            delay=delay,
-                        )
-                        await trio.sleep(delay)
+                    for lane in self.lanes:
+                        nursery.start_soon(lane.run)
         finally:
             self.finished = True
-            if self.health.feed_states.get(self.feed_id) != FAILED:
-                self.health.drop_feed(self.feed_id)
+            for lane in self.lanes:
+                if self.health.feed_states.get(lane.key) != FAILED:
+                    self.health.drop_feed(lane.key)

@@ -30,7 +30,8 @@ class ExchangeHealth:
     """What one exchange's feeds have reported."""
 
     name: str
-    feed_states: dict[int, str] = attrs.field(factory=dict)
+    #: (feed id, endpoint group) → the state of that connection.
+    feed_states: dict[tuple[int, str], str] = attrs.field(factory=dict)
     reconnects: int = 0
     last_error: str | None = None
     last_error_ts: float | None = None
@@ -68,13 +69,13 @@ class ExchangeHealth:
         """Open websocket connections (sessions that are subscribed and reading)."""
         return sum(state == CONNECTED for state in self.feed_states.values())
 
-    def set_feed_state(self, feed_id: int, state: str) -> None:
-        if self.feed_states.get(feed_id) != state:
-            self.feed_states[feed_id] = state
+    def set_feed_state(self, connection: tuple[int, str], state: str) -> None:
+        if self.feed_states.get(connection) != state:
+            self.feed_states[connection] = state
             self._changed()
 
-    def drop_feed(self, feed_id: int) -> None:
-        if self.feed_states.pop(feed_id, None) is not None:
+    def drop_feed(self, connection: tuple[int, str]) -> None:
+        if self.feed_states.pop(connection, None) is not None:
             self._changed()
 
     def error(self, message: str) -> None:

@@ -25,7 +25,7 @@ _TEXT = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level
 
 #: The fields that say which part of tickerd a line is about (``feed`` is one connection).
 #: Loguru also puts a message's format arguments in ``extra``; those are already in the text.
-COMPONENT_FIELDS = ("exchange", "feed", "symbol")
+COMPONENT_FIELDS = ("exchange", "feed", "endpoint", "symbol")
 
 
 def _with_component(record: Record) -> None:

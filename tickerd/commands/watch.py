@@ -52,6 +52,25 @@ def price(value: float | None) -> str:
     return f"{value:.6g}" if value == 0 or abs(value) >= 1e-4 else f"{value:.3e}"
 
 
+def funding(rate: float | None) -> str:
+    """One period's funding rate in percent, signed (shorts pay longs when negative)."""
+    return "-" if rate is None else f"{rate * 100:+.4f}%"
+
+
+def until_then(when: float | None, now: float) -> str:
+    """Time left until ``when`` (epoch s): when the next funding is paid."""
+    if when is None:
+        return "-"
+    return "now" if when <= now else "in " + age(when - now)
+
+
+def amount(value: float | None) -> str:
+    """An amount (open interest) in whole units with thousands separators, small ones as prices."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else price(value)
+
+
 def age(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -60,11 +79,29 @@ def age(seconds: float) -> str:
     return f"{seconds / 3600:.0f} h"
 
 
-class Board:
-    """The latest record of every (exchange, symbol) seen, and how it is drawn."""
+#: The derivative columns: the heading and how the cell is made from a record and the time.
+_DERIVATIVE_COLUMNS: tuple[tuple[str, Callable[[dict[str, Any], float], str]], ...] = (
+    ("MARK", lambda r, now: price(r.get("mark_price"))),
+    ("INDEX", lambda r, now: price(r.get("index_price"))),
+    ("FUNDING", lambda r, now: funding(r.get("funding_rate"))),
+    ("NEXT FUNDING", lambda r, now: until_then(r.get("next_funding_ts"), now)),
+    ("OPEN INT", lambda r, now: amount(r.get("open_interest"))),
+)
 
-    def __init__(self, stale_after: float, exchanges: list[str] | None = None) -> None:
+
+class Board:
+    """The latest record of every (exchange, symbol) seen, and how it is drawn.
+
+    ``derivatives``: show the derivative columns (mark, index, funding, next funding, open
+    interest) always (``True``), never (``False``), or once a shown record has a mark price or
+    a funding rate (``None``), so a spot-only view stays as narrow as it was.
+    """
+
+    def __init__(
+        self, stale_after: float, exchanges: list[str] | None = None, derivatives: bool | None = None
+    ) -> None:
         self.stale_after = stale_after
+        self.derivatives = derivatives
         self.exchanges = set(exchanges or ())
         self.records: dict[tuple[str, str], dict[str, Any]] = {}
         self.status = "status: waiting for the first health read"
@@ -76,9 +113,18 @@ class Board:
         self.records[record["exchange"], record["symbol"]] = record
         self.updates += 1
 
+    def _with_derivatives(self) -> bool:
+        if self.derivatives is not None:
+            return self.derivatives
+        return any(
+            r.get("mark_price") is not None or r.get("funding_rate") is not None
+            for r in self.records.values()
+        )
+
     def lines(self, now: float) -> list[str]:
         """The table: a header, then one line per ticker ending in ``fresh`` or ``STALE``."""
-        rows = [("EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", "AGE", "")]
+        extra = _DERIVATIVE_COLUMNS if self._with_derivatives() else ()
+        rows = [("EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", *(name for name, _ in extra), "AGE", "")]
         for (exchange, symbol), record in sorted(self.records.items()):
             seconds = max(0.0, now - (record.get("received_ts") or record["time"]))
             rows.append(
@@ -88,18 +134,20 @@ class Board:
                     price(record["bid"]),
                     price(record["ask"]),
                     price(record["last"]),
+                    *(cell(record, now) for _, cell in extra),
                     age(seconds),
                     "STALE" if seconds >= self.stale_after else "fresh",
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(6)]
+        columns = len(rows[0]) - 1  # the last, fresh or STALE, is not aligned
+        widths = [max(len(row[i]) for row in rows) for i in range(columns)]
         lines = []
         for row in rows:
             cells = [
                 c.ljust(w) if i < 2 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row[:6], widths, strict=True))
+                for i, (c, w) in enumerate(zip(row[:columns], widths, strict=True))
             ]
-            lines.append("  ".join([*cells, row[6]]).rstrip())
+            lines.append("  ".join([*cells, row[columns]]).rstrip())
         if not self.records:
             lines.append("(no tickers in Redis yet)")
         return lines
@@ -171,10 +219,11 @@ async def watch(
     interactive: bool,
     exchanges: list[str] | None = None,
     title: str = "tickerd watch",
+    derivatives: bool | None = None,
 ) -> None:
     """Show the tickers in Redis at ``url`` until cancelled."""
     layout = RedisLayout(prefix)
-    board = Board(stale_after, exchanges)
+    board = Board(stale_after, exchanges, derivatives)
     view = View(board, out, title, interactive)
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
     pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
@@ -265,6 +314,7 @@ def run_watch(args: argparse.Namespace) -> int:
         out=out,
         interactive=interactive,
         exchanges=args.exchange,
+        derivatives=args.derivatives,
         title=f"tickerd watch  {redact(url)}" + (f"  prefix {prefix!r}" if prefix else ""),
     )
     with screen(out, interactive):
@@ -282,4 +332,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_config_option(parser)
     parser.add_argument("--exchange", action="append", metavar="NAME", help="only this exchange (repeatable)")
     parser.add_argument("--duration", type=seconds, metavar="SECONDS", help="exit after this long")
+    parser.add_argument(
+        "--derivatives",
+        action=argparse.BooleanOptionalAction,
+        help="show (or hide) the mark price, index, funding, next funding and open interest columns "
+        "(default: shown once a ticker has them)",
+    )
     parser.set_defaults(func=run_watch)

@@ -12,13 +12,17 @@ from tickerd.exchanges.base import Decoder, Exchange
 
 _REGISTRY: dict[str, str] = {
     "binance": "tickerd.exchanges.binance:Binance",
+    "binance_coinm": "tickerd.exchanges.binance_futures:BinanceCoinm",
+    "binance_usdm": "tickerd.exchanges.binance_futures:BinanceUsdm",
     "bitfinex": "tickerd.exchanges.bitfinex:Bitfinex",
     "bitmex": "tickerd.exchanges.bitmex:BitMEX",
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
     "bybit": "tickerd.exchanges.bybit:Bybit",
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
+    "deribit": "tickerd.exchanges.deribit:Deribit",
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
     "kraken": "tickerd.exchanges.kraken:Kraken",
+    "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
     "okx": "tickerd.exchanges.okx:OKX",
 }
 

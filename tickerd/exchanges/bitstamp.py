@@ -79,6 +79,7 @@ class BitstampDecoder(Decoder):
     """Merges ``order_book`` and ``live_trades`` frames per pair; tracks channel acks."""
 
     exchange = "bitstamp"
+    derivatives = False
     merges = True
 
     def __init__(self, symbols: Iterable[str]) -> None:

@@ -89,6 +89,7 @@ class CoinbaseDecoder(Decoder):
     """Decodes Advanced Trade frames; judges subscriptions by the acks that answer them."""
 
     exchange = "coinbase"
+    derivatives = False
 
     def __init__(self, symbols: Iterable[str]) -> None:
         #: Product id as labelled in data → the unified symbols it feeds.

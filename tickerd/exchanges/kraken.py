@@ -42,6 +42,7 @@ class KrakenDecoder(Decoder):
     """Decodes v2 frames; remembers which symbols each ``req_id`` asked for."""
 
     exchange = "kraken"
+    derivatives = False
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self._req_ids = itertools.count(1)

@@ -1,9 +1,17 @@
-"""A fake Binance spot ``/ws`` server: live SUBSCRIBE acks, protocol pings, ``serverShutdown``."""
+"""A fake Binance spot ``/ws`` server: live SUBSCRIBE acks, protocol pings, ``serverShutdown``.
+
+:class:`FakeBinanceStreams` is the request protocol every Binance market-stream websocket
+speaks (spot here, futures in :mod:`tickerd.testing.binance_futures`): server ping frames,
+``SUBSCRIBE``/``UNSUBSCRIBE`` acknowledged by id, ``GET_PROPERTY``, errors for anything else,
+and the inbound message limit checked.
+"""
 
 from __future__ import annotations
 
+import abc
+import collections
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import trio
@@ -17,55 +25,101 @@ def _stream_symbol(symbol: str) -> str:
     return symbol.replace("/", "").lower()
 
 
-class FakeBinance(FakeExchange):
-    """``push(symbol, ...)`` sends a ``@bookTicker`` frame; ``push_stats`` a ``@ticker`` one.
+class FakeBinanceStreams(FakeExchange):
+    """The Binance market-stream protocol; subclasses map stream names to symbols
+    (:meth:`on_stream`) and format the frames.
 
     Binance accepts a stream of an unknown symbol silently, and so does this fake for a
     :meth:`reject`-ed symbol: the request is acknowledged, and nothing is ever sent for it.
+    More than :attr:`max_messages_per_second` messages from a client within a second is a
+    violation (Binance disconnects such a client).
     """
 
-    name = "binance"
-    path = "/ws"
+    max_messages_per_second: ClassVar[int]
 
-    def __init__(self, *, ping_interval: float = 20.0, **kwargs: Any) -> None:
+    def __init__(self, *, ping_interval: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ping_interval = ping_interval
         self._update_id = 1000
-        #: The ids of every SUBSCRIBE request, in order (clients must respect the rate limit).
+        #: When (trio clock) each request arrived, in order (clients must respect the rate limit).
         self.request_times: list[float] = []
-
-    def reconnect_frame(self, conn: FakeConnection) -> str:
-        return orjson.dumps({"e": "serverShutdown", "E": int(time.time() * 1000)}).decode()
+        #: Per connection, the arrival times of its latest messages (one more than the limit).
+        self._recent: dict[FakeConnection, collections.deque[float]] = {}
 
     async def on_connect(self, conn: FakeConnection) -> None:
-        while True:
-            await trio.sleep(self.ping_interval)
-            if self.silent or conn.closed:
-                continue
-            try:
-                await conn.ws.ping()  # returns once the client's pong arrived
-            except Exception:  # noqa: BLE001 - a vanished client simply stops being pinged
-                return
-            self.keepalives += 1
-            self.notify()
+        self._recent[conn] = collections.deque(maxlen=self.max_messages_per_second + 1)
+        try:
+            while True:
+                await trio.sleep(self.ping_interval)
+                if self.silent or conn.closed:
+                    continue
+                try:
+                    await conn.ws.ping()  # returns once the client's pong arrived
+                except Exception:  # noqa: BLE001 - a vanished client simply stops being pinged
+                    return
+                self.keepalives += 1
+                self.notify()
+        finally:
+            del self._recent[conn]
 
     async def on_message(self, conn: FakeConnection, message: Any) -> None:
+        self._count(conn)
         if not isinstance(message, dict) or "method" not in message:
             await conn.send(orjson.dumps({"code": 3, "msg": "Invalid JSON: expected value"}).decode())
             return
         request_id = message.get("id")
         self.request_times.append(trio.current_time())
         method, params = message["method"], message.get("params", [])
-        for param in params:
-            native = param.partition("@")[0]
-            symbol = self._unified(native)
-            if symbol is None or symbol in self.rejected:
-                continue
-            if method == "SUBSCRIBE":
-                conn.subscribe(symbol)
-            elif method == "UNSUBSCRIBE":
-                conn.unsubscribe(symbol)
-        await conn.send(orjson.dumps({"result": None, "id": request_id}).decode())
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            for stream in params:
+                self.on_stream(conn, method == "SUBSCRIBE", stream)
+            answer: dict[str, Any] = {"result": None, "id": request_id}
+        elif method == "GET_PROPERTY" and params == ["combined"]:
+            answer = {"result": False, "id": request_id}  # raw ``/ws`` streams are not combined
+            self.keepalives += 1
+        else:
+            answer = {"code": 2, "msg": f"Invalid request: unknown variant {method}", "id": request_id}
+        await conn.send(orjson.dumps(answer).decode())
+
+    def _count(self, conn: FakeConnection) -> None:
+        recent = self._recent.get(conn)
+        if recent is None:
+            return
+        recent.append(trio.current_time())
+        if len(recent) == recent.maxlen and recent[-1] - recent[0] < 1.0:
+            self.violations.append(f"more than {self.max_messages_per_second} messages in a second")
+
+    @abc.abstractmethod
+    def on_stream(self, conn: FakeConnection, subscribe: bool, stream: str) -> None:
+        """Subscribe ``conn`` to ``stream`` (``btcusdt@bookTicker``), or unsubscribe it."""
+
+    def next_update_id(self) -> int:
+        """An order book update id, increasing across all symbols as Binance's do."""
+        self._update_id += 1
+        return self._update_id
+
+
+class FakeBinance(FakeBinanceStreams):
+    """``push(symbol, ...)`` sends a ``@bookTicker`` frame; ``push_stats`` a ``@ticker`` one."""
+
+    name = "binance"
+    path = "/ws"
+    max_messages_per_second = 5
+
+    def __init__(self, *, ping_interval: float = 20.0, **kwargs: Any) -> None:
+        super().__init__(ping_interval=ping_interval, **kwargs)
+
+    def reconnect_frame(self, conn: FakeConnection) -> str:
+        return orjson.dumps({"e": "serverShutdown", "E": int(time.time() * 1000)}).decode()
+
+    def on_stream(self, conn: FakeConnection, subscribe: bool, stream: str) -> None:
+        symbol = self._unified(stream.partition("@")[0])
+        if symbol is None or symbol in self.rejected:
+            return
+        if subscribe:
+            conn.subscribe(symbol)
+        else:
+            conn.unsubscribe(symbol)
 
     def _unified(self, native: str) -> str | None:
         """Native → unified: a market the fake holds, else split on a known quote asset
@@ -79,9 +133,8 @@ class FakeBinance(FakeExchange):
         return None
 
     def ticker_frames(self, conn: FakeConnection, symbol: str, state: dict[str, float]) -> list[str]:
-        self._update_id += 1
         book = {
-            "u": self._update_id,
+            "u": self.next_update_id(),
             "s": symbol.replace("/", ""),
             "b": f"{state['bid']:.8f}",
             "B": f"{state['bid_size']:.8f}",

@@ -1,15 +1,21 @@
-"""A fake Bybit v5 public server: ``/v5/public/spot`` and ``/v5/public/linear`` on one port.
+"""A fake Bybit v5 public server: ``/v5/public/spot``, ``/linear`` and ``/inverse`` on one port.
 
 It behaves the way the real one does where tickerd must cope: at most 10 topics per subscribe
 request, a whole request refused when one topic in it is bad or already subscribed, snapshot
-then *deltas* (only the changed fields) on linear ``tickers``, spot ``tickers`` without bid/ask
-beside an ``orderbook.1`` snapshot stream, ``{"op":"ping"}`` answered with a pong, and a
+then *deltas* (only the changed fields) on linear and inverse ``tickers``, which carry the mark
+and index price, funding and open interest (dated futures: no funding), spot ``tickers`` without
+bid/ask beside an ``orderbook.1`` snapshot stream, ``{"op":"ping"}`` answered with a pong, and a
 connection that hears no ping for ``idle_timeout`` seconds (10 minutes on Bybit) is closed.
+Native names follow Bybit's list (``BTCUSDT-25DEC26``, ``BTCPERP``, ``BTC-25DEC26``,
+``BTCUSD``, ``BTCUSDZ26``); an inverse future's day is the last Friday of its quarter's month.
 """
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import itertools
+import re
 import time
 from typing import Any
 
@@ -20,10 +26,59 @@ from tickerd.testing.server import FakeConnection, FakeExchange
 
 _QUOTES = ("USDT", "USDC", "BTC", "ETH", "EUR")
 _TOPICS_PER_REQUEST = 10
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+#: Inverse futures' quarter codes: March, June, September, December.
+_QUARTERS = "HMUZ"
+_LINEAR_FUTURE = re.compile(r"^([A-Z0-9]+?)(USDT)?-(\d{2})([A-Z]{3})(\d{2})$")
+_INVERSE_FUTURE = re.compile(r"^([A-Z0-9]+)USD([HMUZ])(\d{2})$")
 
 
 def _native(symbol: str) -> str:
-    return symbol.partition(":")[0].replace("/", "")
+    """Unified → Bybit's name on the symbol's category URL."""
+    pair, _, contract = symbol.partition(":")
+    base, _, quote = pair.partition("/")
+    settle, _, expiry = contract.partition("-")
+    if not settle:
+        return base + quote
+    if settle == base:  # inverse
+        return base + quote + (_QUARTERS[int(expiry[2:4]) // 3 - 1] + expiry[:2] if expiry else "")
+    usdc = settle == "USDC"
+    if not expiry:
+        return base + ("PERP" if usdc else quote)
+    day = f"{expiry[4:]}{_MONTHS[int(expiry[2:4]) - 1]}{expiry[:2]}"
+    return f"{base}-{day}" if usdc else f"{base}{quote}-{day}"
+
+
+def _last_friday(year: int, month: int) -> str:
+    """``YYMMDD`` of the month's last Friday (when Bybit's quarterly inverse futures expire)."""
+    last = datetime.date(year, month, calendar.monthrange(year, month)[1])
+    return (last - datetime.timedelta(days=(last.weekday() - 4) % 7)).strftime("%y%m%d")
+
+
+def _unified(category: str, name: str) -> str | None:
+    """Native → unified on a category's URL (the same name differs by URL)."""
+    if category == "inverse":
+        if future := _INVERSE_FUTURE.match(name):
+            base, code, year = future.groups()
+            expiry = _last_friday(2000 + int(year), 3 * (_QUARTERS.index(code) + 1))
+            return f"{base}/USD:{base}-{expiry}"
+        return f"{name[:-3]}/USD:{name[:-3]}" if name.endswith("USD") and len(name) > 3 else None
+    if category == "linear":
+        if future := _LINEAR_FUTURE.match(name):
+            base, usdt, day, month, year = future.groups()
+            if month not in _MONTHS:
+                return None
+            settle = "USDT" if usdt else "USDC"
+            return f"{base}/{settle}:{settle}-{year}{_MONTHS.index(month) + 1:02d}{day}"
+        if name.endswith("PERP") and len(name) > 4:
+            return f"{name[:-4]}/USDC:USDC"
+        return f"{name[:-4]}/USDT:USDT" if name.endswith("USDT") and len(name) > 4 else None
+    if category != "spot":
+        return None
+    for quote in _QUOTES:
+        if name.endswith(quote) and len(name) > len(quote):
+            return f"{name[: -len(quote)]}/{quote}"
+    return None
 
 
 def _category(conn: FakeConnection) -> str:
@@ -36,8 +91,8 @@ def _text(value: float) -> str:
 
 
 class FakeBybit(FakeExchange):
-    """``push(symbol, ...)`` sends a spot symbol's ticker and book snapshots, or a linear
-    symbol's delta holding only what changed since this connection's last frame."""
+    """``push(symbol, ...)`` sends a spot symbol's ticker and book snapshots, or a derivative's
+    delta holding only what changed since this connection's last frame."""
 
     name = "bybit"
     path = "/v5/public"
@@ -46,7 +101,7 @@ class FakeBybit(FakeExchange):
         super().__init__(**kwargs)
         self.idle_timeout = idle_timeout
         self._conn_ids = itertools.count(1)
-        #: Per connection: its subscribed topics, and the linear ticker data it last saw.
+        #: Per connection: its subscribed topics, and the derivatives' ticker data it last saw.
         self._topics: dict[FakeConnection, set[str]] = {}
         self._seen: dict[FakeConnection, dict[str, dict[str, str]]] = {}
         self._last_ping: dict[FakeConnection, float] = {}
@@ -90,7 +145,7 @@ class FakeBybit(FakeExchange):
             return
         await conn.send(orjson.dumps({"success": True, "ret_msg": ""} | base).decode())
         for topic in args:
-            symbol = self._unified(conn, topic.rpartition(".")[2])
+            symbol = _unified(_category(conn), topic.rpartition(".")[2])
             assert symbol is not None  # _refusal checked it
             if op == "unsubscribe":
                 self._topics[conn].discard(topic)
@@ -112,25 +167,14 @@ class FakeBybit(FakeExchange):
         category = _category(conn)
         for topic in args:
             kind, _, name = topic.rpartition(".")
-            if kind not in ("tickers", "orderbook.1") or category not in ("spot", "linear"):
+            if kind not in ("tickers", "orderbook.1") or category not in ("spot", "linear", "inverse"):
                 return f"error:handler not found,topic:{topic}"
-            symbol = self._unified(conn, name)
+            symbol = _unified(category, name)
             if symbol is None or (op == "subscribe" and symbol in self.rejected):
                 reason = self.rejected.get(symbol or "", "Invalid symbol")
                 return f"{reason} :[{topic}]"
             if op == "subscribe" and topic in self._topics[conn]:
                 return f"error:already subscribed,topic:{topic}"
-        return None
-
-    def _unified(self, conn: FakeConnection, name: str) -> str | None:
-        """Native → unified on this connection's category (the same name differs by URL)."""
-        linear = _category(conn) == "linear"
-        for quote in _QUOTES:
-            if name.endswith(quote) and len(name) > len(quote):
-                symbol = f"{name[: -len(quote)]}/{quote}"
-                if not linear:
-                    return symbol
-                return f"{symbol}:{quote}" if quote == "USDT" else None
         return None
 
     # -- frames ----------------------------------------------------------------------------
@@ -143,24 +187,33 @@ class FakeBybit(FakeExchange):
     def _ticker_frame(
         self, conn: FakeConnection, symbol: str, state: dict[str, float], *, snapshot: bool
     ) -> str:
+        inverse = symbol.partition("/")[0] == symbol.partition(":")[2].partition("-")[0]
+        # Inverse contracts count volume in contracts of 1 USD and turnover in the base asset.
+        base, quoted = state["volume"], state["volume"] * state["last"]
         data = {
             "symbol": _native(symbol),
             "lastPrice": _text(state["last"]),
             "highPrice24h": _text(state["high"]),
             "lowPrice24h": _text(state["low"]),
             "prevPrice24h": _text(state["last"] - state["change"]),
-            "volume24h": _text(state["volume"]),
-            "turnover24h": _text(state["volume"] * state["last"]),
+            "volume24h": _text(quoted if inverse else base),
+            "turnover24h": _text(base if inverse else quoted),
             "price24hPcnt": _text(round(state["change_pct"] / 100, 6)),
         }
-        if ":" in symbol:  # linear tickers carry the book's top; spot ones do not
+        if ":" in symbol:  # derivatives' tickers carry the book's top and more; spot ones do not
+            dated = "-" in symbol
             data |= {
                 "bid1Price": _text(state["bid"]),
                 "bid1Size": _text(state["bid_size"]),
                 "ask1Price": _text(state["ask"]),
                 "ask1Size": _text(state["ask_size"]),
-                "markPrice": _text(state["last"]),
-                "fundingRate": "0.0001",
+                "markPrice": _text(state["mark"]),
+                "indexPrice": _text(state["index"]),
+                "openInterest": _text(state["open_interest"]),
+                "openInterestValue": _text(state["open_interest"] * state["mark"]),
+                # Dated futures pay no funding: Bybit leaves the fields empty.
+                "fundingRate": "" if dated else _text(state["funding_rate"]),
+                "nextFundingTime": "0" if dated else str(int(state["next_funding"] * 1000)),
             }
             seen = self._seen.setdefault(conn, {})
             previous = seen.get(symbol)
@@ -198,7 +251,7 @@ class FakeBybit(FakeExchange):
         return int(state.get("ts", time.time()) * 1000)
 
     def bench_frames(self, symbols: list[str], count: int) -> tuple[list[str], list[str]]:
-        """Linear deltas need their snapshots first; spot frames are all snapshots."""
+        """Derivatives' deltas need their snapshots first; spot frames are all snapshots."""
         conn = FakeConnection.detached(self, symbols)
         setup = [
             self._ticker_frame(conn, symbol, self.state(symbol), snapshot=True)
