@@ -288,19 +288,20 @@ def test_perpetuals_must_settle_in_their_quote() -> None:
 
 
 async def test_symbols_are_spread_over_connections_of_25_channels(nursery: trio.Nursery, prefix: str) -> None:
-    """A perpetual takes two channels: 30 of them need three connections of at most 12."""
+    """A perpetual takes two channels, a spot symbol one: 25 spot symbols fill one connection,
+    30 perpetuals need three of at most 12."""
     fake = FakeBitfinex(max_channels=25)
     await start_fake(nursery, fake)
-    symbols = [f"C{i:02d}/USDT:USDT" for i in range(30)]
+    symbols = [f"S{i:02d}/USD" for i in range(25)] + [f"C{i:02d}/USDT:USDT" for i in range(30)]
     await start_daemon(nursery, make_config(prefix, {"bitfinex": fake}, {"bitfinex": symbols}))
     with trio.fail_after(5):
         await fake.wait_until(
             lambda: (
-                sum(len(fake.channels(c)) for c in fake.connections) == 60
+                sum(len(fake.channels(c)) for c in fake.connections) == 85
                 and all(fake.is_subscribed(s) for s in symbols)
             )
         )
-    assert sorted(len(fake.channels(c)) for c in fake.connections) == [12, 24, 24]
+    assert sorted(len(fake.channels(c)) for c in fake.connections) == [12, 24, 24, 25]
     assert fake.violations == []
 
 

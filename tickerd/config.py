@@ -303,7 +303,8 @@ class ExchangeConfig:
     enabled: bool = True
     #: At most this many symbols on one connection, below the adapter's own limit: a wide
     #: deployment spreads its load over more connections, and a dropped connection takes fewer
-    #: symbols with it.  Unset: the adapter's ``max_symbols_per_connection``.
+    #: symbols with it.  Unset: the adapter's ``max_symbols_per_connection``.  Counted as the
+    #: adapter counts its limit (a Bitfinex perpetual takes two: ``Exchange.channels``).
     symbols_per_connection: int | None = attrs.field(default=None, validator=_symbols_per_connection)
 
     def connection_limit(self, adapter: exchanges.Exchange) -> int:

@@ -122,10 +122,10 @@ class _ExchangeRunner:
             return
         self.staleness.watch(symbol, trio.current_time())
         endpoints = {group: self.adapter.endpoint(self.url, symbol, group) for group in self.adapter.groups}
-        limit = self.settings.connection_limit(self.adapter)
+        room = self.settings.connection_limit(self.adapter) - self.adapter.channels(symbol)
         self.daemon.health_changes.fire(self.health.name)  # status shows the new set at once
         feed = next(
-            (f for f in self.feeds if f.urls == endpoints and f.load < limit and not f.finished), None
+            (f for f in self.feeds if f.urls == endpoints and f.load <= room and not f.finished), None
         )
         if feed is not None:
             feed.add(symbol)

@@ -396,6 +396,8 @@ class Feed:
     ) -> None:
         self.adapter = adapter
         self.symbols: set[str] = set(symbols)
+        #: The share of the connection limit the symbols take (:meth:`Exchange.channels`).
+        self.load = sum(adapter.channels(symbol) for symbol in self.symbols)
         self.settings = settings
         self.sink = sink
         self.health = health
@@ -429,10 +431,6 @@ class Feed:
         self._rejections_logged: dict[str, tuple[str, float]] = {}
 
     @property
-    def load(self) -> int:
-        return len(self.symbols)
-
-    @property
     def frame_count(self) -> int:
         """Frames received by every session so far, live ones included."""
         return self.frames + sum(session.frames for session in self.live)
@@ -461,6 +459,7 @@ class Feed:
         if symbol in self.symbols:
             return
         self.symbols.add(symbol)
+        self.load += self.adapter.channels(symbol)
         for session in self.live:
             session.subscribe([symbol])
 
@@ -469,6 +468,7 @@ class Feed:
         if symbol not in self.symbols:
             return
         self.symbols.discard(symbol)
+        self.load -= self.adapter.channels(symbol)
         self.health.accept(symbol)
         self._rejections_logged.pop(symbol, None)
         for session in self.live:

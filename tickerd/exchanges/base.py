@@ -269,7 +269,8 @@ class Exchange(abc.ABC):
     name: ClassVar[str]
     #: The public websocket URL; config may override it (fake servers in tests).
     url: ClassVar[str]
-    #: How many symbols one websocket connection may carry.
+    #: How many symbols one websocket connection may carry, counted in :meth:`channels` where
+    #: the exchange's limit is on channels and a symbol takes several.
     max_symbols_per_connection: ClassVar[int]
     #: Seconds after which the exchange drops a connection; the loop rotates before it.
     max_lifetime: ClassVar[float | None] = None
@@ -356,6 +357,12 @@ class Exchange(abc.ABC):
                 f"{symbol!r}: the {self.name} adapter serves no dated futures "
                 "(expected BASE/QUOTE or BASE/QUOTE:SETTLE)"
             )
+
+    def channels(self, symbol: str) -> int:
+        """How much of a connection's :attr:`max_symbols_per_connection` ``symbol`` takes: one,
+        unless the exchange limits channels a connection and the symbol needs several (a
+        Bitfinex perpetual: ``ticker`` and ``status``)."""
+        return 1
 
     def endpoint(self, url: str, symbol: str, group: str = "") -> str:
         """The websocket URL that serves ``symbol``'s streams of ``group`` (:attr:`groups`);

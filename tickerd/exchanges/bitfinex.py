@@ -35,7 +35,8 @@ Why it looks the way it does:
   nested snapshot (``[CHAN_ID, [[…]]]``, as bitfinex-api-go also decodes) is read as its last
   row.
 * 25 channels per connection (the documented limit; the wire was seen to accept more).  A
-  perpetual takes two, so a connection carries at most 12 symbols.
+  perpetual takes two (:meth:`Bitfinex.channels`), so a connection carries 25 spot symbols, or
+  12 perpetuals, or a mix within the 25 channels.
 
 Symbols: ``t`` + pair.  Pairs of two three-letter codes are concatenated (``tBTCUSD``), longer
 codes are joined by a colon (``tDOGE:USD``, ``tTESTBTC:TESTUSD``).  Perpetuals are
@@ -296,13 +297,17 @@ class Bitfinex(Exchange):
     )
     keepalive_note = "server `hb`"
     url = "wss://api-pub.bitfinex.com/ws/2"
-    #: Bitfinex allows 25 channels per connection; a perpetual takes two (``ticker``, ``status``).
-    max_symbols_per_connection = 12
+    #: Bitfinex allows 25 channels per connection; a perpetual takes two (:meth:`channels`).
+    max_symbols_per_connection = 25
     keepalive = Keepalive(interval=20.0, frame='{"event":"ping","cid":1}')
     reconnect_request = True
     lacks = ("exchange_ts", "sequence")
     lacks_note = "`index_price` is the mid of the underlying spot pair's book"
     open_interest_unit = "contracts of one unit of the base currency"
+
+    def channels(self, symbol: str) -> int:
+        """A perpetual subscribes ``ticker`` and ``status``; spot ``ticker`` alone."""
+        return 2 if ":" in symbol else 1
 
     def check_symbol(self, symbol: str) -> None:
         super().check_symbol(symbol)
