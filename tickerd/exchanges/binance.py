@@ -44,16 +44,16 @@ def native(symbol: str) -> str:
 
 
 #: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order (see ``_merged``).
-_Book = tuple[float | None, float | None, float | None, float | None]
+Book = tuple[float | None, float | None, float | None, float | None]
 #: 24 h volume, high, low, change, change percent: in :class:`Ticker`'s field order.
-_Statistics = tuple[float | None, float | None, float | None, float | None, float | None]
+Statistics = tuple[float | None, float | None, float | None, float | None, float | None]
 
 
-class _Merged:
+class Merged:
     """The latest book and statistics of one symbol; a frame of either kind refreshes it.
 
     The statistics are kept parsed: book frames, by far the most frequent, then build their
-    Ticker from floats already at hand.
+    Ticker from floats already at hand.  The futures adapters' record extends it.
     """
 
     __slots__ = ("book", "last", "statistics", "symbol", "update_id")
@@ -61,9 +61,9 @@ class _Merged:
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.update_id = -1
-        self.book: _Book = (None, None, None, None)
+        self.book: Book = (None, None, None, None)
         self.last: float | None = None
-        self.statistics: _Statistics = (None, None, None, None, None)
+        self.statistics: Statistics = (None, None, None, None, None)
 
 
 class BinanceStreamsDecoder(Decoder):
@@ -126,12 +126,12 @@ class BinanceDecoder(BinanceStreamsDecoder):
     derivatives = False
 
     def __init__(self, symbols: Iterable[str]) -> None:
-        self._by_native: dict[str, _Merged] = {}
+        self._by_native: dict[str, Merged] = {}
         super().__init__(symbols)
 
     def track(self, symbol: str) -> None:
         super().track(symbol)
-        self._by_native.setdefault(native(symbol).upper(), _Merged(symbol))
+        self._by_native.setdefault(native(symbol).upper(), Merged(symbol))
 
     def untrack(self, symbol: str) -> None:
         super().untrack(symbol)
@@ -182,11 +182,11 @@ class BinanceDecoder(BinanceStreamsDecoder):
 
     def _merged(
         self,
-        state: _Merged,
+        state: Merged,
         update_id: int,
-        book: _Book,
+        book: Book,
         last: float | None,
-        statistics: _Statistics,
+        statistics: Statistics,
         exchange_ts: float | None,
     ) -> list[Ticker]:
         """The ticker of ``book`` and ``statistics``, kept in ``state`` only if it passes the

@@ -49,7 +49,7 @@ from typing import Any, ClassVar, cast
 import orjson
 
 from tickerd.exchanges.base import Exchange, Keepalive, Market, market, optional_float
-from tickerd.exchanges.binance import BinanceStreamsDecoder
+from tickerd.exchanges.binance import BinanceStreamsDecoder, Book, Merged, Statistics
 from tickerd.model import Ticker
 
 #: The stream kinds of each endpoint group; ``""`` is one connection carrying all of them.
@@ -69,31 +69,23 @@ def native(symbol: str) -> str:
     return f"{pair}_PERP" if parts.inverse else pair
 
 
-#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order.
-_Book = tuple[float | None, float | None, float | None, float | None]
-#: 24 h volume, high, low, change, change percent: in :class:`Ticker`'s field order.
-_Statistics = tuple[float | None, float | None, float | None, float | None, float | None]
 #: Mark price, index price, funding rate, next funding time: in :class:`Ticker`'s field order.
 _Derivative = tuple[float | None, float | None, float | None, float | None]
 
 
-class Merged:
-    """The latest book, statistics and mark price of one symbol, shared by the decoders of
-    every connection that carries one of its streams; a frame of any kind refreshes it."""
+class FuturesMerged(Merged):
+    """Spot's record of one symbol plus its mark price, shared by the decoders of every
+    connection that carries one of its streams; a frame of any kind refreshes it."""
 
-    __slots__ = ("book", "derivative", "last", "statistics", "symbol", "update_id")
+    __slots__ = ("derivative",)
 
     def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-        self.update_id = -1
-        self.book: _Book = (None, None, None, None)
-        self.last: float | None = None
-        self.statistics: _Statistics = (None, None, None, None, None)
+        super().__init__(symbol)
         self.derivative: _Derivative = (None, None, None, None)
 
 
 #: Native symbol → its merged record: what :meth:`BinanceFutures.merged_state` makes.
-MergedState = dict[str, Merged]
+MergedState = dict[str, FuturesMerged]
 
 
 class FuturesDecoder(BinanceStreamsDecoder):
@@ -111,7 +103,7 @@ class FuturesDecoder(BinanceStreamsDecoder):
 
     def track(self, symbol: str) -> None:
         super().track(symbol)
-        self._merged.setdefault(native(symbol), Merged(symbol))
+        self._merged.setdefault(native(symbol), FuturesMerged(symbol))
 
     def untrack(self, symbol: str) -> None:
         """Forget ``symbol``'s merged record too: it was removed, and a symbol added again
@@ -191,11 +183,11 @@ class FuturesDecoder(BinanceStreamsDecoder):
 
     def _ticker(
         self,
-        state: Merged,
+        state: FuturesMerged,
         update_id: int,
-        book: _Book,
+        book: Book,
         last: float | None,
-        statistics: _Statistics,
+        statistics: Statistics,
         derivative: _Derivative,
         exchange_ts: float,
     ) -> list[Ticker]:
