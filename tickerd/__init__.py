@@ -7,27 +7,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tickerd.config import Config, ConfigError
-from tickerd.config import load as load_config
 from tickerd.model import Ticker
 from tickerd.version import __version__
 
 if TYPE_CHECKING:
+    from tickerd.config import Config, ConfigError
+    from tickerd.config import load as load_config
     from tickerd.daemon import TickerDaemon, serve
 
 __all__ = ["Config", "ConfigError", "Ticker", "TickerDaemon", "__version__", "load_config", "serve"]
 
-#: Names served from :mod:`tickerd.daemon` on first use (see :func:`__getattr__`).
-_DAEMON_NAMES = frozenset({"TickerDaemon", "serve"})
+#: Names served on first use (see :func:`__getattr__`): package-level name → (module, name there).
+_LAZY = {
+    "TickerDaemon": ("tickerd.daemon", "TickerDaemon"),
+    "serve": ("tickerd.daemon", "serve"),
+    "Config": ("tickerd.config", "Config"),
+    "ConfigError": ("tickerd.config", "ConfigError"),
+    "load_config": ("tickerd.config", "load"),
+}
 
 
 def __getattr__(name: str) -> object:
-    """``tickerd.serve`` and ``tickerd.TickerDaemon``, importing the daemon on first use: the
-    commands that only read Redis (``status``, ``watch``) import this package without it."""
-    if name in _DAEMON_NAMES:
-        from tickerd import daemon
+    """The daemon's and the configuration's names, importing their module on first use: the
+    commands that only read Redis (``status``, ``watch``) import this package without the
+    daemon, and programs that read tickers (:mod:`tickerd.client`) without the configuration,
+    which loads the exchanges and their transports (trio)."""
+    if name in _LAZY:
+        import importlib
 
-        value: object = getattr(daemon, name)
+        module, attribute = _LAZY[name]
+        value: object = getattr(importlib.import_module(module), attribute)
         globals()[name] = value  # later lookups find it without coming here
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
