@@ -284,6 +284,46 @@ async def test_trio_reads_through_the_thread_bridge_what_a_running_daemon_writes
         assert await trio.to_thread.run_sync(client.latest, "kraken", "BTC/USD", 10.0) == ticker
 
 
+async def test_trio_can_host_the_asyncio_client_in_a_worker_thread_of_its_own(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str
+) -> None:
+    """For a trio program that shares asyncio code: the asyncio client runs its own loop in a
+    worker thread (``trio.to_thread``), hands tickers over with ``trio.from_thread``, and leaves
+    when the trio task is cancelled (``trio.from_thread.check_cancelled`` between short waits)."""
+    name = f"tickerd-test-{uuid.uuid4().hex[:8]}"
+    send, receive = trio.open_memory_channel[Ticker](100)
+    subscribed, done, scope = trio.Event(), trio.Event(), trio.CancelScope()
+
+    def follow() -> None:  # a worker thread: an asyncio loop of its own
+        async def main() -> None:
+            async with (
+                AsyncTickerClient.from_url(REDIS_URL, prefix=prefix, client_name=name) as client,
+                client.updates("kraken") as updates,
+            ):
+                trio.from_thread.run_sync(subscribed.set)
+                while True:
+                    trio.from_thread.check_cancelled()  # raises once the trio task is cancelled
+                    ticker = await updates.get(0.1)
+                    if ticker is not None:
+                        trio.from_thread.run(send.send, ticker)
+
+        asyncio.run(main())
+
+    async def run_follow() -> None:
+        with scope:
+            await trio.to_thread.run_sync(follow)
+        done.set()
+
+    nursery.start_soon(run_follow)
+    with trio.fail_after(10):
+        await subscribed.wait()
+        write(redis_client, prefix, [spot("kraken", "BTC/USD", 5.0)])
+        assert (await receive.receive()).last == 5.0
+        scope.cancel()
+        await done.wait()  # the thread returned: its loop ended, the client closed
+    assert eventually(lambda: named(redis_client, name) == 0)
+
+
 def test_importing_the_client_loads_neither_trio_nor_the_daemon() -> None:
     """A reader pays for redis-py and the layout, not for the daemon, its exchanges or trio."""
     code = "import sys, tickerd.client; print(*sorted(sys.modules))"

@@ -34,7 +34,12 @@ redis-py (redis-py has no trio client; :class:`AsyncTickerClient` needs an async
             ticker = await trio.to_thread.run_sync(updates.get, 1.0)  # None after 1 s
 
 A wait of at most ``timeout`` seconds per call keeps the task cancellable (a worker thread
-cannot be interrupted; trio waits for it to return).
+cannot be interrupted; trio waits for it to return).  A trio program that shares asyncio code
+can run :class:`AsyncTickerClient` the same way, in an asyncio loop of its own in a worker
+thread (``trio.to_thread.run_sync(asyncio.run, …)``-style), handing tickers over with
+``trio.from_thread.run(send_channel.send, ticker)`` and calling
+``trio.from_thread.check_cancelled()`` between ``await updates.get(timeout)`` calls so that
+it ends when its trio task is cancelled (tests/test_client.py shows it whole).
 
 This module imports neither trio nor the daemon: a reader pays only for redis-py and the
 layout.
