@@ -25,7 +25,6 @@ TICKER = """{
   "time_ms": 1541659086123,
   "channel": "futures.tickers",
   "event": "update",
-  "error": null,
   "result": [
     {
       "contract": "BTC_USDT",
@@ -54,7 +53,6 @@ BOOK_TICKER = """{
   "time_ms": 1615366379123,
   "channel": "futures.book_ticker",
   "event": "update",
-  "error": null,
   "result": {
     "t": 1615366379123,
     "u": 2517661076,
@@ -67,8 +65,7 @@ BOOK_TICKER = """{
 }"""
 #: The page's "Ping and Pong" answer.
 PONG = (
-    '{"time": 1545404023, "time_ms": 1545404023123, "channel": "futures.pong", "event": "", '
-    '"error": null, "result": null}'
+    '{"time": 1545404023, "time_ms": 1545404023123, "channel": "futures.pong", "event": "", "result": null}'
 )
 
 
@@ -77,21 +74,21 @@ def decoder(*symbols: str) -> GateioFuturesDecoder:
 
 
 def answer(request: str, error: dict[str, object] | None = None) -> str:
-    """The page's answer to ``request`` ("Response": the request's channel, event and id, the
-    result's status, an error that is null on success)."""
+    """The answer to ``request`` as the page shows it ("Tickers subscription": ``time``,
+    ``time_ms``, the request's ``channel`` and ``event``, ``{"status": "success"}``), with the
+    ``id`` the "Request" table says is sent back and, on failure, the "Error" object."""
     msg = orjson.loads(request)
-    status = "failed" if error else "success"
-    return orjson.dumps(
-        {
-            "time": msg["time"],
-            "time_ms": msg["time"] * 1000 + 123,
-            "id": msg["id"],
-            "channel": msg["channel"],
-            "event": msg["event"],
-            "error": error,
-            "result": {"status": status},
-        }
-    ).decode()
+    answer = {
+        "time": msg["time"],
+        "time_ms": msg["time"] * 1000 + 123,
+        "id": msg["id"],
+        "channel": msg["channel"],
+        "event": msg["event"],
+        "result": {"status": "success"},
+    }
+    if error:
+        answer |= {"error": error, "result": {"status": "failed"}}
+    return orjson.dumps(answer).decode()
 
 
 def test_the_documented_ticker_maps_every_field() -> None:
@@ -211,6 +208,16 @@ def test_unsubscribe_is_one_request_a_channel_and_late_pushes_are_dropped() -> N
     ]
     assert d.decode(answer(orjson.dumps(frames[0]).decode())) == []
     assert d.decode(TICKER) == [] and d.decode(BOOK_TICKER) == [] and d.junk == 0
+
+
+def test_an_answer_without_its_id_is_matched_by_channel_and_payload() -> None:
+    """The page's own answers carry no ``id``; live ones echo the ``payload``."""
+    d = decoder()
+    tickers, _ = d.subscribe([BTC])
+    msg = orjson.loads(answer(tickers))
+    del msg["id"]
+    assert d.decode(orjson.dumps(msg | {"payload": ["ETH_USDT"]})) == [] and d.events == []
+    assert d.decode(orjson.dumps(msg | {"payload": ["BTC_USDT"]})) == [] and d.events == [Subscribed(BTC)]
 
 
 def test_an_error_to_an_unsubscribe_is_logged_as_junk() -> None:

@@ -1,28 +1,29 @@
 """Gate.io API v4 websocket: the request and answer protocol its spot and futures feeds share.
 
 Documentation: "Gate Futures WebSocket v4" (https://www.gate.com/docs/developers/futures/ws/en/,
-sections "Request", "Response", "Error", "Ping and Pong") and "Gate Spot WebSocket v4"
-(https://www.gate.com/docs/developers/apiv4/ws/en/), which describe one protocol under two
-channel prefixes (``spot.``, ``futures.``):
+sections "Request", "Response", "Error", "Ping and Pong"); "Gate Spot WebSocket v4" describes
+the same protocol under the ``spot.`` channel prefix:
 
 * a request is ``{"time": <s>, "id": <n>, "channel": "futures.tickers", "event": "subscribe",
-  "payload": ["BTC_USDT"]}``; ``time`` matters only to authenticated channels, and ``id`` is
-  "sent back by the server to help you identify which request the server responds to";
-* the answer carries the request's ``channel``, ``event`` and ``id``, ``result.status``
-  (``success``) and an ``error`` that is null, or ``{"code", "message"}`` on failure, with
-  ``result.status`` ``failed``; the docs list the codes (1 invalid argument struct, 2 invalid
-  argument, 3 service error, 4 authentication failure) but not which one, nor which message, a
-  contract Gate does not list earns;
+  "payload": ["BTC_USDT"]}``; ``time`` signs authenticated requests, and ``id`` is "sent back
+  by the server to help you identify which request the server responds to";
+* the answer repeats the request's ``channel`` and ``event`` (and ``id``) with ``result``
+  ``{"status": "success"}``; "to verify if subscription request is successful or not, you
+  only need to check if ``error`` field is null" (the docs' own answers leave it out).  An
+  ``error`` is ``{"code", "message"}``; the docs list the codes (1 invalid argument struct,
+  2 invalid argument, 3 service error, 4 authentication fail) but not which one, nor which
+  message, a contract Gate does not list earns;
 * pushes are ``{"time", "time_ms", "channel", "event": "update", "result"}``;
 * ``{"time": <s>, "channel": "futures.ping"}`` (``spot.ping``) is answered with
   ``futures.pong`` (``spot.pong``), ``event`` empty: an application ping for a client that
   wants to check the connection, beside the protocol pings the server sends (the transport
-  answers those).  The docs' own example sends a constant ``time``, so one fixed frame serves.
+  answers those).  The docs' own example sends ``"time" : 123456``, so one fixed frame serves.
 
 Whether a request that names several symbols, one of them unknown, still subscribes the others
 is not documented; so every symbol is subscribed by requests of its own, and the ``id`` alone
-tells which symbol an error refuses, whatever its message says.  Gate documents no limit on the
-messages a client sends.  Both markets name a pair ``BASE_QUOTE``.
+tells which symbol an error refuses, whatever its message says (two requests a symbol: a Gate
+maintainer wrote "No limit for message sent", gateio/gatews#25).  Both markets name a pair
+``BASE_QUOTE``.
 """
 
 from __future__ import annotations
@@ -127,11 +128,24 @@ class GateDecoder(Decoder):
     def _update(self, channel: str, msg: dict[str, Any]) -> list[Ticker]:
         """The tickers of one push of ``channel``."""
 
+    def _request_id(self, msg: dict[str, Any]) -> int:
+        """The id of the request ``msg`` answers: its ``id`` (perpetual and spot servers send it
+        back, gateio/gatews#18), else the pending request of its ``channel`` and ``payload``,
+        which answers echo too; ``0`` (no request's) when neither tells."""
+        request_id = msg.get("id")
+        if isinstance(request_id, int):
+            return request_id
+        payload, channel = msg.get("payload"), msg["channel"]
+        for pending, (asked, symbol) in self._pending.items():
+            if asked == channel and payload == [native(symbol)]:
+                return pending
+        return 0
+
     def _answer(self, msg: dict[str, Any]) -> list[Ticker]:
         """A subscribe answer resolves its symbol; an error to an unsubscribe (or to a request
         this connection did not make) is counted as junk, so that its reason is logged."""
         error = msg.get("error")
-        asked = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        asked = self._pending.pop(self._request_id(msg), None)
         if asked is None:
             if error is None:
                 return []

@@ -6,30 +6,33 @@ answer protocol it shares with Gate's spot feed is :mod:`tickerd.exchanges.gate_
 
 Two channels make one ticker, both on ``wss://fx-ws.gateio.ws/v4/ws/usdt``:
 
-* ``futures.tickers``: a list of full ticker objects, pushed as the contract trades, carrying
+* ``futures.tickers``: a list of full ticker objects, carrying
   ``last``, ``change_percentage`` (24 h, in percent: the change itself is not sent),
   ``high_24h``/``low_24h``, ``volume_24h`` (contracts; ``volume_24h_base`` is read, the base
   asset), ``mark_price``, ``index_price``, ``funding_rate`` (the current period's rate, a
-  fraction; ``funding_rate_indicative`` is the predicted next one) and ``total_size``, the
-  contracts open: the open interest.  It names no funding time (the REST contract's
-  ``funding_next_apply`` does), so ``next_funding_ts`` stays ``None``.  The envelope's
-  ``time_ms`` (``time`` in seconds on older frames) stamps it.
-* ``futures.book_ticker``: best bid ``b``/``B`` and ask ``a``/``A``, the sizes in contracts
-  (integers; strings of decimals when a client asks with ``X-Gate-Size-Decimal``, which this
-  one does not), each contract being ``quanto_multiplier`` of the base asset (0.0001 BTC for
-  ``BTC_USDT``), a REST-only figure; ``t`` in ms; ``u``, the order book update id, becomes
-  ``sequence``.  A side without orders is sent as an empty price.
+  fraction; ``funding_rate_indicative``, the next period's, is deprecated in the docs) and
+  ``total_size``, which the docs call only "Total size": the contracts held open, read as the
+  open interest (no other figure of the channel could be; no live frame here confirmed it).
+  It names no funding time (the REST contract's ``funding_next_apply`` does), so
+  ``next_funding_ts`` stays ``None``.  The envelope's ``time_ms`` (``time`` in seconds on
+  frames older than 2022) stamps it.
+* ``futures.book_ticker``: best bid ``b``/``B`` and ask ``a``/``A``, pushed in real time, the
+  sizes in contracts (integers; strings of decimals for a client that asks with the
+  ``X-Gate-Size-Decimal`` header, which this one does not), each contract being
+  ``quanto_multiplier`` of the base asset (0.0001 BTC for ``BTC_USDT``), a REST-only figure;
+  ``t`` in ms; ``u``, the order book update id, becomes ``sequence``.  "If no bids", ``b`` is
+  an empty string and ``B`` 0 (asks likewise).
 
 Each push of either produces one complete ticker from the latest of both, the sanity rule applied
 to the merged candidate before it is kept (:attr:`Decoder.merges`); a book that arrives before
 the contract's first ``tickers`` push is sent without a last price.
 
-Gate documents no limit on subscriptions or messages (a maintainer: "No limit on
-subscriptions", "100 connections at most from one host are recommended", gateio/gatews#25), no
-request to reconnect and no connection lifetime.  The server pings (the transport answers);
-the adapter also sends ``futures.ping`` every 10 s, the interval of the docs' demo client, so a
-quiet contract's connection answers the silence watchdog with pongs.  Delivery (dated) futures
-live on other URLs (``/v4/ws/delivery/usdt``) and are not served.
+Gate documents no limit on subscriptions (a maintainer: "No limit on subscriptions", "100
+connections at most from one host are recommended", gateio/gatews#25), no request to reconnect
+and no connection lifetime.  The server pings and closes a connection that does not answer (the
+transport answers); the adapter also sends ``futures.ping`` every 10 s, the interval of the
+docs' demo client, so a quiet contract's connection feeds the silence watchdog with pongs.
+Delivery (dated) futures live on other URLs (``/v4/ws/delivery/usdt``) and are not served.
 """
 
 from __future__ import annotations
