@@ -197,6 +197,10 @@ def test_answers_to_no_request_of_ours_change_nothing() -> None:
     d = decoder(SWAP)
     d.decode(gz(SUBSCRIBED))  # the documentation's id8: never sent
     d.decode(gz({"id": "9", "status": "ok", "unsubbed": "market.BTC-USDT.bbo", "ts": 1489474081631}))
+    # HTX's answer to a malformed pong (the spot heartbeat documentation's): it names no request.
+    d.decode(
+        gz({"ts": 1492420473027, "status": "error", "err-code": "bad-request", "err-msg": "invalid ping"})
+    )
     assert d.events == [] and d.junk == 0
 
 

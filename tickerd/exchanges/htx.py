@@ -69,15 +69,16 @@ class HtxDecoder(Decoder):
         if "ping" in msg:
             self.events.append(Reply(orjson.dumps({"pong": msg["ping"]}).decode()))
             return []
-        if "status" in msg and "id" in msg:
+        if "status" in msg:
             self._answer(msg)
             return []
         return self.junk_frame()
 
     def _answer(self, msg: dict[str, Any]) -> None:
         """An ack subscribes the symbol whose first topic it answers, an error rejects it;
-        answers to its other topics and to ``unsub`` requests change nothing."""
-        symbol = self._requests.pop(str(msg["id"]), None)
+        answers to its other topics, to ``unsub`` requests and errors naming no request change
+        nothing."""
+        symbol = self._requests.pop(str(msg.get("id")), None)
         if symbol is None or symbol not in self.symbols:
             return
         if msg["status"] == "ok":

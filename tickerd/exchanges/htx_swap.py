@@ -26,8 +26,13 @@ and index prices only as klines on another endpoint, ``wss://api.hbdm.com/ws_ind
 (``market.$contract_code.mark_price.$period``, ``market.$contract_code.index.$period``; their
 pages mark them "Signature verification: Yes"), the funding rate on the order-push endpoint
 ``/linear-swap-notification`` with its own ``op``/``topic``/``cid`` protocol
-(``public.$contract_code.funding_rate``), and open interest by REST alone
-(``/linear-swap-api/v1/swap_open_interest``); this adapter leaves those fields ``None``.
+(``public.$contract_code.funding_rate``: ``funding_rate`` of the period settled at
+``settlement_time``; no authentication), and open interest by REST alone
+(``/linear-swap-api/v1/swap_open_interest``).  This adapter leaves those fields ``None``: the
+funding rate would take a second endpoint group (:attr:`Exchange.groups`) whose decoder speaks the
+notification protocol (``{"op":"sub","topic":…,"cid":…}``, ``{"op":"ping","ts":"…"}`` answered
+with ``op: pong``) into the state this one merges, with nothing to subscribe there for a dated
+future; the mark and index klines a third, on a channel documented as signed.
 
 Limits: at most 40 subscriptions a second on a connection; unknown contract codes are refused
 with an error (reported as rejected).  HTX announces no forced reconnects or connection lifetime.
@@ -195,8 +200,9 @@ class HtxSwap(Exchange):
     )
     keepalive_note = 'answers the server\'s `{"ping":n}` (every 5 s) with `{"pong":n}`'
     lacks_note = (
-        "mark and index only as klines on `/ws_index`, funding on `/linear-swap-notification`, "
-        "open interest REST-only: not read; bid/ask sizes in contracts; `volume_24h` in the base asset"
+        "funding (`/linear-swap-notification`) and mark and index klines (`/ws_index`) are on other "
+        "endpoints, not read; open interest REST-only; bid/ask sizes in contracts; `volume_24h` in "
+        "the base asset"
     )
     sequence_source = "`bbo` `version` (match id)"
 
