@@ -29,12 +29,12 @@ coin-margined ones included, in its base coin, as it does ``bidSz``/``askSz`` an
 
 Protocol.  ``{"op":"subscribe","args":[…]}`` (and ``unsubscribe``) is answered per arg by
 ``{"event":"subscribe","arg":{…}}``; a refused arg by ``{"event":"error","arg":{…},"code":…,
-"msg":…,"op":"subscribe"}`` (the docs' example: code 30003, "… Symbol not exists"; the live
-server sends 30001, "instType:SPOT,channel:ticker,instId:… doesn't exist"), so a refusal is read
-from its ``arg``, never from the code or text, and an error without one (a malformed request)
-blames nobody.  A request's args may total at most 4096 bytes; a connection may send at most 10
-messages a second (pings included) and 240 subscription requests an hour, so symbols are batched
-into as few requests as fit.
+"msg":…,"op":"subscribe"}`` (the changelog's example: code 30003, "instType:SP,channel:ticker,
+instId:BTC-USDT Symbol not exists", in v1's names; v2 servers word it "instType:SPOT,channel:
+ticker,instId:… doesn't exist"), so a refusal is read from its ``arg``, never from the code or
+the text, and an error without one (a malformed request) blames nobody.  A request's args may
+total at most 4096 bytes; a connection may send at most 10 messages a second (pings included) and
+240 subscription requests an hour, so symbols are batched into as few requests as fit.
 
 Keepalive.  Bitget closes a connection that sent no text ``ping`` for 2 minutes and asks for one
 every 30 s, answered by a text ``pong`` (not JSON, not junk).  The adapter pings every 20 s, as
@@ -120,12 +120,12 @@ class BitgetDecoder(Decoder):
         """Requests whose args stay within :data:`_ARGS_BYTES`."""
         frames: list[str] = []
         batch: list[bytes] = []
-        size = 0
+        size = 1  # the args' JSON: the brackets and a comma after every arg but the last
         for symbol in symbols:
             encoded = orjson.dumps(arg(symbol))
             if batch and size + len(encoded) + 1 > _ARGS_BYTES:
                 frames.append(self._request(op, batch))
-                batch, size = [], 0
+                batch, size = [], 1
             batch.append(encoded)
             size += len(encoded) + 1
         if batch:

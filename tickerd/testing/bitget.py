@@ -115,7 +115,7 @@ class FakeBitget(FakeExchange):
                 reason = self.rejected.get(symbol or "") or (
                     f"instType:{inst_type},channel:{arg.get('channel')},instId:{inst_id} doesn't exist"
                 )
-                await self._send(conn, {"event": "error", "arg": arg, "code": 30001, "msg": reason, "op": op})
+                await self._send(conn, {"event": "error", "arg": arg, "code": 30003, "msg": reason, "op": op})
                 continue
             await self._send(conn, {"event": op, "arg": arg})
             if op == "unsubscribe":
