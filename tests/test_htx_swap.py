@@ -1,6 +1,7 @@
-"""HTX USDT-margined contracts: ``bbo`` and ``detail`` decoded from the documentation's frames,
-gzip framing, pings answered, acks and errors attributed to their requests, contract codes both
-ways, and the fake's heartbeat rule."""
+"""HTX USDT-margined contracts: ``bbo``, ``detail`` and the funding rate decoded from the
+documentation's frames and merged across the two endpoints, gzip framing, pings of both protocols
+answered, acks and errors attributed to their requests, contract codes both ways, a dated future
+through the daemon, and the fake's heartbeat rule."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 import trio
 import trio.testing
 
-from tests.conftest import start_fake
+from tests.conftest import Updates, make_config, start_daemon, start_fake, until, wait_health
 from tickerd import exchanges, transport
-from tickerd.exchanges.base import Rejected, Reply, Subscribed
+from tickerd.exchanges.base import Decoder, Rejected, Reply, Subscribed
 from tickerd.exchanges.htx import GZIP
-from tickerd.exchanges.htx_swap import HtxSwapDecoder, native
+from tickerd.exchanges.htx_swap import HtxFundingDecoder, HtxSwapDecoder, native
 from tickerd.testing.htx import MISSED_PINGS
 from tickerd.testing.htx_swap import FakeHtxSwap
 
@@ -58,6 +60,32 @@ DETAIL = {
 #: The same pages' successful subscription, and the Market Heartbeat section's ping.
 SUBSCRIBED = {"id": "id8", "status": "ok", "subbed": "market.BTC-USDT.bbo", "ts": 1489474081631}
 PING = {"ping": 18212558000}
+#: "[General] Subscribe funding rate (no authentication)（sub）": the data update, the successful
+#: subscription, and the Order Push Heartbeat section's ping.
+FUNDING = {
+    "op": "notify",
+    "topic": "public.BTC-USDT.funding_rate",
+    "ts": 1603778748166,
+    "data": [
+        {
+            "symbol": "BTC",
+            "contract_code": "BTC-USDT",
+            "fee_asset": "USDT",
+            "funding_time": "1603778700000",
+            "funding_rate": "-0.000220068774978695",
+            "settlement_time": "1603785600000",
+            "estimated_rate": "null",
+        }
+    ],
+}
+FUNDING_SUBSCRIBED = {
+    "op": "sub",
+    "cid": "40sG903yz80oDFWr",
+    "topic": "public.btc-usdt.funding_rate",
+    "ts": 1670903745088,
+    "err-code": 0,
+}
+OP_PING = {"op": "ping", "ts": "1492420473058"}
 #: HTX's refusal of an unknown topic (spot documentation's form, with the request's id).
 INVALID = {
     "id": "1",
@@ -73,6 +101,13 @@ def gz(value: Any) -> bytes:
 
 def decoder(*symbols: str) -> HtxSwapDecoder:
     return exchanges.get("htx_swap").decoder(symbols)  # type: ignore[return-value]
+
+
+def pair(*symbols: str) -> tuple[Decoder, Decoder]:
+    """The market and funding decoders of one set of symbols, sharing its merged state."""
+    adapter = exchanges.get("htx_swap")
+    merged = adapter.merged_state()
+    return adapter.decoder(symbols, "market", merged), adapter.decoder(symbols, "funding", merged)
 
 
 def with_tick(frame: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -223,6 +258,100 @@ def test_other_markets_are_refused_naming_the_forms(symbol: str) -> None:
         ValueError, match=r"USDT-margined contracts only \(BASE/USDT:USDT, BASE/USDT:USDT-YYMMDD\)"
     ):
         exchanges.get("htx_swap").check_symbol(symbol)
+
+
+def test_the_documented_funding_rate_merges_with_the_book_of_the_other_connection() -> None:
+    books, funding = pair(SWAP)
+    assert isinstance(books, HtxSwapDecoder) and isinstance(funding, HtxFundingDecoder)
+    [t] = funding.decode(gz(FUNDING))
+    assert (t.funding_rate, t.next_funding_ts, t.bid, t.exchange_ts) == (
+        -0.000220068774978695,
+        1603785600.0,
+        None,
+        1603778748.166,
+    )
+    [t] = books.decode(gz(BBO))
+    assert (t.bid, t.funding_rate, t.next_funding_ts) == (13064.0, -0.000220068774978695, 1603785600.0)
+    [t] = funding.decode(gz(FUNDING))
+    assert (t.bid, t.sequence) == (13064.0, 131599726)  # the book stays in the merged record
+    assert books.junk == funding.junk == 0
+
+
+def test_a_removed_symbol_starts_afresh_when_added_again() -> None:
+    books, funding = pair(SWAP)
+    books.decode(gz(BBO))
+    books.unsubscribe([SWAP])
+    funding.unsubscribe([SWAP])
+    books.subscribe([SWAP])
+    funding.subscribe([SWAP])
+    [t] = funding.decode(gz(FUNDING))
+    assert t.bid is None
+
+
+def test_the_funding_connection_speaks_the_notification_protocol() -> None:
+    _, funding = pair()
+    frames = [orjson.loads(f) for f in funding.subscribe([SWAP, "BTC/USDT:USDT-261225"])]
+    assert frames == [{"op": "sub", "topic": "public.BTC-USDT.funding_rate", "cid": "1"}]
+    assert funding.events == [Subscribed("BTC/USDT:USDT-261225")]  # no funding: nothing to subscribe
+    funding.events.clear()
+    assert funding.decode(gz(FUNDING_SUBSCRIBED | {"cid": "1"})) == []
+    assert funding.decode(gz(OP_PING)) == []
+    assert funding.events == [Subscribed(SWAP), Reply('{"op":"pong","ts":"1492420473058"}')]
+    frames = [orjson.loads(f) for f in funding.unsubscribe([SWAP, "BTC/USDT:USDT-261225"])]
+    assert frames == [{"op": "unsub", "topic": "public.BTC-USDT.funding_rate", "cid": "2"}]
+    assert funding.junk == 0
+
+
+def test_a_refused_funding_topic_rejects_its_symbol() -> None:
+    _, funding = pair()
+    funding.subscribe(["NOPE/USDT:USDT"])
+    refusal = {"op": "sub", "cid": "1", "topic": "public.NOPE-USDT.funding_rate", "ts": 1670903745088}
+    funding.decode(gz(refusal | {"err-code": 2011, "err-msg": "Contract doesn't exist."}))
+    assert funding.events == [Rejected("NOPE/USDT:USDT", "2011: Contract doesn't exist.")]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"\x00\xff", '{"op":"ping","ts":"1"}', gz({"op": "close", "ts": 1}), gz({"tickerd": "junk"})],
+    ids=["binary", "text", "close", "unknown"],
+)
+def test_what_the_funding_decoder_does_not_know_is_junk(frame: str | bytes) -> None:
+    _, funding = pair(SWAP)
+    assert funding.decode(frame) == [] and funding.junk == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("wss://api.hbdm.com/linear-swap-ws", "wss://api.hbdm.com/linear-swap-notification"),
+        ("wss://api.hbdm.vn/linear-swap-ws", "wss://api.hbdm.vn/linear-swap-notification"),
+        ("ws://127.0.0.1:8000/linear-swap-ws", "ws://127.0.0.1:8000/linear-swap-notification"),
+    ],
+)
+def test_the_funding_endpoint_is_the_market_endpoints_sibling(url: str, expected: str) -> None:
+    adapter = exchanges.get("htx_swap")
+    assert adapter.endpoint(url, SWAP, "market") == url
+    assert adapter.endpoint(url, SWAP, "funding") == expected
+
+
+async def test_a_dated_future_is_served_by_the_market_connection_alone(
+    clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    redis_client: redis.Redis,
+    prefix: str,
+    updates: Updates,
+) -> None:
+    future = "BTC/USDT:USDT-261225"
+    fake = await start_fake(nursery, FakeHtxSwap())
+    config = make_config(prefix, {"htx_swap": fake}, {"htx_swap": [future, SWAP]})
+    daemon = await start_daemon(nursery, config)
+    await until(fake, lambda: len(fake.subscribers(future)) == 1 and len(fake.subscribers(SWAP)) == 2)
+    await wait_health(daemon, lambda h: h.exchanges["htx_swap"].symbols == (SWAP, future))
+    clock.autojump_threshold, clock.rate = float("inf"), 1.0  # the writer's thread works in real time
+    await fake.push(future, bid=100.0, ask=101.0)
+    record = await updates.wait_for(lambda r: r["symbol"] == future and r["bid"] == 100.0)
+    assert (record["funding_rate"], record["next_funding_ts"]) == (None, None)
+    assert not daemon.health().exchanges["htx_swap"].rejected
 
 
 async def _answer(conn: transport.Connection) -> dict[str, Any]:

@@ -36,6 +36,14 @@ from tickerd.model import Ticker
 GZIP = 16 + zlib.MAX_WBITS
 
 
+def gunzip(frame: str | bytes) -> Any:
+    """The JSON value an HTX frame carries; ``ValueError`` for a text frame (HTX sends only
+    binary ones), ``zlib.error`` for one that is not gzip: either is junk to a decoder."""
+    if not isinstance(frame, bytes):
+        raise ValueError("a text frame: HTX sends gzip-compressed binary frames")
+    return orjson.loads(zlib.decompress(frame, GZIP))
+
+
 class HtxDecoder(Decoder):
     """The HTX websocket protocol of one connection: gzip frames, ping answered with pong,
     ``sub``/``unsub`` requests with ids, their acks and errors.
@@ -60,9 +68,7 @@ class HtxDecoder(Decoder):
         """The tickers of a data frame of topic ``channel``; ``[]`` for a topic no longer tracked."""
 
     def _decode(self, frame: str | bytes) -> list[Ticker]:
-        if not isinstance(frame, bytes):
-            return self.junk_frame("a text frame: HTX sends gzip-compressed binary frames")
-        msg = orjson.loads(zlib.decompress(frame, GZIP))
+        msg = gunzip(frame)
         channel = msg.get("ch")
         if channel is not None:
             return self._data(channel, msg)

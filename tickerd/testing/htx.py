@@ -8,7 +8,10 @@
   list (or a ``reject``-ed symbol's) refused with ``bad-request``/``invalid topic``;
   ``{"unsub":…}`` likewise, an ``unsub`` of a topic not subscribed refused too.
 
-Subclasses map topics to symbols (:meth:`FakeHtx.topic_symbol`) and build the data frames.
+Subclasses map topics to symbols (:meth:`FakeHtx.topic_symbol`) and build the data frames; a
+derivatives fake whose connections of another path speak HTX's notification protocol overrides
+the four protocol hooks (:meth:`FakeHtx.ping`, :meth:`FakeHtx.pong`, :meth:`FakeHtx.request`,
+:meth:`FakeHtx.answer`) for them.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def gzipped(value: Any) -> bytes:
     return gzip.compress(orjson.dumps(value), compresslevel=1, mtime=0)
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)
 
 
@@ -45,7 +48,7 @@ class FakeHtx(FakeExchange):
         #: Per connection, the topics it subscribed.
         self.topics: dict[FakeConnection, set[str]] = {}
         #: Per connection, the pings sent and not answered yet, oldest first.
-        self._pending: dict[FakeConnection, list[int]] = {}
+        self._pending: dict[FakeConnection, list[object]] = {}
 
     @abc.abstractmethod
     def topic_symbol(self, topic: str) -> str | None:
@@ -53,6 +56,36 @@ class FakeHtx(FakeExchange):
 
     def default_reject_reason(self, symbol: str) -> str:
         return "invalid topic"
+
+    # -- protocol hooks (the market-data websocket's) ----------------------------------------
+
+    def ping(self, conn: FakeConnection) -> tuple[object, bytes]:
+        """The value a pong must echo, and the ping frame carrying it."""
+        ping = now_ms()
+        return ping, gzipped({"ping": ping})
+
+    def pong(self, conn: FakeConnection, message: dict[str, Any]) -> object | None:
+        """The value ``message`` echoes if it is a pong, else ``None``."""
+        return message.get("pong")
+
+    def request(self, conn: FakeConnection, message: dict[str, Any]) -> tuple[bool, str, Any] | None:
+        """``(subscribe, topic, request id)`` of a ``sub``/``unsub`` request, else ``None``."""
+        for verb in ("sub", "unsub"):
+            if verb in message:
+                return verb == "sub", str(message[verb]), message.get("id")
+        return None
+
+    def answer(self, conn: FakeConnection, subscribe: bool, topic: str, request_id: Any, ok: bool) -> bytes:
+        """The acknowledgement of a request (``ok``), or its refusal; ``topic`` is ``""`` for a
+        message that is no request at all."""
+        if ok:
+            done = "subbed" if subscribe else "unsubbed"
+            return gzipped({"id": request_id, "status": "ok", done: topic, "ts": now_ms()})
+        reason = f"invalid topic {topic}" if topic else "invalid message"
+        error = {"status": "error", "err-code": "bad-request", "err-msg": reason, "ts": now_ms()}
+        return gzipped(error if request_id is None else {"id": request_id, **error})
+
+    # -- the protocol ------------------------------------------------------------------------
 
     async def on_connect(self, conn: FakeConnection) -> None:
         self.topics[conn] = set()
@@ -64,39 +97,35 @@ class FakeHtx(FakeExchange):
                     self.violations.append(f"{MISSED_PINGS} pings unanswered: connection closed")
                     await conn.close(1000, "heartbeat timeout")
                     return
-                ping = _now_ms()
-                pending.append(ping)
-                await conn.send(gzipped({"ping": ping}))
+                value, frame = self.ping(conn)
+                pending.append(value)
+                await conn.send(frame)
         finally:
             self._pending.pop(conn, None)
             self.topics.pop(conn, None)
 
     async def on_message(self, conn: FakeConnection, message: Any) -> None:
         if not isinstance(message, dict):
-            await conn.send(self._error(None, "bad-request", "invalid message"))
+            await conn.send(self.answer(conn, True, "", None, ok=False))
             return
-        if "pong" in message:
+        pong = self.pong(conn, message)
+        if pong is not None:
             pending = self._pending.get(conn, [])
-            if message["pong"] in pending:
+            if pong in pending:
                 self.keepalives += 1
                 pending.clear()
             return
-        request_id = message.get("id")
-        for verb, done in (("sub", "subbed"), ("unsub", "unsubbed")):
-            if verb in message:
-                await self._request(conn, verb == "sub", str(message[verb]), request_id, done)
-                return
-        await conn.send(self._error(request_id, "bad-request", "invalid message"))
-
-    async def _request(
-        self, conn: FakeConnection, subscribe: bool, topic: str, request_id: Any, done: str
-    ) -> None:
+        request = self.request(conn, message)
+        if request is None:
+            await conn.send(self.answer(conn, True, "", message.get("id"), ok=False))
+            return
+        subscribe, topic, request_id = request
         symbol = self.topic_symbol(topic)
         topics = self.topics.setdefault(conn, set())
-        if symbol is None or symbol in self.rejected or (not subscribe and topic not in topics):
-            await conn.send(self._error(request_id, "bad-request", f"invalid topic {topic}"))
+        ok = symbol is not None and symbol not in self.rejected and (subscribe or topic in topics)
+        await conn.send(self.answer(conn, subscribe, topic, request_id, ok))
+        if not ok or symbol is None:
             return
-        await conn.send(gzipped({"id": request_id, "status": "ok", done: topic, "ts": _now_ms()}))
         if subscribe:
             topics.add(topic)
             conn.subscribe(symbol)
@@ -104,10 +133,6 @@ class FakeHtx(FakeExchange):
         topics.discard(topic)
         if not any(self.topic_symbol(t) == symbol for t in topics):
             conn.unsubscribe(symbol)
-
-    def _error(self, request_id: Any, code: str, message: str) -> bytes:
-        error = {"status": "error", "err-code": code, "err-msg": message, "ts": _now_ms()}
-        return gzipped(error if request_id is None else {"id": request_id, **error})
 
     def subscribed_topics(self, conn: FakeConnection) -> set[str] | None:
         """The topics ``conn`` subscribed; ``None`` for a detached connection (all of them)."""
