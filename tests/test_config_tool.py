@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import REDIS_URL
 from tickerd import exchanges
+from tickerd.commands.config import summary
 from tickerd.config import (
     EXAMPLE,
     HELP,
@@ -306,3 +307,20 @@ def test_wrong_values_are_left_out_so_the_rules_of_the_rest_are_checked() -> Non
         "log: expected a table",
     ]
     assert raw["exchanges"]["binance"]["colour"] == "red"  # the caller's data is left as it was
+
+
+def test_the_summary_counts_what_is_collected(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in environment_variables():
+        monkeypatch.delenv(name, raising=False)
+    config = structure(
+        {
+            "redis": {"url": "rediss://:hunter2@cache.example:6380/2"},
+            "exchanges": {
+                "kraken": {"symbols": ["BTC/USD"]},
+                "okx": {"symbols": ["BTC/USDT", "ETH/USDT"], "enabled": False},
+            },
+        }
+    )
+    assert (
+        summary(config) == "1 exchange, 1 symbol (1 more disabled) → Redis rediss://:***@cache.example:6380/2"
+    )

@@ -5,6 +5,10 @@ configuration gives one :class:`ConfigError` that lists every problem, each nami
 the environment variable) and the expected form.  Nothing is coerced: ``1.5`` is no whole
 number, ``"5"`` no number, ``nan`` and ``inf`` are refused everywhere.  Durations have lower
 bounds (the README lists them) because a loop woken every 0.1 ms is a busy loop.
+
+Each setting says what it means in its attrs ``metadata`` (:data:`HELP`), which
+``tickerd config sample`` prints (:mod:`tickerd.sample`): a new setting needs its help, and a
+test fails without it.
 """
 
 from __future__ import annotations

@@ -67,6 +67,8 @@ def summary(config: Config) -> str:
         collected = [exchange for exchange in config.exchanges.values() if exchange.enabled]
         symbols = sum(len(exchange.symbols) for exchange in collected)
         source = f"{_count(len(collected), 'exchange')}, {_count(symbols, 'symbol')}"
+        if disabled := len(config.exchanges) - len(collected):
+            source += f" ({disabled} more disabled)"
     redis = redact(config.redis.address) + (" (the default)" if config.redis.url is None else "")
     prefix = f", prefix {config.redis.prefix!r}" if config.redis.prefix else ""
     used = [name for name in environment_variables() if name in os.environ]
