@@ -27,6 +27,7 @@ _REGISTRY: dict[str, str] = {
     "kraken": "tickerd.exchanges.kraken:Kraken",
     "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
     "okx": "tickerd.exchanges.okx:OKX",
+    "upbit": "tickerd.exchanges.upbit:Upbit",
 }
 
 
