@@ -4,10 +4,15 @@ fields only) merged with ``ticker24h``; subscription answers and refusals."""
 from __future__ import annotations
 
 import orjson
+import trio
+import trio.testing
 
+from tests.conftest import Updates
+from tests.test_exchange_contract import real_time, start
 from tickerd import exchanges
 from tickerd.exchanges.base import Rejected, Reply, Subscribed
 from tickerd.exchanges.bitvavo import BitvavoDecoder
+from tickerd.testing.bitvavo import FakeBitvavo
 
 # "Ticker subscription": the ticker event (every field; the wire sends the changed ones).
 TICKER = (
@@ -192,3 +197,20 @@ def test_a_crossed_book_is_kept_and_counted() -> None:
     dec = decoder("BTC/EUR")
     [ticker] = dec.decode(TICKER.replace('"9156.8"', '"9160"'))
     assert (ticker.bid, ticker.ask) == (9160.0, 9157.9) and dec.crossed == 1 and dec.junk == 0
+
+
+# -- through the daemon ----------------------------------------------------------------------
+
+
+async def test_partial_ticker_events_reach_redis_merged(
+    clock: trio.testing.MockClock, nursery: trio.Nursery, prefix: str, updates: Updates
+) -> None:
+    fake, _ = await start(nursery, prefix, exchanges.get("bitvavo"), ["BTC/EUR"])
+    assert isinstance(fake, FakeBitvavo)
+    with real_time(clock):
+        await fake.push("BTC/EUR", bid=100.0, ask=101.0, last=100.5, volume=42.0)
+        await updates.wait_for(lambda r: r["bid"] == 100.0 and r["volume"] == 42.0)
+        await fake.push_ticker("BTC/EUR", "bestBid", bid=100.25, bid_size=3.0)
+        record = await updates.wait_for(lambda r: r["bid"] == 100.25)
+    assert (record["bid_size"], record["ask"], record["last"], record["volume"]) == (3.0, 101.0, 100.5, 42.0)
+    assert fake.violations == []
