@@ -12,15 +12,21 @@ channels), *Ticker subscription* (https://docs.bitvavo.com/docs/websocket-api/ti
   answer, ``{"event":"subscribed","subscriptions":{…}}``, lists *every* subscription of the
   connection, so a batch's symbols are confirmed when both channels list them.  Answers carry
   no request id: they come in the order of the requests, and are matched to them in turn.
-* A market Bitvavo does not list refuses the whole request:
-  ``{"action":"subscribe","errorCode":205,"error":"market parameter NOPE-EUR is invalid."}``.
-  The named market is rejected and the rest of its batch subscribed again; an error naming none
-  of the batch's markets is retried market by market, as Binance's refusals are.
+* A market Bitvavo does not list is refused with error 205 ("Invalid parameter value", per the
+  errors page); on the wire the answer names it:
+  ``{"action":"subscribe","errorCode":205,"error":"market parameter NOPE-EUR is invalid."}``
+  (the errors page shows WebSocket errors as ``{"event":"error",…}``, without ``action``:
+  both are read).  The named market is rejected and the rest of its batch subscribed again, as
+  if the refusal were of the whole request (should Bitvavo have kept the others, subscribing
+  them again is harmless: a repeated subscription is acknowledged, with no duplicate events).
+  An error naming none of the batch's markets is retried market by market, as Binance's are.
+  A halted market is accepted and never served: it goes stale.
 * ``ticker`` frames carry only the fields that changed: the bid and its size, the ask and its
   size, or ``lastPrice`` alone, most of the time (the documentation's example shows them all).
   The decoder keeps each symbol's latest values and merges every frame into them.
 * ``ticker24h`` comes every second.  The documentation shows ``data`` as one object; the
-  server sends a list of them (as Bitvavo's own SDKs and ccxt read it), so both are accepted.
+  server sends a list of them (as client libraries, go-bitvavo and ccxt, read it), so both
+  are accepted.
   Its ``bid``/``ask`` fill the book only until ``ticker`` has sent it; the 24 h change is
   ``last - open``, which Bitvavo does not send.
 * Keepalive: undocumented; the server sends protocol pings (every 50 s, observed), which the
