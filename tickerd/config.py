@@ -121,6 +121,22 @@ def _websocket_url(instance: object, attribute: attrs.Attribute[str | None], val
         ) from None
 
 
+def _rest_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    """An absolute ``http(s)://`` URL with a host, so that a typo fails at start instead of on
+    every reconnect."""
+    if value is None:
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - out of range raises here
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{attribute.name}: expected http://HOST[:PORT]/PATH or https://…, got {redact(value)!r}"
+        )
+
+
 def _one_of(name: str, value: str, options: tuple[str, ...] | list[str]) -> None:
     if value not in options:
         raise ValueError(f"{name}: expected one of {', '.join(options)}, got {value!r}")
@@ -299,6 +315,10 @@ class ExchangeConfig:
     symbols: tuple[str, ...] = ()
     #: The websocket URL to use instead of the adapter's (a relay, a fake exchange).
     url: str | None = attrs.field(default=None, validator=_websocket_url)
+    #: The REST URL to ask for the websocket endpoint instead of the adapter's, for exchanges
+    #: that hand it out per connection (KuCoin's ``bullet-public``; a fake exchange serves it
+    #: too).  Refused for an exchange that makes no such call.
+    rest_url: str | None = attrs.field(default=None, validator=_rest_url)
     engine: str | None = attrs.field(default=None, validator=attrs.validators.optional(_engine))
     enabled: bool = True
     #: At most this many symbols on one connection, below the adapter's own limit: a wide
@@ -331,6 +351,8 @@ def _exchanges(
                 adapter.check_symbol(symbol)
             except ValueError as exc:
                 problems.append(f"{attribute.name}.{name}.symbols: {exc}")
+        if exchange.rest_url is not None and adapter.rest_url is None:
+            problems.append(f"{attribute.name}.{name}.rest_url: {name} makes no REST call before it connects")
         limit = adapter.max_symbols_per_connection
         if exchange.symbols_per_connection is not None and exchange.symbols_per_connection > limit:
             problems.append(
