@@ -151,9 +151,9 @@ class KucoinDecoder(Decoder):
 
     def _decode(self, frame: str | bytes) -> list[Ticker]:
         msg = orjson.loads(frame)
-        kind = msg["type"]
-        if kind == "message":
+        if "subject" in msg:  # data: ``"type":"message"``, which some of the docs' examples leave out
             return self._message(msg)
+        kind = msg["type"]
         if kind == "pong":
             return []
         if kind == "ack":
