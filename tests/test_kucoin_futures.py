@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -113,43 +114,67 @@ def test_an_insane_frame_is_junk_and_leaves_the_record() -> None:
     assert ticker.mark_price is None and ticker.bid == 86454.5
 
 
-def test_requests_wait_for_the_welcome_one_symbol_and_topic_each() -> None:
+def replies(d: KucoinFuturesDecoder) -> list[dict[str, Any]]:
+    """The requests the decoder asked to send, decoded; the events are cleared."""
+    frames = [orjson.loads(event.frame) for event in d.events if isinstance(event, Reply)]
+    d.events.clear()
+    return frames
+
+
+def test_requests_wait_for_the_welcome_one_a_topic_the_bbo_last() -> None:
     d = decoder(LINEAR)
     assert d.subscribe([LINEAR, INVERSE]) == []  # held until the welcome
     assert d.decode(WELCOME) == []
-    frames = [orjson.loads(event.frame) for event in d.events if isinstance(event, Reply)]
+    frames = replies(d)
     assert [f["topic"] for f in frames] == [
-        "/contract/instrument:XBTUSDTM",
-        "/contractMarket/snapshot:XBTUSDTM",
-        "/contractMarket/tickerV2:XBTUSDTM",
-        "/contract/instrument:XBTUSDM",
-        "/contractMarket/snapshot:XBTUSDM",
-        "/contractMarket/tickerV2:XBTUSDM",
+        "/contract/instrument:XBTUSDTM,XBTUSDM",
+        "/contractMarket/snapshot:XBTUSDTM,XBTUSDM",
+        "/contractMarket/tickerV2:XBTUSDTM,XBTUSDM",
     ]
     assert {(f["type"], f["privateChannel"], f["response"]) for f in frames} == {("subscribe", False, True)}
-    assert len({f["id"] for f in frames}) == 6
-    d.events.clear()
+    assert len({f["id"] for f in frames}) == 3
     [unsubscribe, *_] = [orjson.loads(frame) for frame in d.unsubscribe([INVERSE])]  # sent at once now
     assert unsubscribe["type"] == "unsubscribe" and unsubscribe["topic"] == "/contract/instrument:XBTUSDM"
 
 
-def test_the_last_topics_ack_or_error_speaks_for_the_symbol() -> None:
+def test_at_most_100_symbols_a_request() -> None:
+    symbols = [f"C{n}/USDT:USDT" for n in range(150)]
+    d = welcomed()
+    topics = [orjson.loads(frame)["topic"] for frame in d.subscribe(symbols)]
+    assert [topic.count(",") + 1 for topic in topics] == [100, 100, 100, 50, 50, 50]
+
+
+def test_the_bbo_ack_subscribes_its_symbols() -> None:
     d = decoder(LINEAR, INVERSE)
     d.subscribe([LINEAR, INVERSE])
     d.decode(WELCOME)
-    ids = [orjson.loads(event.frame)["id"] for event in d.events if isinstance(event, Reply)]
-    d.events.clear()
-    for request in ids[:2]:  # instrument and snapshot of BTC/USDT:USDT
+    instrument, snapshot, bbo = (f["id"] for f in replies(d))
+    for request in (instrument, snapshot):
         assert d.decode(f'{{"id":"{request}","type":"ack"}}') == []
     assert d.events == []
-    d.decode(f'{{"id":"{ids[2]}","type":"ack"}}')
-    for request, topic in ((ids[3], "/contract/instrument"), (ids[5], "/contractMarket/tickerV2")):
-        d.decode(
-            f'{{"id":"{request}","type":"error","code":404,"data":"topic {topic}:XBTUSDM is not found"}}'
-        )
+    d.decode(f'{{"id":"{bbo}","type":"ack"}}')
+    assert d.events == [Subscribed(LINEAR), Subscribed(INVERSE)] and d.junk == 0
+
+
+def test_a_refused_request_is_asked_again_symbol_by_symbol_and_the_bad_one_rejected() -> None:
+    unknown = "NOPE/USDT:USDT"
+    d = decoder(LINEAR, unknown)
+    d.subscribe([LINEAR, unknown])
+    d.decode(WELCOME)
+    instrument, _, bbo = (f["id"] for f in replies(d))
+    error = '{{"id":"{}","type":"error","code":404,"data":"topic {} is not found"}}'
+    d.decode(error.format(instrument, "/contract/instrument:XBTUSDTM,NOPEUSDTM"))
+    assert [f["topic"] for f in replies(d)] == [
+        "/contract/instrument:XBTUSDTM",
+        "/contract/instrument:NOPEUSDTM",
+    ]
+    d.decode(error.format(bbo, "/contractMarket/tickerV2:XBTUSDTM,NOPEUSDTM"))
+    good, bad = (f["id"] for f in replies(d))
+    d.decode(f'{{"id":"{good}","type":"ack"}}')
+    d.decode(error.format(bad, "/contractMarket/tickerV2:NOPEUSDTM"))
     assert d.events == [
         Subscribed(LINEAR),
-        Rejected(INVERSE, f"{INVERSE}: code 404: topic /contractMarket/tickerV2:XBTUSDM is not found"),
+        Rejected(unknown, f"{unknown}: code 404: topic /contractMarket/tickerV2:NOPEUSDTM is not found"),
     ]
     assert d.junk == 0
 

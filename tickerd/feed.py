@@ -18,6 +18,9 @@ Healing, in one place:
   connection delivered tickers for ``healthy_after`` seconds, so a connect-then-drop loop, and
   a connection that is accepted but never delivers (silent after its acks, pings only, every
   symbol refused), stay throttled;
+* an exchange that hands out its endpoint per connection (KuCoin's token call:
+  :meth:`Exchange.resolve <tickerd.exchanges.base.Exchange.resolve>`) is asked before every
+  connect, and its failing is a connection failure like any other (backoff, health, logs);
 * a forced lifetime (Binance's 24 h) or a reconnect request from the exchange is handled
   make-before-break: the replacement is opened and subscribed before the old one is closed.
 """
@@ -161,10 +164,13 @@ class _Session:
             with self._cancel:
                 resolved = await feed.adapter.resolve(self.lane.url, self.lane.group, feed.rest_url)
                 limit = min(feed.settings.silence_timeout, resolved.silence_timeout or math.inf)
+                ssl_context = (
+                    self.lane.ssl_context
+                    if resolved.url == self.lane.url
+                    else transport.ssl_context_for(resolved.url, feed.settings.ca_file)
+                )
                 async with (
-                    transport.connect(
-                        resolved.url, engine=feed.engine, ssl_context=self.lane.ssl_context
-                    ) as conn,
+                    transport.connect(resolved.url, engine=feed.engine, ssl_context=ssl_context) as conn,
                     trio.open_nursery() as nursery,
                 ):
                     self.opened = True

@@ -23,9 +23,9 @@ Documentation: KuCoin API docs, WebSocket "Introduction" and "Get Public Token"
   <tickerd.exchanges.base.Resolved.silence_timeout>`).
 * ``{"id":…,"type":"subscribe","topic":"/prefix:SYMBOL","privateChannel":false,"response":true}``
   is answered by ``{"id":…,"type":"ack"}`` or ``{"id":…,"type":"error","code":…,"data":"…"}``.
-  A topic may name several symbols, comma-separated, but an error then names none of them: the
-  decoder subscribes one symbol a request, so a refusal is attributed.  At most 100 requests
-  may go up in 10 s (hence :data:`SEND_INTERVAL`).
+  A topic may name up to 100 symbols, comma-separated; an error then names none of them (the
+  decoder asks again one by one to find the refused one).  At most 100 requests may go up in
+  10 s (hence :data:`SEND_INTERVAL`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,16 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from tickerd.exchanges.base import Decoder, Keepalive, Rejected, Reply, Resolved, ResolveError, Subscribed
+from tickerd.exchanges.base import (
+    Decoder,
+    Keepalive,
+    Rejected,
+    Reply,
+    Resolved,
+    ResolveError,
+    Subscribed,
+    chunks,
+)
 from tickerd.model import Ticker
 
 #: Seconds the token call may take (connect, send, answer), as a websocket handshake may.
@@ -49,6 +58,8 @@ BULLET_TIMEOUT = 10.0
 PING = '{"id":"tickerd","type":"ping"}'
 #: KuCoin takes at most 100 messages from a client in 10 s.
 SEND_INTERVAL = 0.1
+#: Symbols one subscription request may name (comma-separated in its topic).
+MAX_TOPIC_SYMBOLS = 100
 #: The ``code`` of a successful REST answer.
 _OK = "200000"
 
@@ -87,23 +98,25 @@ async def bullet(rest_url: str) -> Resolved:
 
 class KucoinDecoder(Decoder):
     """The protocol every KuCoin feed shares: requests held until the ``welcome``, one request
-    per symbol and topic, acks and errors of the last topic speaking for the symbol (it is
-    asked for last, so a symbol counts as subscribed once all its topics are).
+    per topic for up to :data:`MAX_TOPIC_SYMBOLS` symbols, the last topic's answers speaking for
+    its symbols (it is asked for last, so a symbol counts as subscribed once all its topics are).
 
-    Subclasses name their :attr:`topics`, the native symbol (:meth:`native`) and decode the
-    ``"type":"message"`` frames (:meth:`_message`).
+    KuCoin's ``error`` names no symbol of a request, so a refused request of several symbols is
+    asked again one symbol a request (:class:`Reply`): the good ones subscribe, and the refusal
+    of the one left alone rejects it.  Subclasses name their :attr:`topics`, the native symbol
+    (:meth:`native`) and decode the data frames (:meth:`_message`).
     """
 
     #: Topic prefixes subscribed for every symbol, in this order; the last one's answer accepts
-    #: or refuses it (the others' errors name the same symbol again).
+    #: or refuses the symbols it names.
     topics: ClassVar[tuple[str, ...]]
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self._welcomed = False
         #: Requests made before the welcome, sent when it comes.
         self._held: list[str] = []
-        #: Request id → the symbol a subscription of the last topic asked for.
-        self._requests: dict[str, str] = {}
+        #: Subscription id → its topic and symbols, until answered.
+        self._requests: dict[str, tuple[str, Sequence[str]]] = {}
         self._ids = itertools.count(1)
         #: Native symbol → unified, of the tracked symbols.
         self.unified: dict[str, str] = {}
@@ -116,7 +129,7 @@ class KucoinDecoder(Decoder):
 
     @abc.abstractmethod
     def _message(self, msg: dict[str, Any]) -> list[Ticker]:
-        """Decode a ``"type":"message"`` frame."""
+        """Decode a data frame (``"type":"message"``)."""
 
     def track(self, symbol: str) -> None:
         super().track(symbol)
@@ -126,18 +139,22 @@ class KucoinDecoder(Decoder):
         super().untrack(symbol)
         self.unified.pop(self.native(symbol), None)
 
+    def _request(self, kind: str, topic: str, symbols: Sequence[str]) -> str:
+        request = str(next(self._ids))
+        if kind == "subscribe":
+            self._requests[request] = (topic, symbols)
+        names = ",".join(self.native(symbol) for symbol in symbols)
+        return (
+            f'{{"id":"{request}","type":"{kind}","topic":"{topic}:{names}",'
+            '"privateChannel":false,"response":true}'
+        )
+
     def _requests_for(self, kind: str, symbols: Sequence[str]) -> list[str]:
-        frames = []
-        for symbol in symbols:
-            name = self.native(symbol)
-            for topic in self.topics:
-                request = str(next(self._ids))
-                if topic == self.topics[-1] and kind == "subscribe":
-                    self._requests[request] = symbol
-                frames.append(
-                    f'{{"id":"{request}","type":"{kind}","topic":"{topic}:{name}",'
-                    '"privateChannel":false,"response":true}'
-                )
+        frames = [
+            self._request(kind, topic, batch)
+            for batch in chunks(symbols, MAX_TOPIC_SYMBOLS)
+            for topic in self.topics
+        ]
         if self._welcomed:
             return frames
         self._held += frames
@@ -157,21 +174,30 @@ class KucoinDecoder(Decoder):
         if kind == "pong":
             return []
         if kind == "ack":
-            symbol = self._requests.pop(msg["id"], None)
-            if symbol in self.symbols:
-                self.events.append(Subscribed(symbol))
+            topic, symbols = self._requests.pop(msg["id"], ("", ()))
+            if topic == self.topics[-1]:
+                self.events.extend(Subscribed(symbol) for symbol in symbols if symbol in self.symbols)
             return []
         if kind == "error":
-            symbol = self._requests.pop(msg.get("id"), None)
-            reason = f"code {msg.get('code')}: {msg.get('data')}"
-            if symbol is None:  # another topic's refusal, or one of no request
-                return [] if msg.get("id") is not None else self.junk_frame(f"error {reason}")
-            if symbol in self.symbols:
-                self.events.append(Rejected(symbol, f"{symbol}: {reason}"))
-            return []
+            return self._error(msg)
         if kind == "welcome":
             self._welcomed = True
             self.events.extend(Reply(held) for held in self._held)
             self._held.clear()
             return []
         return self.junk_frame()
+
+    def _error(self, msg: dict[str, Any]) -> list[Ticker]:
+        """A refused subscription: asked again symbol by symbol, or its one symbol rejected
+        (by the last topic; the others' refusals of it say nothing new)."""
+        reason = f"code {msg.get('code')}: {msg.get('data')}"
+        asked = self._requests.pop(str(msg.get("id")), None)
+        if asked is None:  # an unsubscription's, or of no request at all
+            return [] if msg.get("id") is not None else self.junk_frame(f"error {reason}")
+        topic, symbols = asked
+        symbols = [symbol for symbol in symbols if symbol in self.symbols]
+        if len(symbols) > 1:
+            self.events.extend(Reply(self._request("subscribe", topic, [symbol])) for symbol in symbols)
+        elif symbols and topic == self.topics[-1]:
+            self.events.append(Rejected(symbols[0], f"{symbols[0]}: {reason}"))
+        return []

@@ -8,7 +8,9 @@ command (:attr:`FakeKucoin.bullet_fault`): ``"error"`` answers HTTP 500, ``"junk
 with a body that is not a token answer, ``"hangup"`` closes the connection without a word.  A
 websocket client must bring a token the endpoint handed out (else it gets KuCoin's ``error``
 and is closed, and the fake records a violation), and must wait for the ``welcome`` before it
-subscribes.  Subclasses name the topics (:attr:`FakeKucoin.topics`, the last one accepting or
+subscribes.  A request naming several symbols (comma-separated) of which one is unknown or
+:meth:`~FakeExchange.reject`-ed fails as a whole with one ``error``, as nothing in KuCoin's docs
+promises more.  Subclasses name the topics (:attr:`FakeKucoin.topics`, the last one accepting or
 refusing a symbol), map symbols and build the data frames.
 """
 
@@ -158,12 +160,16 @@ class FakeKucoin(FakeExchange):
                 conn, {"id": request, "type": "error", "code": 400, "data": f"bad request {message!r}"}
             )
             return
-        for name in names.split(","):
-            symbol = self.unified(name)
-            if symbol is None or symbol in self.rejected:
-                reason = self.rejected.get(symbol or "") or f"topic {prefix}:{name} is not found"
-                await self._send(conn, {"id": request, "type": "error", "code": 404, "data": reason})
-                return
+        symbols = [self.unified(name) for name in names.split(",")]
+        refused = next(
+            (n for n, symbol in enumerate(symbols) if symbol is None or symbol in self.rejected), None
+        )
+        if refused is not None:  # the whole request fails, naming no symbol in particular
+            reason = self.rejected.get(symbols[refused] or "") or f"topic {prefix}:{names} is not found"
+            await self._send(conn, {"id": request, "type": "error", "code": 404, "data": reason})
+            return
+        for name, symbol in zip(names.split(","), symbols, strict=True):
+            assert symbol is not None
             if kind == "subscribe":
                 topics.add((prefix, name))
                 if prefix == self.topics[-1]:
