@@ -20,6 +20,8 @@ _REGISTRY: dict[str, str] = {
     "bybit": "tickerd.exchanges.bybit:Bybit",
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
     "deribit": "tickerd.exchanges.deribit:Deribit",
+    "gateio_futures": "tickerd.exchanges.gateio_futures:GateioFutures",
+    "htx_swap": "tickerd.exchanges.htx_swap:HtxSwap",
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
     "kraken": "tickerd.exchanges.kraken:Kraken",
     "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",

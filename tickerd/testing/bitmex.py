@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -139,7 +140,7 @@ class FakeBitMEX(FakeExchange):
             frames.append(_dump({"table": "instrument", "action": "update", "data": [update]}))
         return frames
 
-    def bench_frames(self, symbols: list[str], count: int) -> tuple[list[str], list[str]]:
+    def bench_frames(self, symbols: list[str], count: int) -> tuple[list[str], Sequence[str | bytes]]:
         """Partials first: the decoder merges instrument updates only onto a partial."""
         setup = [
             self._partial(FakeConnection.detached(self, symbols), table, native(s), self.state(s))

@@ -18,7 +18,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -259,8 +259,11 @@ class FakeExchange:
     async def on_message(self, conn: FakeConnection, message: Any) -> None:
         """Answer one client message (already JSON-decoded when it was JSON)."""
 
-    def ticker_frames(self, conn: FakeConnection, symbol: str, state: dict[str, float]) -> list[str]:
-        """The frames that carry ``state`` for ``symbol`` to ``conn``."""
+    def ticker_frames(
+        self, conn: FakeConnection, symbol: str, state: dict[str, float]
+    ) -> Sequence[str | bytes]:
+        """The frames that carry ``state`` for ``symbol`` to ``conn`` (text, or binary where the
+        exchange sends binary frames: HTX's gzip)."""
         raise NotImplementedError
 
     def default_reject_reason(self, symbol: str) -> str:
@@ -270,7 +273,9 @@ class FakeExchange:
         """The frame by which the exchange asks ``conn``'s client to reconnect."""
         raise NotImplementedError(f"{self.name} has no reconnect request")
 
-    def bench_frames(self, symbols: list[str], count: int) -> tuple[list[str], list[str]]:
+    def bench_frames(
+        self, symbols: list[str], count: int
+    ) -> tuple[Sequence[str | bytes], Sequence[str | bytes]]:
         """Frames for decode benchmarks: ``(setup, updates)``.
 
         ``setup`` holds what a decoder must see first (acks that assign channel ids,
@@ -278,7 +283,7 @@ class FakeExchange:
         through ``symbols`` with moving prices, exactly as the exchange sends them.
         """
         conn = FakeConnection.detached(self, symbols)
-        updates = []
+        updates: list[str | bytes] = []
         for i in range(count):
             symbol = symbols[i % len(symbols)]
             updates.extend(self.ticker_frames(conn, symbol, self.wiggle(symbol)))
