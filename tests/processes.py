@@ -140,11 +140,16 @@ class DaemonProcess:
 
 @asynccontextmanager
 async def daemon_process(
-    args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+    args: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    module: str = "tickerd",
 ) -> AsyncIterator[DaemonProcess]:
-    """Run the daemon for the duration of the block; killed at the end if still running."""
+    """Run the daemon (``python -m MODULE ARGS``) for the duration of the block; killed at the
+    end if still running."""
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "tickerd", *args],
+        [sys.executable, "-m", module, *args],
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
         cwd=cwd,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from tickerd.broadcast import Broadcast
-from tickerd.snapshots import DatabaseSourceSnapshot, ExchangeSnapshot, SourceSnapshot
+from tickerd.snapshots import DaemonHealth, DatabaseSourceSnapshot, ExchangeSnapshot, SourceSnapshot
 
 #: States of one connection (a feed), from the loop's point of view.
 CONNECTING = "connecting"
@@ -141,3 +141,12 @@ def assess(
     if exchanges and failed == len(exchanges):
         return DOWN, reasons
     return (DEGRADED if reasons else HEALTHY), reasons
+
+
+def assess_daemon(health: DaemonHealth) -> tuple[int, list[str]]:
+    """:func:`assess` for the live daemon, which also knows whether Redis takes its writes: down
+    while it does not (``/healthz`` and the status systemd shows)."""
+    level, reasons = assess(health.exchanges, health.source)
+    if not health.writer.redis_up:
+        return DOWN, [*reasons, health.writer.reason or "Redis takes no writes"]
+    return level, reasons

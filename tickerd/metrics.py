@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tickerd.daemon import TickerDaemon
-from tickerd.health import DOWN, HEALTHY, LEVELS, assess
+from tickerd.health import HEALTHY, LEVELS, assess_daemon
 from tickerd.model import Ticker
 from tickerd.snapshots import ExchangeSnapshot
 from tickerd.writer import Written
@@ -122,10 +122,7 @@ class Metrics:
 
     def healthz(self) -> tuple[int, str]:
         """``200`` and ``ok`` when healthy, else ``503`` and why (same rule as ``status``)."""
-        health = self.daemon.health()
-        level, reasons = assess(health.exchanges, health.source)
-        if not health.writer.redis_up:
-            level, reasons = DOWN, [*reasons, health.writer.reason or "Redis takes no writes"]
+        level, reasons = assess_daemon(self.daemon.health())
         if level == HEALTHY:
             return 200, "ok\n"
         return 503, f"{LEVELS[level]}: {'; '.join(reasons)}\n"

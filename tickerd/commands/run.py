@@ -37,6 +37,7 @@ from tickerd.config import Config, ConfigError
 from tickerd.daemon import TickerDaemon, serve
 from tickerd.lease import LeaseError
 from tickerd.metrics import Metrics, listen
+from tickerd.systemd import Notifier
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,6 +56,8 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
     it could not write, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
     The port is bound first, before the daemon takes its lease, connects or writes anything:
     a start that fails leaves Redis (and a daemon already running there) untouched.
+    Under systemd it notifies readiness, status, stopping and watchdog pings
+    (:mod:`tickerd.systemd`).
     """
     listeners: list[trio.SocketListener] = []
     if metrics_port is not None:
@@ -64,8 +67,12 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
             logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
             return EXIT_CONFIG
     status = EXIT_OK
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with (
+        Notifier.from_environment() as notifier,
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
         async with trio.open_nursery() as outer:
+            outer.start_soon(notifier.keep_alive)
             serve_scope = trio.CancelScope()
 
             async def _serve() -> None:
@@ -76,6 +83,7 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
                         daemon = await nursery.start(serve, config)
                         if listeners:
                             await nursery.start(Metrics(daemon).serve, listeners)
+                        nursery.start_soon(notifier.follow, daemon)
                 if daemon is not None and daemon.writer.unwritten:
                     status = EXIT_UNWRITTEN  # the writer logged how many
                 outer.cancel_scope.cancel()
@@ -88,6 +96,7 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
                     os._exit(EXIT_INTERRUPTED)
                 logger.info("{signal}: shutting down (flushing Redis writes)", signal=name)
                 serve_scope.cancel()
+                await notifier.stopping()
     return status
 
 

@@ -15,6 +15,7 @@ _REGISTRY: dict[str, str] = {
     "binance_coinm": "tickerd.exchanges.binance_futures:BinanceCoinm",
     "binance_usdm": "tickerd.exchanges.binance_futures:BinanceUsdm",
     "bitfinex": "tickerd.exchanges.bitfinex:Bitfinex",
+    "bitget": "tickerd.exchanges.bitget:Bitget",
     "bitmex": "tickerd.exchanges.bitmex:BitMEX",
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
     "bybit": "tickerd.exchanges.bybit:Bybit",
