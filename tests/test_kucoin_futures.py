@@ -349,9 +349,7 @@ async def test_silence_past_ping_interval_and_timeout_ends_the_connection(
     assert 28.0 <= fake.attempt_times[-1] - went_silent < 28.0 + 28.0 / 4 + 2.0  # watchdog + backoff
 
 
-def test_rest_url_is_validated_and_only_for_exchanges_that_use_it() -> None:
+def test_rest_url_is_validated() -> None:
     structure({"exchanges": {"kucoin_futures": {"rest_url": "http://127.0.0.1:8080/api/v1/bullet-public"}}})
     with pytest.raises(ConfigError, match=r"rest_url: expected http://HOST\[:PORT\]/PATH"):
         structure({"exchanges": {"kucoin_futures": {"rest_url": "ws://127.0.0.1/x"}}})
-    with pytest.raises(ConfigError, match="kraken makes no REST call before it connects"):
-        structure({"exchanges": {"kraken": {"rest_url": "https://example.com/"}}})

@@ -5,10 +5,15 @@ configuration gives one :class:`ConfigError` that lists every problem, each nami
 the environment variable) and the expected form.  Nothing is coerced: ``1.5`` is no whole
 number, ``"5"`` no number, ``nan`` and ``inf`` are refused everywhere.  Durations have lower
 bounds (the README lists them) because a loop woken every 0.1 ms is a busy loop.
+
+Each setting says what it means in its attrs ``metadata`` (:data:`HELP`), which
+``tickerd config sample`` prints (:mod:`tickerd.sample`): a new setting needs its help, and a
+test fails without it.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -20,6 +25,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import cattrs
+from cattrs.errors import AttributeValidationNote, IterableValidationNote
 
 from tickerd import exchanges
 from tickerd.backoff import Backoff
@@ -93,6 +99,13 @@ def _not_negative(instance: object, attribute: attrs.Attribute[int], value: int)
         )
 
 
+def _shown(url: str) -> str:
+    """A URL as an error message quotes it: redacted, or not at all when it holds a blank
+    (:func:`~tickerd.redact.redact` reads an authority up to the first blank, so part of a
+    password with a space in it would show)."""
+    return "a URL with blanks in it" if any(c.isspace() for c in url) else repr(redact(url))
+
+
 def _redis_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
     if value is None:
         return
@@ -104,7 +117,7 @@ def _redis_url(instance: object, attribute: attrs.Attribute[str | None], value: 
     if parts.scheme not in ("redis", "rediss", "unix") or port == 0:
         raise ValueError(
             f"{attribute.name}: expected redis://HOST:PORT/DB (port 1-65535), rediss://… or unix://…, "
-            f"got {redact(value)!r}"
+            f"got {_shown(value)}"
         )
 
 
@@ -117,7 +130,7 @@ def _websocket_url(instance: object, attribute: attrs.Attribute[str | None], val
         Target.parse(value)
     except TransportError:
         raise ValueError(
-            f"{attribute.name}: expected ws://HOST[:PORT]/PATH or wss://…, got {redact(value)!r}"
+            f"{attribute.name}: expected ws://HOST[:PORT]/PATH or wss://…, got {_shown(value)}"
         ) from None
 
 
@@ -153,6 +166,19 @@ def _layout(instance: object, attribute: attrs.Attribute[str], value: str) -> No
 #: The server used when no URL is configured (``tickerd run`` falls back to a private one).
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+#: The ``metadata`` key of every setting's meaning, written for the person configuring it:
+#: ``tickerd config sample`` (:mod:`tickerd.sample`) prints it above the key, so the
+#: explanation lives once, beside the field, and the sample cannot drift from the classes.
+HELP = "help"
+#: The ``metadata`` key of a valid value for a setting that is unset by default (``None``
+#: cannot be written in TOML): the sample shows it commented out.
+EXAMPLE = "example"
+
+
+def _help(text: str, example: object = None) -> dict[str, object]:
+    """A field's ``metadata``: its meaning and, when it is unset by default, an example value."""
+    return {HELP: text} if example is None else {HELP: text, EXAMPLE: example}
+
 
 @attrs.frozen
 class RedisSettings:
@@ -163,15 +189,38 @@ class RedisSettings:
     (:mod:`tickerd.embedded`).
     """
 
-    url: str | None = attrs.field(default=None, validator=_redis_url)
-    prefix: str = ""
-    #: Seconds the lease on ``prefix`` outlives its holder (:mod:`tickerd.lease`): a daemon
-    #: killed with ``kill -9`` blocks a successor this long at most; renewed every third of it.
-    lease_expiry: float = attrs.field(default=15.0, validator=_seconds(1.0))
-    #: The ticker record: ``extended`` (fullon's ``Tick`` fields plus tickerd's own) or
-    #: ``fullon`` (exactly fullon's fields, plus its ``ticker_time`` keys).  Unset: ``fullon``
-    #: in fullon mode (``database.mode``), ``extended`` otherwise (:attr:`Config.layout`).
-    layout: str | None = attrs.field(default=None, validator=attrs.validators.optional(_layout))
+    url: str | None = attrs.field(
+        default=None,
+        validator=_redis_url,
+        metadata=_help(
+            "The Redis server: `redis://[:PASSWORD@]HOST:PORT/DB`, `rediss://…` (TLS) or `unix://PATH`. "
+            "Unset: 127.0.0.1:6379, or a private redis-server started by tickerd when nothing answers "
+            "there; a configured server is waited for instead.",
+            DEFAULT_REDIS_URL,
+        ),
+    )
+    prefix: str = attrs.field(
+        default="", metadata=_help("Put before every key: several daemons (or tests) on one server.")
+    )
+    lease_expiry: float = attrs.field(
+        default=15.0,
+        validator=_seconds(1.0),
+        metadata=_help(
+            "One daemon per prefix: seconds the lease on `prefix` outlives its holder. A second daemon "
+            "exits 2; after a `kill -9` a successor is blocked this long at most. Renewed every third "
+            "of it."
+        ),
+    )
+    layout: str | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_layout),
+        metadata=_help(
+            "The ticker record: `extended` (fullon's `Tick` fields plus tickerd's own) or `fullon` "
+            "(exactly fullon's fields, plus its `ticker_time` keys). Unset: `fullon` when "
+            '`database.mode = "fullon"`, `extended` otherwise.',
+            "extended",
+        ),
+    )
 
     @property
     def address(self) -> str:
@@ -189,42 +238,89 @@ class LogSettings:
         default="INFO",
         converter=_upper,
         validator=lambda _, a, v: _one_of(a.name, v, LOG_LEVELS),
+        metadata=_help(f"The least severe level logged: {', '.join(LOG_LEVELS)} (any case)."),
     )
-    format: str = attrs.field(default="text", validator=lambda _, a, v: _one_of(a.name, v, ("text", "json")))
+    format: str = attrs.field(
+        default="text",
+        validator=lambda _, a, v: _one_of(a.name, v, ("text", "json")),
+        metadata=_help("`text` for people, `json` (one object a line) for log shippers."),
+    )
 
 
 @attrs.frozen
 class FeedSettings:
     """Timing and engine of the shared I/O loop (every exchange uses the same loop)."""
 
-    #: First reconnect delay; doubles per consecutive failure, with jitter, up to the cap.
-    reconnect_delay: float = attrs.field(default=1.0, validator=_seconds(0.01))
+    reconnect_delay: float = attrs.field(
+        default=1.0,
+        validator=_seconds(0.01),
+        metadata=_help(
+            "Seconds before the first reconnect; doubles per consecutive failure, with jitter, up to "
+            "`max_reconnect_delay`."
+        ),
+    )
     max_reconnect_delay: float = attrs.field(
-        default=60.0, validator=[_seconds(1.0), _not_below("reconnect_delay")]
+        default=60.0,
+        validator=[_seconds(1.0), _not_below("reconnect_delay")],
+        metadata=_help("The longest wait between two reconnects, in seconds."),
     )
-    #: 0 retries forever; after N consecutive failures the connection is marked failed.
-    max_retries: int = attrs.field(default=0, validator=_not_negative)
-    #: No frame for this long means a dead connection: reconnect.
-    silence_timeout: float = attrs.field(default=30.0, validator=_seconds(1.0))
-    #: A connection that delivered tickers this long resets the backoff.
-    healthy_after: float = attrs.field(default=30.0, validator=_seconds(1.0))
-    #: How long a new connection may take to confirm its subscriptions before it counts as up.
-    ready_timeout: float = attrs.field(default=10.0, validator=_seconds(1.0))
-    #: Rotate every connection after this many seconds (make-before-break), or sooner where
-    #: the exchange's own limit is shorter; unset: only at the exchange's own limit.
+    max_retries: int = attrs.field(
+        default=0,
+        validator=_not_negative,
+        metadata=_help("0 retries forever; after N consecutive failures the connection is marked failed."),
+    )
+    silence_timeout: float = attrs.field(
+        default=30.0,
+        validator=_seconds(1.0),
+        metadata=_help("No frame for this many seconds means a dead connection: it is replaced."),
+    )
+    healthy_after: float = attrs.field(
+        default=30.0,
+        validator=_seconds(1.0),
+        metadata=_help("A connection that delivered tickers this many seconds resets the backoff."),
+    )
+    ready_timeout: float = attrs.field(
+        default=10.0,
+        validator=_seconds(1.0),
+        metadata=_help(
+            "Seconds a new connection may take to confirm its subscriptions before it counts as up."
+        ),
+    )
     max_lifetime: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_seconds(60.0))
+        default=None,
+        validator=attrs.validators.optional(_seconds(60.0)),
+        metadata=_help(
+            "Rotate every connection after this many seconds (make-before-break), or sooner where the "
+            "exchange's own limit is shorter (Binance: 24 h). Unset: only at the exchange's own limit.",
+            86400.0,
+        ),
     )
-    #: Seconds a connection that just handed tickers on waits before it reads again, so that
-    #: what arrives meanwhile, on it and on every other connection, is decoded and written
-    #: together: one wake-up of the process for many frames.  The price is at most this much
-    #: latency while frames keep coming; a frame after a quiet spell is read at once.  ``0``
-    #: (the default) reads every frame as it comes.
-    batch_window: float = attrs.field(default=DEFAULT_BATCH_WINDOW, validator=_batch_window)
-    #: The websocket engine (``websockets`` or ``trio-websocket``); exchanges may override it.
-    engine: str = attrs.field(default=DEFAULT_ENGINE, validator=_engine)
-    #: Extra CA bundle for ``wss://`` (a private relay); the system store otherwise.
-    ca_file: str | None = None
+    batch_window: float = attrs.field(
+        default=DEFAULT_BATCH_WINDOW,
+        validator=_batch_window,
+        metadata=_help(
+            "Seconds a connection that just handed tickers on waits before it reads again, so that "
+            "what arrives meanwhile, on it and on every other connection, is decoded and written "
+            "together: one wake-up of the process for many frames (e.g. 0.01: less CPU for wide or "
+            "slow deployments). The price is at most this much latency while frames keep coming; a "
+            "frame after a quiet spell is read at once. 0 reads every frame as it comes."
+        ),
+    )
+    engine: str = attrs.field(
+        default=DEFAULT_ENGINE,
+        validator=_engine,
+        metadata=_help(
+            f"The websocket engine: {' or '.join(engine_names())}; `[exchanges.NAME] engine` "
+            "overrides it for one exchange."
+        ),
+    )
+    ca_file: str | None = attrs.field(
+        default=None,
+        metadata=_help(
+            "An extra CA bundle (PEM) for `wss://`, e.g. a private relay's. Unset: the system store.",
+            "/etc/tickerd/relay-ca.pem",
+        ),
+    )
 
     @property
     def backoff(self) -> Backoff:
@@ -236,11 +332,31 @@ class FeedSettings:
 class HealthSettings:
     """Health records in Redis and the staleness rule (see :mod:`tickerd.monitor`)."""
 
-    #: Seconds between two steady-state health writes of one exchange; state changes are
-    #: written at once.  Records expire after three intervals, so a dead daemon disappears.
-    interval: float = attrs.field(default=30.0, validator=_seconds(1.0))
-    #: A subscribed symbol with no update for this long is stale.
-    stale_after: float = attrs.field(default=60.0, validator=_seconds(1.0))
+    interval: float = attrs.field(
+        default=30.0,
+        validator=_seconds(1.0),
+        metadata=_help(
+            "Seconds between two steady-state health writes of one exchange; state changes are "
+            "written at once. Records expire after three intervals, so a dead daemon disappears."
+        ),
+    )
+    stale_after: float = attrs.field(
+        default=60.0,
+        validator=_seconds(1.0),
+        metadata=_help("A subscribed symbol with no update for this many seconds is stale."),
+    )
+
+
+def _libpq_reason(exc: Exception, shown: str) -> str:
+    """psycopg's reason for refusing a connection string, with the pieces of the string it
+    quotes masked unless ``shown`` (the redacted string) already holds them: libpq quotes what
+    it could not read, and that may be the password (``missing "=" after "hunter2"``)."""
+
+    def mask(match: re.Match[str]) -> str:
+        piece = match[1]
+        return match[0] if piece in shown or not any(c.isalnum() for c in piece) else '"…"'
+
+    return re.sub(r'"([^"]*)"', mask, str(exc).strip())
 
 
 def _database_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
@@ -252,9 +368,12 @@ def _database_url(instance: object, attribute: attrs.Attribute[str | None], valu
     try:
         conninfo_to_dict(value)
     except ProgrammingError as exc:
+        # A URL is shown redacted; an unreadable key=value string not at all, since where its
+        # password is cannot be told (``host=db password hunter2``).
+        shown = _shown(value) if "://" in value else "an unreadable key=value string"
         raise ValueError(
             f"{attribute.name}: expected postgresql://USER@HOST:PORT/DBNAME or 'host=… dbname=…', "
-            f"got {redact(value)!r} ({str(exc).strip()})"
+            f"got {shown} ({_libpq_reason(exc, shown)})"
         ) from None
 
 
@@ -267,19 +386,40 @@ def _identifier(instance: object, attribute: attrs.Attribute[str], value: str) -
 class DatabaseSettings:
     """PostgreSQL as the source of subscriptions (instead of the TOML ``[exchanges]``)."""
 
-    #: libpq URL or key=value string; unset means the TOML file lists the subscriptions.
-    url: str | None = attrs.field(default=None, validator=_database_url)
-    #: ``tickerd``: tickerd's own tables (``tickerd db init``), followed live through
-    #: LISTEN/NOTIFY; ``fullon``: an existing fullon database, read as it is.
-    mode: str = attrs.field(
-        default="tickerd", validator=lambda _, a, v: _one_of(a.name, v, ("tickerd", "fullon"))
+    url: str | None = attrs.field(
+        default=None,
+        validator=_database_url,
+        metadata=_help(
+            'A libpq URL or "host=… dbname=…" string. Set, the exchanges and symbols to collect come '
+            "from PostgreSQL (create the tables with `tickerd db init`, edit them with `tickerd "
+            "symbols`); unset, from the `[exchanges]` tables of this file.",
+            "postgresql://tickerd@db.example:5432/markets",
+        ),
     )
-    #: The PostgreSQL schema that holds tickerd's tables (``tickerd`` mode).
-    schema: str = attrs.field(default="tickerd", validator=_identifier)
-    #: Seconds between full re-reads (catches a lost notification; fullon mode's only way).
-    refresh: float = attrs.field(default=60.0, validator=_seconds(0.05))
-    #: fullon mode: the user whose active exchanges are collected.
-    admin_mail: str = "admin@fullon"
+    mode: str = attrs.field(
+        default="tickerd",
+        validator=lambda _, a, v: _one_of(a.name, v, ("tickerd", "fullon")),
+        metadata=_help(
+            "`tickerd`: tickerd's own tables, followed live through LISTEN/NOTIFY; `fullon`: an "
+            "existing fullon database, read as it is."
+        ),
+    )
+    schema: str = attrs.field(
+        default="tickerd",
+        validator=_identifier,
+        metadata=_help("The PostgreSQL schema that holds tickerd's tables (`tickerd` mode)."),
+    )
+    refresh: float = attrs.field(
+        default=60.0,
+        validator=_seconds(0.05),
+        metadata=_help(
+            "Seconds between full re-reads (they catch a lost notification; fullon mode's only way)."
+        ),
+    )
+    admin_mail: str = attrs.field(
+        default="admin@fullon",
+        metadata=_help("fullon mode: the user whose active exchanges are collected."),
+    )
 
 
 #: ``fullon.process_records``: one fullon process record per exchange, one per symbol, or none.
@@ -295,10 +435,15 @@ def _process_records(instance: object, attribute: attrs.Attribute[str | None], v
 class FullonSettings:
     """What tickerd writes for fullon's own readers besides the tickers (:mod:`tickerd.fullon`)."""
 
-    #: fullon process records (``ProcessCache``): ``exchange``, ``symbol`` or ``off``; unset,
-    #: ``exchange`` in fullon mode (``database.mode = "fullon"``) and ``off`` otherwise
-    #: (:attr:`Config.process_records`).
-    process_records: str | None = attrs.field(default=None, validator=_process_records)
+    process_records: str | None = attrs.field(
+        default=None,
+        validator=_process_records,
+        metadata=_help(
+            "fullon process records (`ProcessCache`): `exchange`, `symbol` or `off`. Unset: "
+            '`exchange` when `database.mode = "fullon"`, `off` otherwise.',
+            "exchange",
+        ),
+    )
 
 
 def _symbols_per_connection(
@@ -312,20 +457,54 @@ def _symbols_per_connection(
 
 @attrs.frozen
 class ExchangeConfig:
-    symbols: tuple[str, ...] = ()
-    #: The websocket URL to use instead of the adapter's (a relay, a fake exchange).
-    url: str | None = attrs.field(default=None, validator=_websocket_url)
-    #: The REST URL to ask for the websocket endpoint instead of the adapter's, for exchanges
-    #: that hand it out per connection (KuCoin's ``bullet-public``; a fake exchange serves it
-    #: too).  Refused for an exchange that makes no such call.
-    rest_url: str | None = attrs.field(default=None, validator=_rest_url)
-    engine: str | None = attrs.field(default=None, validator=attrs.validators.optional(_engine))
-    enabled: bool = True
-    #: At most this many symbols on one connection, below the adapter's own limit: a wide
-    #: deployment spreads its load over more connections, and a dropped connection takes fewer
-    #: symbols with it.  Unset: the adapter's ``max_symbols_per_connection``.  Counted as the
-    #: adapter counts its limit (a Bitfinex perpetual takes two: ``Exchange.channels``).
-    symbols_per_connection: int | None = attrs.field(default=None, validator=_symbols_per_connection)
+    symbols: tuple[str, ...] = attrs.field(
+        default=(),
+        metadata=_help(
+            "The symbols to collect, unified: `BASE/QUOTE` (spot), `BASE/QUOTE:SETTLE` (perpetual), "
+            "`BASE/QUOTE:SETTLE-YYMMDD` (dated future). Not used when a database is configured."
+        ),
+    )
+    url: str | None = attrs.field(
+        default=None,
+        validator=_websocket_url,
+        metadata=_help(
+            "The websocket URL to use instead of the exchange's own (a relay, a fake exchange).",
+            "ws://127.0.0.1:9000/ws",
+        ),
+    )
+    rest_url: str | None = attrs.field(
+        default=None,
+        validator=_rest_url,
+        metadata=_help(
+            "The REST URL to ask for the websocket endpoint instead of the exchange's own, for "
+            "exchanges that hand it out per connection (KuCoin's `bullet-public`; a fake exchange "
+            "serves it too). Exchanges that make no REST call before they connect ignore it.",
+            "http://127.0.0.1:9001/api/v1/bullet-public",
+        ),
+    )
+    engine: str | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_engine),
+        metadata=_help("This exchange's websocket engine. Unset: `[feed] engine`.", "trio-websocket"),
+    )
+    enabled: bool = attrs.field(
+        default=True,
+        metadata=_help(
+            "false stops collecting this exchange and keeps its table. Not used when a database is "
+            "configured."
+        ),
+    )
+    symbols_per_connection: int | None = attrs.field(
+        default=None,
+        validator=_symbols_per_connection,
+        metadata=_help(
+            "At most this many symbols on one connection, below the exchange's own limit (the "
+            "README's exchange table): a wide deployment spreads its load over more connections, "
+            "and a dropped connection takes fewer symbols with it. Unset: the exchange's limit. "
+            "Counted as the exchange counts its limit (a Bitfinex perpetual takes two).",
+            20,
+        ),
+    )
 
     def connection_limit(self, adapter: exchanges.Exchange) -> int:
         """Symbols one connection of ``adapter`` may carry under these settings: a configured
@@ -351,8 +530,6 @@ def _exchanges(
                 adapter.check_symbol(symbol)
             except ValueError as exc:
                 problems.append(f"{attribute.name}.{name}.symbols: {exc}")
-        if exchange.rest_url is not None and adapter.rest_url is None:
-            problems.append(f"{attribute.name}.{name}.rest_url: {name} makes no REST call before it connects")
         limit = adapter.max_symbols_per_connection
         if exchange.symbols_per_connection is not None and exchange.symbols_per_connection > limit:
             problems.append(
@@ -365,15 +542,44 @@ def _exchanges(
 
 @attrs.frozen
 class Config:
-    redis: RedisSettings = RedisSettings()
-    log: LogSettings = LogSettings()
-    feed: FeedSettings = FeedSettings()
-    health: HealthSettings = HealthSettings()
-    exchanges: dict[str, ExchangeConfig] = attrs.field(factory=dict, validator=_exchanges)
-    database: DatabaseSettings = DatabaseSettings()
-    fullon: FullonSettings = FullonSettings()
-    #: Seconds the writer may take to flush on shutdown.
-    shutdown_grace: float = attrs.field(default=5.0, validator=_seconds(0.1))
+    redis: RedisSettings = attrs.field(
+        default=RedisSettings(),
+        metadata=_help("Where tickers go: the Redis server, the key prefix and the ticker record."),
+    )
+    log: LogSettings = attrs.field(default=LogSettings(), metadata=_help("What tickerd logs, and how."))
+    feed: FeedSettings = attrs.field(
+        default=FeedSettings(),
+        metadata=_help("Timing and engine of the websocket loop every exchange shares."),
+    )
+    health: HealthSettings = attrs.field(
+        default=HealthSettings(),
+        metadata=_help("Health records in Redis (what `tickerd status` reads) and the staleness rule."),
+    )
+    exchanges: dict[str, ExchangeConfig] = attrs.field(
+        factory=dict,
+        validator=_exchanges,
+        metadata=_help(
+            "One `[exchanges.NAME]` table per exchange to collect; NAME as in the README's exchange "
+            "table. With a database configured, the symbols come from PostgreSQL and these tables "
+            "give only `url`, `engine` and `symbols_per_connection`."
+        ),
+    )
+    database: DatabaseSettings = attrs.field(
+        default=DatabaseSettings(),
+        metadata=_help("PostgreSQL as the source of subscriptions, instead of `[exchanges]`."),
+    )
+    fullon: FullonSettings = attrs.field(
+        default=FullonSettings(),
+        metadata=_help("What tickerd writes for fullon's own readers besides the tickers."),
+    )
+    shutdown_grace: float = attrs.field(
+        default=5.0,
+        validator=_seconds(0.1),
+        metadata=_help(
+            "Seconds the shutdown may take to flush the latest values to Redis, whatever Redis does: "
+            "values still unwritten then are counted in the log and tickerd exits 1."
+        ),
+    )
 
     @property
     def process_records(self) -> str:
@@ -420,6 +626,17 @@ _ENV: dict[str, tuple[tuple[str, ...], type]] = {
     "TICKER_PROCESS_RECORDS": (("fullon", "process_records"), str),
 }
 
+#: The variables that build ``redis.url`` together when ``REDIS_URL`` is not set.
+_REDIS_PARTS = ("REDIS_HOST", "REDIS_PORT", "REDIS_DB")
+
+
+def environment_variables(key: str | None = None) -> tuple[str, ...]:
+    """The environment variables that override ``key`` (``feed.silence_timeout`` →
+    ``TICKER_SILENCE_TIMEOUT``) the way :func:`load` applies them, or every one of them."""
+    named = tuple(name for name, (path, _) in _ENV.items() if key in (None, ".".join(path)))
+    return (*named, *_REDIS_PARTS) if key in (None, "redis.url") else named
+
+
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
@@ -432,7 +649,7 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> tuple[dict[st
     """
     origins: dict[str, str] = {}
     problems: list[str] = []
-    if "REDIS_URL" not in environ and any(k in environ for k in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB")):
+    if "REDIS_URL" not in environ and any(k in environ for k in _REDIS_PARTS):
         host = environ.get("REDIS_HOST", "127.0.0.1")
         port, db = environ.get("REDIS_PORT", "6379"), environ.get("REDIS_DB", "0")
         wrong = [
@@ -441,9 +658,7 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> tuple[dict[st
         problems += [f"{key}: expected a whole number, got {number!r}" for key, number in wrong]
         if not wrong:
             raw.setdefault("redis", {})["url"] = f"redis://{host}:{port}/{db}"
-            origins["redis.url"] = "/".join(
-                k for k in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB") if k in environ
-            )
+            origins["redis.url"] = "/".join(k for k in _REDIS_PARTS if k in environ)
     for key, (path, kind) in _ENV.items():
         if key not in environ:
             continue
@@ -549,19 +764,59 @@ def _name_origin(problem: str, origins: Mapping[str, str]) -> str:
     return f"{origins[where]} ({where}){colon}{text}" if where in origins else problem
 
 
+def _structure_types(raw: dict[str, Any]) -> Config:
+    """``raw`` as a :class:`Config` of the right types, its values' rules not yet checked.
+
+    The switch is process-wide; this is synchronous, so no other task builds attrs values
+    while it is off."""
+    with attrs.validators.disabled():
+        return _converter.structure(raw, Config)
+
+
+def _drop_invalid(raw: dict[str, Any], exc: BaseException, path: tuple[Any, ...] = ()) -> None:
+    """Remove from ``raw`` every value (and unknown key) that the cattrs error ``exc`` names, so
+    that what remains structures: the path of each failure is read from cattrs' notes (the
+    attribute, or the key of a table of tables)."""
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        table = _at(raw, path)
+        for key in exc.extra_fields:
+            table.pop(key, None)
+    elif isinstance(exc, cattrs.BaseValidationError):
+        for inner in exc.exceptions:
+            step = [
+                note.name if isinstance(note, AttributeValidationNote) else note.index
+                for note in getattr(inner, "__notes__", ())
+                if isinstance(note, AttributeValidationNote | IterableValidationNote)
+            ]
+            _drop_invalid(raw, inner, (*path, *step[:1]))
+    elif path:
+        _at(raw, path[:-1]).pop(path[-1], None)
+
+
+def _at(raw: dict[str, Any], path: tuple[Any, ...]) -> dict[str, Any]:
+    for key in path:
+        raw = raw[key]
+    return raw
+
+
 def structure(raw: dict[str, Any], origins: Mapping[str, str] | None = None) -> Config:
     """Raw TOML data (with overrides applied) → :class:`Config`, or one ConfigError listing
     every problem; ``origins`` names the environment variable behind a key."""
+    # Types first, then every field's rules (all of them, not attrs' first failure).  Values
+    # of the wrong kind are reported, then left out, so that the rules are checked on the rest
+    # in the same run: one run lists every problem of the file.
+    problems: list[str] = []
+    raw = copy.deepcopy(raw)
     try:
-        # Types first, every field's rules afterwards (all of them, not attrs' first failure).
-        # The switch is process-wide; this is synchronous, so no other task builds attrs
-        # values while it is off.
-        with attrs.validators.disabled():
-            config = _converter.structure(raw, Config)
+        config = _structure_types(raw)
     except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError) as exc:
         problems = _type_problems(exc)
-    else:
-        problems = _rule_problems(config)
+        _drop_invalid(raw, exc)
+        try:
+            config = _structure_types(raw)
+        except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError):  # nothing left to check
+            raise ConfigError(*(_name_origin(problem, origins or {}) for problem in problems)) from None
+    problems += _rule_problems(config)
     if problems:
         raise ConfigError(*(_name_origin(problem, origins or {}) for problem in problems))
     return config

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "fake": "tickerd.commands.fake",
     "db": "tickerd.commands.db",
     "symbols": "tickerd.commands.db",
+    "config": "tickerd.commands.config",
 }
 #: What ``tickerd`` runs when no command is named.
 DEFAULT_COMMAND = "run"
