@@ -3,11 +3,12 @@
     python examples/run_example_pipeline.py [--config tickerd.toml]
 
 Runs the daemon in this process (``tickerd.serve``), reads every update back from Redis's
-``ticker_updates:*`` channels (as any consumer would), shows the latest ticker of each symbol
-with a freshness mark once a second, and a status report from ``daemon.health()`` once
-connected and every 10 s.  Ctrl+C stops it cleanly: the daemon flushes what it holds and the script
-exits 0.  Without a configuration it follows a few liquid Kraken and Binance symbols; without
-``REDIS_URL`` it uses 127.0.0.1:6379, or starts a private redis-server when nothing runs there.
+``ticker_updates:*`` channels with ``tickerd.client`` (as any consumer would), shows the
+latest ticker of each symbol with a freshness mark once a second, and a status report from
+``daemon.health()`` once connected and every 10 s.  Ctrl+C stops it cleanly: the daemon
+flushes what it holds and the script exits 0.  Without a configuration it follows a few liquid
+Kraken and Binance symbols; without ``REDIS_URL`` it uses 127.0.0.1:6379, or starts a private
+redis-server when nothing runs there.
 """
 
 from __future__ import annotations
@@ -16,47 +17,42 @@ import argparse
 import signal
 import sys
 import time
-from typing import Any
 
-import redis
 import trio
 
 import tickerd
-from tickerd import logs
+from tickerd import Ticker, logs
+from tickerd.client import TickerClient
 from tickerd.embedded import resolved
 
 STATUS_EVERY = 10.0
 
 
-async def follow_updates(config: tickerd.Config, latest: dict[tuple[str, str], dict[str, Any]]) -> None:
-    """Keep ``latest`` up to date from the pub/sub channels (redis-py is blocking: a thread)."""
-    client = redis.Redis.from_url(config.redis.address)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    layout = config.layout
-    pubsub.psubscribe(layout.updates_pattern())
-    try:
+async def follow_updates(config: tickerd.Config, latest: dict[tuple[str, str], Ticker]) -> None:
+    """Keep ``latest`` up to date from the pub/sub channels (redis-py blocks: trio's thread
+    bridge, at most 0.2 s at a time so that the task stays cancellable)."""
+    with (
+        TickerClient.from_url(config.redis.address, prefix=config.redis.prefix) as client,
+        client.updates() as updates,
+    ):
         while True:
-            message = await trio.to_thread.run_sync(pubsub.get_message, True, 0.2)
-            if message and message["type"] == "pmessage":
-                ticker = layout.decode_ticker(message["data"])
-                latest[ticker["exchange"], ticker["symbol"]] = ticker
-    finally:
-        pubsub.close()
-        client.close()
+            ticker = await trio.to_thread.run_sync(updates.get, 0.2)
+            if ticker is not None:
+                latest[ticker.exchange, ticker.symbol] = ticker
 
 
-async def display(latest: dict[tuple[str, str], dict[str, Any]], stale_after: float) -> None:
+async def display(latest: dict[tuple[str, str], Ticker], stale_after: float) -> None:
     """Once a second: each symbol's latest bid/ask/last, its age, and ● fresh or ○ stale."""
     while True:
         await trio.sleep(1)
         now = time.time()
         print(time.strftime("%H:%M:%S"), f"{len(latest)} tickers")
         for (exchange, symbol), ticker in sorted(latest.items()):
-            age = now - ticker.get("received_ts", ticker["time"])  # fullon layout: no received_ts
+            age = now - ticker.received_ts
             mark = "○ stale" if age >= stale_after else "● fresh"
             print(
-                f"  {exchange:<10} {symbol:<14} bid {ticker['bid']!s:>12} ask {ticker['ask']!s:>12} "
-                f"last {ticker['last']!s:>12}  {age:5.1f} s  {mark}"
+                f"  {exchange:<10} {symbol:<14} bid {ticker.bid!s:>12} ask {ticker.ask!s:>12} "
+                f"last {ticker.last!s:>12}  {age:5.1f} s  {mark}"
             )
 
 
@@ -79,7 +75,7 @@ async def report_status(daemon: tickerd.TickerDaemon) -> None:
 
 
 async def main(config: tickerd.Config) -> None:
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    latest: dict[tuple[str, str], Ticker] = {}
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow_updates, config, latest)

@@ -4,9 +4,10 @@
 
 Runs tickerd in this process for one symbol of one exchange (Kraken unless named; every
 exchange here uses public feeds, so no API keys are needed) and waits on the symbol's
-``ticker_updates:{exchange}:{symbol}`` channel for each new ticker instead of re-reading the
-hash: a reader never sees the same value twice, and never misses a newer one by polling too
-slowly.  ``--url`` points the exchange at another websocket (a relay, a fake server).
+``ticker_updates:{exchange}:{symbol}`` channel for each new ticker (``tickerd.client``'s
+``updates``) instead of re-reading the hash: a reader never sees the same value twice, and never
+misses a newer one by polling too slowly.  ``--url`` points the exchange at another websocket
+(a relay, a fake server).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import argparse
 import sys
 
 import attrs
-import redis
 import trio
 
 import tickerd
 from tickerd import exchanges, logs
+from tickerd.client import TickerClient
 from tickerd.config import ExchangeConfig
 from tickerd.embedded import resolved
 
@@ -27,35 +28,25 @@ COUNT = 10
 
 
 async def collect(config: tickerd.Config, exchange: str, symbol: str) -> None:
-    client = redis.Redis.from_url(config.redis.address)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
     # Subscribed before the daemon starts, so the very first ticker is not missed.
-    layout = config.layout
-    pubsub.subscribe(layout.updates(exchange, symbol))
-    try:
+    with (
+        TickerClient.from_url(config.redis.address, prefix=config.redis.prefix) as client,
+        client.updates(exchange, [symbol]) as updates,
+    ):
         async with trio.open_nursery() as nursery:
             await nursery.start(tickerd.serve, config)
             last_seen = 0.0
             count = 0
             while count < COUNT:
-                message = await trio.to_thread.run_sync(pubsub.get_message, True, 1.0)
-                if not message or message["type"] != "message":
-                    continue
-                ticker = layout.decode_ticker(message["data"])
-                # the fullon layout (REDIS_LAYOUT=fullon) stores no received_ts: its time, then
-                seen = ticker.get("received_ts", ticker["time"])
-                if seen <= last_seen:
-                    continue  # not newer than what we have: not a new ticker
-                last_seen = seen
+                # redis-py blocks, so through trio's thread bridge, at most a second at a time
+                ticker = await trio.to_thread.run_sync(updates.get, 1.0)
+                if ticker is None or ticker.received_ts <= last_seen:
+                    continue  # nothing yet, or not newer than what we have: not a new ticker
+                last_seen = ticker.received_ts
                 count += 1
-                print(
-                    f"{count:2}/{COUNT} {exchange} {symbol}: last {ticker['last']} "
-                    f"bid {ticker['bid']} ask {ticker['ask']}"
-                )
+                prices = f"last {ticker.last} bid {ticker.bid} ask {ticker.ask}"
+                print(f"{count:2}/{COUNT} {exchange} {symbol}: {prices}")
             nursery.cancel_scope.cancel()  # stops the daemon (it flushes first)
-    finally:
-        pubsub.close()
-        client.close()
 
 
 if __name__ == "__main__":

@@ -335,6 +335,61 @@ _HDEL_IF_OWNER = (
 )
 
 
+def record_ticker(record: Record) -> Ticker:
+    """A stored or published record as the :class:`Ticker` it was written from, whichever
+    layout wrote it (readers need not know which: the record says it by its fields).
+
+    * extended (it has ``received_ts``): every Ticker field under its own name; a field an
+      older tickerd did not write yet (the derivative fields) is ``None``;
+    * fullon (fullon's ``Tick`` fields alone, also as fullon's own programs write them):
+      ``last`` (``price`` if absent), ``bid``, ``ask``, ``volume`` as ``volume_24h``, ``change``
+      and ``percentage`` as the 24 h change; ``exchange_ts`` is ``None`` and ``received_ts``
+      is the record's ``time`` (it is the exchange's time where the exchange sent one, else
+      the receive time: which one, the record does not say), so ages are reckoned from it.
+      The sizes, 24 h high/low and derivative fields are not stored: ``None``.
+    """
+    get = record.get
+    if "received_ts" in record:
+        return Ticker(
+            record["exchange"],
+            record["symbol"],
+            get("last"),
+            get("bid"),
+            get("ask"),
+            get("bid_size"),
+            get("ask_size"),
+            get("volume_24h"),
+            get("high_24h"),
+            get("low_24h"),
+            get("change_24h"),
+            get("change_pct_24h"),
+            get("exchange_ts"),
+            record["received_ts"],
+            get("mark_price"),
+            get("index_price"),
+            get("funding_rate"),
+            get("next_funding_ts"),
+            get("open_interest"),
+            get("sequence"),
+        )
+    return Ticker(
+        record["exchange"],
+        record["symbol"],
+        get("last", get("price")),
+        get("bid"),
+        get("ask"),
+        None,
+        None,
+        get("volume"),
+        None,
+        None,
+        get("change"),
+        get("percentage"),
+        None,
+        record["time"],
+    )
+
+
 def encode(record: dict[str, Any]) -> bytes:
     """A record as stored (tickers and health records are JSON objects)."""
     return orjson.dumps(record)
