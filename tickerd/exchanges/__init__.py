@@ -20,6 +20,7 @@ _REGISTRY: dict[str, str] = {
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
     "bybit": "tickerd.exchanges.bybit:Bybit",
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
+    "cryptocom": "tickerd.exchanges.cryptocom:Cryptocom",
     "deribit": "tickerd.exchanges.deribit:Deribit",
     "gateio_futures": "tickerd.exchanges.gateio_futures:GateioFutures",
     "htx_swap": "tickerd.exchanges.htx_swap:HtxSwap",
