@@ -28,6 +28,7 @@ _REGISTRY: dict[str, str] = {
     "kraken": "tickerd.exchanges.kraken:Kraken",
     "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
     "okx": "tickerd.exchanges.okx:OKX",
+    "poloniex": "tickerd.exchanges.poloniex:Poloniex",
 }
 
 
