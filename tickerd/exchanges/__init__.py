@@ -16,6 +16,7 @@ _REGISTRY: dict[str, str] = {
     "binance_usdm": "tickerd.exchanges.binance_futures:BinanceUsdm",
     "binanceus": "tickerd.exchanges.binanceus:BinanceUs",
     "bitfinex": "tickerd.exchanges.bitfinex:Bitfinex",
+    "bitflyer": "tickerd.exchanges.bitflyer:Bitflyer",
     "bitget": "tickerd.exchanges.bitget:Bitget",
     "bitmex": "tickerd.exchanges.bitmex:BitMEX",
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
@@ -32,6 +33,7 @@ _REGISTRY: dict[str, str] = {
     "kucoin_futures": "tickerd.exchanges.kucoin_futures:KucoinFutures",
     "okx": "tickerd.exchanges.okx:OKX",
     "poloniex": "tickerd.exchanges.poloniex:Poloniex",
+    "upbit": "tickerd.exchanges.upbit:Upbit",
 }
 
 

@@ -186,4 +186,4 @@ class Cryptocom(Exchange):
         "answers the server's `public/heartbeat` (every 30 s) with `public/respond-heartbeat`; "
         "waits 1 s after connecting before sending"
     )
-    lacks_note = "spot only; `c` is the relative 24 h change (no open price, so no absolute change)"
+    lacks_note = "`c` is the relative 24 h change (no open price, so no absolute change)"

@@ -236,5 +236,4 @@ class Poloniex(Exchange):
     sample_symbols = ("BTC/USDT", "ETH/USDT", "ETH/BTC")
     feeds = "v3 `ticker` + `book` (depth 5, top level read), merged"
     symbol_forms = "`BTC/USDT` ↔ `BTC_USDT`"
-    lacks_note = "spot only"
     sequence_source = "`book` `id`"
