@@ -16,12 +16,14 @@ _REGISTRY: dict[str, str] = {
     "binance_usdm": "tickerd.exchanges.binance_futures:BinanceUsdm",
     "binanceus": "tickerd.exchanges.binanceus:BinanceUs",
     "bitfinex": "tickerd.exchanges.bitfinex:Bitfinex",
+    "bitflyer": "tickerd.exchanges.bitflyer:Bitflyer",
     "bitget": "tickerd.exchanges.bitget:Bitget",
     "bitmex": "tickerd.exchanges.bitmex:BitMEX",
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
     "bitvavo": "tickerd.exchanges.bitvavo:Bitvavo",
     "bybit": "tickerd.exchanges.bybit:Bybit",
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
+    "cryptocom": "tickerd.exchanges.cryptocom:Cryptocom",
     "deribit": "tickerd.exchanges.deribit:Deribit",
     "gateio": "tickerd.exchanges.gateio:Gateio",
     "gateio_futures": "tickerd.exchanges.gateio_futures:GateioFutures",
@@ -32,6 +34,8 @@ _REGISTRY: dict[str, str] = {
     "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
     "kucoin_futures": "tickerd.exchanges.kucoin_futures:KucoinFutures",
     "okx": "tickerd.exchanges.okx:OKX",
+    "poloniex": "tickerd.exchanges.poloniex:Poloniex",
+    "upbit": "tickerd.exchanges.upbit:Upbit",
 }
 
 
