@@ -22,6 +22,7 @@ _REGISTRY: dict[str, str] = {
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
     "deribit": "tickerd.exchanges.deribit:Deribit",
     "gateio_futures": "tickerd.exchanges.gateio_futures:GateioFutures",
+    "gemini": "tickerd.exchanges.gemini:Gemini",
     "htx_swap": "tickerd.exchanges.htx_swap:HtxSwap",
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
     "kraken": "tickerd.exchanges.kraken:Kraken",
