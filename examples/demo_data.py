@@ -33,7 +33,7 @@ from psycopg import sql
 from tickerd import exchanges, logs
 from tickerd.commands import demo, watch
 from tickerd.commands import main as cli
-from tickerd.config import Config, DatabaseSettings, LogSettings
+from tickerd.config import Config, DatabaseSettings, ExchangeConfig, LogSettings
 from tickerd.config import load as load_config
 from tickerd.sources import tables
 from tickerd.testing import FakeExchange
@@ -99,8 +99,20 @@ def run_offline(url: str, duration: float | None) -> None:
     async def body(_: Config, fakes: dict[str, FakeExchange]) -> None:
         urls: dict[str, str | None] = {name: fake.url for name, fake in fakes.items()}
         await trio.to_thread.run_sync(point_at, url, urls)
+        # The database has a column for the url only: what else a fake is reached by (KuCoin's
+        # token endpoint, rest_url) goes in the [exchanges.NAME] settings the rows leave unset.
+        reached = {
+            name: ExchangeConfig(**{key: value for key, value in fake.endpoints().items() if key != "url"})
+            for name, fake in fakes.items()
+        }
         try:
-            main = partial(demo.run_demo, config, fakes, out=out, interactive=out.isatty())
+            main = partial(
+                demo.run_demo,
+                attrs.evolve(config, exchanges=reached),
+                fakes,
+                out=out,
+                interactive=out.isatty(),
+            )
             await watch.until_interrupted(duration, main)
         finally:
             with trio.CancelScope(shield=True):

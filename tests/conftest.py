@@ -78,7 +78,7 @@ def make_config(
     raw: dict[str, Any] = {
         "redis": {"url": REDIS_URL, "prefix": prefix},
         "exchanges": {
-            name: {"url": fake.url, "symbols": list(symbols.get(name, []))} for name, fake in fakes.items()
+            name: fake.endpoints() | {"symbols": list(symbols.get(name, []))} for name, fake in fakes.items()
         },
     }
     for key, value in sections.items():

@@ -134,6 +134,22 @@ def _websocket_url(instance: object, attribute: attrs.Attribute[str | None], val
         ) from None
 
 
+def _rest_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    """An absolute ``http(s)://`` URL with a host, so that a typo fails at start instead of on
+    every reconnect."""
+    if value is None:
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - out of range raises here
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{attribute.name}: expected http://HOST[:PORT]/PATH or https://…, got {redact(value)!r}"
+        )
+
+
 def _one_of(name: str, value: str, options: tuple[str, ...] | list[str]) -> None:
     if value not in options:
         raise ValueError(f"{name}: expected one of {', '.join(options)}, got {value!r}")
@@ -454,6 +470,16 @@ class ExchangeConfig:
         metadata=_help(
             "The websocket URL to use instead of the exchange's own (a relay, a fake exchange).",
             "ws://127.0.0.1:9000/ws",
+        ),
+    )
+    rest_url: str | None = attrs.field(
+        default=None,
+        validator=_rest_url,
+        metadata=_help(
+            "The REST URL to ask for the websocket endpoint instead of the exchange's own, for "
+            "exchanges that hand it out per connection (KuCoin's `bullet-public`; a fake exchange "
+            "serves it too). Exchanges that make no REST call before they connect ignore it.",
+            "http://127.0.0.1:9001/api/v1/bullet-public",
         ),
     )
     engine: str | None = attrs.field(

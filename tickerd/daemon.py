@@ -140,6 +140,7 @@ class _ExchangeRunner:
             health=self.health,
             feed_id=next(self._ids),
             engine=self.settings.engine,
+            rest_url=self.settings.rest_url,
             pacer=self.daemon.pacer,
         )
         self.feeds.append(feed)
@@ -294,10 +295,10 @@ class TickerDaemon:
         New symbols are subscribed and dropped ones unsubscribed on their own connections
         (every change of one call goes out in the same scheduler tick, so exchanges that take
         batched requests get one); an exchange that is no longer desired is stopped; one whose
-        ``url`` or ``engine`` changed is restarted alone.  Nothing else reconnects.  Symbols
+        ``url``, ``rest_url`` or ``engine`` changed is restarted alone.  Nothing else reconnects.  Symbols
         are validated by the caller (the sources skip and report rows they cannot use).
 
-        A ``url`` or ``engine`` left unset keeps the configured one (``[exchanges.NAME]``),
+        A ``url``, ``rest_url`` or ``engine`` left unset keeps the configured one (``[exchanges.NAME]``),
         else the exchange's own: ``apply({"kraken": ExchangeConfig(symbols=…)})`` changes the
         symbols, never where a relay or a fake configured for Kraken points.
         """
@@ -315,7 +316,8 @@ class TickerDaemon:
                 continue
             running, wanted = runner.symbols(), set(settings.symbols)
             self._withdraw(name, running - wanted)
-            if (runner.settings.url, runner.settings.engine) != (settings.url, settings.engine):
+            before, after = runner.settings, settings
+            if (before.url, before.rest_url, before.engine) != (after.url, after.rest_url, after.engine):
                 self._stop_exchange(name)
                 start[name] = "restarted (settings changed)"
             else:
@@ -332,12 +334,14 @@ class TickerDaemon:
             logger.info("subscriptions changed: {changes}", changes="; ".join(changes))
 
     def _with_configured(self, name: str, settings: ExchangeConfig) -> ExchangeConfig:
-        """``settings`` with the configured ``url``, ``engine`` and ``symbols_per_connection``
+        """``settings`` with the configured ``url``, ``rest_url``, ``engine`` and
+        ``symbols_per_connection``
         where it leaves them unset."""
         configured = self.config.exchanges.get(name, ExchangeConfig())
         return attrs.evolve(
             settings,
             url=settings.url or configured.url,
+            rest_url=settings.rest_url or configured.rest_url,
             engine=settings.engine or configured.engine,
             symbols_per_connection=settings.symbols_per_connection or configured.symbols_per_connection,
         )

@@ -18,6 +18,9 @@ Healing, in one place:
   connection delivered tickers for ``healthy_after`` seconds, so a connect-then-drop loop, and
   a connection that is accepted but never delivers (silent after its acks, pings only, every
   symbol refused), stay throttled;
+* an exchange that hands out its endpoint per connection (KuCoin's token call:
+  :meth:`Exchange.resolve <tickerd.exchanges.base.Exchange.resolve>`) is asked before every
+  connect, and its failing is a connection failure like any other (backoff, health, logs);
 * a forced lifetime (Binance's 24 h) or a reconnect request from the exchange is handled
   make-before-break: the replacement is opened and subscribed before the old one is closed.
 """
@@ -35,7 +38,15 @@ import trio
 
 from tickerd import transport
 from tickerd.config import FeedSettings
-from tickerd.exchanges.base import Exchange, ReconnectRequested, Rejected, Reply, Subscribed
+from tickerd.exchanges.base import (
+    Exchange,
+    Keepalive,
+    ReconnectRequested,
+    Rejected,
+    Reply,
+    ResolveError,
+    Subscribed,
+)
 from tickerd.health import CONNECTED, CONNECTING, FAILED, RECONNECTING, ExchangeHealth
 from tickerd.logs import logger
 from tickerd.model import Ticker
@@ -136,7 +147,8 @@ class _Session:
         self._cancel.cancel()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect and subscribe; report started once the subscriptions are confirmed.
+        """Resolve where to connect (:meth:`Exchange.resolve`), connect and subscribe; report
+        started once the subscriptions are confirmed.
 
         "Confirmed" means every symbol was acknowledged or refused (or ``ready_timeout``
         passed): the first ticker is not enough, because a rotation cancels the old
@@ -150,18 +162,23 @@ class _Session:
         started = False
         try:
             with self._cancel:
+                resolved = await feed.adapter.resolve(self.lane.url, self.lane.group, feed.rest_url)
+                limit = min(feed.settings.silence_timeout, resolved.silence_timeout or math.inf)
+                ssl_context = (
+                    self.lane.ssl_context
+                    if resolved.url == self.lane.url
+                    else transport.ssl_context_for(resolved.url, feed.settings.ca_file)
+                )
                 async with (
-                    transport.connect(
-                        self.lane.url, engine=feed.engine, ssl_context=self.lane.ssl_context
-                    ) as conn,
+                    transport.connect(resolved.url, engine=feed.engine, ssl_context=ssl_context) as conn,
                     trio.open_nursery() as nursery,
                 ):
                     self.opened = True
                     nursery.start_soon(self._until_it_fails, self._sender, conn)
                     nursery.start_soon(self._until_it_fails, self._reader, conn)
-                    nursery.start_soon(self._watchdog, conn)
-                    if feed.adapter.keepalive is not None:
-                        nursery.start_soon(self._keepalive)
+                    nursery.start_soon(self._watchdog, conn, limit)
+                    if resolved.keepalive is not None:
+                        nursery.start_soon(self._keepalive, resolved.keepalive)
                     if feed.max_lifetime is not None:
                         nursery.start_soon(self._lifetime, feed.max_lifetime)
                     self._queue(self._decoder.subscribe(sorted(feed.symbols)))
@@ -170,7 +187,7 @@ class _Session:
                         await self._ready.wait()
                     started = True
                     task_status.started()
-        except transport.TransportError as exc:  # connecting or closing failed
+        except (transport.TransportError, ResolveError) as exc:  # resolving, connecting or closing failed
             self._end(str(exc))
         finally:
             feed.live.discard(self)
@@ -276,30 +293,29 @@ class _Session:
         if not self._unresolved:
             self._ready.set()
 
-    async def _watchdog(self, conn: transport.Connection) -> None:
-        """End the session when no frame arrived for ``silence_timeout`` seconds, protocol
-        pings included: a server that pings a quiet subscription is alive (Binance sends
-        nothing else while no price moves), one that stopped answering is not.
+    async def _watchdog(self, conn: transport.Connection, limit: float) -> None:
+        """End the session when no frame arrived for ``limit`` seconds (``silence_timeout``,
+        or the exchange's shorter bound: :attr:`Resolved.silence_timeout
+        <tickerd.exchanges.base.Resolved.silence_timeout>`), protocol pings included: a server
+        that pings a quiet subscription is alive (Binance sends nothing else while no price
+        moves), one that stopped answering is not.
 
         It samples the transport's read counter instead of timing every frame, so the read
         loop pays nothing per frame for it.
         """
-        timeout = self.feed.settings.silence_timeout
         seen = 0
         quiet_since = trio.current_time()
         while True:
-            await trio.sleep(timeout / 4)
+            await trio.sleep(limit / 4)
             if conn.reads != seen:
                 seen = conn.reads
                 quiet_since = trio.current_time()
-            elif trio.current_time() - quiet_since >= timeout:
+            elif trio.current_time() - quiet_since >= limit:
                 self.silent_for = trio.current_time() - quiet_since
-                self._end(f"no frame for {timeout:g} s")
+                self._end(f"no frame for {limit:g} s")
                 return
 
-    async def _keepalive(self) -> None:
-        keepalive = self.feed.adapter.keepalive
-        assert keepalive is not None
+    async def _keepalive(self, keepalive: Keepalive) -> None:
         while True:
             await trio.sleep(keepalive.interval)
             self._queue([keepalive.frame])
@@ -391,6 +407,7 @@ class Feed:
         health: ExchangeHealth,
         feed_id: int,
         engine: str | None = None,
+        rest_url: str | None = None,
         rng: random.Random | None = None,
         pacer: Pacer | None = None,
     ) -> None:
@@ -403,6 +420,8 @@ class Feed:
         self.health = health
         self.feed_id = feed_id
         self.engine = engine or settings.engine
+        #: Where the adapter asks for its endpoint before each connect (:meth:`Exchange.resolve`).
+        self.rest_url = rest_url or adapter.rest_url
         #: The batch window's ticks, shared with the daemon's other feeds (:mod:`tickerd.pacing`).
         self.pacer = pacer or Pacer(settings.batch_window)
         #: Seconds after which a connection is rotated: the configured or the exchange's limit.

@@ -34,11 +34,12 @@ from tickerd.testing.market import lively, sample_symbols
 PREFIX = "tickerd-demo:"
 
 
-def demo_config(urls: dict[str, str], redis_url: str | None, prefix: str) -> Config:
+def demo_config(endpoints: dict[str, dict[str, str]], redis_url: str | None, prefix: str) -> Config:
+    """The demo's config: each exchange at its fake's ``endpoints`` (:meth:`FakeExchange.endpoints`)."""
     return structure(
         {
             "redis": {"prefix": prefix} | ({"url": redis_url} if redis_url else {}),
-            "exchanges": {name: {"url": url, "symbols": sample_symbols(name)} for name, url in urls.items()},
+            "exchanges": {name: at | {"symbols": sample_symbols(name)} for name, at in endpoints.items()},
         }
     )
 
@@ -88,7 +89,7 @@ async def _with_fakes(names: list[str], redis_url: str | None, prefix: str, body
         fakes: dict[str, FakeExchange] = {}
         for name in names:
             fakes[name] = await nursery.start(fake_for(name)().serve)
-        await body(demo_config({n: f.url for n, f in fakes.items()}, redis_url, prefix), fakes)
+        await body(demo_config({n: f.endpoints() for n, f in fakes.items()}, redis_url, prefix), fakes)
         nursery.cancel_scope.cancel()
 
 

@@ -30,9 +30,10 @@ async def serve_fake(name: str, port: int) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
         print(fake.url, flush=True)
+        settings = ", ".join(f'{key} = "{value}"' for key, value in fake.endpoints().items())
         print(
             f"tickerd fake: {name} at {fake.url}, lively prices for {', '.join(symbols)} and any symbol "
-            f'you subscribe; use it with url = "{fake.url}" under [exchanges.{name}]; Ctrl+C stops it',
+            f"you subscribe; use it with {settings} under [exchanges.{name}]; Ctrl+C stops it",
             file=sys.stderr,
             flush=True,
         )

@@ -14,10 +14,12 @@ _REGISTRY: dict[str, str] = {
     "binance": "tickerd.exchanges.binance:Binance",
     "binance_coinm": "tickerd.exchanges.binance_futures:BinanceCoinm",
     "binance_usdm": "tickerd.exchanges.binance_futures:BinanceUsdm",
+    "binanceus": "tickerd.exchanges.binanceus:BinanceUs",
     "bitfinex": "tickerd.exchanges.bitfinex:Bitfinex",
     "bitget": "tickerd.exchanges.bitget:Bitget",
     "bitmex": "tickerd.exchanges.bitmex:BitMEX",
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
+    "bitvavo": "tickerd.exchanges.bitvavo:Bitvavo",
     "bybit": "tickerd.exchanges.bybit:Bybit",
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
     "deribit": "tickerd.exchanges.deribit:Deribit",
@@ -27,6 +29,7 @@ _REGISTRY: dict[str, str] = {
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
     "kraken": "tickerd.exchanges.kraken:Kraken",
     "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
+    "kucoin_futures": "tickerd.exchanges.kucoin_futures:KucoinFutures",
     "okx": "tickerd.exchanges.okx:OKX",
 }
 

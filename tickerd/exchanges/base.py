@@ -133,6 +133,24 @@ class ReconnectRequested:
 Event = Subscribed | Rejected | Reply | ReconnectRequested
 
 
+@attrs.frozen
+class Resolved:
+    """Where one connection goes and how it is kept alive, as :meth:`Exchange.resolve` found
+    out just before it connects."""
+
+    url: str
+    keepalive: Keepalive | None = None
+    #: Seconds without a frame after which the exchange counts the connection dead (KuCoin: no
+    #: pong within ``pingTimeout`` of a ping); the loop's watchdog then uses the shorter of this
+    #: and ``feed.silence_timeout``.  ``None``: the exchange names no such bound.
+    silence_timeout: float | None = None
+
+
+class ResolveError(Exception):
+    """:meth:`Exchange.resolve` could not find out where to connect (the REST call failed or
+    answered nonsense): a connection failure like any other, retried after a backoff."""
+
+
 class Decoder(abc.ABC):
     """Per-connection protocol state.
 
@@ -269,6 +287,10 @@ class Exchange(abc.ABC):
     name: ClassVar[str]
     #: The public websocket URL; config may override it (fake servers in tests).
     url: ClassVar[str]
+    #: The REST URL :meth:`resolve` asks where to connect, for exchanges that hand out their
+    #: websocket endpoint (and a token) per connection (KuCoin's ``bullet-public``); config may
+    #: override it (``rest_url``).  ``None``: the exchange needs no REST call.
+    rest_url: ClassVar[str | None] = None
     #: How many symbols one websocket connection may carry, counted in :meth:`channels` where
     #: the exchange's limit is on channels and a symbol takes several.
     max_symbols_per_connection: ClassVar[int]
@@ -372,6 +394,17 @@ class Exchange(abc.ABC):
         category (spot, linear) or per group of streams override this.
         """
         return url
+
+    async def resolve(self, url: str, group: str, rest_url: str | None) -> Resolved:
+        """Where the next connection of ``group`` goes and how it is kept alive, found out just
+        before every connect: ``url`` is the group's :meth:`endpoint`, ``rest_url`` the
+        configured or the adapter's :attr:`rest_url`.
+
+        Most exchanges have a fixed URL and :attr:`keepalive`; one that hands out its endpoint
+        and ping interval over REST (KuCoin) asks here, so each reconnect gets a fresh answer.
+        Raises :class:`ResolveError` with a reason fit for the health record when it cannot.
+        """
+        return Resolved(url, self.keepalive)
 
     def merged_state(self) -> object:
         """The state the decoders of one set of symbols share across their groups' connections

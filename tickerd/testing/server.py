@@ -137,6 +137,11 @@ class FakeExchange:
         host = "localhost" if self.ssl_context else "127.0.0.1"
         return f"{scheme}://{host}:{self.port}{self.path}"
 
+    def endpoints(self) -> dict[str, str]:
+        """The ``[exchanges.NAME]`` settings that point tickerd at this fake: its ``url``, and
+        whatever else its exchange is reached by (KuCoin's ``rest_url``)."""
+        return {"url": self.url}
+
     # -- waiting ---------------------------------------------------------------------------
 
     def notify(self) -> None:
