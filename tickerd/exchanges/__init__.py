@@ -16,6 +16,7 @@ _REGISTRY: dict[str, str] = {
     "binance_usdm": "tickerd.exchanges.binance_futures:BinanceUsdm",
     "binanceus": "tickerd.exchanges.binanceus:BinanceUs",
     "bitfinex": "tickerd.exchanges.bitfinex:Bitfinex",
+    "bitflyer": "tickerd.exchanges.bitflyer:Bitflyer",
     "bitget": "tickerd.exchanges.bitget:Bitget",
     "bitmex": "tickerd.exchanges.bitmex:BitMEX",
     "bitstamp": "tickerd.exchanges.bitstamp:Bitstamp",
@@ -31,6 +32,7 @@ _REGISTRY: dict[str, str] = {
     "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
     "kucoin_futures": "tickerd.exchanges.kucoin_futures:KucoinFutures",
     "okx": "tickerd.exchanges.okx:OKX",
+    "upbit": "tickerd.exchanges.upbit:Upbit",
 }
 
 
