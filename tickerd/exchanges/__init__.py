@@ -23,6 +23,7 @@ _REGISTRY: dict[str, str] = {
     "bitvavo": "tickerd.exchanges.bitvavo:Bitvavo",
     "bybit": "tickerd.exchanges.bybit:Bybit",
     "coinbase": "tickerd.exchanges.coinbase:Coinbase",
+    "cryptocom": "tickerd.exchanges.cryptocom:Cryptocom",
     "deribit": "tickerd.exchanges.deribit:Deribit",
     "gateio_futures": "tickerd.exchanges.gateio_futures:GateioFutures",
     "gemini": "tickerd.exchanges.gemini:Gemini",
@@ -32,6 +33,7 @@ _REGISTRY: dict[str, str] = {
     "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
     "kucoin_futures": "tickerd.exchanges.kucoin_futures:KucoinFutures",
     "okx": "tickerd.exchanges.okx:OKX",
+    "poloniex": "tickerd.exchanges.poloniex:Poloniex",
     "upbit": "tickerd.exchanges.upbit:Upbit",
 }
 
