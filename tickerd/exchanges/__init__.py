@@ -27,6 +27,7 @@ _REGISTRY: dict[str, str] = {
     "deribit": "tickerd.exchanges.deribit:Deribit",
     "gateio": "tickerd.exchanges.gateio:Gateio",
     "gateio_futures": "tickerd.exchanges.gateio_futures:GateioFutures",
+    "gemini": "tickerd.exchanges.gemini:Gemini",
     "htx": "tickerd.exchanges.htx_spot:HtxSpot",
     "htx_swap": "tickerd.exchanges.htx_swap:HtxSwap",
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
