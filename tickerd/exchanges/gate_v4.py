@@ -24,6 +24,9 @@ is not documented; so every symbol is subscribed by requests of its own, and the
 tells which symbol an error refuses, whatever its message says (two requests a symbol: a Gate
 maintainer wrote "No limit for message sent", gateio/gatews#25).  Both markets name a pair
 ``BASE_QUOTE``.
+
+Both feeds merge the same two channels, ``<prefix>.tickers`` and ``<prefix>.book_ticker``, into
+per-symbol state (:class:`MergingGateDecoder`); the futures' tickers add the derivative fields.
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ import orjson
 
 from tickerd.exchanges.base import Decoder, Rejected, Subscribed, market
 from tickerd.model import Ticker
+
+_F = float | None
+#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order.
+Book = tuple[_F, _F, _F, _F]
+#: 24 h volume, high, low, change (never sent), change percent: in :class:`Ticker`'s order.
+Statistics = tuple[_F, _F, _F, _F, _F]
+#: Mark, index, funding rate, next funding time (never sent), open interest: ``None`` on spot.
+Derivative = tuple[_F, _F, _F, _F, _F]
 
 
 def native(symbol: str) -> str:
@@ -161,3 +172,84 @@ class GateDecoder(Decoder):
         elif channel == self.channels[0]:
             self.events.append(Subscribed(symbol))
         return []
+
+
+class State:
+    """One symbol's latest fields of both channels (``None`` before their first push)."""
+
+    __slots__ = ("book", "derivative", "last", "sequence", "statistics", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.last: float | None = None
+        self.book: Book = (None, None, None, None)
+        self.statistics: Statistics = (None, None, None, None, None)
+        #: Stays all ``None`` on spot, so one ticker shape serves both markets.
+        self.derivative: Derivative = (None, None, None, None, None)
+        self.sequence: int | None = None
+
+
+class MergingGateDecoder(GateDecoder):
+    """``<prefix>.tickers`` merged with ``<prefix>.book_ticker`` into per-symbol :class:`State`.
+
+    The book push is the same on both markets and decoded here; subclasses decode their
+    ``tickers`` push (:meth:`_tickers`), whose fields differ (futures add the derivative ones).
+    """
+
+    merges = True
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        #: Native name → its merged state.
+        self._states: dict[str, State] = {}
+        self._tickers_channel, self._book_channel = self.channels
+        super().__init__(symbols)
+
+    def track(self, symbol: str) -> None:
+        super().track(symbol)
+        self._states.setdefault(native(symbol), State(symbol))
+
+    def untrack(self, symbol: str) -> None:
+        """Forget the merged state too: a symbol added again starts afresh."""
+        super().untrack(symbol)
+        self._states.pop(native(symbol), None)
+
+    def _update(self, channel: str, msg: dict[str, Any]) -> list[Ticker]:
+        if channel == self._book_channel:
+            return self._book(msg["result"])
+        if channel == self._tickers_channel:
+            return self._tickers(msg)
+        return self.junk_frame(f"a push of {channel}, never subscribed")
+
+    @abc.abstractmethod
+    def _tickers(self, msg: dict[str, Any]) -> list[Ticker]:
+        """The tickers of one ``tickers`` push, merged with the latest book."""
+
+    def _book(self, result: dict[str, Any]) -> list[Ticker]:
+        """``s``, ``t``, ``u`` and both sizes are always sent; a price may be empty (spot's
+        pages do not say what an empty side looks like; the futures' say ``""``)."""
+        state = self._states.get(result["s"])
+        if state is None:  # a late push of a symbol just unsubscribed
+            return []
+        bid, ask = result["b"], result["a"]
+        book = (
+            float(bid) if bid else None,
+            float(ask) if ask else None,
+            float(result["B"]),
+            float(result["A"]),
+        )
+        sequence: int = result["u"]
+        ticker = Ticker(
+            self.exchange,
+            state.symbol,
+            state.last,
+            *book,
+            *state.statistics,
+            result["t"] / 1000.0,
+            time.time(),
+            *state.derivative,
+            sequence,
+        )
+        if (reason := self.flaw(ticker)) is not None:
+            return self.junk_frame(reason)
+        state.book, state.sequence = book, sequence
+        return [ticker]

@@ -38,96 +38,22 @@ Delivery (dated) futures live on other URLs (``/v4/ws/delivery/usdt``) and are n
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from tickerd.exchanges.base import Exchange, Keepalive, market
-from tickerd.exchanges.gate_v4 import GateDecoder, native, ping
+from tickerd.exchanges.gate_v4 import MergingGateDecoder, State, ping
 from tickerd.model import Ticker
 
 TICKERS = "futures.tickers"
 BOOK = "futures.book_ticker"
 
-_F = float | None
-#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order.
-_Book = tuple[_F, _F, _F, _F]
-#: 24 h volume, high, low, change (never sent), change percent: in :class:`Ticker`'s order.
-_Statistics = tuple[_F, _F, _F, _F, _F]
-#: Mark, index, funding rate, next funding time (never sent), open interest.
-_Derivative = tuple[_F, _F, _F, _F, _F]
 
-
-class _State:
-    """One contract's latest fields of both channels (``None`` before their first push)."""
-
-    __slots__ = ("book", "derivative", "last", "sequence", "statistics", "symbol")
-
-    def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-        self.last: float | None = None
-        self.book: _Book = (None, None, None, None)
-        self.statistics: _Statistics = (None, None, None, None, None)
-        self.derivative: _Derivative = (None, None, None, None, None)
-        self.sequence: int | None = None
-
-
-class GateioFuturesDecoder(GateDecoder):
+class GateioFuturesDecoder(MergingGateDecoder):
     """Decodes both channels' pushes into per-contract merged state."""
 
     exchange = "gateio_futures"
-    merges = True
     prefix = "futures"
     channels = (TICKERS, BOOK)
-
-    def __init__(self, symbols: Iterable[str]) -> None:
-        #: Contract name → its merged state.
-        self._states: dict[str, _State] = {}
-        super().__init__(symbols)
-
-    def track(self, symbol: str) -> None:
-        super().track(symbol)
-        self._states.setdefault(native(symbol), _State(symbol))
-
-    def untrack(self, symbol: str) -> None:
-        """Forget the merged state too: a contract added again starts afresh."""
-        super().untrack(symbol)
-        self._states.pop(native(symbol), None)
-
-    def _update(self, channel: str, msg: dict[str, Any]) -> list[Ticker]:
-        if channel == BOOK:
-            return self._book(msg["result"])
-        if channel == TICKERS:
-            return self._tickers(msg)
-        return self.junk_frame(f"a push of {channel}, never subscribed")
-
-    def _book(self, result: dict[str, Any]) -> list[Ticker]:
-        """``s``, ``t``, ``u`` and both sizes are always sent; a price may be empty."""
-        state = self._states.get(result["s"])
-        if state is None:  # a late push of a contract just unsubscribed
-            return []
-        bid, ask = result["b"], result["a"]
-        book = (
-            float(bid) if bid else None,
-            float(ask) if ask else None,
-            float(result["B"]),
-            float(result["A"]),
-        )
-        sequence: int = result["u"]
-        ticker = Ticker(
-            "gateio_futures",
-            state.symbol,
-            state.last,
-            *book,
-            *state.statistics,
-            result["t"] / 1000.0,
-            time.time(),
-            *state.derivative,
-            sequence,
-        )
-        if (reason := self.flaw(ticker)) is not None:
-            return self.junk_frame(reason)
-        state.book, state.sequence = book, sequence
-        return [ticker]
 
     def _tickers(self, msg: dict[str, Any]) -> list[Ticker]:
         """Every field read is sent on every push (a missing one makes the frame junk); a value
@@ -137,7 +63,7 @@ class GateioFuturesDecoder(GateDecoder):
         ms = msg.get("time_ms")
         exchange_ts = ms / 1000.0 if ms is not None else float(msg["time"])
         now = time.time()
-        changes: list[tuple[_State, Ticker]] = []
+        changes: list[tuple[State, Ticker]] = []
         for item in msg["result"]:
             state = self._states.get(item["contract"])
             if state is None:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import orjson
 import trio
 
+from tickerd.exchanges.gate_v4 import native
 from tickerd.testing.server import FakeConnection, FakeExchange
 
 
@@ -38,8 +39,10 @@ def envelope(channel: str, event: str, **fields: Any) -> dict[str, Any]:
 
 
 class FakeGateV4(FakeExchange):
-    """Subclasses name their :attr:`prefix`, :attr:`channels` and listing (:meth:`unified`) and
-    format each channel's push (:meth:`frame`).
+    """Subclasses name their :attr:`prefix`, :attr:`channels` (``tickers`` first, then
+    ``book_ticker``) and listing (:meth:`unified`), and format their ``tickers`` push
+    (:meth:`tickers_result`) and book sizes (:meth:`size`); the book push is the same on both
+    markets.
 
     A symbol counts as subscribed (:meth:`FakeConnection.subscribe`) once it holds every channel
     of :attr:`channels`, and as unsubscribed from its first channel's unsubscribe on: a push in
@@ -48,21 +51,47 @@ class FakeGateV4(FakeExchange):
 
     #: ``spot`` or ``futures``.
     prefix: ClassVar[str]
-    #: The public channels this fake serves.
+    #: The public channels this fake serves: ``tickers``, then ``book_ticker``.
     channels: ClassVar[tuple[str, ...]]
+    #: The order book update id a symbol's first book push follows.
+    first_update_id: ClassVar[int]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         #: Per connection: symbol → the channels it is subscribed to there.
         self._channels: dict[FakeConnection, dict[str, set[str]]] = {}
+        #: Each symbol's order book update id, moved on by every book push.
+        self._update_ids: dict[str, int] = {}
 
     def unified(self, name: str) -> str | None:
         """The fake's listing, native name → unified symbol; ``None`` for what it does not list."""
         raise NotImplementedError
 
+    def size(self, value: float) -> Any:
+        """A book size as this market writes it."""
+        raise NotImplementedError
+
+    def tickers_result(self, name: str, state: dict[str, float]) -> Any:
+        """The ``result`` of a ``tickers`` push carrying ``state`` for the symbol ``name``."""
+        raise NotImplementedError
+
     def frame(self, channel: str, symbol: str, state: dict[str, float]) -> str:
         """One push of ``channel`` carrying ``state`` for ``symbol``."""
-        raise NotImplementedError
+        name = native(symbol)
+        if channel == self.channels[1]:
+            update_id = self._update_ids.get(name, self.first_update_id) + 1
+            self._update_ids[name] = update_id
+            result = {
+                "t": int(state.get("ts", time.time()) * 1000),
+                "u": update_id,
+                "s": name,
+                "b": decimal(state["bid"]),
+                "B": self.size(state["bid_size"]),
+                "a": decimal(state["ask"]),
+                "A": self.size(state["ask_size"]),
+            }
+            return dump(envelope(channel, "update", result=result))
+        return dump(envelope(channel, "update", result=self.tickers_result(name, state)))
 
     async def on_connect(self, conn: FakeConnection) -> None:
         """Hold the connection's subscriptions while it lives."""

@@ -9,12 +9,11 @@ with the documented ``unknown currency pair`` error.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tickerd.exchanges.gate_v4 import native
 from tickerd.exchanges.gateio import BOOK, TICKERS
-from tickerd.testing.gate_v4 import FakeGateV4, decimal, dump, envelope
+from tickerd.testing.gate_v4 import FakeGateV4, decimal
 
 
 class FakeGateio(FakeGateV4):
@@ -22,11 +21,7 @@ class FakeGateio(FakeGateV4):
     path = "/ws/v4/"
     prefix = "spot"
     channels = (TICKERS, BOOK)
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        #: Each pair's order book update id, moved on by every book push.
-        self._update_ids: dict[str, int] = {}
+    first_update_id = 48733181
 
     def unified(self, name: str) -> str | None:
         base, _, quote = name.partition("_")
@@ -37,23 +32,12 @@ class FakeGateio(FakeGateV4):
     def default_reject_reason(self, symbol: str) -> str:
         return f"unknown currency pair {native(symbol)}"
 
-    def frame(self, channel: str, symbol: str, state: dict[str, float]) -> str:
-        name = native(symbol)
-        if channel == BOOK:
-            update_id = self._update_ids.get(name, 48733181) + 1
-            self._update_ids[name] = update_id
-            result: Any = {
-                "t": int(state.get("ts", time.time()) * 1000),
-                "u": update_id,
-                "s": name,
-                "b": decimal(state["bid"]),
-                "B": decimal(state["bid_size"]),
-                "a": decimal(state["ask"]),
-                "A": decimal(state["ask_size"]),
-            }
-            return dump(envelope(channel, "update", result=result))
+    def size(self, value: float) -> Any:
+        return decimal(value)
+
+    def tickers_result(self, name: str, state: dict[str, float]) -> Any:
         last, volume = state["last"], state["volume"]
-        result = {
+        return {
             "currency_pair": name,
             "last": decimal(last),
             "lowest_ask": decimal(state["ask"]),
@@ -64,4 +48,3 @@ class FakeGateio(FakeGateV4):
             "high_24h": decimal(state["high"]),
             "low_24h": decimal(state["low"]),
         }
-        return dump(envelope(channel, "update", result=result))

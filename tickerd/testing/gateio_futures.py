@@ -10,12 +10,11 @@ numbers (contracts); ``total_size`` carries the open interest.  Its listing is e
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tickerd.exchanges.gate_v4 import native
 from tickerd.exchanges.gateio_futures import BOOK, TICKERS
-from tickerd.testing.gate_v4 import FakeGateV4, decimal, dump, envelope
+from tickerd.testing.gate_v4 import FakeGateV4, decimal
 
 
 class FakeGateioFutures(FakeGateV4):
@@ -23,11 +22,7 @@ class FakeGateioFutures(FakeGateV4):
     path = "/v4/ws/usdt"
     prefix = "futures"
     channels = (TICKERS, BOOK)
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        #: Each contract's order book update id, moved on by every book push.
-        self._update_ids: dict[str, int] = {}
+    first_update_id = 9793320463
 
     def unified(self, name: str) -> str | None:
         base, _, quote = name.partition("_")
@@ -38,37 +33,27 @@ class FakeGateioFutures(FakeGateV4):
     def default_reject_reason(self, symbol: str) -> str:
         return f"unknown contract {native(symbol)}"
 
-    def frame(self, channel: str, symbol: str, state: dict[str, float]) -> str:
-        name = native(symbol)
-        if channel == BOOK:
-            update_id = self._update_ids.get(name, 9793320463) + 1
-            self._update_ids[name] = update_id
-            result: Any = {
-                "t": int(state.get("ts", time.time()) * 1000),
-                "u": update_id,
-                "s": name,
-                "b": decimal(state["bid"]),
-                "B": state["bid_size"],
-                "a": decimal(state["ask"]),
-                "A": state["ask_size"],
-            }
-            return dump(envelope(channel, "update", result=result))
+    def size(self, value: float) -> Any:
+        return value
+
+    def tickers_result(self, name: str, state: dict[str, float]) -> Any:
         last, volume = state["last"], state["volume"]
-        result = {
-            "contract": name,
-            "last": decimal(last),
-            "change_percentage": decimal(state["change_pct"]),
-            "funding_rate": decimal(state["funding_rate"]),
-            "funding_rate_indicative": decimal(state["funding_rate"]),
-            "mark_price": decimal(state["mark"]),
-            "index_price": decimal(state["index"]),
-            "total_size": decimal(state["open_interest"]),
-            "volume_24h": str(round(volume * 10000)),
-            "volume_24h_base": decimal(volume),
-            "volume_24h_quote": str(round(volume * last)),
-            "volume_24h_settle": str(round(volume * last)),
-            "low_24h": decimal(state["low"]),
-            "high_24h": decimal(state["high"]),
-            "quanto_base_rate": "",
-        }
-        return dump(envelope(channel, "update", result=[result]))
+        return [
+            {
+                "contract": name,
+                "last": decimal(last),
+                "change_percentage": decimal(state["change_pct"]),
+                "funding_rate": decimal(state["funding_rate"]),
+                "funding_rate_indicative": decimal(state["funding_rate"]),
+                "mark_price": decimal(state["mark"]),
+                "index_price": decimal(state["index"]),
+                "total_size": decimal(state["open_interest"]),
+                "volume_24h": str(round(volume * 10000)),
+                "volume_24h_base": decimal(volume),
+                "volume_24h_quote": str(round(volume * last)),
+                "volume_24h_settle": str(round(volume * last)),
+                "low_24h": decimal(state["low"]),
+                "high_24h": decimal(state["high"]),
+                "quanto_base_rate": "",
+            }
+        ]
