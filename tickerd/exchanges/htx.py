@@ -16,7 +16,9 @@ and a topic the server does not know (an unknown contract code) →
 pages show only the successful subscription).  Data frames carry their topic in ``ch``.
 
 :class:`HtxDecoder` holds all of that, so a feed of either market names only its topics and
-decodes its data frames.
+decodes its data frames; :class:`MergingHtxDecoder` adds what both feeds do with them: a book
+topic and a rolling-day statistics topic a symbol (spot ``ticker``, contracts ``detail``, both
+carrying ``open``, ``high``, ``low``, ``amount``: :func:`rolling_day`), merged into one state.
 """
 
 from __future__ import annotations
@@ -25,12 +27,20 @@ import abc
 import itertools
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 
 from tickerd.exchanges.base import Decoder, Rejected, Reply, Subscribed
 from tickerd.model import Ticker
+
+#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order.
+Book = tuple[float | None, float | None, float | None, float | None]
+#: 24 h volume, high, low, change, change percent: in :class:`Ticker`'s field order.
+Statistics = tuple[float | None, float | None, float | None, float | None, float | None]
+
+#: A feed's merged per-symbol state.
+S = TypeVar("S")
 
 #: ``wbits`` for :func:`zlib.decompress` of a gzip stream (header and trailer checked).
 GZIP = 16 + zlib.MAX_WBITS
@@ -109,3 +119,63 @@ class HtxDecoder(Decoder):
 
     def _unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
         return [self._request("unsub", topic)[1] for symbol in symbols for topic in self.topics(symbol)]
+
+
+def rolling_day(last: float, tick: dict[str, Any]) -> Statistics:
+    """The statistics of a tick of HTX's rolling day: ``amount`` (the base asset), ``high``,
+    ``low``, and the change from ``open`` to ``last`` (HTX sends no change); a missing field
+    raises, making the frame junk."""
+    first = float(tick["open"])
+    change = last - first
+    return (
+        float(tick["amount"]),
+        float(tick["high"]),
+        float(tick["low"]),
+        change,
+        change / first * 100.0 if first else None,
+    )
+
+
+class MergingHtxDecoder(HtxDecoder, Generic[S]):
+    """Two topics a symbol, its book first (:meth:`topics`), then its statistics; a frame of
+    either updates the symbol's merged state ``S`` (:meth:`_state`), found with its kind by one
+    lookup of the frame's topic."""
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        #: Topic → the state it updates, one map per topic kind.
+        self._books: dict[str, S] = {}
+        self._statistics: dict[str, S] = {}
+        super().__init__(symbols)
+
+    @abc.abstractmethod
+    def _state(self, symbol: str) -> S:
+        """The merged state ``symbol``'s topics update from now on."""
+
+    @abc.abstractmethod
+    def _book(self, state: S, tick: dict[str, Any]) -> list[Ticker]:
+        """The tickers of a book frame's ``tick``."""
+
+    @abc.abstractmethod
+    def _day(self, state: S, msg: dict[str, Any]) -> list[Ticker]:
+        """The tickers of a statistics frame."""
+
+    def track(self, symbol: str) -> None:
+        super().track(symbol)
+        book, statistics = self.topics(symbol)
+        self._books[book] = self._statistics[statistics] = self._state(symbol)
+
+    def untrack(self, symbol: str) -> None:
+        """Forget the symbol's topics: a late frame of them finds nothing."""
+        super().untrack(symbol)
+        book, statistics = self.topics(symbol)
+        self._books.pop(book, None)
+        self._statistics.pop(statistics, None)
+
+    def _data(self, channel: str, msg: dict[str, Any]) -> list[Ticker]:
+        state = self._books.get(channel)
+        if state is not None:
+            return self._book(state, msg["tick"])
+        state = self._statistics.get(channel)
+        if state is not None:
+            return self._day(state, msg)
+        return []  # a topic unsubscribed a moment ago

@@ -30,18 +30,11 @@ a connection that leaves two pings unanswered.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from tickerd.exchanges.base import Exchange, market
-from tickerd.exchanges.htx import HtxDecoder
+from tickerd.exchanges.htx import Book, MergingHtxDecoder, Statistics, rolling_day
 from tickerd.model import Ticker
-
-_F = float | None
-#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order.
-_Book = tuple[_F, _F, _F, _F]
-#: 24 h volume, high, low, change, change percent: in :class:`Ticker`'s field order.
-_Statistics = tuple[_F, _F, _F, _F, _F]
 
 
 def native(symbol: str) -> str:
@@ -59,49 +52,25 @@ class _State:
         self.symbol = symbol
         self.sequence = -1
         self.last: float | None = None
-        self.book: _Book = (None, None, None, None)
-        self.statistics: _Statistics = (None, None, None, None, None)
+        self.book: Book = (None, None, None, None)
+        self.statistics: Statistics = (None, None, None, None, None)
 
 
-class HtxSpotDecoder(HtxDecoder):
+class HtxSpotDecoder(MergingHtxDecoder[_State]):
     """Decodes ``bbo`` and ``ticker`` frames into per-pair merged state."""
 
     exchange = "htx"
     merges = True
     derivatives = False
 
-    def __init__(self, symbols: Iterable[str]) -> None:
-        #: Topic → the pair state it updates, one map per topic kind: the topic of a data frame
-        #: finds both its pair and its kind in one lookup.
-        self._books: dict[str, _State] = {}
-        self._tickers: dict[str, _State] = {}
-        super().__init__(symbols)
-
     def topics(self, symbol: str) -> list[str]:
         name = native(symbol)
         return [f"market.{name}.bbo", f"market.{name}.ticker"]
 
-    def track(self, symbol: str) -> None:
-        super().track(symbol)
-        book, ticker = self.topics(symbol)
-        if book not in self._books:
-            self._books[book] = self._tickers[ticker] = _State(symbol)
-
-    def untrack(self, symbol: str) -> None:
-        """Forget the pair's merged state too: a pair added again starts afresh."""
-        super().untrack(symbol)
-        book, ticker = self.topics(symbol)
-        self._books.pop(book, None)
-        self._tickers.pop(ticker, None)
-
-    def _data(self, channel: str, msg: dict[str, Any]) -> list[Ticker]:
-        state = self._books.get(channel)
-        if state is not None:
-            return self._book(state, msg["tick"])
-        state = self._tickers.get(channel)
-        if state is not None:
-            return self._ticker(state, msg)
-        return []  # a topic unsubscribed a moment ago
+    def _state(self, symbol: str) -> _State:
+        """A new state, unless the pair is tracked already; :meth:`untrack` forgets it, so a
+        pair added again starts afresh."""
+        return self._books.get(self.topics(symbol)[0]) or _State(symbol)
 
     def _book(self, state: _State, tick: dict[str, Any]) -> list[Ticker]:
         """``seqId`` and ``quoteTime`` are always read; prices and sizes may be missing."""
@@ -136,19 +105,12 @@ class HtxSpotDecoder(HtxDecoder):
         state.book, state.sequence = book, sequence
         return [ticker]
 
-    def _ticker(self, state: _State, msg: dict[str, Any]) -> list[Ticker]:
-        """A ``ticker`` tick always carries ``lastPrice``, ``open``, ``high``, ``low`` and
-        ``amount``; a missing one makes the frame junk."""
+    def _day(self, state: _State, msg: dict[str, Any]) -> list[Ticker]:
+        """A ``ticker`` tick always carries ``lastPrice`` and the rolling day's fields; a
+        missing one makes the frame junk."""
         tick = msg["tick"]
-        last, first = float(tick["lastPrice"]), float(tick["open"])
-        change = last - first
-        statistics = (
-            float(tick["amount"]),
-            float(tick["high"]),
-            float(tick["low"]),
-            change,
-            change / first * 100.0 if first else None,
-        )
+        last = float(tick["lastPrice"])
+        statistics = rolling_day(last, tick)
         ticker = Ticker(
             "htx",
             state.symbol,

@@ -48,7 +48,7 @@ from typing import Any, cast
 import orjson
 
 from tickerd.exchanges.base import Decoder, Exchange, Rejected, Reply, Subscribed, market
-from tickerd.exchanges.htx import HtxDecoder, gunzip
+from tickerd.exchanges.htx import Book, MergingHtxDecoder, Statistics, gunzip, rolling_day
 from tickerd.model import Ticker
 
 
@@ -60,10 +60,6 @@ def native(symbol: str) -> str:
     return code if parts.expiry is None else f"{code}-{parts.expiry}"
 
 
-#: Best bid, best ask, bid size, ask size: in :class:`Ticker`'s field order.
-Book = tuple[float | None, float | None, float | None, float | None]
-#: 24 h volume, high, low, change, change percent: in :class:`Ticker`'s field order.
-Statistics = tuple[float | None, float | None, float | None, float | None, float | None]
 #: Funding rate, next funding time: in :class:`Ticker`'s field order.
 Funding = tuple[float | None, float | None]
 
@@ -121,7 +117,7 @@ def merged_ticker(
     return [ticker]
 
 
-class HtxSwapDecoder(HtxDecoder):
+class HtxSwapDecoder(MergingHtxDecoder[Merged]):
     """Decodes ``bbo`` and ``detail`` frames of USDT-margined contracts into the ``merged`` state
     it shares with the set's funding connection."""
 
@@ -130,37 +126,19 @@ class HtxSwapDecoder(HtxDecoder):
 
     def __init__(self, symbols: Iterable[str], merged: MergedState) -> None:
         self._merged = merged
-        #: Topic → the merged record it updates, one map per topic kind: the topic of a data
-        #: frame finds both its symbol and its kind in one lookup.
-        self._books: dict[str, Merged] = {}
-        self._details: dict[str, Merged] = {}
         super().__init__(symbols)
 
     def topics(self, symbol: str) -> list[str]:
         code = native(symbol)
         return [f"market.{code}.bbo", f"market.{code}.detail"]
 
-    def track(self, symbol: str) -> None:
-        super().track(symbol)
-        book, detail = self.topics(symbol)
-        self._books[book] = self._details[detail] = self._merged.setdefault(native(symbol), Merged(symbol))
+    def _state(self, symbol: str) -> Merged:
+        return self._merged.setdefault(native(symbol), Merged(symbol))
 
     def untrack(self, symbol: str) -> None:
         """Forget ``symbol``'s merged record too: a symbol added again starts afresh."""
         super().untrack(symbol)
-        book, detail = self.topics(symbol)
-        self._books.pop(book, None)
-        self._details.pop(detail, None)
         self._merged.pop(native(symbol), None)
-
-    def _data(self, channel: str, msg: dict[str, Any]) -> list[Ticker]:
-        state = self._books.get(channel)
-        if state is not None:
-            return self._book(state, msg["tick"])
-        state = self._details.get(channel)
-        if state is not None:
-            return self._detail(state, msg)
-        return []  # a topic unsubscribed a moment ago
 
     def _book(self, state: Merged, tick: dict[str, Any]) -> list[Ticker]:
         """A ``bbo`` tick always carries ``version`` and ``ts`` (ms); ``bid`` and ``ask`` are
@@ -179,19 +157,12 @@ class HtxSwapDecoder(HtxDecoder):
             self, state, version, book, state.last, state.statistics, state.funding, tick["ts"] / 1000.0
         )
 
-    def _detail(self, state: Merged, msg: dict[str, Any]) -> list[Ticker]:
-        """A ``detail`` tick always carries ``open``, ``close``, ``high``, ``low``, ``amount``;
-        the frame's ``ts`` (ms) dates it."""
+    def _day(self, state: Merged, msg: dict[str, Any]) -> list[Ticker]:
+        """A ``detail`` tick always carries ``close`` and the rolling day's fields; the frame's
+        ``ts`` (ms) dates it."""
         tick = msg["tick"]
-        last, first = float(tick["close"]), float(tick["open"])
-        change = last - first
-        statistics = (
-            float(tick["amount"]),
-            float(tick["high"]),
-            float(tick["low"]),
-            change,
-            change / first * 100.0 if first else None,
-        )
+        last = float(tick["close"])
+        statistics = rolling_day(last, tick)
         return merged_ticker(
             self, state, state.version, state.book, last, statistics, state.funding, msg["ts"] / 1000.0
         )
