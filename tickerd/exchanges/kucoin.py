@@ -28,6 +28,10 @@ Documentation: KuCoin API docs, WebSocket "Introduction" and "Get Public Token"
   :attr:`KucoinDecoder.single_symbol_topics`); an error then names none of them (the decoder
   asks again one by one to find the refused one).  At most 100 requests may go up in
   10 s (hence :data:`SEND_INTERVAL`).
+
+Both feeds split a ticker over several topics and merge them (:class:`MergingKucoinDecoder`,
+one :class:`Record` a symbol that outlives reconnects); their adapters differ only in the
+topics, the symbol forms and the token host (:class:`KucoinExchange`).
 """
 
 from __future__ import annotations
