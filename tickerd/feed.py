@@ -211,14 +211,14 @@ class _Session:
             self._end(str(exc))
 
     async def _sender(self, conn: transport.Connection) -> None:
-        """Send queued frames in order, no faster than the exchange's inbound limit allows."""
+        """Send queued frames in order, no faster than the exchange's inbound limit allows, and
+        none before the exchange's ``connect_delay`` passed."""
         interval = self.feed.adapter.send_interval
-        next_send = 0.0
+        next_send = trio.current_time() + self.feed.adapter.connect_delay
         async for item in self._outbox:
             for frame in self._change_frames() if item is None else [item]:
-                if interval:
-                    await trio.sleep_until(next_send)
-                    next_send = trio.current_time() + interval
+                await trio.sleep_until(next_send)
+                next_send = trio.current_time() + interval
                 await conn.send(frame)
 
     async def _reader(self, conn: transport.Connection) -> None:

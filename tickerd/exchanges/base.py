@@ -300,6 +300,9 @@ class Exchange(abc.ABC):
     keepalive: ClassVar[Keepalive | None] = None
     #: Minimum seconds between two frames the client sends (inbound rate limits).
     send_interval: ClassVar[float] = 0.0
+    #: Seconds to wait after connecting before the first frame is sent (Crypto.com pro-rates
+    #: its rate limits by the calendar second the connection opened in, and asks for 1 s).
+    connect_delay: ClassVar[float] = 0.0
     #: Ticker fields this exchange's feeds never carry (they stay ``None``).
     lacks: ClassVar[tuple[str, ...]] = ()
     #: The per-connection protocol state class.

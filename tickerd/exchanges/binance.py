@@ -198,7 +198,7 @@ class BinanceDecoder(BinanceStreamsDecoder):
         ~0.2 µs, four times the five ``None``).
         """
         ticker = Ticker(
-            "binance",
+            self.exchange,
             state.symbol,
             last,
             *book,

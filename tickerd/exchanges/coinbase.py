@@ -66,7 +66,7 @@ def usd_twin(product_id: str) -> str | None:
     return None
 
 
-def _rfc3339(value: str) -> float:
+def rfc3339(value: str) -> float:
     """``2023-02-09T20:30:37.167359596Z`` → epoch seconds.
 
     Coinbase sends nanoseconds, which ``datetime`` cannot hold: the whole seconds are parsed
@@ -81,7 +81,7 @@ def _rfc3339(value: str) -> float:
 @functools.lru_cache(maxsize=4)
 def _whole_seconds(head: str) -> float:
     """``2023-02-09T20:30:37`` (UTC) → epoch seconds.  Remembered: every frame of the same
-    second shares it, and the parse is half of :func:`_rfc3339`."""
+    second shares it, and the parse is half of :func:`rfc3339`."""
     return datetime.fromisoformat(head + "+00:00").timestamp()
 
 
@@ -158,7 +158,7 @@ class CoinbaseDecoder(Decoder):
         return self.junk_frame()
 
     def _tickers(self, msg: dict[str, Any]) -> list[Ticker]:
-        exchange_ts = _rfc3339(msg["timestamp"])
+        exchange_ts = rfc3339(msg["timestamp"])
         now = time.time()
         tickers = []
         for event in msg["events"]:

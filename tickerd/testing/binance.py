@@ -18,7 +18,7 @@ import trio
 
 from tickerd.testing.server import FakeConnection, FakeExchange
 
-_QUOTES = ("USDT", "USDC", "FDUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
+_QUOTES = ("USDT", "USDC", "FDUSD", "USD", "BTC", "ETH", "BNB", "EUR", "TRY")
 
 
 def _stream_symbol(symbol: str) -> str:
