@@ -26,6 +26,7 @@ import orjson
 from tickerd.exchanges.base import (
     Decoder,
     Exchange,
+    Keepalive,
     ReconnectRequested,
     Rejected,
     Reply,
@@ -36,6 +37,14 @@ from tickerd.model import Ticker
 
 #: Symbols per SUBSCRIBE request (two streams each); Binance allows 1024 streams a connection.
 _PER_REQUEST = 100
+
+
+#: A keepalive for Binance servers that ping only every 3 minutes (futures, Binance.US): a
+#: documented request with a small answer every 20 s, so a quiet connection keeps proving itself
+#: alive to the silence watchdog.  Id 0 is never a subscription's (those count from 1).
+GET_PROPERTY_KEEPALIVE = Keepalive(
+    interval=20.0, frame='{"method":"GET_PROPERTY","params":["combined"],"id":0}'
+)
 
 
 def native(symbol: str) -> str:

@@ -48,8 +48,8 @@ from typing import Any, ClassVar, cast
 
 import orjson
 
-from tickerd.exchanges.base import Exchange, Keepalive, Market, market, optional_float
-from tickerd.exchanges.binance import BinanceStreamsDecoder, Book, Merged, Statistics
+from tickerd.exchanges.base import Exchange, Market, market, optional_float
+from tickerd.exchanges.binance import GET_PROPERTY_KEEPALIVE, BinanceStreamsDecoder, Book, Merged, Statistics
 from tickerd.model import Ticker
 
 #: The stream kinds of each endpoint group; ``""`` is one connection carrying all of them.
@@ -243,7 +243,7 @@ class BinanceFutures(Exchange):
     #: A documented request with a small answer: it keeps a quiet ``bookTicker`` connection from
     #: looking dead between the server's pings, three minutes apart.  Id 0 is never a
     #: subscription's (:class:`BinanceStreamsDecoder`).
-    keepalive = Keepalive(interval=20.0, frame='{"method":"GET_PROPERTY","params":["combined"],"id":0}')
+    keepalive = GET_PROPERTY_KEEPALIVE
     keepalive_note = "answers server ping frames"
     #: Binance allows 10 incoming messages a second, pongs included: stay well under it.
     send_interval = 0.25

@@ -25,8 +25,7 @@ Where Binance.US differs from Binance, and what it changes here:
 
 from __future__ import annotations
 
-from tickerd.exchanges.base import Keepalive
-from tickerd.exchanges.binance import Binance, BinanceDecoder
+from tickerd.exchanges.binance import GET_PROPERTY_KEEPALIVE, Binance, BinanceDecoder
 
 
 class BinanceUsDecoder(BinanceDecoder):
@@ -45,5 +44,5 @@ class BinanceUs(Binance):
     keepalive_note = "answers server ping frames (every 3 min)"
     url = "wss://stream.binance.us:9443/ws"
     #: Id 0 is never a subscription's (:class:`~tickerd.exchanges.binance.BinanceStreamsDecoder`).
-    keepalive = Keepalive(interval=20.0, frame='{"method":"GET_PROPERTY","params":["combined"],"id":0}')
+    keepalive = GET_PROPERTY_KEEPALIVE
     reconnect_request = False
