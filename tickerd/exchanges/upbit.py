@@ -198,7 +198,8 @@ class Upbit(Exchange):
     url = "wss://api.upbit.com/websocket/v1"
     #: Not documented; every live change resends the whole set, so sets stay moderate.
     max_symbols_per_connection = 100
-    #: Upbit allows 5 websocket requests a second and 100 a minute: stay under both.
+    #: Upbit allows 5 data requests a second and 100 a minute on a connection ("Request Rate
+    #: Limit", https://docs-e.upbit.com/docs/user-request-guide): stay under both.
     send_interval = 0.7
     #: The text ``PING`` keeps the connection inside Upbit's 120 s idle timeout.
     keepalive = Keepalive(interval=20.0, frame="PING")

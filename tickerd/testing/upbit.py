@@ -12,12 +12,15 @@ It keeps Upbit's rules and habits:
 * every request is followed by a snapshot of each known code (``stream_type`` ``SNAPSHOT``),
   updates are ``REALTIME``; data travels in binary frames;
 * an unknown (``reject``-ed) code is ignored silently: never subscribed, never served;
+* more than 5 requests within a second on a connection is a violation (Upbit's data request
+  limit);
 * the text ``PING`` is answered ``{"status":"UP"}``; a connection on which the client sent
   nothing for ``idle_timeout`` seconds (120 s on Upbit) and that got no data is closed.
 """
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any
 
@@ -26,6 +29,9 @@ import trio
 
 from tickerd.exchanges.upbit import native, unified
 from tickerd.testing.server import FakeConnection, FakeExchange
+
+#: Data requests Upbit accepts on a connection within a second.
+REQUESTS_PER_SECOND = 5
 
 
 class FakeUpbit(FakeExchange):
@@ -37,6 +43,8 @@ class FakeUpbit(FakeExchange):
         self.idle_timeout = idle_timeout
         #: Per connection, when (trio clock) something last went either way.
         self._active: dict[FakeConnection, float] = {}
+        #: Per connection, when its latest requests arrived (one more than the limit).
+        self._requests: dict[FakeConnection, collections.deque[float]] = {}
 
     async def on_connect(self, conn: FakeConnection) -> None:
         self._active[conn] = trio.current_time()
@@ -47,6 +55,7 @@ class FakeUpbit(FakeExchange):
                     await conn.close(1000, "idle timeout")
         finally:
             self._active.pop(conn, None)
+            self._requests.pop(conn, None)
 
     async def _error(self, conn: FakeConnection, name: str, message: Any) -> None:
         self.violations.append(f"{name}: {message!r}")
@@ -61,6 +70,10 @@ class FakeUpbit(FakeExchange):
         if not isinstance(message, list) or not all(isinstance(part, dict) for part in message):
             await self._error(conn, "WRONG_FORMAT", message)
             return
+        recent = self._requests.setdefault(conn, collections.deque(maxlen=REQUESTS_PER_SECOND + 1))
+        recent.append(trio.current_time())
+        if len(recent) == recent.maxlen and recent[-1] - recent[0] < 1.0:
+            self.violations.append(f"more than {REQUESTS_PER_SECOND} requests in a second")
         if not any("ticket" in part for part in message):
             await self._error(conn, "NO_TICKET", message)
             return
