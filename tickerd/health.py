@@ -23,6 +23,8 @@ FAILED = "failed"
 #: An exchange's state when none of its connections is open, attempts are failing, and it never
 #: delivered a ticker: nothing is collected, and nothing ever was.
 EXCHANGE_DOWN = "down"
+#: Every state an exchange reports (``ExchangeSnapshot.state``), the healthy ones first.
+EXCHANGE_STATES = (CONNECTED, "idle", CONNECTING, RECONNECTING, "degraded", FAILED, EXCHANGE_DOWN)
 
 
 @attrs.define

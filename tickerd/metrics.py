@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tickerd.daemon import TickerDaemon
-from tickerd.health import HEALTHY, LEVELS, assess_daemon
+from tickerd.health import EXCHANGE_STATES, HEALTHY, LEVELS, assess_daemon
 from tickerd.model import Ticker
 from tickerd.snapshots import ExchangeSnapshot
 from tickerd.writer import Written
@@ -73,6 +73,17 @@ class _DaemonCollector(Collector):
             for exchange, record in sorted(health.exchanges.items()):
                 gauge.add_metric([exchange], value(record))
             yield gauge
+        # One series per (exchange, state), 1 for the state it is in: a state is a label, so
+        # dashboards and alerts select it by name, and each state's series exists from the start.
+        state = GaugeMetricFamily(
+            "tickerd_exchange_state",
+            "1 for the state the exchange is in, 0 for the others",
+            labels=["exchange", "state"],
+        )
+        for exchange, record in sorted(health.exchanges.items()):
+            for name in EXCHANGE_STATES:
+                state.add_metric([exchange, name], int(record.state == name))
+        yield state
         writer = health.writer
         yield CounterMetricFamily("tickerd_tickers_written", "Tickers written to Redis", value=writer.written)
         yield CounterMetricFamily("tickerd_batches", "Pipelines written to Redis", value=writer.batches)
