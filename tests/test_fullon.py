@@ -40,12 +40,12 @@ CREATE TABLE symbols (
 );
 INSERT INTO users (uid, mail) VALUES (1, 'admin@fullon'), (2, 'trader@example.com');
 INSERT INTO cat_exchanges (cat_ex_id, name) VALUES
-    (1, 'kraken'), (2, 'binance'), (3, 'bitmex'), (4, 'kucoin');
+    (1, 'kraken'), (2, 'binance'), (3, 'bitmex'), (4, 'probit');
 INSERT INTO exchanges (uid, cat_ex_id, name, active) VALUES
     (1, 1, 'kraken main', true),
     (1, 1, 'kraken spare', true),      -- two accounts on one exchange: collected once
     (1, 2, 'binance old', false),      -- inactive
-    (1, 4, 'kucoin', true),            -- an exchange tickerd does not support
+    (1, 4, 'probit', true),            -- an exchange tickerd does not support
     (2, 3, 'bitmex', true);            -- another user's
 INSERT INTO symbols (symbol, cat_ex_id, base) VALUES
     ('BTC/USD', 1, 'BTC'), ('ETH/USD', 1, 'ETH'), ('BTC/USDT', 2, 'BTC'),
@@ -81,7 +81,7 @@ async def test_the_admins_active_exchanges_are_collected_and_changes_followed(
     assert daemon.symbols() == {"kraken": ["BTC/USD", "ETH/USD"]}
     source = database_source(daemon.health().source)
     assert (source.kind, source.state) == ("fullon", "up")
-    assert source.problems == (f"unknown exchange 'kucoin' (supported: {', '.join(exchanges.names())})",)
+    assert source.problems == (f"unknown exchange 'probit' (supported: {', '.join(exchanges.names())})",)
     await kraken.wait_until(lambda: kraken.is_subscribed("BTC/USD") and kraken.is_subscribed("ETH/USD"))
 
     await db.execute("UPDATE exchanges SET active = true WHERE name = 'binance old'")

@@ -21,7 +21,8 @@ from tickerd import exchanges
 from tickerd.config import ConfigError, structure
 from tickerd.exchanges import kucoin
 from tickerd.exchanges.base import Keepalive, Rejected, Reply, ResolveError, Subscribed
-from tickerd.exchanges.kucoin_futures import KucoinFuturesDecoder, MergedState, native, unified
+from tickerd.exchanges.kucoin import MergedState
+from tickerd.exchanges.kucoin_futures import KucoinFuturesDecoder, native, unified
 from tickerd.testing.kraken import FakeKraken
 from tickerd.testing.kucoin_futures import FakeKucoinFutures
 

@@ -33,6 +33,7 @@ _REGISTRY: dict[str, str] = {
     "hyperliquid": "tickerd.exchanges.hyperliquid:Hyperliquid",
     "kraken": "tickerd.exchanges.kraken:Kraken",
     "kraken_futures": "tickerd.exchanges.kraken_futures:KrakenFutures",
+    "kucoin": "tickerd.exchanges.kucoin_spot:Kucoin",
     "kucoin_futures": "tickerd.exchanges.kucoin_futures:KucoinFutures",
     "okx": "tickerd.exchanges.okx:OKX",
     "poloniex": "tickerd.exchanges.poloniex:Poloniex",

@@ -23,9 +23,15 @@ Documentation: KuCoin API docs, WebSocket "Introduction" and "Get Public Token"
   <tickerd.exchanges.base.Resolved.silence_timeout>`).
 * ``{"id":…,"type":"subscribe","topic":"/prefix:SYMBOL","privateChannel":false,"response":true}``
   is answered by ``{"id":…,"type":"ack"}`` or ``{"id":…,"type":"error","code":…,"data":"…"}``.
-  A topic may name up to 100 symbols, comma-separated; an error then names none of them (the
-  decoder asks again one by one to find the refused one).  At most 100 requests may go up in
+  A topic may name up to 100 symbols, comma-separated, where its page documents the form
+  (``{symbol},{symbol}``; a topic documented for one symbol gets a request a symbol:
+  :attr:`KucoinDecoder.single_symbol_topics`); an error then names none of them (the decoder
+  asks again one by one to find the refused one).  At most 100 requests may go up in
   10 s (hence :data:`SEND_INTERVAL`).
+
+Both feeds split a ticker over several topics and merge them (:class:`MergingKucoinDecoder`,
+one :class:`Record` a symbol that outlives reconnects); their adapters differ only in the
+topics, the symbol forms and the token host (:class:`KucoinExchange`).
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ from __future__ import annotations
 import abc
 import itertools
 import secrets
+import time
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import urlencode
 
 import httpx
@@ -42,6 +49,7 @@ import orjson
 
 from tickerd.exchanges.base import (
     Decoder,
+    Exchange,
     Keepalive,
     Rejected,
     Reply,
@@ -110,6 +118,9 @@ class KucoinDecoder(Decoder):
     #: Topic prefixes subscribed for every symbol, in this order; the last one's answer accepts
     #: or refuses the symbols it names.
     topics: ClassVar[tuple[str, ...]]
+    #: Topics whose page documents one symbol a topic (spot's ``/market/snapshot:{symbol}``):
+    #: asked for one request a symbol, never the last of :attr:`topics`.
+    single_symbol_topics: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self._welcomed = False
@@ -150,11 +161,13 @@ class KucoinDecoder(Decoder):
         )
 
     def _requests_for(self, kind: str, symbols: Sequence[str]) -> list[str]:
-        frames = [
-            self._request(kind, topic, batch)
-            for batch in chunks(symbols, MAX_TOPIC_SYMBOLS)
-            for topic in self.topics
-        ]
+        frames: list[str] = []
+        for batch in chunks(symbols, MAX_TOPIC_SYMBOLS):
+            for topic in self.topics:
+                if topic in self.single_symbol_topics:
+                    frames += (self._request(kind, topic, [symbol]) for symbol in batch)
+                else:
+                    frames.append(self._request(kind, topic, batch))
         if self._welcomed:
             return frames
         self._held += frames
@@ -201,3 +214,105 @@ class KucoinDecoder(Decoder):
         elif symbols and topic == self.topics[-1]:
             self.events.append(Rejected(symbols[0], f"{symbols[0]}: {reason}"))
         return []
+
+
+#: bid, ask, bid size, ask size.
+Book = tuple[float | None, float | None, float | None, float | None]
+#: volume, high, low, change, change %.
+Statistics = tuple[float | None, float | None, float | None, float | None, float | None]
+#: mark, index, funding rate (``None`` on spot).
+Derivative = tuple[float | None, float | None, float | None]
+#: A spot record's derivative part.
+NO_DERIVATIVE: Derivative = (None, None, None)
+
+
+class Record:
+    """One symbol's latest parts, shared by its decoders across reconnects."""
+
+    __slots__ = ("book", "derivative", "exchange_ts", "last", "sequence", "statistics", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.book: Book = (None, None, None, None)
+        self.last: float | None = None
+        self.statistics: Statistics = (None, None, None, None, None)
+        self.derivative: Derivative = NO_DERIVATIVE
+        self.exchange_ts: float | None = None
+        self.sequence: int | None = None
+
+
+#: Native symbol → its record: what the adapters' ``merged_state`` makes.
+MergedState = dict[str, Record]
+
+
+class MergingKucoinDecoder(KucoinDecoder):
+    """A KuCoin feed whose topics each carry part of a ticker: every frame produces a complete
+    one from the latest of all parts (a :class:`Record` per symbol, in the merged state that
+    outlives reconnects), the sanity rule applied to the merged candidate before it is kept."""
+
+    merges = True
+
+    def __init__(self, symbols: Iterable[str], merged: MergedState) -> None:
+        self._merged = merged
+        super().__init__(symbols)
+
+    def track(self, symbol: str) -> None:
+        super().track(symbol)
+        self._merged.setdefault(self.native(symbol), Record(symbol))
+
+    def untrack(self, symbol: str) -> None:
+        """Forget the record too: a symbol added again must not start from old statistics."""
+        super().untrack(symbol)
+        self._merged.pop(self.native(symbol), None)
+
+    def _ticker(
+        self,
+        state: Record,
+        book: Book,
+        last: float | None,
+        statistics: Statistics,
+        derivative: Derivative,
+        exchange_ts: float,
+        sequence: int | None,
+    ) -> list[Ticker]:
+        """The ticker of the merged parts, kept in ``state`` only if it passes the sanity rule.
+        Built positionally, in :class:`Ticker`'s field order: this runs for every frame."""
+        ticker = Ticker(
+            self.exchange,
+            state.symbol,
+            last,
+            *book,
+            *statistics,
+            exchange_ts,
+            time.time(),
+            *derivative,
+            None,
+            None,
+            sequence,
+        )
+        if (reason := self.flaw(ticker)) is not None:
+            return self.junk_frame(reason)
+        state.book, state.last, state.statistics, state.derivative = book, last, statistics, derivative
+        state.exchange_ts, state.sequence = exchange_ts, sequence
+        return [ticker]
+
+
+class KucoinExchange(Exchange):
+    """A KuCoin feed's adapter: where to connect comes from ``bullet-public`` before every
+    connection, and its decoders share one :data:`MergedState` across reconnects."""
+
+    rest_url: ClassVar[str]
+    decoder_class: ClassVar[type[MergingKucoinDecoder]]
+
+    async def resolve(self, url: str, group: str, rest_url: str | None) -> Resolved:
+        """A fresh token, endpoint and ping interval from ``bullet-public`` (:func:`bullet`) at
+        ``rest_url`` (configured, else the adapter's :attr:`rest_url`).  ``url`` plays no part:
+        KuCoin says where to connect in its answer, and the docs ask clients to follow it."""
+        return await bullet(rest_url or self.rest_url)
+
+    def merged_state(self) -> MergedState:
+        return {}
+
+    def decoder(self, symbols: Iterable[str], group: str = "", merged: object = None) -> MergingKucoinDecoder:
+        shared = self.merged_state() if merged is None else cast(MergedState, merged)
+        return self.decoder_class(symbols, shared)

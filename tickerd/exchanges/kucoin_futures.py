@@ -34,12 +34,10 @@ perpetuals, the quote then ``M``), ``XBTUSDM`` ↔ ``BTC/USD:BTC`` (inverse); Ku
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 from tickerd.exchanges import kucoin
-from tickerd.exchanges.base import Exchange, Resolved, market
+from tickerd.exchanges.base import market
 from tickerd.model import Ticker
 
 #: Unified ↔ native base asset names where KuCoin's contracts differ from the ecosystem's.
@@ -69,51 +67,10 @@ def unified(name: str) -> str:
     return f"{base}/{quote}:{base if quote == 'USD' else quote}"
 
 
-#: bid, ask, bid size, ask size.
-Book = tuple[float | None, float | None, float | None, float | None]
-#: volume, high, low, change, change %.
-Statistics = tuple[float | None, float | None, float | None, float | None, float | None]
-#: mark, index, funding rate.
-Derivative = tuple[float | None, float | None, float | None]
-
-
-class Record:
-    """One symbol's latest parts, shared by its decoders across reconnects."""
-
-    __slots__ = ("book", "derivative", "exchange_ts", "last", "sequence", "statistics", "symbol")
-
-    def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-        self.book: Book = (None, None, None, None)
-        self.last: float | None = None
-        self.statistics: Statistics = (None, None, None, None, None)
-        self.derivative: Derivative = (None, None, None)
-        self.exchange_ts: float | None = None
-        self.sequence: int | None = None
-
-
-#: Native symbol → its record: what :meth:`KucoinFutures.merged_state` makes.
-MergedState = dict[str, Record]
-
-
-class KucoinFuturesDecoder(kucoin.KucoinDecoder):
+class KucoinFuturesDecoder(kucoin.MergingKucoinDecoder):
     exchange = "kucoin_futures"
-    merges = True
     topics = ("/contract/instrument", "/contractMarket/snapshot", "/contractMarket/tickerV2")
     native = staticmethod(native)
-
-    def __init__(self, symbols: Iterable[str], merged: MergedState) -> None:
-        self._merged = merged
-        super().__init__(symbols)
-
-    def track(self, symbol: str) -> None:
-        super().track(symbol)
-        self._merged.setdefault(native(symbol), Record(symbol))
-
-    def untrack(self, symbol: str) -> None:
-        """Forget the record too: a symbol added again must not start from old statistics."""
-        super().untrack(symbol)
-        self._merged.pop(native(symbol), None)
 
     def _message(self, msg: dict[str, Any]) -> list[Ticker]:
         subject = msg["subject"]
@@ -174,39 +131,8 @@ class KucoinFuturesDecoder(kucoin.KucoinDecoder):
             )
         return self.junk_frame(f"unknown subject {subject!r}")
 
-    def _ticker(
-        self,
-        state: Record,
-        book: Book,
-        last: float | None,
-        statistics: Statistics,
-        derivative: Derivative,
-        exchange_ts: float,
-        sequence: int | None,
-    ) -> list[Ticker]:
-        """The ticker of the merged parts, kept in ``state`` only if it passes the sanity rule.
-        Built positionally, in :class:`Ticker`'s field order: this runs for every frame."""
-        ticker = Ticker(
-            self.exchange,
-            state.symbol,
-            last,
-            *book,
-            *statistics,
-            exchange_ts,
-            time.time(),
-            *derivative,
-            None,
-            None,
-            sequence,
-        )
-        if (reason := self.flaw(ticker)) is not None:
-            return self.junk_frame(reason)
-        state.book, state.last, state.statistics, state.derivative = book, last, statistics, derivative
-        state.exchange_ts, state.sequence = exchange_ts, sequence
-        return [ticker]
 
-
-class KucoinFutures(Exchange):
+class KucoinFutures(kucoin.KucoinExchange):
     """KuCoin Futures perpetuals (linear in USDT and USDC, inverse in USD)."""
 
     name = "kucoin_futures"
@@ -249,16 +175,3 @@ class KucoinFutures(Exchange):
                 f"{symbol!r}: {self.name} serves perpetuals only "
                 "(BASE/USDT:USDT, BASE/USDC:USDC or BASE/USD:BASE)"
             )
-
-    async def resolve(self, url: str, group: str, rest_url: str | None) -> Resolved:
-        """A fresh token, endpoint and ping interval from ``bullet-public`` (:func:`kucoin.bullet`)
-        at ``rest_url`` (configured, else :data:`REST_URL`).  ``url`` plays no part: KuCoin
-        says where to connect in its answer, and the docs ask clients to follow it."""
-        return await kucoin.bullet(rest_url or REST_URL)
-
-    def merged_state(self) -> MergedState:
-        return {}
-
-    def decoder(self, symbols: Iterable[str], group: str = "", merged: object = None) -> KucoinFuturesDecoder:
-        shared = self.merged_state() if merged is None else cast(MergedState, merged)
-        return KucoinFuturesDecoder(symbols, shared)

@@ -10,7 +10,8 @@ websocket client must bring a token the endpoint handed out (else it gets KuCoin
 and is closed, and the fake records a violation), and must wait for the ``welcome`` before it
 subscribes.  A request naming several symbols (comma-separated) of which one is unknown or
 :meth:`~FakeExchange.reject`-ed fails as a whole with one ``error``, as nothing in KuCoin's docs
-promises more.  Subclasses name the topics (:attr:`FakeKucoin.topics`, the last one accepting or
+promises more; a topic whose page documents one symbol (:attr:`FakeKucoin.single_symbol_topics`)
+refuses a list.  Subclasses name the topics (:attr:`FakeKucoin.topics`, the last one accepting or
 refusing a symbol), map symbols and build the data frames.
 """
 
@@ -36,6 +37,8 @@ class FakeKucoin(FakeExchange):
     #: Topic prefixes the fake serves; subscribing the last one subscribes the symbol (tickerd
     #: asks for it last).
     topics: ClassVar[tuple[str, ...]]
+    #: Topics documented for one symbol a topic: a comma-separated list is a bad request.
+    single_symbol_topics: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -155,7 +158,11 @@ class FakeKucoin(FakeExchange):
             self.violations.append(f"sent {message!r} before the welcome")
             return
         prefix, _, names = str(message.get("topic", "")).partition(":")
-        if kind not in ("subscribe", "unsubscribe") or prefix not in self.topics:
+        if (
+            kind not in ("subscribe", "unsubscribe")
+            or prefix not in self.topics
+            or (prefix in self.single_symbol_topics and "," in names)
+        ):
             await self._send(
                 conn, {"id": request, "type": "error", "code": 400, "data": f"bad request {message!r}"}
             )
