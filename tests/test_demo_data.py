@@ -75,7 +75,9 @@ def test_creates_an_isolated_database_with_every_exchange_then_drops_it(made: li
 
 
 def test_offline_it_runs_tickerd_on_the_database_against_fake_exchanges(made: list[str], prefix: str) -> None:
-    result = demo_data("--offline", "--duration", "3", prefix=prefix)
+    # 6 s: the demo first waits (up to 5 s) for every fake exchange to connect, 27 of them on a
+    # busy machine, and the last table must hold every symbol.
+    result = demo_data("--offline", "--duration", "6", prefix=prefix)
     assert result.returncode == 0, result.stderr
     name = created(result, made)
     last_table = result.stdout.strip().split("\n\n")[-1].splitlines()
