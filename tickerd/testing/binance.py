@@ -49,16 +49,7 @@ class FakeBinanceStreams(FakeExchange):
     async def on_connect(self, conn: FakeConnection) -> None:
         self._recent[conn] = collections.deque(maxlen=self.max_messages_per_second + 1)
         try:
-            while True:
-                await trio.sleep(self.ping_interval)
-                if self.silent or conn.closed:
-                    continue
-                try:
-                    await conn.ws.ping()  # returns once the client's pong arrived
-                except Exception:  # noqa: BLE001 - a vanished client simply stops being pinged
-                    return
-                self.keepalives += 1
-                self.notify()
+            await self.ping_forever(conn, self.ping_interval)
         finally:
             del self._recent[conn]
 

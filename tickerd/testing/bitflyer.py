@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import trio
 
 from tickerd.exchanges.bitflyer import CHANNEL, native, unified
 from tickerd.testing.server import FakeConnection, FakeExchange
@@ -42,16 +41,7 @@ class FakeBitflyer(FakeExchange):
         self._tick_ids: dict[str, int] = {}
 
     async def on_connect(self, conn: FakeConnection) -> None:
-        while True:
-            await trio.sleep(self.ping_interval)
-            if self.silent or conn.closed:
-                continue
-            try:
-                await conn.ws.ping()  # returns once the client's pong arrived
-            except Exception:  # noqa: BLE001 - a vanished client simply stops being pinged
-                return
-            self.keepalives += 1
-            self.notify()
+        await self.ping_forever(conn, self.ping_interval)
 
     def _invalid(self, request: Any, code: int, message: str) -> dict[str, Any]:
         self.violations.append(f"{message}: {request!r}")

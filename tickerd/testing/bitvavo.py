@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 import orjson
-import trio
 
 from tickerd.exchanges.bitvavo import native
 from tickerd.testing.server import FakeConnection, FakeExchange
@@ -44,14 +43,7 @@ class FakeBitvavo(FakeExchange):
     async def on_connect(self, conn: FakeConnection) -> None:
         self._subscriptions[conn] = {}
         try:
-            while True:
-                await trio.sleep(self.ping_interval)
-                if self.silent or conn.closed:
-                    continue
-                try:
-                    await conn.ws.ping()
-                except Exception:  # noqa: BLE001 - a vanished client simply stops being pinged
-                    return
+            await self.ping_forever(conn, self.ping_interval)
         finally:
             del self._subscriptions[conn]
 

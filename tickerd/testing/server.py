@@ -251,6 +251,21 @@ class FakeExchange:
             state.update(mark=round(last * 1.00002, 4), index=round(last * 0.99998, 4))
         return state
 
+    async def ping_forever(self, conn: FakeConnection, interval: float) -> None:
+        """Send ``conn`` a websocket ping every ``interval`` seconds, as exchanges whose
+        keepalive is the server's protocol ping do (Binance, bitFlyer); each answered ping is a
+        keepalive performed.  Returns when the client is gone."""
+        while True:
+            await trio.sleep(interval)
+            if self.silent or conn.closed:
+                continue
+            try:
+                await conn.ws.ping()  # returns once the client's pong arrived
+            except Exception:  # noqa: BLE001 - a vanished client simply stops being pinged
+                return
+            self.keepalives += 1
+            self.notify()
+
     # -- protocol hooks --------------------------------------------------------------------
 
     async def on_connect(self, conn: FakeConnection) -> None:
