@@ -49,8 +49,8 @@ def created(result: subprocess.CompletedProcess[str], made: list[str]) -> str:
 def test_creates_an_isolated_database_with_every_exchange_then_drops_it(made: list[str]) -> None:
     first = demo_data("--no-run")
     second = demo_data("--no-run")
+    name, other = created(first, made), created(second, made)  # recorded first: dropped whatever fails
     assert first.returncode == second.returncode == 0
-    name, other = created(first, made), created(second, made)
     assert name != other  # a random name each time: two demos never share a database
     assert f"DATABASE_URL={PG_SERVER}/{name}" in first.stdout
 
@@ -78,8 +78,8 @@ def test_offline_it_runs_tickerd_on_the_database_against_fake_exchanges(made: li
     # 6 s: the demo first waits (up to 5 s) for every fake exchange to connect, 27 of them on a
     # busy machine, and the last table must hold every symbol.
     result = demo_data("--offline", "--duration", "6", prefix=prefix)
+    name = created(result, made)  # recorded first: dropped whatever fails
     assert result.returncode == 0, result.stderr
-    name = created(result, made)
     last_table = result.stdout.strip().split("\n\n")[-1].splitlines()
     rows = sorted(tuple(line.split()[:2]) for line in last_table[2:-1])
     assert rows == sorted((e, s) for e in exchanges.names() for s in demo_symbols(name, e))
