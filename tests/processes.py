@@ -19,6 +19,7 @@ from pathlib import Path
 
 import redis
 import trio
+import trustme
 
 from tickerd.broadcast import Broadcast
 
@@ -29,6 +30,17 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def tls_files(directory: Path) -> Path:
+    """A CA and a certificate for 127.0.0.1 and localhost, as ``ca.pem``, ``cert.pem`` and
+    ``key.pem`` in ``directory``: what ``RedisServer(tls=directory)`` serves and clients trust."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.cert_chain_pems[0].write_to_path(directory / "cert.pem")
+    cert.private_key_pem.write_to_path(directory / "key.pem")
+    ca.cert_pem.write_to_path(directory / "ca.pem")
+    return directory
 
 
 class RedisServer:

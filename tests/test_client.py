@@ -18,10 +18,9 @@ import pytest
 import redis
 import redis.asyncio
 import trio
-import trustme
 
 from tests.conftest import REDIS_URL, make_config, start_daemon, start_fake
-from tests.processes import RedisServer
+from tests.processes import RedisServer, tls_files
 from tickerd.client import AsyncTickerClient, StaleTicker, TickerClient
 from tickerd.layout import RedisLayout
 from tickerd.model import Removal, Ticker
@@ -212,12 +211,7 @@ async def test_a_client_closes_what_it_opened_and_leaves_a_given_client_open(
 
 
 async def test_tls_and_unix_socket_urls(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
-    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
-    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
-    server = RedisServer(tls=tmp_path, unix_socket=tmp_path / "redis.sock")
+    server = RedisServer(tls=tls_files(tmp_path), unix_socket=tmp_path / "redis.sock")
     server.start()
     try:
         unix = f"unix://{tmp_path / 'redis.sock'}?db=0"

@@ -12,10 +12,9 @@ import pytest
 import redis
 import trio
 import trio.testing
-import trustme
 
 from tests.conftest import REDIS_URL
-from tests.processes import RedisServer
+from tests.processes import RedisServer, tls_files
 from tickerd.redis_errors import refusal
 from tickerd.writer.connection import RedisConnection
 
@@ -110,12 +109,7 @@ async def test_a_virtual_clock_jumping_ahead_times_nothing_out(
 
 
 async def test_tls_and_unix_socket_urls(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
-    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
-    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
-    server = RedisServer(tls=tmp_path, unix_socket=tmp_path / "redis.sock")
+    server = RedisServer(tls=tls_files(tmp_path), unix_socket=tmp_path / "redis.sock")
     server.start()
     try:
         tls = RedisConnection(f"{server.url}?ssl_ca_certs={tmp_path / 'ca.pem'}")
