@@ -100,6 +100,8 @@ async def test_a_busy_writer_sends_batches_half_a_window_apart(
     window = 0.02
     writer = RedisWriter(REDIS_URL, RedisLayout(prefix), window=window)
     send, receive = trio.open_memory_channel[Sequence[Ticker]](100)
+    batches: list[set[str]] = []
+    writer.batch_written.connect(lambda written: batches.append({symbol for _, symbol in written[0]}))
 
     def last(symbol: str) -> object:
         return (stored(redis_client, prefix, "kraken", symbol) or {}).get("last")
@@ -107,13 +109,16 @@ async def test_a_busy_writer_sends_batches_half_a_window_apart(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run, receive)
         send.send_nowait([Ticker("kraken", "A/USD", last=1.0)])
-        await writer.flushed()  # sent at once (its replies read 5 ms later: CONFIRM_AFTER)
-        assert last("A/USD") == 1.0 and writer.batches == 1 and trio.current_time() < window / 2
+        await trio.testing.wait_all_tasks_blocked()  # A went at once: nothing was sent before it
         send.send_nowait([Ticker("kraken", "B/USD", last=2.0)])
+        await writer.flushed()  # A's replies, read as B came
+        assert trio.current_time() < window / 2
         await trio.testing.wait_all_tasks_blocked()
         assert last("B/USD") is None  # within half a window of A: it waits
         send.send_nowait([Ticker("kraken", "C/USD", last=3.0)])
-        await writer.flushed()
-        assert (last("B/USD"), last("C/USD"), writer.batches) == (2.0, 3.0, 2)  # one write for both
+        while writer.batches < 2:
+            await writer.flushed()
+        assert (last("A/USD"), last("B/USD"), last("C/USD")) == (1.0, 2.0, 3.0)
+        assert batches == [{"A/USD"}, {"B/USD", "C/USD"}]  # one write for both
         assert trio.current_time() >= window / 2
         nursery.cancel_scope.cancel()

@@ -52,7 +52,9 @@ RecordKey = str | tuple[str, str]
 #: there is one writer per daemon, nothing to spread out.
 RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
 #: Seconds after which the replies of the batch in flight are read if no newer batch came to
-#: go out first (a steady feed has them read as the next batch goes out, at no cost).
+#: go out first (a steady feed has them read as the next batch goes out, at no cost).  With a
+#: batch window, two windows: paced batches come a window apart, and a timer that expired
+#: between every two of them would cost a wake-up of its own per batch.
 CONFIRM_AFTER = 0.005
 
 
@@ -65,6 +67,7 @@ class RedisWriter:
         self._grace = grace
         #: ``feed.batch_window``: batches go out at least half of it apart (:meth:`_flush_forever`).
         self._window = window
+        self._confirm_after = max(CONFIRM_AFTER, 2 * window)
         self._last_send = -math.inf
         self._pending: dict[Key, Item] = {}
         #: Taken for Redis and not written yet: a batch that failed stays here (newer values
@@ -240,7 +243,7 @@ class RedisWriter:
                 if not self._batch:  # else a failed batch waits for its retry (it backed off)
                     await self._wakeup.wait()
             else:
-                with trio.move_on_after(CONFIRM_AFTER):
+                with trio.move_on_after(self._confirm_after):
                     await self._wakeup.wait()
                 if not await self._confirm():
                     continue  # failed: what it held is sent again (after the backoff)
