@@ -1,18 +1,17 @@
 """The coalescing loop: the one task that decides what reaches Redis, and when.
 
-Feeds put tickers into a memory channel; the writer drains it continuously into a dict keyed
-by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by the number of
-symbols, not by the burst), and whenever Redis is free it writes the whole dict in one round
-trip over its own connection (:mod:`tickerd.writer.connection`), as the commands the layout
-(:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes back under any newer
-values and is retried with backoff: nothing latest is lost.  A failed attempt leaves nothing
-behind (its encoded commands go with it), so an outage costs memory for one latest value per
-symbol, however long it lasts.
+Feeds hand the tickers of each socket read to :meth:`RedisWriter.put`, which files them at once
+in a dict keyed by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by
+the number of symbols, not by the burst), and whenever Redis is free the writer's task writes
+the whole dict in one round trip over its own connection (:mod:`tickerd.writer.connection`),
+as the commands the layout (:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes
+back under any newer values and is retried with backoff: nothing latest is lost.  A failed
+attempt leaves nothing behind (its encoded commands go with it), so an outage costs memory for
+one latest value per symbol, however long it lasts.
 
-A symbol that leaves the desired set travels the same way: the daemon sends its
-:class:`~tickerd.model.Removal` through the channel, behind any of its tickers still queued,
-and it replaces the symbol's pending value like a newer ticker would, so the value is never
-written after its field was deleted (``HDEL``).
+A symbol that leaves the desired set travels the same way: the daemon puts its
+:class:`~tickerd.model.Removal`, and it replaces the symbol's pending value like a newer ticker
+would, so the value is never written after its field was deleted (``HDEL``).
 
 Health records (:mod:`tickerd.monitor`) travel through the same task, so Redis has one writer;
 they are rare (a few a minute) and go out with the next batch, after its tickers.
@@ -117,21 +116,18 @@ class RedisWriter:
         self._closing: list[Callable[[], None]] = []
         self._final_records: list[Callable[[], None]] = []
 
-    async def run(self, receive: trio.MemoryReceiveChannel[Sequence[Item]]) -> None:
+    async def run(self) -> None:
         """Write until cancelled, then flush what is held within the grace period.
 
         The grace period is a hard bound whatever Redis does: a write still hanging at its
         end is abandoned (the connection dropped), and :attr:`unwritten` counts what it held.
         """
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._drain, receive)
-                await self._flush_forever()
+            await self._flush_forever()
         finally:
             for callback in self._closing:
                 callback()
             with trio.move_on_after(self._grace, shield=True):
-                self._drain_nowait(receive)
                 await self._flush_until_done()
                 for callback in self._final_records:
                     callback()
@@ -145,30 +141,20 @@ class RedisWriter:
                     s=self._grace,
                 )
 
-    def _put(self, items: Sequence[Item]) -> None:
+    def put(self, items: Sequence[Item]) -> None:
+        """Take tickers (the newest per symbol wins) and removals for the next batch.
+
+        Called by the feeds with the tickers of each socket read, in their own task: filing
+        them here costs a dict store each, where a channel to a task of the writer's own cost
+        that task a step, and the loop an iteration, per read.  The pending values are one per
+        symbol, so memory stays bounded without the feeds ever waiting.
+        """
         pending = self._pending
         known = len(pending)
         for item in items:
             pending[item.exchange, item.symbol] = item
         self.coalesced += len(items) - (len(pending) - known)
-
-    def _drain_nowait(self, receive: trio.MemoryReceiveChannel[Sequence[Item]]) -> None:
-        while True:
-            try:
-                self._put(receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
-
-    async def _drain(self, receive: trio.MemoryReceiveChannel[Sequence[Item]]) -> None:
-        """Move tickers from the channel into the pending dict as fast as they come."""
-        while True:
-            try:
-                items = await receive.receive()
-            except trio.EndOfChannel:
-                return
-            self._put(items)
-            self._drain_nowait(receive)
-            self._wakeup.set()
+        self._wakeup.set()
 
     def _take(self) -> None:
         """Move the pending values into the batch that goes out next.
