@@ -125,7 +125,7 @@ class RedisLayout:
     #: Writes that never go back in time (fleet mode, several writers per key): each
     #: exchange's tickers of a batch are written by one compare-and-set script call
     #: (:mod:`tickerd.monotonic`) instead of ``HSET`` and ``PUBLISH``.
-    monotonic: bool = False
+    monotonic: bool = attrs.field(default=False, kw_only=True)
     #: The JSON stored in the hash and published on the channel (one call per written ticker).
     encode_ticker: Callable[[Ticker], bytes] = attrs.field(init=False, repr=False, eq=False)
 

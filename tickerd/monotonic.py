@@ -28,8 +28,11 @@ The ordering key (:func:`newer` is the same rule in Python, for readers and test
 Times compare as the doubles both sides parse from the shortest round-tripping text (orjson's
 and Python's ``repr``), so equal times compare equal.  Sequences compare as decimal text
 (longer is larger, then character by character): exact beyond 2**53, where Lua's numbers are
-not.  The stored JSON is not decoded in Lua: two ``string.match`` calls find its ``sequence``
-and ``time`` (orjson writes them compactly; the patterns allow the spaces of other writers).
+not.  The stored JSON is not decoded in Lua: a plain ``string.find`` of ``"time"`` and of
+``"sequence"`` (a key; inside a JSON string a quote is escaped, so no value matches) and an
+anchored match of the number after each read the two fields, spaces of other writers allowed.
+That costs ~1.4 µs per ticker of Redis's time where unanchored patterns cost ~4 µs (scanning the
+~500-byte record from every position; 200 tickers per call, this machine).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Script:
 #: array reply a batch of tickerd's holds (:func:`rejected` counts them by that).
 TICKERS = Script(
     """
+local find, match = string.find, string.match
 local key, channel, reset = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local rejected = 0
 for i = 3, #ARGV, 4 do
@@ -68,9 +72,11 @@ for i = 3, #ARGV, 4 do
   local newer = true
   local current = redis.call('HGET', key, symbol)
   if current then
-    local old_time = tonumber(string.match(current, '"time"%s*:%s*([-+.%deE]+)'))
+    local _, at = find(current, '"time"', 1, true)
+    local old_time = at and tonumber(match(current, '^%s*:%s*([-+.%deE]+)', at + 1))
     if old_time then
-      local old_seq = string.match(current, '"sequence"%s*:%s*(%d+)')
+      local _, at = find(current, '"sequence"', 1, true)
+      local old_seq = at and match(current, '^%s*:%s*(%d+)', at + 1)
       if seq == '' or not old_seq or seq == old_seq or math.abs(time - old_time) > reset then
         newer = time > old_time
       elseif #seq ~= #old_seq then
