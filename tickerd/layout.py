@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import orjson
 
-from tickerd import monotonic, snapshots
+from tickerd import snapshots
 from tickerd.model import Removal, Ticker
-from tickerd.monotonic import SEQUENCE_RESET, TICKER_TIME, TICKERS, Script
+from tickerd.monotonic import SCRIPTS, SEQUENCE_RESET, TICKER_TIME, TICKERS, Script
 from tickerd.snapshots import ExchangeRecord, Heartbeat
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class RedisLayout:
     @property
     def scripts(self) -> tuple[Script, ...]:
         """The scripts :meth:`ticker_commands` calls by SHA: a connection loads them first."""
-        return monotonic.SCRIPTS if self.monotonic else ()
+        return SCRIPTS if self.monotonic else ()
 
     @property
     def strict(self) -> bool:

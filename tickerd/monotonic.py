@@ -42,7 +42,7 @@ from typing import Any
 
 import attrs
 
-#: Seconds by which a value's time must be newer to win against a higher sequence (see above).
+#: Seconds apart beyond which two values are ordered by time alone, whatever their sequences.
 SEQUENCE_RESET = 60.0
 
 
