@@ -150,6 +150,10 @@ async def test_members_share_the_symbols_and_keep_their_own_records(
         return {m.instance: set(m.exchanges["kraken"].delivered) for m in records if "kraken" in m.exchanges}
 
     await until(kraken, lambda: delivered() == {m.instance: m.symbols() for m in members})
+    records = read_members(redis_client, layout, "f")
+    assert {m.instance: set(m.exchanges["kraken"].assigned) for m in records} == {
+        m.instance: m.symbols() for m in members
+    }
 
     # Heartbeat and health records per instance: none overwrites another's.
     for member in members:

@@ -25,6 +25,9 @@ class MemberExchange:
     #: The subscribed symbols it has written to Redis since it subscribed them (sorted): a member
     #: that handed a symbol over waits for the new owner to list it here.
     delivered: tuple[str, ...] = ()
+    #: Its share by the rendezvous over the members it sees (sorted): the subscribed symbols less
+    #: those it keeps for a handover.  Over the live members, these make up the desired set.
+    assigned: tuple[str, ...] = ()
 
 
 @attrs.frozen

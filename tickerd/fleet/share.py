@@ -23,6 +23,7 @@ from typing import Protocol
 
 import attrs
 import trio
+from loguru import logger
 
 from tickerd.broadcast import Broadcast
 from tickerd.config import ExchangeConfig, FleetSettings
@@ -199,23 +200,43 @@ class FleetSubscriptions:
         deliver every symbol this member collects."""
         self._roster.leave()
         self._wakeup.set()
+        logger.info(
+            "fleet {name}: leaving; {n} symbols to hand over within {s:.1f} s",
+            name=self._roster.name,
+            n=len(self._since),
+            s=max(0.0, deadline - trio.current_time()),
+        )
         with trio.move_on_at(deadline):
             while self._since:
                 await self.applied.wait()
+        if self._since:
+            logger.warning(
+                "fleet {name}: {n} symbols not delivered by another member yet; stopping all the same",
+                name=self._roster.name,
+                n=len(self._since),
+            )
 
     # -- what the member record and health say ---------------------------------------------------
 
     def collected(self) -> dict[str, MemberExchange]:
-        """Per exchange, the symbols subscribed here and those delivered since they were."""
+        """Per exchange, the symbols subscribed here, those delivered since they were, and this
+        member's share."""
         subscribed: dict[str, list[str]] = {}
         delivered: dict[str, list[str]] = {}
+        assigned: dict[str, list[str]] = {}
         for (exchange, symbol), since in self._since.items():
             subscribed.setdefault(exchange, []).append(symbol)
             if self._last_seen.of(exchange).get(symbol, -math.inf) >= since:
                 delivered.setdefault(exchange, []).append(symbol)
+        for exchange, symbol in self._owned:
+            assigned.setdefault(exchange, []).append(symbol)
         return {
-            name: MemberExchange(tuple(sorted(symbols)), tuple(sorted(delivered.get(name, ()))))
-            for name, symbols in subscribed.items()
+            name: MemberExchange(
+                tuple(sorted(subscribed.get(name, ()))),
+                tuple(sorted(delivered.get(name, ()))),
+                tuple(sorted(assigned.get(name, ()))),
+            )
+            for name in subscribed.keys() | assigned.keys()
         }
 
     def snapshot(self) -> FleetSnapshot:
