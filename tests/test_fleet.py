@@ -169,6 +169,24 @@ async def test_members_share_the_symbols_and_keep_their_own_records(
     assert f'tickerd_fleet_owned_symbols{{exchange="kraken"}} {len(members[0].symbols())}.0' in metrics
 
 
+async def test_replicas_2_collects_each_symbol_on_two_members(nursery: trio.Nursery, prefix: str) -> None:
+    kraken = await start_fake(nursery, WatchedKraken())
+    members = [
+        await start(nursery, fleet_config(prefix, kraken, name, replicas=2)) for name in ("a", "b", "c")
+    ]
+
+    def twice() -> bool:
+        held = [member.symbols() for member in members]
+        return all(sum(s in symbols for symbols in held) == 2 for s in SYMBOLS) and all(
+            count == 2 for count in kraken.subscriber_counts().values()
+        )
+
+    await until(kraken, twice)
+    for member in members:
+        mine = {s for s in SYMBOLS if member.instance in owners(["a", "b", "c"], "kraken", s, 2)}
+        assert member.symbols() == mine
+
+
 async def test_a_joining_member_takes_its_share_make_before_break(
     nursery: trio.Nursery,
     redis_client: redis.Redis,
