@@ -11,7 +11,7 @@ import pytest
 import redis
 import trio
 
-from tests.conftest import REDIS_URL, stored
+from tests.conftest import REDIS_URL, make_config, stored
 from tests.processes import RedisServer
 from tickerd import monotonic
 from tickerd.layout import RedisLayout
@@ -71,6 +71,11 @@ async def write(
 
 def one(ticker: Ticker) -> dict[tuple[str, str], Ticker | Removal]:
     return {(ticker.exchange, ticker.symbol): ticker}
+
+
+def test_a_fleet_writes_monotonically_and_a_single_daemon_plainly() -> None:
+    assert make_config("p:", {}, {}, fleet={"name": "prod"}).layout.monotonic is True
+    assert make_config("p:", {}, {}).layout.monotonic is False
 
 
 def test_the_plain_layout_calls_no_script_and_the_monotonic_one_one_per_exchange() -> None:
