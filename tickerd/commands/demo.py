@@ -62,19 +62,20 @@ def demo_config(endpoints: dict[str, dict[str, str]], redis_url: str | None, pre
 async def run_demo(
     config: Config,
     fakes: dict[str, FakeExchange],
-    sockets: list[socket.socket],
     *,
     out: TextIO,
     interactive: bool,
+    page: list[socket.socket] | None = None,
 ) -> None:
-    """The fakes' markets, the daemon, the status page on ``sockets`` and the view, until
-    cancelled."""
+    """The fakes' markets, the daemon, the view and, on the ``page`` sockets (:func:`web.bind`),
+    the status page, until cancelled."""
     rng = random.Random()
     async with trio.open_nursery() as nursery:
         for name, fake in fakes.items():
             nursery.start_soon(lively, fake, sample_symbols(name), rng)
         daemon = await nursery.start(serve, config)
-        await nursery.start(web.serve, web.Site(daemon, TITLE), sockets)
+        if page is not None:
+            await nursery.start(web.serve, web.Site(daemon, TITLE), page)
         with trio.move_on_after(5):  # so that the first status line shows them connected, fresh
             while any(h.state != "connected" or h.waiting for h in daemon.health().exchanges.values()):
                 await daemon.health_changed()
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"tickerd demo: --http-port {args.http_port}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    page = f"http://{HOST}:{sockets[0].getsockname()[1]}/"
+    url = f"http://{HOST}:{sockets[0].getsockname()[1]}/"
     out = sys.stdout
     interactive = out.isatty()
     log_file = embedded.state_dir() / "demo.log"
@@ -160,10 +161,10 @@ def run(args: argparse.Namespace) -> int:
             async def body(demo: Config, fakes: dict[str, FakeExchange]) -> None:
                 for name, fake in fakes.items():  # before the view, so they stay on the terminal
                     print(f"tickerd demo: fake {name} at {fake.url}", file=sys.stderr)
-                print(f"tickerd demo: status page at {page}", file=sys.stderr)
+                print(f"tickerd demo: status page at {url}", file=sys.stderr)
                 if args.open if args.open is not None else interactive and _desktop():
-                    webbrowser.open(page)
-                main = partial(run_demo, demo, fakes, sockets, out=out, interactive=interactive)
+                    webbrowser.open(url)
+                main = partial(run_demo, demo, fakes, out=out, interactive=interactive, page=sockets)
                 with watch.screen(out, interactive):
                     await watch.until_interrupted(args.duration, main)
 
