@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from tickerd.daemon import TickerDaemon
 from tickerd.health import EXCHANGE_STATES, HEALTHY, LEVELS, assess_daemon
 from tickerd.model import Ticker
-from tickerd.snapshots import ExchangeSnapshot
+from tickerd.snapshots import ExchangeSnapshot, FleetSnapshot
 from tickerd.writer import Written
 
 #: Latency buckets in seconds: sub-millisecond pipelines up to multi-second Redis stalls.
@@ -90,6 +90,32 @@ class _DaemonCollector(Collector):
         yield GaugeMetricFamily(
             "tickerd_redis_up", "1 while Redis accepts writes", value=int(writer.redis_up)
         )
+        if health.fleet is not None:
+            yield from _fleet_metrics(health.fleet)
+
+
+def _fleet_metrics(fleet: FleetSnapshot) -> Iterator[Metric]:
+    """A fleet member's view: how many members own symbols, what it owns and hands over."""
+    yield GaugeMetricFamily(
+        "tickerd_fleet_members",
+        "Members of the fleet that own symbols, as this one sees it",
+        value=len(fleet.members),
+    )
+    yield GaugeMetricFamily(
+        "tickerd_fleet_store_up", "1 while Redis answers the fleet membership", value=int(fleet.store_up)
+    )
+    for name, help_text, counts in (
+        ("owned_symbols", "Symbols this member owns by the rendezvous", fleet.owned),
+        (
+            "handover_symbols",
+            "Symbols this member lost and keeps until their new owners deliver them",
+            fleet.handover,
+        ),
+    ):
+        gauge = GaugeMetricFamily(f"tickerd_fleet_{name}", help_text, labels=["exchange"])
+        for exchange, count in sorted(counts.items()):
+            gauge.add_metric([exchange], count)
+        yield gauge
 
 
 class Metrics:

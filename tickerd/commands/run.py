@@ -50,7 +50,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 async def run_until_signalled(config: Config, metrics_port: int | None = None) -> int:
-    """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
+    """Serve until SIGINT/SIGTERM; the first cancels and flushes (a fleet member departs
+    first: :meth:`TickerDaemon.depart`), a second exits at once.
 
     Returns the exit status: 0, :data:`EXIT_UNWRITTEN` when the writer stopped with latest values
     it could not write, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
@@ -67,6 +68,7 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
             logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
             return EXIT_CONFIG
     status = EXIT_OK
+    daemon: TickerDaemon | None = None
     with (
         Notifier.from_environment() as notifier,
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
@@ -76,8 +78,7 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
             serve_scope = trio.CancelScope()
 
             async def _serve() -> None:
-                nonlocal status
-                daemon: TickerDaemon | None = None
+                nonlocal status, daemon
                 with serve_scope:
                     async with trio.open_nursery() as nursery:
                         daemon = await nursery.start(serve, config)
@@ -88,14 +89,22 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
                     status = EXIT_UNWRITTEN  # the writer logged how many
                 outer.cancel_scope.cancel()
 
+            async def _stop() -> None:
+                # A fleet member first hands its symbols over, within the shutdown grace.
+                if daemon is not None:
+                    await daemon.depart(trio.current_time() + config.shutdown_grace)
+                serve_scope.cancel()
+
             outer.start_soon(_serve)
+            stopping = False
             async for signum in signals:
                 name = signal.Signals(signum).name
-                if serve_scope.cancel_called:
+                if stopping:
                     logger.warning("{signal} again: exiting now", signal=name)
                     os._exit(EXIT_INTERRUPTED)
+                stopping = True
                 logger.info("{signal}: shutting down (flushing Redis writes)", signal=name)
-                serve_scope.cancel()
+                outer.start_soon(_stop)
                 await notifier.stopping()
     return status
 
