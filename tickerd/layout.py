@@ -7,9 +7,15 @@ a fleet or Redis Cluster variant has this one place to change):
 * ``{prefix}tickers:{exchange}``: hash, symbol → latest ticker JSON (fullon_cache layout);
 * ``{prefix}ticker_updates:{exchange}:{symbol}``: pub/sub channel, the same JSON on each update;
 * ``{prefix}ticker_time:{exchange}:{symbol}``: the ticker's ``time`` as text (fullon layout only);
-* ``{prefix}tickerd:heartbeat``: the daemon's own record (expires);
-* ``{prefix}tickerd:health:{exchange}``: one exchange's health record (expires);
-* ``{prefix}tickerd:lease``: which daemon owns the prefix (expires; :mod:`tickerd.lease`);
+* ``{prefix}tickerd:heartbeat``: the daemon's own record (expires); in a fleet, one per member:
+  ``{prefix}tickerd:heartbeat:{instance}``;
+* ``{prefix}tickerd:health:{exchange}``: one exchange's health record (expires); in a fleet
+  ``{prefix}tickerd:health:{exchange}:{instance}``;
+* ``{prefix}tickerd:lease``: which daemon (or fleet) owns the prefix (expires; :mod:`tickerd.lease`);
+* ``{prefix}tickerd:fleet:{NAME}:member:{instance}``, ``…:{NAME}:members`` and the channel
+  ``…:{NAME}:announce``: a fleet's member records, their index and its announcements
+  (:mod:`tickerd.fleet`); the fleet name in literal braces is a Redis Cluster hash tag, so one
+  fleet's keys share a slot and one script may write several of them;
 * ``{prefix}process:data:{process_id}``, ``{prefix}process:active:tick``,
   ``{prefix}process:components``: fullon process records (fullon_cache's ``ProcessCache``
   layout; :mod:`tickerd.fullon`), in keys other fullon programs share.
@@ -121,6 +127,9 @@ class RedisLayout:
     prefix: str = ""
     #: One of :data:`LAYOUTS`.
     kind: str = attrs.field(default="extended", validator=attrs.validators.in_(LAYOUTS))
+    #: The fleet member whose heartbeat and health records these are (``None``: the one daemon
+    #: of the prefix).  Members of a fleet each keep their own records, so none overwrites another's.
+    instance: str | None = attrs.field(default=None, kw_only=True)
     #: The JSON stored in the hash and published on the channel (one call per written ticker).
     encode_ticker: Callable[[Ticker], bytes] = attrs.field(init=False, repr=False, eq=False)
 
@@ -261,16 +270,36 @@ class RedisLayout:
     # -- health ----------------------------------------------------------------------------
 
     def heartbeat(self) -> str:
-        """The daemon's own record."""
-        return f"{self.prefix}tickerd:heartbeat"
+        """The daemon's own record (:attr:`instance`'s in a fleet)."""
+        key = f"{self.prefix}tickerd:heartbeat"
+        return key if self.instance is None else f"{key}:{self.instance}"
 
     def health(self, exchange: str) -> str:
-        """One exchange's health record."""
-        return f"{self.prefix}tickerd:health:{exchange}"
+        """One exchange's health record (as :attr:`instance` collects it, in a fleet)."""
+        key = f"{self.prefix}tickerd:health:{exchange}"
+        return key if self.instance is None else f"{key}:{self.instance}"
 
     def lease(self) -> str:
-        """The lease naming the daemon that owns this prefix (:mod:`tickerd.lease`)."""
+        """The lease naming the daemon (or fleet) that owns this prefix (:mod:`tickerd.lease`)."""
         return f"{self.prefix}tickerd:lease"
+
+    # -- fleet (tickerd.fleet) -----------------------------------------------------------------
+
+    def _fleet(self, name: str) -> str:
+        """The start of fleet ``name``'s keys; ``{name}`` is a Redis Cluster hash tag."""
+        return f"{self.prefix}tickerd:fleet:{{{name}}}:"
+
+    def fleet_member(self, name: str, instance: str) -> str:
+        """One member's record: JSON, expiring with its lease."""
+        return f"{self._fleet(name)}member:{instance}"
+
+    def fleet_members(self, name: str) -> str:
+        """The set of member ids whose records may be live (the records say which are)."""
+        return f"{self._fleet(name)}members"
+
+    def fleet_channel(self, name: str) -> str:
+        """The channel on which members announce joins, leaves and changes of their records."""
+        return f"{self._fleet(name)}announce"
 
     def read_health(self, client: Client) -> tuple[Heartbeat | None, dict[str, ExchangeRecord]]:
         """The heartbeat (``None`` when absent: never started, or expired) and the record of

@@ -63,6 +63,9 @@ class RedisWriter:
         self._redis = RedisConnection(url)
         self.layout = layout
         self._grace = grace
+        #: Trio time by which the final flush ends even within its grace: a fleet member's
+        #: departure spends part of the shutdown grace before the writer stops.
+        self.finish_by = math.inf
         #: ``feed.batch_window``: batches go out at least half of it apart (:meth:`_flush_forever`).
         self._window = window
         self._last_send = -math.inf
@@ -127,7 +130,7 @@ class RedisWriter:
         finally:
             for callback in self._closing:
                 callback()
-            with trio.move_on_after(self._grace, shield=True):
+            with trio.move_on_at(min(trio.current_time() + self._grace, self.finish_by), shield=True):
                 self._drain_nowait(receive)
                 await self._flush_until_done()
                 for callback in self._final_records:
