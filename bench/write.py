@@ -1,7 +1,7 @@
 """The writer's cost per batch, without the pipeline around it: build the commands, one round trip.
 
     .venv/bin/python bench/write.py [--sizes 1,10,200,1000] [--layout extended --layout fullon]
-        [--write plain --write monotonic --write rejected] [--seconds 1.0]
+        [--write plain --write monotonic --write rejected] [--seconds 1.0] [--url URL]
 
 For each ticker layout, write and batch size, a batch of that many distinct symbols (full tickers,
 every field set, a sequence number) is timed in the two steps the writer runs per batch
@@ -11,7 +11,9 @@ every field set, a sequence number) is timed in the two steps the writer runs pe
 * **round trip**: those commands through the writer's own connection
   (:class:`~tickerd.writer.connection.RedisConnection`: packed, sent once, one reply read
   each) against the local Redis, back to back in a trio loop, under a key prefix of its own
-  that is deleted afterwards.
+  that is deleted afterwards.  ``--url redis+cluster://…`` measures the cluster's connection
+  instead (:class:`~tickerd.writer.cluster.ClusterConnection`: redis-py's cluster pipeline in
+  a worker thread).
 
 The writes, so that one run compares the fleet's compare-and-set with the plain write:
 
@@ -38,13 +40,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import redis
 import trio
 
+from tickerd import topology
 from tickerd.layout import LAYOUTS, Command, RedisLayout
 from tickerd.model import Ticker
 from tickerd.monotonic import TICKER_TIME, TICKERS
-from tickerd.writer.connection import RedisConnection
+from tickerd.writer.connection import Connection
+from tickerd.writer.loop import connection
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 EXCHANGE = "binance"
@@ -103,12 +106,16 @@ async def mean_seconds_async(step: Callable[[], Awaitable[object]], budget: floa
     return (now - started) / calls
 
 
-async def round_trips(connection: RedisConnection, commands: list[Command], budget: float) -> float:
+async def round_trips(writer: Connection, commands: list[Command], budget: float) -> float:
+    async def execute() -> None:
+        await writer.send(commands)
+        await writer.replies()
+
     try:
-        await connection.execute(commands)  # the scripts loaded, the values stored
-        return await mean_seconds_async(lambda: connection.execute(commands), budget)
+        await execute()  # the scripts loaded, the values stored
+        return await mean_seconds_async(execute, budget)
     finally:
-        connection.close()  # in the event loop that owns its socket
+        writer.close()  # in the event loop that owns its socket
 
 
 def always_newer(commands: list[Command]) -> list[Command]:
@@ -128,14 +135,13 @@ def always_newer(commands: list[Command]) -> list[Command]:
     return later
 
 
-def bench(layout: RedisLayout, write: str, size: int, budget: float) -> dict[str, float]:
+def bench(url: str, layout: RedisLayout, write: str, size: int, budget: float) -> dict[str, float]:
     batch = batch_of(size)
     commands = layout.ticker_commands(batch)
     if write == "monotonic":
         commands = always_newer(commands)
     build = mean_seconds(lambda: layout.ticker_commands(batch), budget)
-    connection = RedisConnection(REDIS_URL, scripts=layout.scripts)
-    round_trip = trio.run(round_trips, connection, commands, budget)
+    round_trip = trio.run(round_trips, connection(url, layout), commands, budget)
     return {"build": build * 1e6, "round_trip": round_trip * 1e6, "commands": len(commands)}
 
 
@@ -145,9 +151,10 @@ def main() -> None:
     parser.add_argument("--layout", action="append", choices=LAYOUTS, help="default: both")
     parser.add_argument("--write", action="append", choices=WRITES, help="default: all three")
     parser.add_argument("--seconds", type=float, default=1.0, help="time budget of each measurement")
+    parser.add_argument("--url", default=REDIS_URL, help=f"the Redis (default {REDIS_URL}; any redis.url)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    client = redis.Redis.from_url(REDIS_URL)
+    client = topology.client(args.url)
     client.ping()
     prefix = f"bench-write-{uuid.uuid4().hex[:8]}:"
     print(
@@ -161,7 +168,7 @@ def main() -> None:
                 # Each write under a prefix of its own: none finds what another stored.
                 layout = RedisLayout(f"{prefix}{write}:", kind, monotonic=write != "plain")
                 for size in sizes:
-                    r = bench(layout, write, size, args.seconds)
+                    r = bench(args.url, layout, write, size, args.seconds)
                     total = r["build"] + r["round_trip"]
                     if write == "plain":
                         plain[size] = total / size
