@@ -3,6 +3,10 @@
 It reads what the daemon wrote (:mod:`tickerd.monitor`), so it works from any machine that
 reaches the Redis, and a daemon that died shows as down once its heartbeat is old or gone.
 Exit status: 0 healthy, 1 degraded, 2 down or not running (and 2 for a bad configuration).
+
+In fleet mode (``[fleet] name``) it shows the fleet (:class:`FleetReport`): every live member
+with the age of its lease and what it collects, each judged by its own records as a single
+daemon is, and the subscriptions owned by nobody (degraded) or by more than ``replicas``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Container
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +24,10 @@ import redis
 
 from tickerd import embedded
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
-from tickerd.health import DEGRADED, DOWN, LEVELS, assess
+from tickerd.config import Config
+from tickerd.fleet import Member, read_members
+from tickerd.fleet.view import FleetView, survey
+from tickerd.health import DEGRADED, DOWN, HEALTHY, LEVELS, assess
 from tickerd.layout import RedisLayout
 from tickerd.redact import redact
 from tickerd.redis_errors import refusal
@@ -65,8 +73,9 @@ class Report:
         }
 
 
-def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
-    """Read the records and judge them (blocking: redis-py); ``url`` is shown redacted."""
+def read_report(client: redis.Redis, url: str, prefix: str, *, instance: str | None = None) -> Report:
+    """Read the records and judge them (blocking: redis-py); ``url`` is shown redacted.
+    ``instance``: the records of that fleet member."""
     now = time.time()
     url = redact(url)
 
@@ -79,12 +88,9 @@ def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
         return Report(level, reasons, url, prefix, heartbeat, exchanges or {}, now)
 
     try:
-        heartbeat, exchanges = RedisLayout(prefix).read_health(client)
+        heartbeat, exchanges = RedisLayout(prefix, instance=instance).read_health(client)
     except (redis.RedisError, OSError) as exc:
-        reason = refusal(exc, url)
-        if reason is not None:  # there, but refuses: the daemon cannot write either
-            return report(DOWN, [f"Redis at {url} refuses tickerd: {redact(reason)}"])
-        return report(DOWN, [f"Redis at {url} is not reachable: {exc}"])
+        return report(DOWN, [_unreachable(exc, url)])
     except UnreadableRecord as exc:
         return report(DOWN, [f"cannot read tickerd's records (another version, or not tickerd's): {exc}"])
     if heartbeat is None:
@@ -102,6 +108,15 @@ def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
         reasons += [f"{name}: no health record" for name in missing]
         level = max(level, DEGRADED)
     return report(level, reasons, heartbeat, exchanges)
+
+
+def _unreachable(exc: Exception, url: str) -> str:
+    """Why Redis gave no records: it refuses tickerd (then the daemon cannot write either), or
+    it cannot be reached."""
+    reason = refusal(exc, url)
+    if reason is not None:
+        return f"Redis at {url} refuses tickerd: {redact(reason)}"
+    return f"Redis at {url} is not reachable: {exc}"
 
 
 def _age(seconds: float) -> str:
@@ -185,14 +200,7 @@ def render(report: Report) -> str:
                     f"{_clock(when)} {error}" if error and when else "-",
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-        lines.append("")
-        for row in rows:
-            cells = [
-                cell.ljust(w) if i < 2 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(row[:-1], widths, strict=True))
-            ]
-            lines.append("  ".join([*cells, row[-1]]))
+        lines += ["", *_table(rows, right=range(2, len(rows[0])))]
         details = []
         for name, record in sorted(report.exchanges.items()):
             for symbol in record.stale:
@@ -210,6 +218,199 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
+@attrs.frozen
+class MemberReport:
+    """One fleet member: its record, and its own records judged as a single daemon's are."""
+
+    member: Member
+    report: Report
+
+    @property
+    def lease_age(self) -> float:
+        return max(0.0, self.report.checked - self.member.time)
+
+    @property
+    def state(self) -> str:
+        return "leaving" if self.member.leaving else LEVELS[self.report.level]
+
+    def to_json(self) -> dict[str, Any]:
+        member = self.member
+        return {
+            "instance": member.instance,
+            "host": member.host,
+            "pid": member.pid,
+            "version": member.version,
+            "started": member.started,
+            "lease_age": self.lease_age,
+            "leaving": member.leaving,
+            "level": LEVELS[self.report.level],
+            "reasons": self.report.reasons,
+            "exchanges": {
+                name: {"subscribed": len(collected.subscribed), "delivered": len(collected.delivered)}
+                for name, collected in sorted(member.exchanges.items())
+            },
+        }
+
+
+@attrs.frozen
+class FleetReport:
+    """What ``status`` knows of a fleet at one moment (``view`` is ``None`` when Redis gave
+    nothing to look at)."""
+
+    level: int
+    reasons: list[str]
+    url: str
+    prefix: str
+    name: str
+    view: FleetView | None
+    members: list[MemberReport]
+    checked: float
+
+    def to_json(self) -> dict[str, Any]:
+        view = self.view
+        return {
+            "level": LEVELS[self.level],
+            "exit_status": self.level,
+            "reasons": self.reasons,
+            "redis": self.url,
+            "prefix": self.prefix,
+            "fleet": self.name,
+            "replicas": None if view is None else view.replicas,
+            "members": [member.to_json() for member in self.members],
+            "exchanges": {}
+            if view is None
+            else {
+                name: {
+                    "desired": ownership.desired,
+                    "owned": ownership.desired - len(ownership.unowned),
+                    "unowned": list(ownership.unowned),
+                    "over_replicated": {symbol: list(ids) for symbol, ids in ownership.over.items()},
+                }
+                for name, ownership in view.exchanges.items()
+            },
+        }
+
+
+def desired_of(config: Config) -> dict[str, tuple[str, ...]] | None:
+    """The subscriptions the fleet is to collect as ``status`` can know them: the TOML file's;
+    ``None`` when they come from a database (``status`` does not read it)."""
+    if config.database.url is not None:
+        return None
+    return {name: exchange.symbols for name, exchange in config.exchanges.items()}
+
+
+def read_fleet_report(
+    client: redis.Redis,
+    url: str,
+    prefix: str,
+    name: str,
+    replicas: int,
+    desired: dict[str, tuple[str, ...]] | None,
+) -> FleetReport:
+    """Read fleet ``name``'s member records and each member's own records, and judge them
+    (blocking: redis-py).  Down when Redis cannot be read or no member is alive or every member
+    is down; degraded when a desired subscription is owned by nobody or a member is not healthy."""
+    now = time.time()
+    url = redact(url)
+
+    def report(
+        level: int,
+        reasons: list[str],
+        view: FleetView | None = None,
+        members: list[MemberReport] | None = None,
+    ) -> FleetReport:
+        return FleetReport(level, reasons, url, prefix, name, view, members or [], now)
+
+    try:
+        members = read_members(client, RedisLayout(prefix), name)
+    except (redis.RedisError, OSError) as exc:
+        return report(DOWN, [_unreachable(exc, url)])
+    if not members:
+        where = f"{url} (prefix {prefix!r})" if prefix else url
+        return report(DOWN, [f"no member of fleet {name!r} is running: no member record in Redis at {where}"])
+    reports = [MemberReport(m, read_report(client, url, prefix, instance=m.instance)) for m in members]
+    view = survey(name, members, replicas, desired)
+    reasons = [
+        f"{r.member.instance}: {reason}"
+        for r in reports
+        if r.report.level != HEALTHY
+        for reason in r.report.reasons
+    ]
+    if view.unowned:
+        reasons.insert(0, f"{view.unowned} subscription(s) owned by nobody")
+    level = DOWN if all(r.report.level == DOWN for r in reports) else DEGRADED if reasons else HEALTHY
+    return report(level, reasons, view, reports)
+
+
+def render_fleet(report: FleetReport) -> str:
+    """The fleet table ``tickerd status`` prints in fleet mode."""
+    view = report.view
+    lines = []
+    if view is not None:
+        lines.append(f"fleet {report.name!r}: {len(view.members)} member(s), replicas {view.replicas}")
+    lines.append(f"redis {report.url}" + (f"  prefix {report.prefix!r}" if report.prefix else ""))
+    if view is not None:
+        members: list[tuple[str, ...]] = [("INSTANCE", "HOST", "PID", "LEASE AGE", "STATE", "COLLECTS")]
+        for r in report.members:
+            collects = ", ".join(
+                f"{name} {len(collected.subscribed)}"
+                for name, collected in sorted(r.member.exchanges.items())
+            )
+            members.append(
+                (
+                    r.member.instance,
+                    r.member.host,
+                    str(r.member.pid),
+                    f"{r.lease_age:.1f} s",
+                    r.state,
+                    collects or "-",
+                )
+            )
+        owned: list[tuple[str, ...]] = [("EXCHANGE", "DESIRED", "OWNED", "UNOWNED", "OVER REPLICAS")]
+        for name, ownership in view.exchanges.items():
+            unowned = len(ownership.unowned)
+            owned.append(
+                (
+                    name,
+                    str(ownership.desired),
+                    str(ownership.desired - unowned),
+                    str(unowned),
+                    str(len(ownership.over)),
+                )
+            )
+        lines += ["", *_table(members, right=(2, 3)), "", *_table(owned, right=(1, 2, 3, 4))]
+        details = []
+        for name, ownership in view.exchanges.items():
+            details += [f"  unowned   {name} {symbol}" for symbol in ownership.unowned]
+            details += [
+                f"  over      {name} {symbol}: {', '.join(ids)}" for symbol, ids in ownership.over.items()
+            ]
+        if details:
+            lines += ["", *details]
+    lines.append("")
+    lines.append(
+        f"status: {LEVELS[report.level]}" + (f" ({'; '.join(report.reasons)})" if report.reasons else "")
+    )
+    return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, ...]], right: Container[int]) -> list[str]:
+    """``rows`` as aligned columns, the last one unpadded; the columns in ``right`` right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        "  ".join(
+            [
+                *(
+                    cell.rjust(w) if i in right else cell.ljust(w)
+                    for i, (cell, w) in enumerate(zip(row[:-1], widths, strict=True))
+                ),
+                row[-1],
+            ]
+        )
+        for row in rows
+    ]
+
+
 def run_status(args: argparse.Namespace) -> int:
     config = load_or_report(args)
     if config is None:
@@ -217,21 +418,29 @@ def run_status(args: argparse.Namespace) -> int:
     url = embedded.locate(config.redis)
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
     try:
-        report = read_report(client, url, config.redis.prefix)
+        if config.fleet.name is not None:
+            fleet = read_fleet_report(
+                client, url, config.redis.prefix, config.fleet.name, config.fleet.replicas, desired_of(config)
+            )
+            shown, text, level = fleet.to_json(), render_fleet(fleet), fleet.level
+        else:
+            report = read_report(client, url, config.redis.prefix)
+            shown, text, level = report.to_json(), render(report), report.level
     finally:
         client.close()
     if args.json:
-        sys.stdout.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        print(render(report))
-    return report.level
+        print(text)
+    return level
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "status",
-        help="show the running daemon's health from Redis (exit 0 healthy, 1 degraded, 2 down)",
-        description="Show the daemon's health from its records in Redis. "
+        help="show the running daemon's (or fleet's) health from Redis (exit 0 healthy, 1 degraded, 2 down)",
+        description="Show the daemon's health from its records in Redis; in fleet mode every member, "
+        "and the subscriptions owned by nobody (degraded) or by more than the replicas. "
         "Exit status: 0 healthy, 1 degraded, 2 down or not running.",
     )
     add_config_option(parser)
