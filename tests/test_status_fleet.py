@@ -25,7 +25,12 @@ FLEET = "pool"
 SYMBOLS = ["BTC/USD", "ETH/USD", "SOL/USD"]
 
 
-def member(instance: str, subscribed: list[str], *, leaving: bool = False) -> Member:
+def member(
+    instance: str, subscribed: list[str], *, assigned: list[str] | None = None, leaving: bool = False
+) -> Member:
+    """A record of member ``instance``, subscribed to and delivering ``subscribed`` (its share,
+    unless ``assigned`` says otherwise)."""
+    share = tuple(subscribed if assigned is None else assigned)
     return Member(
         instance=instance,
         host="vm-" + instance,
@@ -35,7 +40,11 @@ def member(instance: str, subscribed: list[str], *, leaving: bool = False) -> Me
         lease=10.0,
         replicas=1,
         leaving=leaving,
-        exchanges={"kraken": MemberExchange(subscribed=tuple(subscribed), delivered=tuple(subscribed))},
+        exchanges={
+            "kraken": MemberExchange(
+                subscribed=tuple(subscribed), delivered=tuple(subscribed), assigned=share
+            )
+        },
     )
 
 
@@ -74,14 +83,15 @@ async def status(tmp_path: Path, prefix: str, *args: str) -> tuple[int, str]:
 
 
 def test_the_survey_finds_symbols_owned_by_nobody_and_by_more_than_the_replicas() -> None:
-    members = [member("a", ["BTC/USD", "ETH/USD"]), member("b", ["ETH/USD"])]
+    members = [member("a", ["BTC/USD", "ETH/USD"]), member("b", ["ETH/USD"], assigned=["ETH/USD", "SOL/USD"])]
     view = survey(FLEET, members, 1, {"kraken": SYMBOLS})
     assert view.exchanges["kraken"].desired == 3
     assert view.exchanges["kraken"].unowned == ("SOL/USD",)
     assert view.exchanges["kraken"].over == {"ETH/USD": ("a", "b")}
     assert survey(FLEET, members, 2, {"kraken": SYMBOLS}).over == 0  # two is what replicas = 2 asks
-    unknown = survey(FLEET, members, 1)  # the desired set unknown (a database): what is held stands for it
-    assert unknown.unowned == 0 and unknown.over == 1 and unknown.exchanges["kraken"].desired == 2
+    # The desired set unknown to status (a database): the members' rendezvous shares stand for it.
+    unknown = survey(FLEET, members, 1)
+    assert unknown.exchanges["kraken"].desired == 3 and unknown.exchanges["kraken"].unowned == ("SOL/USD",)
 
 
 async def test_a_fleet_with_every_subscription_owned_is_healthy_and_lists_its_members(

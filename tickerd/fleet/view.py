@@ -56,15 +56,17 @@ def survey(
     """The view of fleet ``name`` from its live ``members``.
 
     ``desired`` (exchange → symbols) is the set to collect; ``None`` when the reader cannot know
-    it (subscriptions from a database ``status`` does not read): the symbols some member
-    subscribes then stand for it, and only over-replication can be found.
+    it (subscriptions from a database ``status`` does not read): the members' rendezvous shares
+    (``assigned``) then stand for it, the desired set as the fleet sees it.
     """
     holders: dict[str, dict[str, list[str]]] = {}
+    shares: dict[str, set[str]] = {}
     for member in members:
         for exchange, collected in member.exchanges.items():
+            shares.setdefault(exchange, set()).update(collected.assigned)
             for symbol in collected.subscribed:
                 holders.setdefault(exchange, {}).setdefault(symbol, []).append(member.instance)
-    wanted = {e: set(s) for e, s in (desired if desired is not None else holders).items()}
+    wanted = shares if desired is None else {e: set(s) for e, s in desired.items()}
     exchanges = {}
     for exchange in sorted(wanted.keys() | holders.keys()):
         held = holders.get(exchange, {})
