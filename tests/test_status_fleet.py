@@ -15,7 +15,8 @@ import redis
 import trio
 
 from tests.conftest import REDIS_URL, run_cli
-from tickerd import snapshots
+from tickerd import config, snapshots
+from tickerd.commands.status import read_summary
 from tickerd.fleet import Member, MemberExchange
 from tickerd.fleet.view import survey
 from tickerd.layout import RedisLayout
@@ -71,13 +72,19 @@ def store(client: redis.Redis, prefix: str, *members: Member, heartbeat: bool = 
             client.set(RedisLayout(prefix, instance=m.instance).heartbeat(), snapshots.dumps(record), ex=30)
 
 
-async def status(tmp_path: Path, prefix: str, *args: str) -> tuple[int, str]:
+def fleet_config(tmp_path: Path, prefix: str) -> Path:
+    """A configuration of fleet :data:`FLEET` collecting :data:`SYMBOLS` on Kraken."""
     path = tmp_path / "fleet.toml"
     quoted = ", ".join(f'"{s}"' for s in SYMBOLS)
     path.write_text(
         f'[redis]\nurl = "{REDIS_URL}"\nprefix = "{prefix}"\n[fleet]\nname = "{FLEET}"\n'
         f"[exchanges.kraken]\nsymbols = [{quoted}]\n"
     )
+    return path
+
+
+async def status(tmp_path: Path, prefix: str, *args: str) -> tuple[int, str]:
+    path = fleet_config(tmp_path, prefix)
     result = await trio.to_thread.run_sync(lambda: run_cli("status", "--config", str(path), *args))
     return result.returncode, result.stdout
 
@@ -142,3 +149,16 @@ async def test_a_member_without_records_degrades_the_fleet_and_no_member_is_down
     assert code == 1, out
     assert "leaving" in next(line for line in out.splitlines() if line.startswith("b "))
     assert "b: tickerd is not running: no heartbeat" in out.splitlines()[-1]
+
+
+def test_watch_shows_the_fleets_status_line(redis_client: redis.Redis, tmp_path: Path, prefix: str) -> None:
+    path = fleet_config(tmp_path, prefix)
+    store(redis_client, prefix, member("a", ["BTC/USD", "ETH/USD"]))
+    line = read_summary(redis_client, REDIS_URL, config.load(path))
+    assert (
+        line
+        == f"DEGRADED · fleet '{FLEET}' 1 member(s) · kraken 2/3 owned · 1 subscription(s) owned by nobody"
+    )
+    store(redis_client, prefix, member("b", ["SOL/USD"]))
+    line = read_summary(redis_client, REDIS_URL, config.load(path))
+    assert line == f"HEALTHY · fleet '{FLEET}' 2 member(s) · kraken 3/3 owned"

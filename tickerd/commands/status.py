@@ -211,10 +211,7 @@ def render(report: Report) -> str:
                 details.append(f"  rejected  {name} {symbol}: {reason}")
         if details:
             lines += ["", *details]
-    lines.append("")
-    lines.append(
-        f"status: {LEVELS[report.level]}" + (f" ({'; '.join(report.reasons)})" if report.reasons else "")
-    )
+    lines += ["", _verdict(report.level, report.reasons)]
     return "\n".join(lines)
 
 
@@ -387,11 +384,37 @@ def render_fleet(report: FleetReport) -> str:
             ]
         if details:
             lines += ["", *details]
-    lines.append("")
-    lines.append(
-        f"status: {LEVELS[report.level]}" + (f" ({'; '.join(report.reasons)})" if report.reasons else "")
-    )
+    lines += ["", _verdict(report.level, report.reasons)]
     return "\n".join(lines)
+
+
+def _verdict(level: int, reasons: list[str]) -> str:
+    """The last line of both tables: the level and why."""
+    return f"status: {LEVELS[level]}" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def fleet_summary_line(report: FleetReport) -> str:
+    """One line for a live view of a fleet: the level, the members, each exchange's ownership,
+    and the reasons when it is not healthy."""
+    parts = [LEVELS[report.level].upper()]
+    if report.view is not None:
+        parts.append(f"fleet {report.name!r} {len(report.view.members)} member(s)")
+        for name, ownership in report.view.exchanges.items():
+            owned = ownership.desired - len(ownership.unowned)
+            parts.append(f"{name} {owned}/{ownership.desired} owned")
+    if report.level != HEALTHY:
+        parts.extend(report.reasons)
+    return " · ".join(parts)
+
+
+def read_summary(client: redis.Redis, url: str, config: Config) -> str:
+    """The status line of ``watch``: the fleet's in fleet mode, else the daemon's (blocking)."""
+    if config.fleet.name is None:
+        return summary_line(read_report(client, url, config.redis.prefix))
+    fleet = read_fleet_report(
+        client, url, config.redis.prefix, config.fleet.name, config.fleet.replicas, desired_of(config)
+    )
+    return fleet_summary_line(fleet)
 
 
 def _table(rows: list[tuple[str, ...]], right: Container[int]) -> list[str]:
