@@ -19,17 +19,21 @@ from tickerd.testing.cryptocom import FakeCryptocom
 
 SPOT = "BTC/USDT"
 
-# The ticker.{instrument_name} example of exchange-docs.crypto.com/exchange/v1/rest-ws (the page
-# shows it for BTCUSD-PERP; the spot push has the same shape), with its instrument renamed.
-TICKER = (
-    '{"id":-1,"method":"subscribe","code":0,"result":{"instrument_name":"BTC_USDT",'
-    '"subscription":"ticker.BTC_USDT","channel":"ticker","data":[{"h":"51790.00","l":"47895.50",'
+# The push example of exchange-developer.crypto.com/exchange/v1/docs/api/websocket/
+# ws-channel-ticker-instrument-name, verbatim: it is shown for BTCUSD-PERP, a perpetual this
+# spot-only adapter never subscribes; TICKER is the same push for the spot BTC_USDT.
+DOCUMENTED_TICKER = (
+    '{"id":-1,"method":"subscribe","code":0,"result":{"instrument_name":"BTCUSD-PERP",'
+    '"subscription":"ticker.BTCUSD-PERP","channel":"ticker","data":[{"h":"51790.00","l":"47895.50",'
     '"a":"51174.500000","c":"0.03955106","b":"51170.000000","bs":"0.1000","k":"51180.000000",'
-    '"ks":"0.2000","i":"BTC_USDT","v":"879.5024","vv":"26370000.12","oi":"12345.12",'
+    '"ks":"0.2000","i":"BTCUSD-PERP","v":"879.5024","vv":"26370000.12","oi":"12345.12",'
     '"t":1613580710768}]}}'
 )
-# The page's "Websocket Heartbeats" and "subscribe" examples.
+TICKER = DOCUMENTED_TICKER.replace("BTCUSD-PERP", "BTC_USDT")
+# The example of .../ws-market-data-client-commands-heartbeat-request, verbatim.
 HEARTBEAT = '{"id":1587523073344,"method":"public/heartbeat","code":0}'
+# The answer to request 1 in the Common API Reference's response format (the pages show the
+# fields, id, method, code, not a subscribe answer of their own).
 ACK = '{"id":1,"method":"subscribe","code":0}'
 
 
@@ -54,6 +58,17 @@ def test_null_prices_of_an_empty_book_and_no_trades() -> None:
     [ticker] = decoder(SPOT).decode(orjson.dumps(push))
     assert (ticker.last, ticker.bid, ticker.ask, ticker.bid_size, ticker.change_pct_24h) == (None,) * 5
     assert ticker.volume_24h == 879.5024
+
+
+def test_numbers_the_schema_types_as_strings_are_read_too() -> None:
+    """The schema types ``t``, ``id`` and ``code`` as digit strings, its examples send integers."""
+    dec = decoder()
+    dec.subscribe([SPOT, "NOPE/USDT"])
+    assert dec.decode('{"id":"1","method":"subscribe","code":"0"}') == []
+    assert dec.decode('{"id":"2","method":"subscribe","code":"209","message":"INVALID_INSTRUMENT"}') == []
+    assert dec.events == [Subscribed(SPOT), Rejected("NOPE/USDT", "209: INVALID_INSTRUMENT")]
+    [ticker] = dec.decode(TICKER.replace('"t":1613580710768', '"t":"1613580710768"'))
+    assert ticker.exchange_ts == 1613580710.768 and dec.junk == 0
 
 
 def test_requests_one_symbol_each_and_acks_and_refusals_by_id() -> None:
@@ -90,7 +105,7 @@ def test_the_heartbeat_is_answered_with_its_id() -> None:
 
 def test_untracked_instruments_are_dropped_and_junk_counted() -> None:
     dec = decoder("ETH/USDT")
-    assert dec.decode(TICKER) == [] and dec.junk == 0
+    assert dec.decode(TICKER) == [] and dec.decode(DOCUMENTED_TICKER) == [] and dec.junk == 0
     book = TICKER.replace('"channel":"ticker"', '"channel":"book"')
     for frame in ("nope", "{}", '{"method":"mystery"}', book, b"\xff"):
         assert dec.decode(frame) == []
@@ -127,6 +142,9 @@ async def test_the_fake_flags_an_early_request_and_closes_on_an_unanswered_heart
     fake = await start_fake(nursery, FakeCryptocom())
     began = trio.current_time()
     async with trio_websocket.open_websocket_url(fake.url) as ws:
+        await ws.send_message('{"params":{}}')  # no id, no method: the documented error answer
+        error = {"id": -1, "method": "ERROR", "code": 40001, "message": "BAD_REQUEST"}
+        assert orjson.loads(await ws.get_message()) == error
         request = {"id": 1, "method": "subscribe", "params": {"channels": ["ticker.BTC_USDT"]}}
         await ws.send_message(orjson.dumps(request).decode())
         assert orjson.loads(await ws.get_message()) == {"id": 1, "method": "subscribe", "code": 0}
@@ -137,7 +155,7 @@ async def test_the_fake_flags_an_early_request_and_closes_on_an_unanswered_heart
         with pytest.raises(trio_websocket.ConnectionClosed):
             while True:
                 await ws.get_message()  # the next heartbeat, then the close
-    assert fake.violations == ["a request within 1 s of connecting"] and fake.keepalives == 1
+    assert fake.violations == ["a request within 1 s of connecting"] * 2 and fake.keepalives == 1
     assert trio.current_time() - began >= 2 * fake.heartbeat_interval + fake.heartbeat_timeout
 
 

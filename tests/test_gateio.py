@@ -1,18 +1,16 @@
-"""Gate.io spot: the documented ``spot.tickers`` and ``spot.book_ticker`` pushes merged into one
-record, requests answered by id, refusals, pongs, pair names both ways, and the fake's refusals."""
+"""Gate.io spot: the documented ``spot.tickers`` and ``spot.book_ticker`` pushes, the ``tickers``
+fields, pair names both ways.  The protocol it shares with the futures (requests, answers,
+refusals, pongs, the merge, the fake's answers) is tested once for both in
+``tests/test_gate_v4.py``, on these frames."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
-import trio
-import trio.testing
 
-from tests.conftest import start_fake
-from tickerd import exchanges, transport
-from tickerd.exchanges.base import Rejected, Subscribed
+from tickerd import exchanges
 from tickerd.exchanges.gate_v4 import native
-from tickerd.exchanges.gateio import BOOK, TICKERS, Gateio, GateioDecoder
+from tickerd.exchanges.gateio import GateioDecoder
 from tickerd.testing.gateio import FakeGateio
 
 BTC = "BTC/USDT"
@@ -59,24 +57,6 @@ def decoder(*symbols: str) -> GateioDecoder:
     return exchanges.get("gateio").decoder(symbols)  # type: ignore[return-value]
 
 
-def answer(request: str, error: dict[str, object] | None = None) -> str:
-    """The answer to ``request`` as the page shows it (``time``, ``time_ms``, the request's
-    ``channel`` and ``event``, ``{"status": "success"}``), with the ``id`` sent back and, on
-    failure, the error object."""
-    msg = orjson.loads(request)
-    answer = {
-        "time": msg["time"],
-        "time_ms": msg["time"] * 1000 + 231,
-        "id": msg["id"],
-        "channel": msg["channel"],
-        "event": msg["event"],
-        "result": {"status": "success"},
-    }
-    if error:
-        answer |= {"error": error, "result": None}
-    return orjson.dumps(answer).decode()
-
-
 def test_the_documented_ticker_maps_every_field() -> None:
     [t] = decoder(BTC).decode(TICKER)
     assert (t.exchange, t.symbol, t.last) == ("gateio", BTC, 19106.55)
@@ -94,39 +74,18 @@ def test_the_documented_book_ticker_maps_every_field() -> None:
     assert (t.last, t.volume_24h) == (None, None)  # no tickers push yet
 
 
-def test_each_push_carries_the_latest_of_both_channels() -> None:
-    d = decoder(BTC)
-    d.decode(TICKER)
-    [book] = d.decode(BOOK_TICKER)
-    assert (book.last, book.volume_24h, book.change_pct_24h) == (19106.55, 2811.3042155865, 3.66)
+def test_the_tickers_time_is_time_ms_where_sent() -> None:
     msg = orjson.loads(TICKER) | {"time_ms": 1606291804567}
-    [ticker] = d.decode(orjson.dumps(msg))
-    assert (ticker.bid, ticker.ask_size, ticker.sequence) == (19177.79, 0.09, 48733182)
-    assert ticker.exchange_ts == 1606291804.567  # ``time_ms`` where sent
-    assert d.junk == 0
+    [t] = decoder(BTC).decode(orjson.dumps(msg))
+    assert t.exchange_ts == 1606291804.567
 
 
-def test_an_empty_side_and_a_pair_not_yet_traded_are_read_as_absent() -> None:
-    d = decoder(BTC)
-    book = orjson.loads(BOOK_TICKER)
-    book["result"] |= {"b": "", "B": "0"}
-    [t] = d.decode(orjson.dumps(book))
-    assert (t.bid, t.bid_size, t.ask) == (None, 0.0, 19179.38)
-    ticker = orjson.loads(TICKER)
-    ticker["result"] |= {"last": "", "change_percentage": "", "high_24h": "", "low_24h": ""}
-    [t] = d.decode(orjson.dumps(ticker))
+def test_a_pair_not_yet_traded_sends_empty_values() -> None:
+    msg = orjson.loads(TICKER)
+    msg["result"] |= {"last": "", "change_percentage": "", "high_24h": "", "low_24h": ""}
+    [t] = decoder(BTC).decode(orjson.dumps(msg))
     assert (t.last, t.change_pct_24h, t.high_24h, t.low_24h) == (None,) * 4
-
-
-def test_an_insane_push_is_junk_and_leaves_the_merged_state() -> None:
-    d = decoder(BTC)
-    d.decode(BOOK_TICKER)
-    book = orjson.loads(BOOK_TICKER)
-    book["result"]["a"] = "-1"
-    assert d.decode(orjson.dumps(book)) == []
-    assert d.junk == 1 and "ask -1.0 is not a valid price" in d.junk_reason
-    [t] = d.decode(TICKER)
-    assert t.ask == 19179.38
+    assert t.volume_24h == 2811.3042155865
 
 
 def test_a_push_missing_a_field_is_junk() -> None:
@@ -134,61 +93,6 @@ def test_a_push_missing_a_field_is_junk() -> None:
     del msg["result"]["base_volume"]
     d = decoder(BTC)
     assert d.decode(orjson.dumps(msg)) == [] and d.junk == 1 and "base_volume" in d.junk_reason
-
-
-def test_every_symbol_is_subscribed_by_a_request_of_its_own_per_channel() -> None:
-    d = decoder()
-    frames = [orjson.loads(f) for f in d.subscribe([BTC, ETH])]
-    assert [(f["channel"], f["event"], f["payload"]) for f in frames] == [
-        (TICKERS, "subscribe", ["BTC_USDT"]),
-        (BOOK, "subscribe", ["BTC_USDT"]),
-        (TICKERS, "subscribe", ["ETH_USDT"]),
-        (BOOK, "subscribe", ["ETH_USDT"]),
-    ]
-    assert len({f["id"] for f in frames}) == 4
-
-
-def test_an_unknown_pair_is_rejected_once_and_the_others_subscribe() -> None:
-    d = decoder()
-    good_tickers, good_book, bad_tickers, bad_book = d.subscribe([BTC, "NOPE/USDT"])
-    error = {"code": 2, "message": "unknown currency pair NOPE_USDT"}
-    for frame in (
-        answer(bad_tickers, error),
-        answer(good_tickers),
-        answer(bad_book, error),
-        answer(good_book),
-    ):
-        assert d.decode(frame) == []
-    assert d.events == [
-        Rejected("NOPE/USDT", f"{TICKERS}: unknown currency pair NOPE_USDT (code 2)"),
-        Subscribed(BTC),
-    ]
-    assert d.junk == 0
-
-
-def test_late_pushes_of_a_removed_pair_are_dropped_and_it_starts_afresh() -> None:
-    d = decoder(BTC, ETH)
-    d.decode(BOOK_TICKER)
-    d.unsubscribe([BTC])
-    assert d.decode(TICKER) == [] and d.decode(BOOK_TICKER) == [] and d.junk == 0
-    d.subscribe([BTC])
-    [t] = d.decode(TICKER)
-    assert t.bid is None
-
-
-def test_pongs_are_control_frames_and_strangers_are_junk() -> None:
-    d = decoder(BTC)
-    assert d.decode(PONG) == [] and d.junk == 0
-    stranger = BOOK_TICKER.replace("spot.book_ticker", "spot.trades")
-    for frame in ('{"channel":"spot.announcement","event":"notice"}', stranger, "[]"):
-        assert d.decode(frame) == []
-    assert d.junk == 3
-
-
-def test_the_keepalive_is_the_documented_ping() -> None:
-    keepalive = Gateio.keepalive
-    assert keepalive is not None and keepalive.interval == 10.0
-    assert orjson.loads(keepalive.frame) == {"time": 0, "channel": "spot.ping"}
 
 
 @pytest.mark.parametrize(
@@ -203,26 +107,3 @@ def test_pair_names_both_ways(symbol: str, name: str) -> None:
 def test_derivatives_are_refused(symbol: str) -> None:
     with pytest.raises(ValueError, match=r"spot only|serves no dated futures"):
         exchanges.get("gateio").check_symbol(symbol)
-
-
-async def test_the_fake_answers_by_id_refuses_unknown_pairs_and_pongs(
-    clock: trio.testing.MockClock, nursery: trio.Nursery
-) -> None:
-    fake = await start_fake(nursery, FakeGateio())
-    fake.reject("NOPE/USDT")
-    async with transport.connect(fake.url) as conn:
-        await conn.send(
-            '{"time":1,"id":7,"channel":"spot.tickers","event":"subscribe","payload":["NOPE_USDT"]}'
-        )
-        refused = orjson.loads(await conn.receive())
-        assert (refused["id"], refused["error"]) == (
-            7,
-            {"code": 2, "message": "unknown currency pair NOPE_USDT"},
-        )
-        await conn.send('{"channel":"spot.tickers","event":"subscribe","payload":["BTC_USDT"]}')
-        assert orjson.loads(await conn.receive())["error"]["code"] == 1
-        await conn.send(Gateio.keepalive.frame)
-        pong = orjson.loads(await conn.receive())
-        assert (pong["channel"], pong["event"], pong["result"]) == ("spot.pong", "", None)
-    assert fake.keepalives == 1 and not fake.is_subscribed(BTC)
-    assert len(fake.violations) == 1 and "not a request of the protocol" in fake.violations[0]

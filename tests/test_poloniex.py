@@ -19,8 +19,10 @@ from tickerd.testing.poloniex import FakePoloniex
 
 SPOT = "BTC/USDT"
 
-# The ticker and book pushes of api-docs.poloniex.com/spot/websocket/market-data, in the form
-# ccxt's Poloniex handler quotes them (the book with its ``book_lv2`` fields minus ``lastId``).
+# The ticker and book pushes of api-docs.poloniex.com/spot/websocket/market-data, carrying
+# exactly the fields the page (and Poloniex's SDK, polo-sdk-java's TickerEvent and BookEvent)
+# lists.  The ticker is a push as recorded in ccxt's Poloniex handler; the book's times and ids
+# are those of ccxt's recorded ``book_lv2`` push, its levels made consistent with the ticker.
 TICKER = (
     '{"channel":"ticker","data":[{"symbol":"BTC_USDT","startTime":1677280800000,"open":"23154.32",'
     '"high":"23212.21","low":"22761.01","close":"23148.86","quantity":"105.179566",'
@@ -32,7 +34,9 @@ BOOK = (
     '"asks":[["23149.5","0.02"],["23150.1","0.6"]],"bids":[["23148.9","0.6"],["23148.2","1.5"]],'
     '"id":164148725,"ts":1677368876316}]}'
 )
-# The acks and the error of api-docs.poloniex.com/spot/websocket ("Subscriptions").
+# The acks and the error of api-docs.poloniex.com/spot/websocket, "Subscriptions": an ack
+# repeats the channel (a string) and the symbols, as the "Receipt Confirmation" of Poloniex's
+# SDK wiki shows; an error names neither.
 TICKER_ACK = '{"event":"subscribe","channel":"ticker","symbols":["BTC_USDT"]}'
 BOOK_ACK = '{"event":"subscribe","channel":"book","symbols":["BTC_USDT"]}'
 ERROR = '{"event":"error","message":"Error Message"}'

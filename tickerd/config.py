@@ -17,6 +17,7 @@ import copy
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -446,6 +447,82 @@ class FullonSettings:
     )
 
 
+#: What a fleet name may be made of: it is written inside braces in every fleet key (a Redis
+#: Cluster hash tag, :meth:`RedisLayout.fleet_member`), so no braces, and no blanks.
+_FLEET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _fleet_name(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and not _FLEET_NAME.fullmatch(value):
+        raise ValueError(f"{attribute.name}: expected 1-64 letters, digits, '_', '.' or '-', got {value!r}")
+
+
+def _instance_id(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and (not value or len(value) > 200 or re.search(r"[\s{}]", value)):
+        raise ValueError(
+            f"{attribute.name}: expected an id without blanks or braces (a host name, a pod name), "
+            f"got {value!r}"
+        )
+
+
+def _replicas(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name}: expected a whole number of at least 1, got {value!r}")
+
+
+@attrs.frozen
+class FleetSettings:
+    """Several instances sharing (or replicating) the subscriptions (:mod:`tickerd.fleet`)."""
+
+    name: str | None = attrs.field(
+        default=None,
+        validator=_fleet_name,
+        metadata=_help(
+            "Run as a member of this fleet: the instances of one name on one Redis and prefix share "
+            "the subscriptions (each symbol collected by `replicas` of them) and take over a dead "
+            "member's. Unset: a single instance, which owns its prefix alone.",
+            "prod",
+        ),
+    )
+    instance: str | None = attrs.field(
+        default=None,
+        validator=_instance_id,
+        metadata=_help(
+            "This member's id in the fleet, unique in it (a Kubernetes pod name, say). Unset: `HOST:PID`.",
+            "tickerd-0",
+        ),
+    )
+    lease: float = attrs.field(
+        default=10.0,
+        validator=_seconds(1.0),
+        metadata=_help(
+            "Seconds a member's record outlives it: a member killed without a word is replaced "
+            "after this long at most. Renewed every third of it."
+        ),
+    )
+    replicas: int = attrs.field(
+        default=1,
+        validator=_replicas,
+        metadata=_help(
+            "How many members collect each symbol: 1 shares the symbols out, 2 or more keeps a "
+            "symbol updating with no gap when one of its members dies."
+        ),
+    )
+    handover_grace: float = attrs.field(
+        default=5.0,
+        validator=_seconds(0.0),
+        metadata=_help(
+            "Seconds a member that lost a symbol to another keeps collecting it, unless the new "
+            "member reports it delivered sooner (make-before-break)."
+        ),
+    )
+
+    @property
+    def instance_id(self) -> str:
+        """``instance``, else ``HOST:PID`` (the same for the whole life of the process)."""
+        return self.instance or f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _symbols_per_connection(
     instance: object, attribute: attrs.Attribute[int | None], value: int | None
 ) -> None:
@@ -572,6 +649,10 @@ class Config:
         default=FullonSettings(),
         metadata=_help("What tickerd writes for fullon's own readers besides the tickers."),
     )
+    fleet: FleetSettings = attrs.field(
+        default=FleetSettings(),
+        metadata=_help("Several instances on one Redis sharing or replicating the subscriptions."),
+    )
     shutdown_grace: float = attrs.field(
         default=5.0,
         validator=_seconds(0.1),
@@ -590,12 +671,18 @@ class Config:
         return "exchange" if self.database.mode == "fullon" else "off"
 
     @property
+    def fleet_mode(self) -> bool:
+        """Whether this instance is a member of a fleet (``fleet.name`` set)."""
+        return self.fleet.name is not None
+
+    @property
     def layout(self) -> RedisLayout:
         """The key names and ticker record under ``redis.prefix``: ``redis.layout`` if set, else
         fullon's strict record in fullon mode (its programs read the hashes) and the extended
-        one otherwise.  Decided here because it depends on two sections."""
+        one otherwise.  Decided here because it depends on two sections.  A fleet writes
+        monotonically (several instances may write one key: the older value must not win)."""
         kind = self.redis.layout or ("fullon" if self.database.mode == "fullon" else "extended")
-        return RedisLayout(self.redis.prefix, kind)
+        return RedisLayout(self.redis.prefix, kind, monotonic=self.fleet_mode)
 
 
 DEFAULT_TOML = """
@@ -624,6 +711,9 @@ _ENV: dict[str, tuple[tuple[str, ...], type]] = {
     "DATABASE_REFRESH": (("database", "refresh"), float),
     "ADMIN_MAIL": (("database", "admin_mail"), str),
     "TICKER_PROCESS_RECORDS": (("fullon", "process_records"), str),
+    "TICKER_FLEET_NAME": (("fleet", "name"), str),
+    "TICKER_FLEET_INSTANCE": (("fleet", "instance"), str),
+    "TICKER_FLEET_REPLICAS": (("fleet", "replicas"), int),
 }
 
 #: The variables that build ``redis.url`` together when ``REDIS_URL`` is not set.

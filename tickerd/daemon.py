@@ -14,7 +14,7 @@ through its handle only: ``health()`` (typed snapshots), ``health_changes`` and
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import attrs
 import trio
@@ -24,16 +24,19 @@ from tickerd.broadcast import Broadcast
 from tickerd.config import Config, ExchangeConfig
 from tickerd.exchanges.base import Exchange
 from tickerd.feed import Feed
+from tickerd.fleet.membership import Membership
+from tickerd.fleet.share import FleetSubscriptions
 from tickerd.freshness import Staleness
 from tickerd.fullon import ProcessRecords
 from tickerd.health import ExchangeHealth
-from tickerd.lease import PrefixLease
+from tickerd.layout import RedisLayout
+from tickerd.lease import RELEASE_TIMEOUT, PrefixLease
 from tickerd.logs import logger
 from tickerd.model import Removal, Ticker
 from tickerd.monitor import HealthMonitor
 from tickerd.pacing import Pacer
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
-from tickerd.sources import Source
+from tickerd.sources import Source, Subscriptions
 from tickerd.writer import RedisWriter
 
 #: Items (the tickers of one socket read, or a removal) the feeds may queue ahead of the
@@ -42,6 +45,9 @@ CHANNEL_SIZE = 4096
 #: Seconds after start with no exchange connected yet before tickerd suggests that the machine
 #: may be offline (a first run without a network is the common cause).
 OFFLINE_HINT_AFTER = 60.0
+#: Seconds of the shutdown grace (at most half of it) a departing fleet member leaves to the
+#: writer's final flush; the rest it may spend waiting for the others to take its symbols.
+DEPART_FLUSH = 1.0
 
 
 class _ExchangeRunner:
@@ -234,6 +240,8 @@ class TickerDaemon:
         self.health_changes: Broadcast[str | None] = Broadcast()
         #: Where the subscriptions come from (TOML, PostgreSQL, fullon); set by ``serve``.
         self.source: Source | None = None
+        #: In a fleet, this member's share of the desired set (set by ``serve``), else ``None``.
+        self.fleet: FleetSubscriptions | None = None
         #: Whether any exchange's connection was ever up (see :meth:`hint_if_offline`).
         self._connected_once = False
         writer.first_tickers.connect(self._first_tickers)
@@ -288,9 +296,15 @@ class TickerDaemon:
         runner.cancel_scope.cancel()
         self.health_changes.fire(exchange)
 
-    async def apply(self, desired: Mapping[str, ExchangeConfig]) -> None:
+    async def apply(
+        self, desired: Mapping[str, ExchangeConfig], *, keep: Mapping[str, Collection[str]] | None = None
+    ) -> None:
         """Make the running set equal ``desired`` (exchange → its settings and symbols),
         touching only what differs.
+
+        A symbol that leaves the running set is deleted from Redis, unless ``keep`` (exchange →
+        symbols) lists it: a fleet member that hands a symbol to another member unsubscribes it
+        and leaves its stored value to the new owner (:mod:`tickerd.fleet.share`).
 
         New symbols are subscribed and dropped ones unsubscribed on their own connections
         (every change of one call goes out in the same scheduler tick, so exchanges that take
@@ -303,9 +317,14 @@ class TickerDaemon:
         symbols, never where a relay or a fake configured for Kraken points.
         """
         desired = {name: self._with_configured(name, settings) for name, settings in desired.items()}
+
+        def gone(name: str, symbols: set[str]) -> set[str]:
+            return symbols if keep is None else symbols.difference(keep.get(name, ()))
+
         changes: list[str] = []
         for name in [n for n in self._runners if n not in desired]:
-            self._withdraw(name, self._runners[name].symbols() | self.writer.written_symbols(name))
+            written = self._runners[name].symbols() | self.writer.written_symbols(name)
+            self._withdraw(name, gone(name, written))
             self._stop_exchange(name)
             changes.append(f"{name} stopped")
         start: dict[str, str] = {}
@@ -315,7 +334,7 @@ class TickerDaemon:
                 start[name] = "started"
                 continue
             running, wanted = runner.symbols(), set(settings.symbols)
-            self._withdraw(name, running - wanted)
+            self._withdraw(name, gone(name, running - wanted))
             before, after = runner.settings, settings
             if (before.url, before.rest_url, before.engine) != (after.url, after.rest_url, after.engine):
                 self._stop_exchange(name)
@@ -390,6 +409,14 @@ class TickerDaemon:
         """The subscribed symbols of every exchange."""
         return {name: runner.subscribed() for name, runner in self._runners.items()}
 
+    async def depart(self, deadline: float) -> None:
+        """In a fleet, leave it before stopping: the record says so, the other members take
+        this one's symbols over, and it collects them until they delivered them or ``deadline``
+        (trio time) comes, the writer's final flush included by then.  Outside a fleet: nothing."""
+        if self.fleet is not None:
+            self.writer.finish_by = deadline
+            await self.fleet.depart(deadline - min(DEPART_FLUSH, (deadline - trio.current_time()) / 2))
+
     def health(self) -> DaemonHealth:
         """Every exchange's state, connections, symbols, errors; the writer's; the
         subscription source's."""
@@ -400,10 +427,12 @@ class TickerDaemon:
                 written=writer.written,
                 batches=writer.batches,
                 coalesced=writer.coalesced,
+                rejected=writer.rejected,
                 redis_up=writer.redis_up,
                 reason=writer.reason,
             ),
             source=None if self.source is None else self.source.snapshot(),
+            fleet=None if self.fleet is None else self.fleet.snapshot(),
         )
 
 
@@ -413,26 +442,43 @@ async def serve(
     """Run the daemon for ``config`` until cancelled; ``started`` reports the handle.
 
     It first takes the lease on its prefix (:mod:`tickerd.lease`; :class:`~tickerd.lease.LeaseHeld`
-    when another daemon owns it), before any exchange connection or Redis write, and gives it
-    back last, after the writer's final flush.
+    when another daemon, or another fleet, owns it), before any exchange connection or Redis
+    write, and gives it back last, after the writer's final flush (a fleet member only when it
+    was the last member).  In a fleet, the member joins before the source's first set is applied,
+    so its first share is computed over the members already there.
     """
-    lease = PrefixLease(config.redis.address, config.layout, config.redis.lease_expiry)
+    fleet = config.fleet.name
+    lease = PrefixLease(config.redis.address, config.layout, config.redis.lease_expiry, fleet=fleet)
+    membership: Membership | None = None
+    remaining: int | None = 0
     try:
         await lease.acquire()
-        await _serve(config, lease, task_status)
+        layout = config.layout
+        if fleet is not None:
+            layout = attrs.evolve(layout, instance=config.fleet.instance_id)
+            membership = Membership(config.redis.address, layout, config.fleet)
+        await _serve(config, layout, lease, membership, task_status)
     finally:
-        await lease.release()
+        if membership is not None:
+            remaining = await membership.close(min(trio.current_time() + RELEASE_TIMEOUT, lease.release_by))
+        await lease.release(shared=remaining != 0)
 
 
-async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatus[TickerDaemon]) -> None:
+async def _serve(
+    config: Config,
+    layout: RedisLayout,
+    lease: PrefixLease,
+    membership: Membership | None,
+    task_status: trio.TaskStatus[TickerDaemon],
+) -> None:
     send, receive = trio.open_memory_channel[Sequence[Ticker | Removal]](CHANNEL_SIZE)
     writer = RedisWriter(
-        config.redis.address, config.layout, grace=config.shutdown_grace, window=config.feed.batch_window
+        config.redis.address, layout, grace=config.shutdown_grace, window=config.feed.batch_window
     )
 
     def shutting_down() -> None:
         # The shutdown grace bounds all that follows the signal, the lease's release included.
-        lease.release_by = trio.current_time() + config.shutdown_grace
+        lease.release_by = min(trio.current_time() + config.shutdown_grace, writer.finish_by)
 
     writer.at_close(shutting_down)
     async with trio.open_nursery() as root:
@@ -442,7 +488,15 @@ async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatu
             daemon = TickerDaemon(config, exchanges_nursery, send, writer)
             daemon.source = sources.for_config(config)
             daemon.source.changed.connect(daemon._source_changed)
-            await root.start(daemon.source.run, daemon)
+            subscriptions: Subscriptions = daemon
+            if membership is not None:
+                share = FleetSubscriptions(daemon, membership, config.fleet, writer.last_seen)
+                membership.collected = share.collected
+                await membership.join()
+                root.start_soon(membership.run)
+                root.start_soon(share.run)
+                daemon.fleet = subscriptions = share
+            await root.start(daemon.source.run, subscriptions)
             logger.info(
                 "tickerd running ({source}): {exchanges}",
                 source=daemon.source.kind,
@@ -450,8 +504,8 @@ async def _serve(config: Config, lease: PrefixLease, task_status: trio.TaskStatu
                 or "no exchanges yet",
             )
             per = config.process_records
-            processes = None if per == "off" else ProcessRecords(writer, config.layout, per)
-            monitor = HealthMonitor(daemon, writer, config.health, config.layout, lease, processes)
+            processes = None if per == "off" else ProcessRecords(writer, layout, per)
+            monitor = HealthMonitor(daemon, writer, config.health, layout, lease, processes)
             root.start_soon(monitor.run)
             root.start_soon(daemon.hint_if_offline)
             task_status.started(daemon)

@@ -16,8 +16,12 @@ restarted empty) is simply taken again by the renewal.
 The lease has its own Redis connection and calls it from a worker thread (once every third of
 the expiry), not through the writer's thread: renewal must not queue behind a batch of tickers
 or the writer's retry backoff (a lease that expired because the writer was busy would let a
-second daemon in), and the writer must not wait on the lease.  The multi-instance issue replaces
-this exclusive lease with fleet membership; this module is the one place to change.
+second daemon in), and the writer must not wait on the lease.
+
+The members of a fleet (:mod:`tickerd.fleet`) hold the lease jointly: each claims it with the
+same value, naming the fleet and nothing else, so the claim script renews it for all of them,
+while a single daemon, or a fleet of another name, finds it held by someone else and stops, as a
+second daemon does.  The last member to leave releases it; the others leave it to the fleet.
 """
 
 from __future__ import annotations
@@ -85,18 +89,21 @@ class LeaseLost(LeaseError):
 
 
 def describe(raw: bytes | None) -> str:
-    """Who holds a lease, from its stored value: ``tickerd pid 4711 on vm``."""
+    """Who holds a lease, from its stored value: ``tickerd pid 4711 on vm``, ``fleet 'prod'``."""
     try:
         value = orjson.loads(raw or b"")
+        if "fleet" in value:
+            return f"fleet {value['fleet']!r}"
         return f"tickerd pid {value['pid']} on {value['host']}"
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return f"an unknown holder ({raw!r})"
 
 
 class PrefixLease:
-    """The lease of one daemon on its prefix: :meth:`acquire`, :meth:`keep`, :meth:`release`."""
+    """The lease of one daemon (or of the members of fleet ``fleet``) on its prefix:
+    :meth:`acquire`, :meth:`keep`, :meth:`release`."""
 
-    def __init__(self, url: str, layout: RedisLayout, expiry: float) -> None:
+    def __init__(self, url: str, layout: RedisLayout, expiry: float, *, fleet: str | None = None) -> None:
         self.key = layout.lease()
         self.prefix = layout.prefix
         self.expiry = expiry
@@ -106,7 +113,9 @@ class PrefixLease:
         #: Trio time by which the release must be over (the end of the shutdown grace).
         self.release_by = math.inf
         self.value = orjson.dumps(
-            {
+            {"fleet": fleet}
+            if fleet is not None
+            else {
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "token": secrets.token_hex(16),
@@ -185,10 +194,11 @@ class PrefixLease:
                     f"not renew it within {self.expiry:g} s); stopping without touching its records"
                 )
 
-    async def release(self) -> None:
-        """Give the lease back if it is still ours (bounded: an unanswered release expires)."""
+    async def release(self, *, shared: bool = False) -> None:
+        """Give the lease back if it is still ours (bounded: an unanswered release expires);
+        ``shared``: other members of the fleet still hold it, so it stays theirs."""
         try:
-            if self.held:
+            if self.held and not shared:
                 self.held = False
                 error = "no answer within the shutdown grace"
                 deadline = min(trio.current_time() + RELEASE_TIMEOUT, self.release_by)
@@ -205,4 +215,5 @@ class PrefixLease:
                     s=self.expiry,
                 )
         finally:
+            self.held = False
             self._client.close()

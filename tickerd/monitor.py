@@ -197,6 +197,8 @@ class HealthMonitor:
             exchanges=tuple(sorted(self._due)),
             writer=health.writer,  # stored as declared: the counters, not redis_up
             source=health.source,
+            instance=self.layout.instance,
+            fleet=None if health.fleet is None else health.fleet.name,
         )
 
     def _stopped(self) -> None:

@@ -87,6 +87,8 @@ class WriterStats(WriterCounters):
     #: Why, while ``redis_up`` is false: ``Redis refuses tickerd: …`` (a wrong password,
     #: NOAUTH, a database the server lacks, not Redis) or ``Redis unreachable: …``.
     reason: str | None
+    #: Tickers not written because Redis held a value as new (monotonic writes, fleet mode).
+    rejected: int = attrs.field(default=0, kw_only=True)
 
 
 @attrs.frozen
@@ -114,12 +116,33 @@ class DatabaseSourceSnapshot(SourceSnapshot):
 
 
 @attrs.frozen
+class FleetSnapshot:
+    """This member of a fleet, as it sees the fleet (``DaemonHealth.fleet``; :mod:`tickerd.fleet`)."""
+
+    #: ``fleet.name``.
+    name: str
+    #: This member's id.
+    instance: str
+    #: The members that own symbols (this one unless it is leaving), sorted.
+    members: tuple[str, ...]
+    #: Exchange → symbols this member owns by the rendezvous.
+    owned: Mapping[str, int]
+    #: Exchange → symbols it lost and keeps collecting until their new owners deliver them.
+    handover: Mapping[str, int]
+    #: False while Redis does not answer the membership (the last assignment is collected).
+    store_up: bool
+    reason: str | None
+
+
+@attrs.frozen
 class DaemonHealth:
     """``TickerDaemon.health()``: every exchange, the writer, the subscription source."""
 
     exchanges: Mapping[str, ExchangeSnapshot]
     writer: WriterStats
     source: SourceSnapshot | None
+    #: The fleet, for a member of one (``None``: a single instance).
+    fleet: FleetSnapshot | None = None
 
 
 @attrs.frozen
@@ -141,6 +164,10 @@ class Heartbeat:
     exchanges: tuple[str, ...]
     writer: WriterCounters
     source: SourceSnapshot | None
+    #: In a fleet, the member's id and the fleet's name (``None`` for a single instance, and in
+    #: records of an older tickerd).
+    instance: str | None = attrs.field(default=None, kw_only=True)
+    fleet: str | None = attrs.field(default=None, kw_only=True)
 
 
 #: Unstructures and structures the classes above (JSON-ready dicts; unknown keys ignored, so

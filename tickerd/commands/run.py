@@ -6,9 +6,9 @@ any connection is opened or anything written), 1 when latest values were left un
 did not take them within ``shutdown_grace``; the log says how many) or a second signal cut the
 shutdown short.
 
-It imports the daemon and Prometheus (:mod:`tickerd.metrics`) at the top, as the commands that
-need them do: :mod:`tickerd.commands.main` imports a command's module only to run it (or to
-show every command's help), so ``status`` and ``watch`` start without them.
+It imports the daemon and the HTTP port (:mod:`tickerd.web`: hypercorn, Prometheus) at the top,
+as the commands that need them do: :mod:`tickerd.commands.main` imports a command's module
+only to run it (or to show every command's help), so ``status`` and ``watch`` start without them.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 
 import trio
 from loguru import logger
 
-from tickerd import embedded, logs
+from tickerd import embedded, logs, web
 from tickerd.commands import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -36,7 +37,6 @@ from tickerd.commands import (
 from tickerd.config import Config, ConfigError
 from tickerd.daemon import TickerDaemon, serve
 from tickerd.lease import LeaseError
-from tickerd.metrics import Metrics, listen
 from tickerd.systemd import Notifier
 
 
@@ -50,7 +50,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 async def run_until_signalled(config: Config, metrics_port: int | None = None) -> int:
-    """Serve until SIGINT/SIGTERM; the first cancels and flushes, a second exits at once.
+    """Serve until SIGINT/SIGTERM; the first cancels and flushes (a fleet member departs
+    first: :meth:`TickerDaemon.depart`), a second exits at once.
 
     Returns the exit status: 0, :data:`EXIT_UNWRITTEN` when the writer stopped with latest values
     it could not write, or :data:`EXIT_CONFIG` when the metrics port cannot be bound.
@@ -59,14 +60,15 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
     Under systemd it notifies readiness, status, stopping and watchdog pings
     (:mod:`tickerd.systemd`).
     """
-    listeners: list[trio.SocketListener] = []
+    listeners: list[socket.socket] = []
     if metrics_port is not None:
         try:
-            listeners = await listen(metrics_port)
+            listeners = web.bind(metrics_port)
         except OSError as exc:
             logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
             return EXIT_CONFIG
     status = EXIT_OK
+    daemon: TickerDaemon | None = None
     with (
         Notifier.from_environment() as notifier,
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
@@ -76,26 +78,33 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
             serve_scope = trio.CancelScope()
 
             async def _serve() -> None:
-                nonlocal status
-                daemon: TickerDaemon | None = None
+                nonlocal status, daemon
                 with serve_scope:
                     async with trio.open_nursery() as nursery:
                         daemon = await nursery.start(serve, config)
                         if listeners:
-                            await nursery.start(Metrics(daemon).serve, listeners)
+                            await nursery.start(web.serve, web.Site(daemon), listeners)
                         nursery.start_soon(notifier.follow, daemon)
                 if daemon is not None and daemon.writer.unwritten:
                     status = EXIT_UNWRITTEN  # the writer logged how many
                 outer.cancel_scope.cancel()
 
+            async def _stop() -> None:
+                # A fleet member first hands its symbols over, within the shutdown grace.
+                if daemon is not None:
+                    await daemon.depart(trio.current_time() + config.shutdown_grace)
+                serve_scope.cancel()
+
             outer.start_soon(_serve)
+            stopping = False
             async for signum in signals:
                 name = signal.Signals(signum).name
-                if serve_scope.cancel_called:
+                if stopping:
                     logger.warning("{signal} again: exiting now", signal=name)
                     os._exit(EXIT_INTERRUPTED)
+                stopping = True
                 logger.info("{signal}: shutting down (flushing Redis writes)", signal=name)
-                serve_scope.cancel()
+                outer.start_soon(_stop)
                 await notifier.stopping()
     return status
 

@@ -1,40 +1,54 @@
 """Crypto.com Exchange API v1 market data websocket (``wss://stream.crypto.com/exchange/v1/market``):
 the ``ticker.{instrument_name}`` channel of spot markets.
 
-Documentation: https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html, sections
-"Websocket Root Endpoints" (the URL, the 1-second wait after connecting, the rate limits),
-"Websocket Heartbeats" (``public/heartbeat`` answered by ``public/respond-heartbeat``),
-"subscribe" / "unsubscribe" and "ticker.{instrument_name}" (the push and its fields).
+Documentation (Crypto.com's v1 reference, one page per method since it moved from the single
+page https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html), under
+https://exchange-developer.crypto.com/exchange/v1/docs/api/:
+
+- ``websocket/ws-channel-ticker-instrument-name``: the subscription and the push, its fields;
+- ``websocket/ws-market-data-client-commands-market-data-subscribe-request`` and
+  ``...-market-data-unsubscribe-request``: the requests;
+- ``websocket/ws-market-data-client-commands-heartbeat-request`` and
+  ``...-respond-heartbeat-request``: the keepalive;
+- ``websocket-common-api-reference``: the root endpoints, rate limits, request and response
+  format, response codes, termination codes and "TOO_MANY_REQUESTS After Websocket Connects"
+  (the 1 s wait).
 
 Symbols.  Spot instruments are named ``BASE_QUOTE``: ``BTC/USDT`` ↔ ``BTC_USDT``.  The adapter
-serves spot only (the same connection would carry ``BTCUSD-PERP``, but this venue is covered
-for its spot markets).
+serves spot only (the same connection would carry ``BTCUSD-PERP``, the instrument of the
+page's examples, but this venue is covered for its spot markets).
 
 Fields.  A push carries ``data``, a list of objects: ``b``/``bs`` and ``k``/``ks`` (best bid and
 ask with sizes), ``a`` (last trade price), ``h``/``l`` (24 h high and low), ``v`` (24 h volume
-in the base asset), ``c`` (24 h change) and ``t`` (ms).  The page marks the prices, sizes and
-the change as null where there are no bids, asks or trades, so those are optional; ``i``, ``v``
-and ``t`` are required.  ``c`` is documented as "24-hour price change" and its example
+in the base asset), ``c`` (24 h change), ``i`` (instrument) and ``t`` (ms); ``vv`` (USD value)
+and ``oi`` (open interest, a derivative's) are not read.  The page marks ``l``, ``a`` and ``c``
+null where there were no trades and ``b``/``k`` null where there are no bids/asks, so those,
+their sizes and ``h`` are optional; ``i``, ``v`` and ``t`` are required.  Numbers are decimal
+strings; the schema types ``t`` as a string too (``"1771761038000"``) while its example sends a
+number, so both are read.  ``c`` is documented as "24-hour price change" and its example
 (``"0.03955106"`` beside a last price of 51174.5) shows it is the relative change as a
 fraction, as every push seen is: ``change_pct_24h`` is ``c`` × 100, and the absolute change is
 not sent (no open price either), so ``change_24h`` stays ``None``.  No sequence number.
 
 Protocol.  ``{"id":n,"method":"subscribe","params":{"channels":[…]},"nonce":ms}`` is answered
-by ``{"id":n,"method":"subscribe","code":0}`` (a non-zero ``code`` refuses the request); the
-first push of a subscription may carry the request's id too.  The page gives no example of
-an unknown instrument's refusal, so each symbol is subscribed in a request of its own and a
-refusal is read from the request id and any non-zero ``code``, never from its text.
-Crypto.com asks clients to wait 1 second after connecting before sending (its rate limits are
-pro-rated by the calendar second the connection opened in): ``connect_delay``.  The market
-data websocket takes at most 100 requests a second.
+with the request's ``id`` and ``method`` and a ``code``: 0 for success, anything else refuses
+the request (with a ``message``).  The schema types ``id`` and ``code`` as strings of digits
+while every example and the response-format table send integers, so both are read.  The push
+example carries ``"id":-1``; a first push may carry the request's id, which then acks it.
+The pages give no example of an unknown instrument's refusal (the code table has 40003
+INVALID_REQUEST and 209 INVALID_INSTRUMENT, among others), so each symbol is subscribed in a
+request of its own and a refusal is read from the request id and any non-zero ``code``, never
+from its text.  Crypto.com pro-rates its rate limits by the calendar second the connection
+opened in and advises a 1 s sleep after connecting before sending: ``connect_delay``.  The
+market data websocket takes at most 100 requests a second.
 
 Keepalive.  The server sends ``{"id":…,"method":"public/heartbeat","code":0}`` every 30 s and
-disconnects a client that does not answer with ``{"id":…,"method":"public/respond-heartbeat"}``
-(same id) within 5 s; the decoder answers with a :class:`~tickerd.exchanges.base.Reply`.  The
-page documents no client ping, so the heartbeats are what keeps a quiet connection past the
-silence watchdog: they come every 30 s, the default ``feed.silence_timeout``, which the
-watchdog (sampling every quarter of it) lets through; a longer timeout gives a late heartbeat
-some margin.
+disconnects (close code 1000) a client that does not answer with
+``{"id":…,"method":"public/respond-heartbeat"}`` (same id) within 5 s; the decoder answers
+with a :class:`~tickerd.exchanges.base.Reply`.  The pages document no client ping, so the
+heartbeats are what keeps a quiet connection past the silence watchdog: they come every 30 s,
+the default ``feed.silence_timeout``, which the watchdog (sampling every quarter of it) lets
+through; a longer timeout gives a late heartbeat some margin.
 """
 
 from __future__ import annotations
@@ -109,9 +123,9 @@ class CryptocomDecoder(Decoder):
             return []
         if method != "subscribe":
             return self.junk_frame()
-        symbol = self._pending.pop(msg.get("id"), None) if self._pending else None
+        symbol = self._pending.pop(int(msg.get("id", -1)), None) if self._pending else None
         if symbol is not None and symbol in self.symbols:
-            code = msg.get("code", 0)
+            code = int(msg.get("code", 0))
             if code:
                 self.events.append(Rejected(symbol, f"{code}: {msg.get('message', '')}"))
                 return []
@@ -157,7 +171,7 @@ class CryptocomDecoder(Decoder):
                     None if low is None else float(low),
                     None,
                     None if c is None else float(c) * 100.0,
-                    item["t"] / 1000.0,
+                    int(item["t"]) / 1000.0,
                     now,
                 )
             )
@@ -170,7 +184,8 @@ class Cryptocom(Exchange):
     name = "cryptocom"
     url = "wss://stream.crypto.com/exchange/v1/market"
     decoder_class = CryptocomDecoder
-    #: A market data connection takes at most 400 subscriptions.
+    #: A market data connection takes at most 400 subscriptions (Crypto.com's "Market Data
+    #: Websocket Subscription Limits"; one more is refused with 40107 EXCEED_MAX_SUBSCRIPTIONS).
     max_symbols_per_connection = 400
     #: At most 100 requests a second on the market data websocket.
     send_interval = 0.01

@@ -1,29 +1,36 @@
 """Poloniex v3 public websocket (``wss://ws.poloniex.com/ws/public``): the ``ticker`` and
 ``book`` channels of spot markets, merged into one record per symbol.
 
-Documentation: https://api-docs.poloniex.com/spot/websocket (connection, limits, ``ping``/
-``pong``, subscribe, unsubscribe, errors) and https://api-docs.poloniex.com/spot/websocket/market-data
-(the ``ticker`` and ``book`` channels and their pushes).
+Documentation: https://api-docs.poloniex.com/spot/websocket (the overview: endpoints, limits,
+``ping``/``pong``, subscribe, unsubscribe, errors) and
+https://api-docs.poloniex.com/spot/websocket/market-data (the ``ticker`` and ``book`` channels
+and their pushes).  The field lists below are also those of Poloniex's own SDK
+(``poloniex/polo-sdk-java``: ``TickerEvent``, ``BookEvent``), whose descriptions are the
+page's.
 
 Symbols.  Spot markets are named ``BASE_QUOTE``: ``BTC/USDT`` ↔ ``BTC_USDT``.
 
 Fields.  ``ticker`` pushes carry the 24 h statistics and the last price: ``close`` (last),
-``open``, ``high``, ``low``, ``quantity`` (base volume), ``dailyChange`` (the change as a
-fraction: ``-0.0002`` is −0.02 %) and ``ts``; its ``markPrice`` (a spot index of Poloniex's
-own) is not read.  The absolute change is ``close − open``, computed exactly.  ``book`` pushes
-are snapshots of the book's top levels (``bids``/``asks`` of ``[price, size]``, best first;
-the page lists depths 5, 10 and 20, so the shallowest, 5, is asked for and its first level
-read) with ``id``, the book's update id, which supplies ``sequence``.  Each channel's fields
-are merged with the other's latest (:attr:`Decoder.merges`); a candidate that breaks the sanity
-rule leaves the state as it was.
+``open``, ``high``, ``low``, ``quantity`` (base volume), ``amount`` (quote volume, not read),
+``dailyChange`` ("daily change in decimal": ``-0.0002`` is −0.02 %) and ``ts`` (push time,
+ms); ``markPrice`` (a margin mark price), ``tradeCount``, ``startTime`` and ``closeTime`` are
+not read.  All numbers but the times and the count are decimal strings.  The absolute change
+is ``close − open``, computed exactly.  ``book`` pushes are snapshots of the book's top levels
+(``bids`` best-first descending, ``asks`` best-first ascending, each level ``[price, size]``)
+with ``id`` (the record's sequence id), which supplies ``sequence``, ``createTime`` and
+``ts``.  The channel takes a ``depth`` of 5, 10 or 20 levels, none smaller, so the top level
+the adapter wants comes from the shallowest, 5, whose first level is read.  Each channel's
+fields are merged with the other's latest (:attr:`Decoder.merges`); a candidate that breaks
+the sanity rule leaves the state as it was.
 
 Protocol.  ``{"event":"subscribe","channel":["ticker"],"symbols":["BTC_USDT"]}`` is answered by
-``{"event":"subscribe","channel":"ticker","symbols":["BTC_USDT"]}``; a failure by
-``{"event":"error","message":…}``, which names neither the channel nor the symbol.  So each
-request names one channel and one symbol, and the answers, which come in request order, one a
-request, are matched to the requests in order: an error refuses the symbol of the oldest
-unanswered request, whatever its message says, and the ``book`` request's ack (sent after the
-``ticker`` one) confirms the symbol.  A connection may send 500 requests a second.
+``{"event":"subscribe","channel":"ticker","symbols":["BTC_USDT"]}`` (the channel a string
+there); a failure by ``{"event":"error","message":…}``, which names neither the channel nor
+the symbol.  So each request names one channel and one symbol, and the answers, which come in
+request order, one a request, are matched to the requests in order: an error refuses the
+symbol of the oldest unanswered request, whatever its message says, and the ``book`` request's
+ack (sent after the ``ticker`` one) confirms the symbol.  A connection may send 500 requests a
+second.
 
 Keepalive.  Poloniex ends a session that sent no message or ``{"event":"ping"}`` for 30 seconds
 (only clients ping); ``{"event":"pong"}`` answers.  The adapter pings every 20 s, and the
@@ -45,7 +52,8 @@ from tickerd.model import Ticker
 
 TICKER = "ticker"
 BOOK = "book"
-#: The book depth asked for (the shallowest the page lists); only the top level is read.
+#: The book depth asked for: the shallowest of the documented 5, 10 and 20 (there is no 1);
+#: only the top level is read.
 _DEPTH = 5
 
 _F = float | None

@@ -23,7 +23,8 @@ from tickerd.testing.server import FakeConnection, FakeExchange
 #: Crypto.com's rules for what a client sends.
 _CONNECT_WAIT = 1.0
 _REQUESTS_PER_SECOND = 100
-#: The code of a request the fake cannot serve ("INVALID_REQUEST" in the page's code table).
+#: The code of a request the fake cannot serve ("INVALID_REQUEST" in the code table of the
+#: Common API Reference; the pages give no example of an unknown instrument's refusal).
 _INVALID = 40003
 
 
@@ -81,10 +82,11 @@ class FakeCryptocom(FakeExchange):
         sent.append(now)
         if len(sent) > _REQUESTS_PER_SECOND and sent[-1] - sent[0] < 1.0:
             self.violations.append(f"more than {_REQUESTS_PER_SECOND} requests in a second")
-        if not isinstance(message, dict):
-            await self._send(conn, {"id": -1, "code": 40001, "message": "BAD_REQUEST"})
+        if not isinstance(message, dict) or "id" not in message or "method" not in message:
+            # The documented answer to a request it cannot match to an id and a method.
+            await self._send(conn, {"id": -1, "method": "ERROR", "code": 40001, "message": "BAD_REQUEST"})
             return
-        method, request = message.get("method"), message.get("id")
+        method, request = message["method"], message["id"]
         if method == "public/respond-heartbeat":
             if self._owed.get(conn) == request:
                 self._owed.pop(conn)

@@ -1,0 +1,123 @@
+"""The fleet's records in Redis, from blocking redis-py calls (callers use a worker thread).
+
+Three keys per fleet, all in one Redis Cluster slot (the fleet name is their hash tag,
+:meth:`~tickerd.layout.RedisLayout.fleet_member`): each member's record (expiring with its
+lease), the set of member ids (an index, so reading the fleet is ``SMEMBERS`` plus one ``MGET``,
+never a ``SCAN`` of the user's keyspace), and the announcement channel.  A member's write is one
+script: the record, its id in the index and, when the record changed, the announcement, so the
+others never hear of a change they cannot read yet.  The index may name members whose records
+expired (a ``kill -9``); readers skip them and live members prune them.  No ``CONFIG SET``, no
+keyspace notifications: expiry is noticed by reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+import redis
+from loguru import logger
+
+from tickerd.fleet.member import Member, loads
+from tickerd.layout import RedisLayout
+from tickerd.snapshots import UnreadableRecord
+
+#: KEYS: the record, the index; ARGV: the record's JSON, its expiry in ms, the member's id, the
+#: channel and the announcement (empty: none).
+_WRITE = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+"""
+
+#: KEYS: the record, the index; ARGV: the member's id, the channel, the announcement.  Returns
+#: how many members the index still names.
+_LEAVE = """
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return redis.call('SCARD', KEYS[2])
+"""
+
+#: KEYS: the index, then records; ARGV: their members' ids.  Drops from the index the ids whose
+#: records are gone (checked here, atomically, so a member that just came back stays listed).
+_PRUNE = """
+for i = 2, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', KEYS[1], ARGV[i - 1]) end
+end
+return 1
+"""
+
+
+def announcement(event: str, instance: str) -> bytes:
+    """What a member publishes: ``{"event": "join"|"leave"|"change", "instance": id}``."""
+    return orjson.dumps({"event": event, "instance": instance})
+
+
+def _text(raw: bytes | str) -> str:
+    return raw if isinstance(raw, str) else raw.decode()
+
+
+def _read(client: redis.Redis, layout: RedisLayout, name: str) -> tuple[list[Member], list[str]]:
+    """The live members' records (sorted by id) and the ids the index names without a record."""
+    ids = sorted(_text(raw) for raw in client.smembers(layout.fleet_members(name)))
+    if not ids:
+        return [], []
+    keys = [layout.fleet_member(name, instance) for instance in ids]
+    members: list[Member] = []
+    gone: list[str] = []
+    for instance, key, raw in zip(ids, keys, client.mget(keys), strict=True):
+        if raw is None:
+            gone.append(instance)
+            continue
+        try:
+            members.append(loads(raw, key))
+        except UnreadableRecord as exc:  # another program's value, or garbage: not a member
+            logger.warning("fleet {name}: {error}", name=name, error=str(exc))
+    return members, gone
+
+
+def read_members(client: redis.Redis, layout: RedisLayout, name: str) -> list[Member]:
+    """The live members of fleet ``name``, sorted by id (blocking; reads only)."""
+    return _read(client, layout, name)[0]
+
+
+class MemberStore:
+    """One member's view of its fleet's keys: write its record, read everyone's, leave."""
+
+    def __init__(self, client: redis.Redis, layout: RedisLayout, name: str, instance: str) -> None:
+        self.client = client
+        self.layout = layout
+        self.name = name
+        self.instance = instance
+        self.channel = layout.fleet_channel(name)
+        self._keys = [layout.fleet_member(name, instance), layout.fleet_members(name)]
+        self._write = client.register_script(_WRITE)
+        self._leave = client.register_script(_LEAVE)
+        self._prune = client.register_script(_PRUNE)
+
+    def write(self, record: bytes, lease: float, event: str | None) -> None:
+        """Store this member's record for ``lease`` seconds; announce ``event`` with it."""
+        message = b"" if event is None else announcement(event, self.instance)
+        millis = str(max(1, round(lease * 1000)))
+        self._write(keys=self._keys, args=[record, millis, self.instance, self.channel, message])
+
+    def read(self) -> list[Member]:
+        """Every live member's record, sorted by id; ids whose records expired leave the index."""
+        members, gone = _read(self.client, self.layout, self.name)
+        if gone:
+            self.prune(gone)
+        return members
+
+    def prune(self, instances: Sequence[str]) -> None:
+        keys = [self.layout.fleet_members(self.name)]
+        keys += [self.layout.fleet_member(self.name, instance) for instance in instances]
+        self._prune(keys=keys, args=list(instances))
+
+    def leave(self) -> int:
+        """Delete this member's record and announce it; how many members the index still names."""
+        remaining: int = self._leave(
+            keys=self._keys, args=[self.instance, self.channel, announcement("leave", self.instance)]
+        )
+        return remaining
