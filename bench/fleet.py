@@ -2,12 +2,12 @@
 a join and a SIGTERM.
 
     .venv/bin/python bench/fleet.py [--instances 5] [--symbols 2000] [--replicas 1] [--lease 10]
-        [--window 20] [--period 4] [--probes 200] [--probe-period 0.25]
+        [--window 20] [--period 4] [--probes 100] [--probe-period 0.25]
 
 Processes: a private ``redis-server`` (keyspace notifications on, so every member-record write
 is seen without ``MONITOR``), the fake exchange (:class:`tickerd.testing.fleet.FleetBinance`:
 every instance on its own URL path, so the fake's subscription lists say who holds what), the
-instances (``python -m tickerd run``) and this process, which records every published update.
+instances (``python -m tickerd run``) and this process, which records every update of the probes.
 
 Every symbol is updated once per ``--period`` seconds, and ``--probes`` of them once per
 ``--probe-period``: the gaps per symbol are measured on the probes, whose updates are frequent
@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import orjson
@@ -102,6 +102,8 @@ class Fake:
             target=run_fake, args=(names, probes, period, probe_period, theirs), daemon=True
         )
         self.process.start()
+        assert self.process.pid is not None
+        self.pid: int = self.process.pid
         self.url: str = self.pipe.recv()
 
     def assignment(self) -> Assignment:
@@ -117,6 +119,12 @@ class Fake:
 # -- the instances --------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used so far (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Instance:
     """``python -m tickerd run`` as fleet member ``name``; /proc figures for it."""
 
@@ -128,8 +136,7 @@ class Instance:
         )
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return cpu_seconds(self.process.pid)
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -228,7 +235,7 @@ def probe_gaps(arrivals: Arrivals, names: Sequence[str], probes: set[str], since
     return arrivals.gaps([s for s in names if s in probes], since)
 
 
-async def settle(arrivals: Arrivals, names: Sequence[str]) -> None:
+async def settle(arrivals: Arrivals, names: Collection[str]) -> None:
     """Wait until every symbol of ``names`` has been updated since now (the gaps are closed)."""
     since = time.monotonic()
     await arrivals.wait_until(lambda: arrivals.updated_since(names, since), within=120)
@@ -242,7 +249,7 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
     fleet = Fleet(directory, redis_url, fake, names, args)
     try:
         async with trio.open_nursery() as nursery:
-            arrivals = Arrivals(client, LAYOUT, EXCHANGE)
+            arrivals = Arrivals(client, LAYOUT, EXCHANGE, only=probes)
             writes = MemberWrites(client)
             nursery.start_soon(arrivals.run)
             nursery.start_soon(writes.run)
@@ -251,23 +258,25 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
                 f"lease {args.lease:g} s; each symbol updated every {args.period:g} s, "
                 f"{args.probes} probes every {args.probe_period:g} s"
             )
-            started = time.monotonic()
             for i in range(args.instances):
                 fleet.start(f"i{i + 1}")
             took = await fleet.rebalanced()
-            await settle(arrivals, names)
-            print(
-                f"start: every symbol on its owners after {took:.1f} s, "
-                f"every symbol updated after {time.monotonic() - started:.1f} s"
-            )
+            await settle(arrivals, probes)
+            print(f"start: every symbol on its owners after {took:.1f} s")
 
-            cpu = {name: instance.cpu_seconds() for name, instance in fleet.instances.items()}
+            harness = {"fake": fake.pid, "this process": os.getpid()}
+            cpu = {name: cpu_seconds(pid) for name, pid in harness.items()}
+            cpu |= {name: instance.cpu_seconds() for name, instance in fleet.instances.items()}
             begin = time.monotonic()
             await trio.sleep(args.window)
             end = time.monotonic()
             assignment = await trio.to_thread.run_sync(fake.assignment)
             steady = arrivals.gaps(sorted(probes), begin, end)
-            print(f"steady state over {args.window:g} s (probes: {steady}):")
+            load = ", ".join(
+                f"{name} {(cpu_seconds(pid) - cpu[name]) / (end - begin) * 100:.0f} %"
+                for name, pid in harness.items()
+            )
+            print(f"steady state over {args.window:g} s (probes: {steady}; CPU of the {load}):")
             for name, instance in sorted(fleet.instances.items()):
                 share = (instance.cpu_seconds() - cpu[name]) / (end - begin) * 100
                 print(
@@ -281,7 +290,7 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
             killed = time.monotonic()
             fleet.instances.pop(victim).stop(signal.SIGKILL)
             took = await fleet.rebalanced()
-            await settle(arrivals, lost)
+            await settle(arrivals, probes.intersection(lost))
             print(
                 f"kill -9 {victim}: rebalanced in {took:.1f} s; "
                 f"its probes: {probe_gaps(arrivals, lost, probes, killed)}"
@@ -293,7 +302,7 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
             took = await fleet.rebalanced()
             after = await trio.to_thread.run_sync(fake.assignment)
             moved = [s for s in names if after[s] != before[s]]
-            await settle(arrivals, names)
+            await settle(arrivals, probes)
             print(
                 f"join i{args.instances + 1}: rebalanced in {took:.1f} s, {len(moved)} symbols moved; "
                 f"moved probes: {probe_gaps(arrivals, moved, probes, joined)}; "
@@ -307,7 +316,7 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
             status = await trio.to_thread.run_sync(instance.stop)
             stopped = time.monotonic() - terminated
             took = await fleet.rebalanced()
-            await settle(arrivals, theirs)
+            await settle(arrivals, probes.intersection(theirs))
             print(
                 f"SIGTERM {leaving}: exited {status} {stopped:.1f} s after the signal, rebalanced "
                 f"{took:.1f} s later; its probes: {probe_gaps(arrivals, theirs, probes, terminated)}"
@@ -330,7 +339,7 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=10.0, help="fleet.lease (default: tickerd's)")
     parser.add_argument("--window", type=float, default=20.0, help="seconds of steady state measured")
     parser.add_argument("--period", type=float, default=4.0, help="seconds between two updates of a symbol")
-    parser.add_argument("--probes", type=int, default=200, help="symbols updated faster, for the gaps")
+    parser.add_argument("--probes", type=int, default=100, help="symbols updated faster, for the gaps")
     parser.add_argument("--probe-period", type=float, default=0.25)
     args = parser.parse_args()
     server = RedisServer()

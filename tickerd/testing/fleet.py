@@ -19,19 +19,18 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import orjson
+import redis
 import trio
 
 from tickerd.broadcast import Broadcast
+from tickerd.exchanges.binance import native
 from tickerd.layout import RedisLayout
 from tickerd.testing.binance import FakeBinance
 from tickerd.testing.server import FakeConnection
-
-if TYPE_CHECKING:
-    import redis
 
 
 def symbols(count: int) -> list[str]:
@@ -48,6 +47,8 @@ class FleetBinance(FakeBinance):
         self.lag: dict[str, float] = {}
         #: Frames sent late so far (to the instances in :attr:`lag`).
         self.late_sent = 0
+        #: Native stream name → unified symbol, of the symbols it trades (:meth:`_unified`).
+        self._natives: dict[str, str] = {}
         #: Frames held back, in the order they are due (one lag per instance keeps it sorted).
         self._late_send, self._late_receive = trio.open_memory_channel[
             tuple[float, FakeConnection, list[str]]
@@ -76,6 +77,13 @@ class FleetBinance(FakeBinance):
         """symbol → the instances subscribed to it, for each of ``names``."""
         return {symbol: tuple(self.holders(symbol)) for symbol in names}
 
+    def _unified(self, native: str) -> str | None:
+        """The base class's walk over every market costs a fleet subscribing thousands of
+        symbols seconds of the fake's loop (every push waits meanwhile): the traded ones are
+        looked up instead."""
+        known = self._natives.get(native)
+        return known if known is not None else super()._unified(native)
+
     async def push(self, symbol: str, **fields: float) -> int:
         """Send ``symbol``'s state to its subscribers, the lagging ones :attr:`lag` seconds later
         (the frames are built now, with the ordering keys of now)."""
@@ -102,6 +110,7 @@ class FleetBinance(FakeBinance):
     async def trade(self, names: Sequence[str], period: float, rng: random.Random) -> None:
         """Move and send every subscribed symbol of ``names`` about once per ``period`` seconds,
         spread evenly over the period, in a new order each round, until cancelled."""
+        self._natives.update((native(symbol), symbol) for symbol in names)
         while True:
             started = trio.current_time()
             for i, symbol in enumerate(rng.sample(list(names), len(names))):
@@ -144,13 +153,20 @@ class Gaps:
 class Arrivals:
     """Every update of one exchange published on Redis, per symbol: (arrival, ordering key).
 
-    A subscriber reads the channel in a worker thread, a batch at a time (a thread hop per
-    message would cost more than the message), so the test's own loop stays free.
+    A subscriber reads the channels in a worker thread, a batch at a time (a thread hop per
+    message would cost more than the message), so the test's own loop stays free.  ``only``
+    narrows it to those symbols' channels: a reader that falls behind stamps arrivals late,
+    and a bench with thousands of symbols measures gaps on a few of them.
     """
 
-    def __init__(self, client: redis.Redis, layout: RedisLayout, exchange: str) -> None:
+    def __init__(
+        self, client: redis.Redis, layout: RedisLayout, exchange: str, only: Iterable[str] | None = None
+    ) -> None:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        self._pubsub.psubscribe(layout.updates_pattern(exchange))
+        if only is None:
+            self._pubsub.psubscribe(layout.updates_pattern(exchange))
+        else:
+            self._pubsub.subscribe(*(layout.updates(exchange, symbol) for symbol in only))
         self._start = len(layout.updates(exchange, ""))
         #: symbol → [(monotonic arrival time, ordering key)], in the order published.
         self.updates: dict[str, list[tuple[float, float]]] = {}
@@ -170,13 +186,20 @@ class Arrivals:
             self._pubsub.close()
 
     def _batch(self) -> list[tuple[float, bytes, bytes]]:
-        """What arrived within 0.1 s (up to 2,000 messages), with when each arrived."""
+        """What arrived within 0.1 s (up to 2,000 messages), with when each arrived.
+
+        Never ``timeout=0``: redis-py then reads a message that arrived in part from a
+        non-blocking socket and fails; a message still incomplete after 10 ms ends the batch
+        (its bytes stay in the parser for the next one)."""
         batch: list[tuple[float, bytes, bytes]] = []
-        message = self._pubsub.get_message(timeout=0.1)
-        while message is not None and len(batch) < 2000:
-            if message["type"] == "pmessage":
-                batch.append((time.monotonic(), message["channel"], message["data"]))
-            message = self._pubsub.get_message(timeout=0.0)
+        try:
+            message = self._pubsub.get_message(timeout=0.1)
+            while message is not None and len(batch) < 2000:
+                if message["type"] in ("message", "pmessage"):
+                    batch.append((time.monotonic(), message["channel"], message["data"]))
+                message = self._pubsub.get_message(timeout=0.01)
+        except redis.TimeoutError:
+            pass
         return batch
 
     async def wait_until(self, predicate: Callable[[], bool], within: float) -> None:
