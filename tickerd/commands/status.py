@@ -221,7 +221,7 @@ def render(report: Report) -> str:
         lines.append(f"subscriptions {source.kind} {source.database} {source.state}{ignored}")
     if report.exchanges:
         rows = exchange_table(report.exchanges)
-        lines += ["", *_table(rows, right=range(2, len(rows[0])))]
+        lines += ["", *_table(rows, right=range(2, len(rows[0]) - 1))]  # LAST ERROR: free text
         details = symbol_problems(report.exchanges, report.checked)
         if details:
             lines += ["", *(f"  {kind:<9} {text}" for kind, text in details)]
@@ -432,18 +432,13 @@ def read_summary(client: redis.Redis, url: str, config: Config) -> str:
 
 
 def _table(rows: list[tuple[str, ...]], right: Container[int]) -> list[str]:
-    """``rows`` as aligned columns, the last one unpadded; the columns in ``right`` right-aligned."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    """``rows`` as aligned columns, those in ``right`` right-aligned (no trailing blanks)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
         "  ".join(
-            [
-                *(
-                    cell.rjust(w) if i in right else cell.ljust(w)
-                    for i, (cell, w) in enumerate(zip(row[:-1], widths, strict=True))
-                ),
-                row[-1],
-            ]
-        )
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
         for row in rows
     ]
 
