@@ -43,6 +43,7 @@ class Fleet:
         self,
         tmp_path: Path,
         fake: FleetBinance,
+        client: redis.Redis,
         prefix: str,
         stack: AsyncExitStack,
         *,
@@ -51,6 +52,7 @@ class Fleet:
     ) -> None:
         self.tmp_path = tmp_path
         self.fake = fake
+        self.client = client
         self.prefix = prefix
         self.lease = lease
         self.replicas = replicas
@@ -109,9 +111,19 @@ class Fleet:
         report: dict[str, Any] = orjson.loads(result.stdout)
         return result.returncode, report
 
-    async def assert_status_shows_the_fleet(self) -> None:
-        """``status`` lists the live instances, which between them hold every symbol, and no
-        symbol owned by nobody."""
+    def recorded(self) -> bool:
+        """Whether each live instance's own health records say it is connected (they follow a
+        change by up to a second: ``tickerd.monitor``)."""
+        for instance in self.daemons:
+            heartbeat, exchanges = RedisLayout(self.prefix, instance=instance).read_health(self.client)
+            if heartbeat is None or EXCHANGE not in exchanges or exchanges[EXCHANGE].state != "connected":
+                return False
+        return True
+
+    async def assert_status_shows_the_fleet(self, arrivals: Arrivals) -> None:
+        """Once the instances' records caught up: ``status`` lists the live instances, which
+        between them hold every symbol, no symbol owned by nobody, and says healthy."""
+        await arrivals.wait_until(self.recorded, within=10)
         code, report = await self.status()
         assert code == 0, report
         assert [m["instance"] for m in report["members"]] == sorted(self.daemons)
@@ -135,7 +147,7 @@ async def running_fleet(
         nursery.start_soon(fake.trade, SYMBOLS, PERIOD, random.Random(14))
         arrivals = Arrivals(client, RedisLayout(prefix), EXCHANGE)
         nursery.start_soon(arrivals.run)
-        fleet = Fleet(tmp_path, fake, prefix, stack, lease=lease, replicas=replicas)
+        fleet = Fleet(tmp_path, fake, client, prefix, stack, lease=lease, replicas=replicas)
         try:
             yield fleet, arrivals
         finally:
@@ -158,7 +170,7 @@ async def test_three_instances_share_the_symbols_and_a_join_a_kill_and_a_sigterm
         before = await fleet.converged()  # each symbol on exactly one instance, its owner
         assert {holders for holders in before.values()} == {("i1",), ("i2",), ("i3",)}
         await updated_after(arrivals, SYMBOLS, time.monotonic(), within=10)
-        await fleet.assert_status_shows_the_fleet()
+        await fleet.assert_status_shows_the_fleet(arrivals)
 
         joined = time.monotonic()
         await fleet.start("i4")
@@ -179,7 +191,7 @@ async def test_three_instances_share_the_symbols_and_a_join_a_kill_and_a_sigterm
         await updated_after(arrivals, victim, killed, within=bound)
         print(f"kill -9: {arrivals.gaps(victim, killed)}")
         await fleet.converged()
-        await fleet.assert_status_shows_the_fleet()  # the dead one's record expired
+        await fleet.assert_status_shows_the_fleet(arrivals)  # the dead one's record expired
 
         leaving = fleet.of("i3")
         terminated = time.monotonic()
