@@ -20,9 +20,8 @@ from typing import Any
 
 import attrs
 import orjson
-import redis
 
-from tickerd import embedded
+from tickerd import embedded, topology
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
 from tickerd.config import Config
 from tickerd.fleet import Member, read_members
@@ -73,7 +72,15 @@ class Report:
         }
 
 
-def read_report(client: redis.Redis, url: str, prefix: str, *, instance: str | None = None) -> Report:
+def unreachable(error: BaseException, url: str) -> str:
+    """Why Redis at ``url`` gave no records: it refuses tickerd, or it is not reachable."""
+    reason = refusal(error, url)
+    if reason is not None:  # there, but refuses: the daemon cannot write either
+        return f"Redis at {redact(url)} refuses tickerd: {redact(reason)}"
+    return f"Redis at {redact(url)} is not reachable: {error}"
+
+
+def read_report(client: topology.Client, url: str, prefix: str, *, instance: str | None = None) -> Report:
     """Read the records and judge them (blocking: redis-py); ``url`` is shown redacted.
     ``instance``: the records of that fleet member."""
     now = time.time()
@@ -89,8 +96,8 @@ def read_report(client: redis.Redis, url: str, prefix: str, *, instance: str | N
 
     try:
         heartbeat, exchanges = RedisLayout(prefix, instance=instance).read_health(client)
-    except (redis.RedisError, OSError) as exc:
-        return report(DOWN, [_unreachable(exc, url)])
+    except (*topology.ERRORS, OSError) as exc:
+        return report(DOWN, [unreachable(exc, url)])
     except UnreadableRecord as exc:
         return report(DOWN, [f"cannot read tickerd's records (another version, or not tickerd's): {exc}"])
     if heartbeat is None:
@@ -108,15 +115,6 @@ def read_report(client: redis.Redis, url: str, prefix: str, *, instance: str | N
         reasons += [f"{name}: no health record" for name in missing]
         level = max(level, DEGRADED)
     return report(level, reasons, heartbeat, exchanges)
-
-
-def _unreachable(exc: Exception, url: str) -> str:
-    """Why Redis gave no records: it refuses tickerd (then the daemon cannot write either), or
-    it cannot be reached."""
-    reason = refusal(exc, url)
-    if reason is not None:
-        return f"Redis at {url} refuses tickerd: {redact(reason)}"
-    return f"Redis at {url} is not reachable: {exc}"
 
 
 def _age(seconds: float) -> str:
@@ -311,7 +309,7 @@ def desired_of(config: Config) -> dict[str, tuple[str, ...]] | None:
 
 
 def read_fleet_report(
-    client: redis.Redis,
+    client: topology.Client,
     url: str,
     prefix: str,
     name: str,
@@ -334,8 +332,8 @@ def read_fleet_report(
 
     try:
         members = read_members(client, RedisLayout(prefix), name)
-    except (redis.RedisError, OSError) as exc:
-        return report(DOWN, [_unreachable(exc, url)])
+    except (*topology.ERRORS, OSError) as exc:
+        return report(DOWN, [unreachable(exc, url)])
     if not members:
         where = f"{url} (prefix {prefix!r})" if prefix else url
         return report(DOWN, [f"no member of fleet {name!r} is running: no member record in Redis at {where}"])
@@ -421,14 +419,27 @@ def fleet_summary_line(report: FleetReport) -> str:
     return " · ".join(parts)
 
 
-def read_summary(client: redis.Redis, url: str, config: Config) -> str:
-    """The status line of ``watch``: the fleet's in fleet mode, else the daemon's (blocking)."""
+def read_any(client: topology.Client, url: str, config: Config) -> Report | FleetReport:
+    """The daemon's report, or the fleet's in fleet mode (blocking)."""
     if config.fleet.name is None:
-        return summary_line(read_report(client, url, config.redis.prefix))
-    fleet = read_fleet_report(
+        return read_report(client, url, config.redis.prefix)
+    return read_fleet_report(
         client, url, config.redis.prefix, config.fleet.name, config.fleet.replicas, desired_of(config)
     )
-    return fleet_summary_line(fleet)
+
+
+def unreached(config: Config, url: str, error: BaseException) -> Report | FleetReport:
+    """What ``status`` says when it cannot even make a client for ``url`` (down)."""
+    reasons, shown, prefix, now = [unreachable(error, url)], redact(url), config.redis.prefix, time.time()
+    if config.fleet.name is None:
+        return Report(DOWN, reasons, shown, prefix, None, {}, now)
+    return FleetReport(DOWN, reasons, shown, prefix, config.fleet.name, None, [], now)
+
+
+def read_summary(client: topology.Client, url: str, config: Config) -> str:
+    """The status line of ``watch``: the fleet's in fleet mode, else the daemon's (blocking)."""
+    report = read_any(client, url, config)
+    return summary_line(report) if isinstance(report, Report) else fleet_summary_line(report)
 
 
 def _table(rows: list[tuple[str, ...]], right: Container[int]) -> list[str]:
@@ -448,23 +459,24 @@ def run_status(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     url = embedded.locate(config.redis)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
     try:
-        if config.fleet.name is not None:
-            fleet = read_fleet_report(
-                client, url, config.redis.prefix, config.fleet.name, config.fleet.replicas, desired_of(config)
-            )
-            shown, text, level = fleet.to_json(), render_fleet(fleet), fleet.level
-        else:
-            report = read_report(client, url, config.redis.prefix)
-            shown, text, level = report.to_json(), render(report), report.level
-    finally:
-        client.close()
+        client = topology.client(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    except topology.ERRORS as exc:  # a cluster's client asks for the slot map as it is made
+        report = unreached(config, url, exc)
+    else:
+        try:
+            report = read_any(client, url, config)
+        finally:
+            client.close()
+    if isinstance(report, Report):
+        shown, text = report.to_json(), render(report)
+    else:
+        shown, text = report.to_json(), render_fleet(report)
     if args.json:
         sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(text)
-    return level
+    return report.level
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
