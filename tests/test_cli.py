@@ -113,8 +113,9 @@ def test_config_option_works_after_the_run_command(tmp_path: Path) -> None:
 
 
 #: What ``status`` and ``watch`` start without: they only read Redis, so they must not pay for
-#: the daemon (and the exchanges, transports and sources it loads), Prometheus or psycopg.
-HEAVY = ("tickerd.daemon", "prometheus_client", "psycopg")
+#: the daemon (and the exchanges, transports and sources it loads), Prometheus, the HTTP server
+#: (hypercorn, and the status page) or psycopg.
+HEAVY = ("tickerd.daemon", "prometheus_client", "hypercorn", "tickerd.web", "tickerd.page", "psycopg")
 
 #: ``python -m tickerd ARGS`` in a fresh interpreter, then the names of the modules it loaded.
 _LOADED_BY = """\

@@ -31,6 +31,7 @@ async def test_demo_runs_under_its_own_prefix_whatever_redis_prefix_says(redis_s
     )
     assert result.returncode == 0, result.stderr
     assert re.search(r"^tickerd demo: fake okx at ws://127\.0\.0\.1:\d+/ws/v5/public$", result.stderr, re.M)
+    assert re.search(r"^tickerd demo: status page at http://127\.0\.0\.1:\d+/$", result.stderr, re.M)
     rows = [line.split() for line in result.stdout.strip().split("\n\n")[-1].splitlines()[2:-1]]
     assert [row[:2] for row in rows] == sorted(["okx", s] for s in exchanges.get("okx").sample_symbols)
     for key, value in real_keys.items():  # the real data is untouched

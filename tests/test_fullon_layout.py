@@ -18,7 +18,7 @@ import trio
 
 import tickerd
 from tests.conftest import make_config, start_daemon, start_fake, stored
-from tickerd.commands.watch import Board
+from tickerd.board import Board
 from tickerd.config import ConfigError, load, structure
 from tickerd.layout import RedisLayout
 from tickerd.model import Removal, Ticker

@@ -23,15 +23,16 @@ from tests.conftest import (
     wait_health,
 )
 from tests.processes import free_port
-from tickerd.metrics import Metrics
+from tickerd import web
 from tickerd.testing import FakeKraken
 
 
 async def get(port: int, path: str) -> tuple[int, str]:
-    """One HTTP GET; (status, body)."""
+    """One HTTP GET; (status, body).  HTTP/1.0, so the body ends with the connection and is not
+    chunked."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        await stream.send_all(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
         response = bytearray()
         while chunk := await stream.receive_some():
             response += chunk
@@ -49,7 +50,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def start_metrics(nursery: trio.Nursery, daemon: tickerd.TickerDaemon) -> int:
-    port: int = await nursery.start(Metrics(daemon).serve, 0, "127.0.0.1")
+    port: int = await nursery.start(web.serve, web.Site(daemon), 0, "127.0.0.1")
     return port
 
 

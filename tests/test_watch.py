@@ -17,8 +17,8 @@ from tests.conftest import Updates, make_config, read_until, start_daemon, start
 from tests.processes import RedisServer
 from tests.test_status import status_config
 from tickerd import exchanges
+from tickerd.board import Board, price
 from tickerd.commands import demo
-from tickerd.commands.watch import Board, price
 from tickerd.layout import RedisLayout
 from tickerd.testing import FakeKraken
 

@@ -1,21 +1,18 @@
-"""Prometheus metrics and ``/healthz`` over HTTP (``tickerd run --metrics-port PORT``).
+"""Prometheus metrics and the ``/healthz`` verdict of a running daemon.
 
 Nothing is counted for Prometheus on the hot path: the counters the feeds and the writer
 keep anyway (frames, junk, tickers written, batches, coalesced updates, reconnects) are read
 by a custom collector when Prometheus scrapes.  The two latency histograms are observed once
-per written batch, never per frame.  The HTTP server is a few lines of trio (no thread), as
-it serves two small resources.
+per written batch, never per frame.  :mod:`tickerd.web` serves the registry at ``/metrics``
+and :meth:`Metrics.healthz` at ``/healthz``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator
 
-import trio
-from loguru import logger
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -27,8 +24,6 @@ from tickerd.writer import Written
 
 #: Latency buckets in seconds: sub-millisecond pipelines up to multi-second Redis stalls.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-#: Largest HTTP request head read; a scrape sends a few hundred bytes.
-MAX_REQUEST = 8192
 
 
 #: One number read from an exchange's health snapshot.
@@ -123,12 +118,6 @@ def _fleet_metrics(fleet: FleetSnapshot) -> Iterator[Metric]:
         yield gauge
 
 
-async def listen(port: int, host: str = "") -> list[trio.SocketListener]:
-    """Bind the metrics port: ``tickerd run`` does it before the daemon starts, so a port in use
-    fails before anything is connected or written (``OSError``)."""
-    return await trio.open_tcp_listeners(port, host=host or None)
-
-
 class Metrics:
     """The registry of one daemon: its collector and the per-batch latency histograms."""
 
@@ -163,48 +152,3 @@ class Metrics:
         if level == HEALTHY:
             return 200, "ok\n"
         return 503, f"{LEVELS[level]}: {'; '.join(reasons)}\n"
-
-    async def serve(
-        self,
-        port: int | list[trio.SocketListener],
-        host: str = "",
-        *,
-        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve ``/metrics`` and ``/healthz`` on ``port`` (0: any free port; or the listeners
-        :func:`listen` bound) until cancelled; ``started`` reports the port."""
-        listeners = port if isinstance(port, list) else await listen(port, host)
-        bound = listeners[0].socket.getsockname()[1]
-        logger.info(
-            "metrics at http://{host}:{port}/metrics, health at /healthz", host=host or "*", port=bound
-        )
-        task_status.started(bound)
-        await trio.serve_listeners(self._handle, listeners)
-
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            head = bytearray()
-            with trio.move_on_after(5):
-                while b"\r\n\r\n" not in head and len(head) < MAX_REQUEST:
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        break
-                    head += chunk
-            method, _, rest = bytes(head).partition(b" ")
-            path = rest.split(b" ", 1)[0].split(b"?", 1)[0]
-            if method != b"GET":
-                status, content_type, body = 405, "text/plain", b"only GET\n"
-            elif path == b"/metrics":
-                status, content_type, body = 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
-            elif path == b"/healthz":
-                status, text = self.healthz()
-                content_type, body = "text/plain; charset=utf-8", text.encode()
-            else:
-                status, content_type, body = 404, "text/plain", b"try /metrics or /healthz\n"
-            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
-            response = (
-                f"HTTP/1.1 {status} {reason[status]}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            ).encode() + body
-            with contextlib.suppress(trio.BrokenResourceError):  # the scraper went away
-                await stream.send_all(response)

@@ -22,7 +22,9 @@ EXIT_INTERRUPTED = EXIT_UNWRITTEN = 1
 EXIT_CONFIG = 2
 
 #: ``--metrics-port`` belongs to ``run``, and to ``tickerd`` itself since ``run`` is the default.
-METRICS_HELP = "serve Prometheus /metrics and /healthz on this port (all interfaces)"
+METRICS_HELP = (
+    "serve the live status page at /, Prometheus /metrics and /healthz on this port (all interfaces)"
+)
 
 
 def port(text: str) -> int:

@@ -2,7 +2,8 @@
 
 It starts the fake exchange servers of :mod:`tickerd.testing` on 127.0.0.1 with lively
 synthetic prices (:mod:`tickerd.testing.market`), prints their URLs, and runs the daemon pointed
-at them and the ``watch`` view.  The Redis is the usual one (``REDIS_URL``, else
+at them, the ``watch`` view and the live status page (:mod:`tickerd.web`, on 127.0.0.1; its URL
+is printed, and opened in the browser on a desktop).  The Redis is the usual one (``REDIS_URL``, else
 127.0.0.1:6379, else a private redis-server), always under the ``tickerd-demo:`` prefix
 whatever ``REDIS_PREFIX`` says, so real data is never touched; the demo's tickers (keys under
 that prefix only) are removed when it ends.  A second demo on the same Redis finds the prefix
@@ -12,16 +13,27 @@ leased and exits 2.  ``tickerd status`` with ``REDIS_PREFIX=tickerd-demo:`` repo
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import socket
 import sys
+import webbrowser
 from functools import partial
 from typing import Any, TextIO
 
 import redis
 import trio
 
-from tickerd import embedded, exchanges, logs
-from tickerd.commands import EXIT_CONFIG, add_config_option, first_leaf, load_or_report, seconds, watch
+from tickerd import embedded, exchanges, logs, web
+from tickerd.commands import (
+    EXIT_CONFIG,
+    add_config_option,
+    first_leaf,
+    load_or_report,
+    port,
+    seconds,
+    watch,
+)
 from tickerd.config import Config, structure
 from tickerd.daemon import serve
 from tickerd.layout import RedisLayout
@@ -29,9 +41,12 @@ from tickerd.lease import LeaseError
 from tickerd.testing import FakeExchange, fake_for
 from tickerd.testing.market import lively, sample_symbols
 
+#: Where the demo serves its HTTP port (the status page): this machine only.
+HOST = "127.0.0.1"
 #: The demo's own prefix, whatever ``REDIS_PREFIX`` or the config say: the demo never touches
 #: real data, and removes only keys under it.
 PREFIX = "tickerd-demo:"
+TITLE = "tickerd demo"
 
 
 def demo_config(endpoints: dict[str, dict[str, str]], redis_url: str | None, prefix: str) -> Config:
@@ -44,13 +59,23 @@ def demo_config(endpoints: dict[str, dict[str, str]], redis_url: str | None, pre
     )
 
 
-async def run_demo(config: Config, fakes: dict[str, FakeExchange], *, out: TextIO, interactive: bool) -> None:
-    """The fakes' markets, the daemon and the view, until cancelled."""
+async def run_demo(
+    config: Config,
+    fakes: dict[str, FakeExchange],
+    *,
+    out: TextIO,
+    interactive: bool,
+    page: list[socket.socket] | None = None,
+) -> None:
+    """The fakes' markets, the daemon, the view and, on the ``page`` sockets (:func:`web.bind`),
+    the status page, until cancelled."""
     rng = random.Random()
     async with trio.open_nursery() as nursery:
         for name, fake in fakes.items():
             nursery.start_soon(lively, fake, sample_symbols(name), rng)
         daemon = await nursery.start(serve, config)
+        if page is not None:
+            await nursery.start(web.serve, web.Site(daemon, TITLE), page)
         with trio.move_on_after(5):  # so that the first status line shows them connected, fresh
             while any(h.state != "connected" or h.waiting for h in daemon.health().exchanges.values()):
                 await daemon.health_changed()
@@ -61,7 +86,7 @@ async def run_demo(config: Config, fakes: dict[str, FakeExchange], *, out: TextI
             config.health.stale_after,
             out=out,
             interactive=interactive,
-            title="tickerd demo (fake exchanges on 127.0.0.1)",
+            title=f"{TITLE} (fake exchanges on 127.0.0.1)",
         )
 
 
@@ -116,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    try:
+        sockets = web.bind(args.http_port, HOST)
+    except OSError as exc:
+        print(f"tickerd demo: --http-port {args.http_port}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    url = f"http://{HOST}:{sockets[0].getsockname()[1]}/"
     out = sys.stdout
     interactive = out.isatty()
     log_file = embedded.state_dir() / "demo.log"
@@ -130,7 +161,10 @@ def run(args: argparse.Namespace) -> int:
             async def body(demo: Config, fakes: dict[str, FakeExchange]) -> None:
                 for name, fake in fakes.items():  # before the view, so they stay on the terminal
                     print(f"tickerd demo: fake {name} at {fake.url}", file=sys.stderr)
-                main = partial(run_demo, demo, fakes, out=out, interactive=interactive)
+                print(f"tickerd demo: status page at {url}", file=sys.stderr)
+                if args.open if args.open is not None else interactive and _desktop():
+                    webbrowser.open(url)
+                main = partial(run_demo, demo, fakes, out=out, interactive=interactive, page=sockets)
                 with watch.screen(out, interactive):
                     await watch.until_interrupted(args.duration, main)
 
@@ -151,6 +185,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _desktop() -> bool:
+    """Whether a browser can open a window here: not on a server or over SSH, where Python's
+    ``webbrowser`` would run a text-mode browser on the terminal the live view draws on."""
+    graphical = "DISPLAY" in os.environ or "WAYLAND_DISPLAY" in os.environ
+    return sys.platform in ("darwin", "win32") or graphical
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "demo",
@@ -166,4 +207,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="only this exchange (repeatable; default every exchange)",
     )
     parser.add_argument("--duration", type=seconds, metavar="SECONDS", help="exit after this long")
+    parser.add_argument(
+        "--http-port",
+        type=port,
+        default=0,
+        metavar="PORT",
+        help=f"serve the live status page (and /metrics, /healthz) on {HOST}:PORT (default: a free port)",
+    )
+    parser.add_argument(
+        "--open",
+        action=argparse.BooleanOptionalAction,
+        help="open the status page in the browser (default: on a desktop, when run on a terminal)",
+    )
     parser.set_defaults(func=run)

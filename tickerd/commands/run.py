@@ -6,9 +6,9 @@ any connection is opened or anything written), 1 when latest values were left un
 did not take them within ``shutdown_grace``; the log says how many) or a second signal cut the
 shutdown short.
 
-It imports the daemon and Prometheus (:mod:`tickerd.metrics`) at the top, as the commands that
-need them do: :mod:`tickerd.commands.main` imports a command's module only to run it (or to
-show every command's help), so ``status`` and ``watch`` start without them.
+It imports the daemon and the HTTP port (:mod:`tickerd.web`: hypercorn, Prometheus) at the top,
+as the commands that need them do: :mod:`tickerd.commands.main` imports a command's module
+only to run it (or to show every command's help), so ``status`` and ``watch`` start without them.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 
 import trio
 from loguru import logger
 
-from tickerd import embedded, logs
+from tickerd import embedded, logs, web
 from tickerd.commands import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -36,7 +37,6 @@ from tickerd.commands import (
 from tickerd.config import Config, ConfigError
 from tickerd.daemon import TickerDaemon, serve
 from tickerd.lease import LeaseError
-from tickerd.metrics import Metrics, listen
 from tickerd.systemd import Notifier
 
 
@@ -60,10 +60,10 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
     Under systemd it notifies readiness, status, stopping and watchdog pings
     (:mod:`tickerd.systemd`).
     """
-    listeners: list[trio.SocketListener] = []
+    listeners: list[socket.socket] = []
     if metrics_port is not None:
         try:
-            listeners = await listen(metrics_port)
+            listeners = web.bind(metrics_port)
         except OSError as exc:
             logger.error("--metrics-port {port}: {error}", port=metrics_port, error=exc)
             return EXIT_CONFIG
@@ -83,7 +83,7 @@ async def run_until_signalled(config: Config, metrics_port: int | None = None) -
                     async with trio.open_nursery() as nursery:
                         daemon = await nursery.start(serve, config)
                         if listeners:
-                            await nursery.start(Metrics(daemon).serve, listeners)
+                            await nursery.start(web.serve, web.Site(daemon), listeners)
                         nursery.start_soon(notifier.follow, daemon)
                 if daemon is not None and daemon.writer.unwritten:
                     status = EXIT_UNWRITTEN  # the writer logged how many

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -139,6 +140,52 @@ def summary_line(report: Report) -> str:
     return " · ".join(parts)
 
 
+def exchange_table(exchanges: Mapping[str, ExchangeSnapshot]) -> list[tuple[str, ...]]:
+    """A heading, then one row per exchange: its state, connections, symbol counts, reconnects
+    and last error (``status`` prints it, the status page shows it)."""
+    rows: list[tuple[str, ...]] = [
+        (
+            "EXCHANGE",
+            "STATE",
+            "CONNS",
+            "SYMBOLS",
+            "FRESH",
+            "WAITING",
+            "STALE",
+            "REJECTED",
+            "RECONNECTS",
+            "LAST ERROR",
+        )
+    ]
+    for name, record in sorted(exchanges.items()):
+        error, when = record.last_error, record.last_error_ts
+        rows.append(
+            (
+                name,
+                record.state,
+                str(record.connections),
+                *map(str, _counts(record)),
+                str(record.reconnects),
+                f"{_clock(when)} {error}" if error and when else "-",
+            )
+        )
+    return rows
+
+
+def symbol_problems(exchanges: Mapping[str, ExchangeSnapshot], now: float) -> list[tuple[str, str]]:
+    """``(stale|rejected, what)`` for every stale and every refused symbol, with since when or
+    the exchange's reason."""
+    found = []
+    for name, record in sorted(exchanges.items()):
+        for symbol in record.stale:
+            tick = record.last_tick.get(symbol)
+            since = f"last tick {_age(now - tick)} ago" if tick else "no tick yet"
+            found.append(("stale", f"{name} {symbol} ({since})"))
+        for symbol, reason in sorted(record.rejected.items()):
+            found.append(("rejected", f"{name} {symbol}: {reason}"))
+    return found
+
+
 def render(report: Report) -> str:
     """The table ``tickerd status`` prints."""
     lines: list[str] = []
@@ -159,32 +206,7 @@ def render(report: Report) -> str:
         ignored = f", {len(source.problems)} row(s) ignored" if source.problems else ""
         lines.append(f"subscriptions {source.kind} {source.database} {source.state}{ignored}")
     if report.exchanges:
-        rows: list[tuple[str, ...]] = [
-            (
-                "EXCHANGE",
-                "STATE",
-                "CONNS",
-                "SYMBOLS",
-                "FRESH",
-                "WAITING",
-                "STALE",
-                "REJECTED",
-                "RECONNECTS",
-                "LAST ERROR",
-            )
-        ]
-        for name, record in sorted(report.exchanges.items()):
-            error, when = record.last_error, record.last_error_ts
-            rows.append(
-                (
-                    name,
-                    record.state,
-                    str(record.connections),
-                    *map(str, _counts(record)),
-                    str(record.reconnects),
-                    f"{_clock(when)} {error}" if error and when else "-",
-                )
-            )
+        rows = exchange_table(report.exchanges)
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
         lines.append("")
         for row in rows:
@@ -193,16 +215,9 @@ def render(report: Report) -> str:
                 for i, (cell, w) in enumerate(zip(row[:-1], widths, strict=True))
             ]
             lines.append("  ".join([*cells, row[-1]]))
-        details = []
-        for name, record in sorted(report.exchanges.items()):
-            for symbol in record.stale:
-                tick = record.last_tick.get(symbol)
-                since = f"last tick {_age(report.checked - tick)} ago" if tick else "no tick yet"
-                details.append(f"  stale     {name} {symbol} ({since})")
-            for symbol, reason in sorted(record.rejected.items()):
-                details.append(f"  rejected  {name} {symbol}: {reason}")
+        details = symbol_problems(report.exchanges, report.checked)
         if details:
-            lines += ["", *details]
+            lines += ["", *(f"  {kind:<9} {text}" for kind, text in details)]
     lines.append("")
     lines.append(
         f"status: {LEVELS[report.level]}" + (f" ({'; '.join(report.reasons)})" if report.reasons else "")

@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
-from typing import Any, TextIO
+from typing import TextIO
 
 import redis
 import trio
 
 from tickerd import embedded
+from tickerd.board import Board
 from tickerd.broadcast import Broadcast
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report, seconds
 from tickerd.commands.status import read_report, summary_line
@@ -41,116 +42,6 @@ PRINT_EVERY = 1.0
 _ENTER, _LEAVE = "\x1b[?1049h\x1b[?25l", "\x1b[?25h\x1b[?1049l"  # alternate screen, cursor
 _HOME, _EOL, _EOS = "\x1b[H", "\x1b[K", "\x1b[J"
 _GREEN, _RED, _DIM, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m"
-
-
-def price(value: float | None) -> str:
-    """A price that reads well at any magnitude (BTC at 64,000.50, PEPE at 1.234e-05)."""
-    if value is None:
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.2f}"
-    return f"{value:.6g}" if value == 0 or abs(value) >= 1e-4 else f"{value:.3e}"
-
-
-def funding(rate: float | None) -> str:
-    """One period's funding rate in percent, signed (shorts pay longs when negative)."""
-    return "-" if rate is None else f"{rate * 100:+.4f}%"
-
-
-def until_then(when: float | None, now: float) -> str:
-    """Time left until ``when`` (epoch s): when the next funding is paid."""
-    if when is None:
-        return "-"
-    return "now" if when <= now else "in " + age(when - now)
-
-
-def amount(value: float | None) -> str:
-    """An amount (open interest) in whole units with thousands separators, small ones as prices."""
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if abs(value) >= 1000 else price(value)
-
-
-def age(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.0f} h"
-
-
-#: The derivative columns: the heading and how the cell is made from a record and the time.
-_DERIVATIVE_COLUMNS: tuple[tuple[str, Callable[[dict[str, Any], float], str]], ...] = (
-    ("MARK", lambda r, now: price(r.get("mark_price"))),
-    ("INDEX", lambda r, now: price(r.get("index_price"))),
-    ("FUNDING", lambda r, now: funding(r.get("funding_rate"))),
-    ("NEXT FUNDING", lambda r, now: until_then(r.get("next_funding_ts"), now)),
-    ("OPEN INT", lambda r, now: amount(r.get("open_interest"))),
-)
-
-
-class Board:
-    """The latest record of every (exchange, symbol) seen, and how it is drawn.
-
-    ``derivatives``: show the derivative columns (mark, index, funding, next funding, open
-    interest) always (``True``), never (``False``), or once a shown record has a mark price or
-    a funding rate (``None``), so a spot-only view stays as narrow as it was.
-    """
-
-    def __init__(
-        self, stale_after: float, exchanges: list[str] | None = None, derivatives: bool | None = None
-    ) -> None:
-        self.stale_after = stale_after
-        self.derivatives = derivatives
-        self.exchanges = set(exchanges or ())
-        self.records: dict[tuple[str, str], dict[str, Any]] = {}
-        self.status = "status: waiting for the first health read"
-        self.updates = 0
-
-    def update(self, record: dict[str, Any]) -> None:
-        if self.exchanges and record["exchange"] not in self.exchanges:
-            return
-        self.records[record["exchange"], record["symbol"]] = record
-        self.updates += 1
-
-    def _with_derivatives(self) -> bool:
-        if self.derivatives is not None:
-            return self.derivatives
-        return any(
-            r.get("mark_price") is not None or r.get("funding_rate") is not None
-            for r in self.records.values()
-        )
-
-    def lines(self, now: float) -> list[str]:
-        """The table: a header, then one line per ticker ending in ``fresh`` or ``STALE``."""
-        extra = _DERIVATIVE_COLUMNS if self._with_derivatives() else ()
-        rows = [("EXCHANGE", "SYMBOL", "BID", "ASK", "LAST", *(name for name, _ in extra), "AGE", "")]
-        for (exchange, symbol), record in sorted(self.records.items()):
-            seconds = max(0.0, now - (record.get("received_ts") or record["time"]))
-            rows.append(
-                (
-                    exchange,
-                    symbol,
-                    price(record["bid"]),
-                    price(record["ask"]),
-                    price(record["last"]),
-                    *(cell(record, now) for _, cell in extra),
-                    age(seconds),
-                    "STALE" if seconds >= self.stale_after else "fresh",
-                )
-            )
-        columns = len(rows[0]) - 1  # the last, fresh or STALE, is not aligned
-        widths = [max(len(row[i]) for row in rows) for i in range(columns)]
-        lines = []
-        for row in rows:
-            cells = [
-                c.ljust(w) if i < 2 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row[:columns], widths, strict=True))
-            ]
-            lines.append("  ".join([*cells, row[columns]]).rstrip())
-        if not self.records:
-            lines.append("(no tickers in Redis yet)")
-        return lines
 
 
 def _color(line: str) -> str:
@@ -181,7 +72,7 @@ class View:
     def draw(self) -> None:
         now = time.time()
         clock = datetime.fromtimestamp(now).strftime("%H:%M:%S")
-        header = f"{self.title}  {clock}  {len(self.board.records)} tickers"
+        header = f"{self.title}  {clock}  {len(self.board.tickers)} tickers"
         body = self.board.lines(now)
         if not self.interactive:
             self.out.write("\n".join([header, *body, self.board.status, ""]) + "\n")
