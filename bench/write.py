@@ -1,22 +1,33 @@
 """The writer's cost per batch, without the pipeline around it: build the commands, one round trip.
 
-    .venv/bin/python bench/write.py [--sizes 1,10,100,1000] [--layout extended --layout fullon]
-        [--seconds 1.0]
+    .venv/bin/python bench/write.py [--sizes 1,10,200,1000] [--layout extended --layout fullon]
+        [--write plain --write monotonic --write rejected] [--seconds 1.0]
 
-For each ticker layout and batch size, a batch of that many distinct symbols (full tickers,
-every field set) is timed in the two steps the writer runs per batch (``RedisWriter._send``
-and ``_confirm``):
+For each ticker layout, write and batch size, a batch of that many distinct symbols (full tickers,
+every field set, a sequence number) is timed in the two steps the writer runs per batch
+(``RedisWriter._send`` and ``_confirm``):
 
-* **build**: ``RedisLayout.ticker_commands`` (each ticker JSON-encoded once, the ``HSET``, the
-  ``PUBLISH`` per ticker, and the fullon layout's ``MSET`` of ``ticker_time`` keys);
+* **build**: ``RedisLayout.ticker_commands`` (each ticker JSON-encoded once, then the commands);
 * **round trip**: those commands through the writer's own connection
   (:class:`~tickerd.writer.connection.RedisConnection`: packed, sent once, one reply read
   each) against the local Redis, back to back in a trio loop, under a key prefix of its own
   that is deleted afterwards.
 
-Each step repeats for ``--seconds`` (at least 10 batches) and reports the mean.  No sockets
-but Redis, nothing else in the event loop: what a change to the write itself (the fleet's
-compare-and-set) adds or saves shows here before it drowns in ``bench/throughput.py``'s noise.
+The writes, so that one run compares the fleet's compare-and-set with the plain write:
+
+* ``plain``: one ``HSET`` per exchange, a ``PUBLISH`` per ticker (the fullon layout's ``MSET`` of
+  ``ticker_time`` keys besides);
+* ``monotonic``: ``RedisLayout(monotonic=True)``, every value accepted: the script reads the
+  stored value, compares, then ``HSET`` and ``PUBLISH``.  Its arguments carry a time a second
+  later than the one inside the JSON it stores, so each repetition is newer than what the
+  previous one left (the fullon layout's ``ticker_time`` scripts see their own time again after
+  the first repetition: a ``GET`` and no ``SET``);
+* ``rejected``: the same batch again and again, every value as new as the stored one: the
+  script reads and compares, and writes and publishes nothing (a replica's duplicates).
+
+Each step repeats for ``--seconds`` (at least 10 batches) and reports the mean; the last column
+is the write's extra cost per ticker over ``plain`` of the same layout and size (when measured).
+No sockets but Redis, nothing else in the event loop.
 """
 
 from __future__ import annotations
@@ -32,12 +43,15 @@ import trio
 
 from tickerd.layout import LAYOUTS, Command, RedisLayout
 from tickerd.model import Ticker
+from tickerd.monotonic import TICKER_TIME, TICKERS
 from tickerd.writer.connection import RedisConnection
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 EXCHANGE = "binance"
 #: Fewer repetitions than this would make the mean a single sample's noise.
 MIN_BATCHES = 10
+#: The writes compared (see the module's docstring).
+WRITES = ("plain", "monotonic", "rejected")
 
 
 def batch_of(size: int) -> dict[tuple[str, str], Ticker]:
@@ -59,6 +73,7 @@ def batch_of(size: int) -> dict[tuple[str, str], Ticker]:
             change_pct_24h=1.26,
             exchange_ts=now,
             received_ts=now,
+            sequence=1_000_000 + i,
         )
         for i in range(size)
     }
@@ -90,23 +105,45 @@ async def mean_seconds_async(step: Callable[[], Awaitable[object]], budget: floa
 
 async def round_trips(connection: RedisConnection, commands: list[Command], budget: float) -> float:
     try:
+        await connection.execute(commands)  # the scripts loaded, the values stored
         return await mean_seconds_async(lambda: connection.execute(commands), budget)
     finally:
         connection.close()  # in the event loop that owns its socket
 
 
-def bench(connection: RedisConnection, layout: RedisLayout, size: int, budget: float) -> dict[str, float]:
+def always_newer(commands: list[Command]) -> list[Command]:
+    """``commands`` with every script argument's time a second later than the stored JSON's:
+    each repetition is accepted (written and published) again."""
+    later: list[Command] = []
+    for command in commands:
+        if command[:2] == ("EVALSHA", TICKERS.sha) or command[:2] == ["EVALSHA", TICKERS.sha]:
+            arguments = list(command)
+            for i in range(8, len(arguments), 4):  # symbol, sequence, time, JSON from argument 6
+                arguments[i] = repr(float(arguments[i]) + 1.0)
+            later.append(arguments)
+        elif command[:2] == ("EVALSHA", TICKER_TIME.sha):
+            later.append((*command[:4], repr(float(command[4]) + 1.0)))
+        else:
+            later.append(command)
+    return later
+
+
+def bench(layout: RedisLayout, write: str, size: int, budget: float) -> dict[str, float]:
     batch = batch_of(size)
     commands = layout.ticker_commands(batch)
+    if write == "monotonic":
+        commands = always_newer(commands)
     build = mean_seconds(lambda: layout.ticker_commands(batch), budget)
+    connection = RedisConnection(REDIS_URL, scripts=layout.scripts)
     round_trip = trio.run(round_trips, connection, commands, budget)
     return {"build": build * 1e6, "round_trip": round_trip * 1e6, "commands": len(commands)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1,10,100,1000", help="batch sizes, comma-separated")
+    parser.add_argument("--sizes", default="1,10,200,1000", help="batch sizes, comma-separated")
     parser.add_argument("--layout", action="append", choices=LAYOUTS, help="default: both")
+    parser.add_argument("--write", action="append", choices=WRITES, help="default: all three")
     parser.add_argument("--seconds", type=float, default=1.0, help="time budget of each measurement")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -114,21 +151,27 @@ def main() -> None:
     client.ping()
     prefix = f"bench-write-{uuid.uuid4().hex[:8]}:"
     print(
-        f"{'layout':<9} {'batch':>6} {'commands':>9} {'build µs':>10} {'trip µs':>10} {'total µs':>10}"
-        f" {'build/ticker':>13} {'trip/ticker':>12} {'total/ticker':>13}"
+        f"{'layout':<9} {'write':<10} {'batch':>6} {'commands':>9} {'build µs':>10} {'trip µs':>10}"
+        f" {'total µs':>10} {'build/ticker':>13} {'trip/ticker':>12} {'total/ticker':>13} {'+/ticker':>9}"
     )
     try:
         for kind in args.layout or LAYOUTS:
-            layout = RedisLayout(prefix, kind)
-            for size in sizes:
-                r = bench(RedisConnection(REDIS_URL), layout, size, args.seconds)
-                total = r["build"] + r["round_trip"]
-                print(
-                    f"{kind:<9} {size:>6,} {r['commands']:>9.0f} {r['build']:>10.1f} {r['round_trip']:>10.1f}"
-                    f" {total:>10.1f} {r['build'] / size:>13.2f} {r['round_trip'] / size:>12.2f}"
-                    f" {total / size:>13.2f}",
-                    flush=True,
-                )
+            plain: dict[int, float] = {}
+            for write in args.write or WRITES:
+                # Each write under a prefix of its own: none finds what another stored.
+                layout = RedisLayout(f"{prefix}{write}:", kind, monotonic=write != "plain")
+                for size in sizes:
+                    r = bench(layout, write, size, args.seconds)
+                    total = r["build"] + r["round_trip"]
+                    if write == "plain":
+                        plain[size] = total / size
+                    extra = f"{total / size - plain[size]:>9.2f}" if size in plain else f"{'':>9}"
+                    print(
+                        f"{kind:<9} {write:<10} {size:>6,} {r['commands']:>9.0f} {r['build']:>10.1f}"
+                        f" {r['round_trip']:>10.1f} {total:>10.1f} {r['build'] / size:>13.2f}"
+                        f" {r['round_trip'] / size:>12.2f} {total / size:>13.2f} {extra}",
+                        flush=True,
+                    )
     finally:
         for key in client.scan_iter(RedisLayout(prefix).owned_pattern()):
             client.delete(key)

@@ -87,6 +87,7 @@ async def test_metrics_count_frames_tickers_batches_and_latency(
     assert found["tickerd_connections", kraken_label] == 1
     assert found["tickerd_tickers_written_total", ()] == writer.written >= 1
     assert found["tickerd_coalesced_updates_total", ()] == writer.coalesced
+    assert found["tickerd_writes_rejected_total", ()] == writer.rejected == 0  # one writer: none
     assert found["tickerd_batches_total", ()] == writer.batches
     assert found["tickerd_redis_up", ()] == 1
     assert found["tickerd_redis_write_seconds_count", ()] == writer.batches

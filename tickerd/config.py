@@ -679,9 +679,10 @@ class Config:
     def layout(self) -> RedisLayout:
         """The key names and ticker record under ``redis.prefix``: ``redis.layout`` if set, else
         fullon's strict record in fullon mode (its programs read the hashes) and the extended
-        one otherwise.  Decided here because it depends on two sections."""
+        one otherwise.  Decided here because it depends on two sections.  A fleet writes
+        monotonically (several instances may write one key: the older value must not win)."""
         kind = self.redis.layout or ("fullon" if self.database.mode == "fullon" else "extended")
-        return RedisLayout(self.redis.prefix, kind)
+        return RedisLayout(self.redis.prefix, kind, monotonic=self.fleet_mode)
 
 
 DEFAULT_TOML = """

@@ -427,6 +427,7 @@ class TickerDaemon:
                 written=writer.written,
                 batches=writer.batches,
                 coalesced=writer.coalesced,
+                rejected=writer.rejected,
                 redis_up=writer.redis_up,
                 reason=writer.reason,
             ),

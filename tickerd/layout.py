@@ -33,6 +33,7 @@ import orjson
 
 from tickerd import snapshots
 from tickerd.model import Removal, Ticker
+from tickerd.monotonic import SCRIPTS, SEQUENCE_RESET, TICKER_TIME, TICKERS, Script
 from tickerd.snapshots import ExchangeRecord, Heartbeat
 
 if TYPE_CHECKING:
@@ -127,6 +128,10 @@ class RedisLayout:
     prefix: str = ""
     #: One of :data:`LAYOUTS`.
     kind: str = attrs.field(default="extended", validator=attrs.validators.in_(LAYOUTS))
+    #: Writes that never go back in time (fleet mode, several writers per key): each
+    #: exchange's tickers of a batch are written by one compare-and-set script call
+    #: (:mod:`tickerd.monotonic`) instead of ``HSET`` and ``PUBLISH``.
+    monotonic: bool = attrs.field(default=False, kw_only=True)
     #: The fleet member whose heartbeat and health records these are (``None``: the one daemon
     #: of the prefix).  Members of a fleet each keep their own records, so none overwrites another's.
     instance: str | None = attrs.field(default=None, kw_only=True)
@@ -142,6 +147,11 @@ class RedisLayout:
     @encode_ticker.default
     def _encoder(self) -> Callable[[Ticker], bytes]:
         return _encode_fullon if self.kind == "fullon" else _encode_extended
+
+    @property
+    def scripts(self) -> tuple[Script, ...]:
+        """The scripts :meth:`ticker_commands` calls by SHA: a connection loads them first."""
+        return SCRIPTS if self.monotonic else ()
 
     @property
     def strict(self) -> bool:
@@ -201,6 +211,8 @@ class RedisLayout:
         the key names are cut from per-exchange starts (:meth:`_starts`): at a batch of one, the
         f-strings, the generator and the list copies this avoids cost as much as the record.
         """
+        if self.monotonic:
+            return self._monotonic_commands(batch)
         encode = self.encode_ticker
         starts = self._starts
         commands: list[Command] = []  # the HSETs, then the HDELs, the time keys, the PUBLISHes
@@ -225,6 +237,42 @@ class RedisLayout:
         if self.strict:
             commands += self._time_commands(batch)
         commands += publishes
+        return commands
+
+    def _monotonic_commands(self, batch: Mapping[tuple[str, str], Ticker | Removal]) -> list[Command]:
+        """:meth:`ticker_commands` of a fleet (:attr:`monotonic`): one :data:`~tickerd.monotonic.TICKERS`
+        call per exchange, which writes and publishes each ticker unless the stored one is as new
+        (the sequence and time go along as arguments, so the script decodes no JSON but the
+        stored one's two fields).  The fullon layout's ``ticker_time`` keys take one
+        :data:`~tickerd.monotonic.TICKER_TIME` call each (they lie in other cluster slots), before
+        the hash: a reader notified of a value finds its time already there.  Removals are the
+        plain ``HDEL`` and ``DEL``."""
+        encode = self.encode_ticker
+        starts = self._starts
+        strict = self.strict
+        times: list[Command] = []
+        # exchange → its script call (grown per ticker)
+        calls: dict[str, list[str | bytes]] = {}
+        removals: dict[str, list[str | bytes]] = {}
+        gone: list[str | bytes] = ["DEL"]
+        for (exchange, symbol), ticker in batch.items():
+            if isinstance(ticker, Removal):
+                removals.setdefault(exchange, ["HDEL", starts(exchange)[0]]).append(symbol)
+                if strict:
+                    gone.append(starts(exchange)[2] + symbol)
+                continue
+            call = calls.get(exchange)
+            if call is None:
+                key, channel, _ = starts(exchange)
+                call = calls[exchange] = ["EVALSHA", TICKERS.sha, "1", key, channel, _RESET]
+            time = repr(ticker.exchange_ts if ticker.exchange_ts is not None else ticker.received_ts)
+            sequence = ticker.sequence
+            call += (symbol, "" if sequence is None else str(sequence), time, encode(ticker))
+            if strict:
+                times.append(("EVALSHA", TICKER_TIME.sha, "1", starts(exchange)[2] + symbol, time))
+        commands: list[Command] = [*times, *calls.values(), *removals.values()]
+        if len(gone) > 1:
+            commands.append(gone)
         return commands
 
     def _time_commands(self, batch: Mapping[tuple[str, str], Ticker | Removal]) -> list[Command]:
@@ -356,6 +404,9 @@ class RedisLayout:
         """Every key of this layout's prefix (tests clean up with it)."""
         return f"{self.prefix}*"
 
+
+#: :data:`~tickerd.monotonic.SEQUENCE_RESET` as the :data:`~tickerd.monotonic.TICKERS` script reads it.
+_RESET = repr(SEQUENCE_RESET)
 
 #: ``HDEL KEYS[1] ARGV[1]`` only while the field holds ``ARGV[2]`` (:meth:`RedisLayout.field_command`).
 _HDEL_IF_OWNER = (

@@ -87,6 +87,11 @@ class _DaemonCollector(Collector):
             "Updates replaced by a newer one before they were written",
             value=writer.coalesced,
         )
+        yield CounterMetricFamily(
+            "tickerd_writes_rejected",
+            "Tickers not written because Redis held a value as new (fleet mode: another instance's)",
+            value=writer.rejected,
+        )
         yield GaugeMetricFamily(
             "tickerd_redis_up", "1 while Redis accepts writes", value=int(writer.redis_up)
         )

@@ -87,6 +87,8 @@ class WriterStats(WriterCounters):
     #: Why, while ``redis_up`` is false: ``Redis refuses tickerd: …`` (a wrong password,
     #: NOAUTH, a database the server lacks, not Redis) or ``Redis unreachable: …``.
     reason: str | None
+    #: Tickers not written because Redis held a value as new (monotonic writes, fleet mode).
+    rejected: int = attrs.field(default=0, kw_only=True)
 
 
 @attrs.frozen

@@ -31,9 +31,10 @@ import redis
 import trio
 from redis._parsers.base import BaseParser  # redis-py's map of error replies to its exceptions
 from redis.connection import parse_url
-from redis.exceptions import InvalidResponse
+from redis.exceptions import InvalidResponse, NoScriptError
 
 from tickerd.layout import Command
+from tickerd.monotonic import Script
 
 #: Seconds a connection attempt (TCP and the AUTH/SELECT handshake) may take.
 CONNECT_TIMEOUT = 2.0
@@ -103,7 +104,9 @@ class RedisConnection:
     server that restarted holds nothing, health records included.
     """
 
-    def __init__(self, url: str, *, reply_timeout: float = REPLY_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, *, reply_timeout: float = REPLY_TIMEOUT, scripts: Sequence[Script] = ()
+    ) -> None:
         options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         self._where = options.get("path") or f"{options.get('host', 'localhost')}:{options.get('port', 6379)}"
         self._options = options
@@ -117,11 +120,18 @@ class RedisConnection:
         self._opened = 0
         #: Connections opened after the first.
         self.reconnects = 0
+        #: ``SCRIPT LOAD`` of each script the commands call by SHA: part of every connection's
+        #: handshake (a restarted server, or a cluster's other master, holds none of them) and
+        #: sent again before the next commands after a ``NOSCRIPT`` reply (``SCRIPT FLUSH``).
+        self._loads: list[Command] = [("SCRIPT", "LOAD", script.source) for script in scripts]
+        self._reload = False
 
     async def send(self, commands: Sequence[Command]) -> None:
         """Write ``commands`` (one ``send_all``), opening the connection first if needed."""
         if self._stream is None:
             await self._open()
+        elif self._reload:
+            await self._load_scripts()
         assert self._stream is not None
         pack: Callable[[Command], bytes] = hiredis.pack_command  # type: ignore[assignment]  # stub: one-tuples
         data = b"".join([pack(tuple(command)) for command in commands])
@@ -138,26 +148,42 @@ class RedisConnection:
             self.close()
             raise
 
-    async def replies(self) -> None:
-        """Read the reply of every command sent; raise the first error reply (after reading
-        them all, so the connection stays in step) or the failure that ended the connection."""
+    async def replies(self) -> list[Any]:
+        """Read the reply of every command sent, and return them; raise the first error reply
+        (after reading them all, so the connection stays in step) or the failure that ended
+        the connection.  A ``NOSCRIPT`` reply has the scripts loaded again before the next
+        commands go out."""
         first_error: redis.RedisError | None = None
         reader = self._reader
+        replies: list[Any] = []
         while self.outstanding:
             reply = reader.gets()
             if reply is False:  # no whole reply buffered: read the socket
                 await self._receive()
                 continue
             self.outstanding -= 1
+            replies.append(reply)
             if isinstance(reply, redis.RedisError) and first_error is None:
                 first_error = reply
         if first_error is not None:
+            if isinstance(first_error, NoScriptError):
+                self._reload = True
             raise first_error
+        return replies
 
-    async def execute(self, commands: Sequence[Command]) -> None:
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """One round trip: send ``commands`` and read their replies."""
         await self.send(commands)
-        await self.replies()
+        return await self.replies()
+
+    async def _load_scripts(self) -> None:
+        """``SCRIPT LOAD`` every script (one round trip; a failure closes the connection)."""
+        self._reload = False
+        try:
+            await self.execute(self._loads)
+        except redis.RedisError:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Drop the connection at once (no goodbye: it may be in any state)."""
@@ -194,6 +220,8 @@ class RedisConnection:
             handshake.append(("AUTH", *credentials))
         if options.get("db"):
             handshake.append(("SELECT", str(int(options["db"]))))
+        handshake += self._loads
+        self._reload = False
         self._opened += 1
         self.reconnects = self._opened - 1
         if handshake:

@@ -27,7 +27,9 @@ from collections.abc import Callable, Sequence
 import redis
 import trio
 from loguru import logger
+from redis.exceptions import NoScriptError
 
+from tickerd import monotonic
 from tickerd.backoff import Backoff
 from tickerd.broadcast import Broadcast
 from tickerd.freshness import LastSeen
@@ -60,7 +62,7 @@ class RedisWriter:
     """Coalesce, pipeline, retry.  ``run`` is the task; counters are for health and metrics."""
 
     def __init__(self, url: str, layout: RedisLayout, *, grace: float = 5.0, window: float = 0.0) -> None:
-        self._redis = RedisConnection(url)
+        self._redis = RedisConnection(url, scripts=layout.scripts)
         self.layout = layout
         self._grace = grace
         #: Trio time by which the final flush ends even within its grace: a fleet member's
@@ -85,6 +87,9 @@ class RedisWriter:
         self.written = 0
         self.batches = 0
         self.coalesced = 0
+        #: Tickers the monotonic write (:attr:`RedisLayout.monotonic`) did not write because the
+        #: stored value was as new (another instance's): counted in :attr:`written` too.
+        self.rejected = 0
         self.redis_up = True
         #: Why Redis takes no writes (it refuses tickerd, or cannot be reached); ``None`` while
         #: it does.
@@ -306,14 +311,22 @@ class RedisWriter:
         batch, records, started = self._inflight
         self._inflight = None
         try:
-            await self._redis.replies()
+            replies = await self._redis.replies()
         except BaseException as exc:
             self._batch = batch | self._batch if self._batch else batch
             self._records = records | self._records
             if not isinstance(exc, redis.RedisError):
                 raise
+            if isinstance(exc, NoScriptError) and not self._failures:
+                # The server lost the scripts (SCRIPT FLUSH): the connection loads them
+                # before the batch goes again, at once.  Sending it again is harmless: what
+                # was written is as new as itself, so it is neither written nor published twice.
+                self._failures += 1
+                return False
             self._failed(exc)
         else:
+            if self.layout.monotonic:
+                self.rejected += monotonic.rejected(replies)
             self._confirmed(batch, records, time.perf_counter() - started)
             return True
         await self._backoff()
