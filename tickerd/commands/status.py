@@ -16,9 +16,8 @@ from typing import Any
 
 import attrs
 import orjson
-import redis
 
-from tickerd import embedded
+from tickerd import embedded, topology
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
 from tickerd.health import DEGRADED, DOWN, LEVELS, assess
 from tickerd.layout import RedisLayout
@@ -66,7 +65,15 @@ class Report:
         }
 
 
-def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
+def unreachable(error: BaseException, url: str) -> str:
+    """Why Redis at ``url`` gave no records: it refuses tickerd, or it is not reachable."""
+    reason = refusal(error, url)
+    if reason is not None:  # there, but refuses: the daemon cannot write either
+        return f"Redis at {redact(url)} refuses tickerd: {redact(reason)}"
+    return f"Redis at {redact(url)} is not reachable: {error}"
+
+
+def read_report(client: topology.Client, url: str, prefix: str) -> Report:
     """Read the records and judge them (blocking: redis-py); ``url`` is shown redacted."""
     now = time.time()
     url = redact(url)
@@ -81,11 +88,8 @@ def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
 
     try:
         heartbeat, exchanges = RedisLayout(prefix).read_health(client)
-    except (redis.RedisError, OSError) as exc:
-        reason = refusal(exc, url)
-        if reason is not None:  # there, but refuses: the daemon cannot write either
-            return report(DOWN, [f"Redis at {url} refuses tickerd: {redact(reason)}"])
-        return report(DOWN, [f"Redis at {url} is not reachable: {exc}"])
+    except (*topology.ERRORS, OSError) as exc:
+        return report(DOWN, [unreachable(exc, url)])
     except UnreadableRecord as exc:
         return report(DOWN, [f"cannot read tickerd's records (another version, or not tickerd's): {exc}"])
     if heartbeat is None:
@@ -230,11 +234,17 @@ def run_status(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     url = embedded.locate(config.redis)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
     try:
-        report = read_report(client, url, config.redis.prefix)
-    finally:
-        client.close()
+        client = topology.client(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    except topology.ERRORS as exc:  # a cluster's client asks for the slot map as it is made
+        report = Report(
+            DOWN, [unreachable(exc, url)], redact(url), config.redis.prefix, None, {}, time.time()
+        )
+    else:
+        try:
+            report = read_report(client, url, config.redis.prefix)
+        finally:
+            client.close()
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

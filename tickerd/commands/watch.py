@@ -21,10 +21,9 @@ from datetime import datetime
 from functools import partial
 from typing import TextIO
 
-import redis
 import trio
 
-from tickerd import embedded
+from tickerd import embedded, topology
 from tickerd.board import Board
 from tickerd.broadcast import Broadcast
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report, seconds
@@ -116,14 +115,14 @@ async def watch(
     layout = RedisLayout(prefix)
     board = Board(stale_after, exchanges, derivatives)
     view = View(board, out, title, interactive)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    client = topology.client(url, socket_connect_timeout=2.0, socket_timeout=5.0)
     pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
 
     async def listen() -> None:
         while True:
             try:
                 message = await trio.to_thread.run_sync(pubsub.get_message, True, 0.2)
-            except redis.RedisError as exc:  # pub/sub reconnects (and resubscribes) on the next call
+            except topology.ERRORS as exc:  # pub/sub reconnects (and resubscribes) on the next call
                 board.status = f"status: Redis connection lost ({exc}); reconnecting"
                 view.touch()
                 await trio.sleep(1)

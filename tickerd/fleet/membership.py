@@ -34,6 +34,7 @@ import trio
 from loguru import logger
 from redis.client import PubSub
 
+from tickerd import topology
 from tickerd.backoff import Backoff
 from tickerd.broadcast import Broadcast
 from tickerd.config import FleetSettings
@@ -74,7 +75,7 @@ class Membership:
         self.collected: Callable[[], Mapping[str, MemberExchange]] = dict
         # Shorter than a renewal period, so an unanswered call is over before the next is due.
         timeout = min(2.0, settings.lease / 3)
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._client = topology.client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.store = MemberStore(self._client, layout, self.name, self.instance)
         self.started = time.time()
         #: Departing: the record says so, and the rendezvous leaves this member out.

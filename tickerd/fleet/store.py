@@ -13,14 +13,17 @@ keyspace notifications: expiry is noticed by reading.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import orjson
-import redis
 from loguru import logger
 
 from tickerd.fleet.member import Member, loads
 from tickerd.layout import RedisLayout
 from tickerd.snapshots import UnreadableRecord
+
+if TYPE_CHECKING:
+    from tickerd.topology import Client
 
 #: KEYS: the record, the index; ARGV: the record's JSON, its expiry in ms, the member's id, the
 #: channel and the announcement (empty: none).
@@ -59,7 +62,7 @@ def _text(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else raw.decode()
 
 
-def _read(client: redis.Redis, layout: RedisLayout, name: str) -> tuple[list[Member], list[str]]:
+def _read(client: Client, layout: RedisLayout, name: str) -> tuple[list[Member], list[str]]:
     """The live members' records (sorted by id) and the ids the index names without a record."""
     ids = sorted(_text(raw) for raw in client.smembers(layout.fleet_members(name)))
     if not ids:
@@ -78,7 +81,7 @@ def _read(client: redis.Redis, layout: RedisLayout, name: str) -> tuple[list[Mem
     return members, gone
 
 
-def read_members(client: redis.Redis, layout: RedisLayout, name: str) -> list[Member]:
+def read_members(client: Client, layout: RedisLayout, name: str) -> list[Member]:
     """The live members of fleet ``name``, sorted by id (blocking; reads only)."""
     return _read(client, layout, name)[0]
 
@@ -86,7 +89,7 @@ def read_members(client: redis.Redis, layout: RedisLayout, name: str) -> list[Me
 class MemberStore:
     """One member's view of its fleet's keys: write its record, read everyone's, leave."""
 
-    def __init__(self, client: redis.Redis, layout: RedisLayout, name: str, instance: str) -> None:
+    def __init__(self, client: Client, layout: RedisLayout, name: str, instance: str) -> None:
         self.client = client
         self.layout = layout
         self.name = name
