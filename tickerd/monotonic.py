@@ -75,9 +75,12 @@ for i = 3, #ARGV, 4 do
     local _, at = find(current, '"time"', 1, true)
     local old_time = at and tonumber(match(current, '^%s*:%s*([-+.%deE]+)', at + 1))
     if old_time then
-      local _, at = find(current, '"sequence"', 1, true)
-      local old_seq = at and match(current, '^%s*:%s*(%d+)', at + 1)
-      if seq == '' or not old_seq or seq == old_seq or math.abs(time - old_time) > reset then
+      local old_seq
+      if seq ~= '' then
+        local _, at = find(current, '"sequence"', 1, true)
+        old_seq = at and match(current, '^%s*:%s*(%d+)', at + 1)
+      end
+      if not old_seq or seq == old_seq or math.abs(time - old_time) > reset then
         newer = time > old_time
       elseif #seq ~= #old_seq then
         newer = #seq > #old_seq
