@@ -24,12 +24,12 @@ import functools
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import orjson
-import redis
 import trio
 from loguru import logger
 from redis.client import PubSub
@@ -73,10 +73,13 @@ class Membership:
         #: What this member collects and has delivered, per exchange, read for every write (the
         #: share that decides it sets it: :meth:`~tickerd.fleet.share.FleetSubscriptions.collected`).
         self.collected: Callable[[], Mapping[str, MemberExchange]] = dict
+        self._url = url
+        self._layout = layout
         # Shorter than a renewal period, so an unanswered call is over before the next is due.
-        timeout = min(2.0, settings.lease / 3)
-        self._client = topology.client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self.store = MemberStore(self._client, layout, self.name, self.instance)
+        self._timeout = min(2.0, settings.lease / 3)
+        self._store: MemberStore | None = None
+        self._connecting = threading.Lock()
+        self.channel = layout.fleet_channel(self.name)
         self.started = time.time()
         #: Departing: the record says so, and the rendezvous leaves this member out.
         self.leaving = False
@@ -105,6 +108,17 @@ class Membership:
     def record(self, instance: str) -> Member | None:
         """``instance``'s record as last read."""
         return self.members.get(instance)
+
+    def _connected(self) -> MemberStore:
+        """The store, its client made on first use in a worker thread: a cluster's client asks
+        its nodes for the slot map as it is made, which waits like any call while Redis is away."""
+        with self._connecting:
+            if self._store is None:
+                client = topology.client(
+                    self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
+                )
+                self._store = MemberStore(client, self._layout, self.name, self.instance)
+            return self._store
 
     async def _call(self, fn: Callable[[], T]) -> T:
         """``fn()`` in a worker thread; abandoned on cancellation (its socket timeout ends it)."""
@@ -135,8 +149,8 @@ class Membership:
         try:
             with trio.move_on_at(deadline, shield=True):
                 try:
-                    return await self._call(self.store.leave)
-                except redis.RedisError as exc:
+                    return await self._call(lambda: self._connected().leave())
+                except topology.ERRORS as exc:
                     logger.warning(
                         "fleet {name}: could not leave ({error}); the record expires",
                         name=self.name,
@@ -144,7 +158,8 @@ class Membership:
                     )
             return None
         finally:
-            self._client.close()
+            if self._store is not None:
+                self._store.client.close()
 
     # -- the record --------------------------------------------------------------------------
 
@@ -186,8 +201,8 @@ class Membership:
         else:
             event = "change" if changed else None
         try:
-            await self._call(lambda: self.store.write(dumps(member), self.settings.lease, event))
-        except redis.RedisError as exc:
+            await self._call(lambda: self._connected().write(dumps(member), self.settings.lease, event))
+        except topology.ERRORS as exc:
             self._joined = False  # the others may drop this member meanwhile: join again
             self._down(exc)
             self._last_write = now  # retried a second later
@@ -203,18 +218,24 @@ class Membership:
         """Ask for a read on every other member's announcement (and after each subscription,
         for what was announced while there was none)."""
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub: PubSub | None = None
             try:
+                pubsub = await self._call(self._pubsub)
                 await self._hear(pubsub)
-            except redis.RedisError as exc:
+            except topology.ERRORS as exc:
                 self._down(exc)
                 self._listen_failures += 1
                 await trio.sleep(RETRY.delay(self._listen_failures))
             finally:
-                pubsub.close()
+                if pubsub is not None:
+                    pubsub.close()
+
+    def _pubsub(self) -> PubSub:
+        pubsub: PubSub = self._connected().client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        return pubsub
 
     async def _hear(self, pubsub: PubSub) -> None:
-        await self._call(functools.partial(pubsub.subscribe, self.store.channel))
+        await self._call(functools.partial(pubsub.subscribe, self.channel))
         self._listen_failures = 0
         self._read_soon.set()
         while True:
@@ -241,8 +262,8 @@ class Membership:
 
     async def _read(self) -> None:
         try:
-            members = await self._call(self.store.read)
-        except redis.RedisError as exc:
+            members = await self._call(lambda: self._connected().read())
+        except topology.ERRORS as exc:
             self._down(exc)
             return
         self.reads += 1
@@ -260,7 +281,7 @@ class Membership:
 
     # -- the store's state ---------------------------------------------------------------------
 
-    def _down(self, error: redis.RedisError) -> None:
+    def _down(self, error: Exception) -> None:
         self.reason = redact(f"Redis unreachable: {error}")
         if self.store_up:
             self.store_up = False
