@@ -166,6 +166,8 @@ async def test_members_share_the_symbols_and_keep_their_own_records(
     assert health.fleet is not None and health.fleet.members == ("a", "b", "c")
     metrics = generate_latest(Metrics(members[0].daemon).registry).decode()
     assert "tickerd_fleet_members 3.0" in metrics
+    assert 'tickerd_fleet_handovers_total{after="grace"} 0.0' in metrics
+    assert "tickerd_fleet_record_writes_total" in metrics and "tickerd_fleet_record_reads_total" in metrics
     assert f'tickerd_fleet_owned_symbols{{exchange="kraken"}} {len(members[0].symbols())}.0' in metrics
 
 
