@@ -293,7 +293,8 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
             await settle(arrivals, probes.intersection(lost))
             print(
                 f"kill -9 {victim}: rebalanced in {took:.1f} s; "
-                f"its probes: {probe_gaps(arrivals, lost, probes, killed)}"
+                f"its probes: {probe_gaps(arrivals, lost, probes, killed)}; "
+                f"all probes: {probe_gaps(arrivals, names, probes, killed)}"
             )
 
             before = await trio.to_thread.run_sync(fake.assignment)
@@ -319,7 +320,8 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
             await settle(arrivals, probes.intersection(theirs))
             print(
                 f"SIGTERM {leaving}: exited {status} {stopped:.1f} s after the signal, rebalanced "
-                f"{took:.1f} s later; its probes: {probe_gaps(arrivals, theirs, probes, terminated)}"
+                f"{took:.1f} s later; its probes: {probe_gaps(arrivals, theirs, probes, terminated)}; "
+                f"all probes: {probe_gaps(arrivals, names, probes, terminated)}"
             )
             published = sum(map(len, arrivals.updates.values()))
             print(f"published updates: {published}, going backwards: {len(arrivals.backwards())}")
