@@ -11,7 +11,9 @@ every field set, a sequence number) is timed in the two steps the writer runs pe
 * **round trip**: those commands through the writer's own connection
   (:class:`~tickerd.writer.connection.RedisConnection`: packed, sent once, one reply read
   each) against the local Redis, back to back in a trio loop, under a key prefix of its own
-  that is deleted afterwards.
+  that is deleted afterwards.  ``--url redis+cluster://…`` measures the cluster's connection
+  instead (:class:`~tickerd.writer.cluster.ClusterConnection`: redis-py's cluster pipeline in
+  a worker thread; ``redis/ticker`` then sums the masters' time).
 
 The writes, so that one run compares the fleet's compare-and-set with the plain write:
 
@@ -43,13 +45,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import redis
 import trio
+from redis.cluster import RedisCluster
 
+from tickerd import topology
 from tickerd.layout import LAYOUTS, Command, RedisLayout
 from tickerd.model import Ticker
 from tickerd.monotonic import TICKER_TIME, TICKERS
-from tickerd.writer.connection import RedisConnection
+from tickerd.writer.connection import Connection
+from tickerd.writer.loop import connection as writer_connection
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 EXCHANGE = "binance"
@@ -108,26 +112,30 @@ async def mean_seconds_async(step: Callable[[], Awaitable[object]], budget: floa
     return (now - started) / calls
 
 
-async def round_trips(
-    connection: RedisConnection, commands: list[Command], budget: float
-) -> tuple[float, int]:
+async def round_trips(connection: Connection, commands: list[Command], budget: float) -> tuple[float, int]:
     """Seconds per round trip of ``commands``, and how many were made."""
     calls = 0
 
     async def once() -> None:
         nonlocal calls
         calls += 1
-        await connection.execute(commands)
+        await connection.send(commands)
+        await connection.replies()
 
     try:
-        await connection.execute(commands)  # the scripts loaded, the values stored
+        await connection.send(commands)  # the scripts loaded, the values stored
+        await connection.replies()
         return await mean_seconds_async(once, budget), calls
     finally:
         connection.close()  # in the event loop that owns its socket
 
 
-def server_usec(client: redis.Redis) -> int:
-    """Microseconds the server spent in commands since its statistics were last reset."""
+def server_usec(client: topology.Client) -> int:
+    """Microseconds the server (a cluster's masters) spent in commands since its statistics
+    were last reset."""
+    if isinstance(client, RedisCluster):
+        masters = client.get_primaries()  # type: ignore[no-untyped-call]
+        return sum(server_usec(client.get_redis_connection(master)) for master in masters)
     stats: dict[str, dict[str, int]] = client.info("commandstats")
     return sum(stat["usec"] for stat in stats.values())
 
@@ -150,14 +158,14 @@ def always_newer(commands: list[Command]) -> list[Command]:
 
 
 def bench(
-    client: redis.Redis, url: str, layout: RedisLayout, write: str, size: int, budget: float
+    client: topology.Client, url: str, layout: RedisLayout, write: str, size: int, budget: float
 ) -> dict[str, float]:
     batch = batch_of(size)
     commands = layout.ticker_commands(batch)
     if write == "monotonic":
         commands = always_newer(commands)
     build = mean_seconds(lambda: layout.ticker_commands(batch), budget)
-    connection = RedisConnection(url, scripts=layout.scripts)
+    connection = writer_connection(url, layout)
     before = server_usec(client)
     round_trip, calls = trio.run(round_trips, connection, commands, budget)
     redis_usec = (server_usec(client) - before) / ((calls + 1) * size)
@@ -178,7 +186,7 @@ def main() -> None:
     parser.add_argument("--url", default=REDIS_URL, help=f"the Redis written to (default {REDIS_URL})")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    client = redis.Redis.from_url(args.url)
+    client = topology.client(args.url)
     client.ping()
     prefix = f"bench-write-{uuid.uuid4().hex[:8]}:"
     print(

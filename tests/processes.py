@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 import trio
@@ -156,17 +157,21 @@ class ClusterServers:
         )
         deadline = time.monotonic() + 30
         for node in self.nodes:
-            client = redis.Redis(port=node.port)
-            try:
-                while client.cluster("INFO")["cluster_state"] != "ok":
+            with redis.Redis(port=node.port) as client:
+                # another process's state: nothing to wait on but its answers
+                while not (client.cluster("INFO")["cluster_state"] == "ok" and _in_sync(client.role())):
                     assert time.monotonic() < deadline, "the cluster did not come up"
-                    time.sleep(0.05)  # another process's state: nothing to wait on but its answer
-            finally:
-                client.close()
+                    time.sleep(0.05)
 
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+def _in_sync(role: list[Any]) -> bool:
+    """Whether a node's ``ROLE`` says it is a master, or a replica connected to its master (a
+    replica still in its handshake would refuse a manual failover)."""
+    return bool(role[0] == b"master" or role[3] == b"connected")
 
 
 class SentinelServers:

@@ -11,19 +11,23 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 
-import orjson
 import pytest
 import redis
 import redis.cluster
 import trio
+from redis.exceptions import NoScriptError
 
+from tests.conftest import make_config, start_daemon, start_fake, until
 from tests.processes import ClusterServers, SentinelServers
 from tickerd import topology
 from tickerd.client import AsyncTickerClient, TickerClient
 from tickerd.commands.status import read_report
 from tickerd.layout import RedisLayout
 from tickerd.lease import LeaseHeld, PrefixLease
-from tickerd.model import Ticker
+from tickerd.model import Removal, Ticker
+from tickerd.testing import FakeKraken
+from tickerd.writer import RedisWriter
+from tickerd.writer.cluster import ClusterConnection
 
 
 @pytest.fixture(scope="module")
@@ -189,46 +193,189 @@ async def test_the_prefix_lease_works_on_a_cluster(cluster: ClusterServers, own_
     await second.release()
 
 
-async def test_readers_follow_a_sentinel_failover(sentinel: SentinelServers, own_prefix: str) -> None:
-    """``redis+sentinel://`` reads the master the Sentinel names, and the new one after
-    ``SENTINEL FAILOVER``."""
-    layout = RedisLayout(own_prefix)
-    with TickerClient.from_url(sentinel.url, prefix=own_prefix, socket_timeout=2.0) as reader:
-        client = topology.client(sentinel.url)
-        client.hset(layout.tickers("kraken"), "BTC/USD", record("kraken", "BTC/USD", 1.0))
-        ticker = reader.latest("kraken", "BTC/USD")
-        assert ticker is not None and ticker.last == 1.0
-        await failover(sentinel)
-        with trio.fail_after(20):
-            while True:  # the old master answers READONLY until its clients follow the Sentinel
-                try:
-                    client.hset(layout.tickers("kraken"), "BTC/USD", record("kraken", "BTC/USD", 2.0))
-                    break
-                except redis.ConnectionError:
-                    await trio.sleep(0.1)
-        ticker = reader.latest("kraken", "BTC/USD")
-        assert ticker is not None and ticker.last == 2.0
-        new_master = redis.Redis(port=sentinel.replica.port)
-        assert orjson.loads(new_master.hget(layout.tickers("kraken"), "BTC/USD") or b"{}")["last"] == 2.0
-        new_master.close()
-        client.close()
+def stored_last(client: topology.Client, layout: RedisLayout, symbol: str) -> float | None:
+    """The stored Kraken ticker's ``last`` (``None`` while none is stored, or Redis does not
+    answer: a master failing over)."""
+    try:
+        found = layout.read_ticker(client, "kraken", symbol)
+    except topology.ERRORS:
+        return None
+    return None if found is None else found["last"]
 
 
-async def polled(predicate: Callable[[], object], within: float = 30) -> None:
-    """Return once ``predicate()`` holds: another process's state, with nothing to wait on but
-    its answers."""
+async def eventually(check: Callable[[], object], within: float = 20) -> None:
+    """Return once ``check()`` (blocking: run in a worker thread) holds: another process's state,
+    with nothing to wait on but its answers."""
     with trio.fail_after(within):
-        while not predicate():  # noqa: ASYNC110
+        while not await trio.to_thread.run_sync(check):  # noqa: ASYNC110
             await trio.sleep(0.05)
 
 
-async def failover(servers: SentinelServers) -> None:
-    """``SENTINEL FAILOVER`` (retried while the Sentinel has no replica it calls good yet); return
-    once the Sentinel names the replica as the master and has demoted the old master (until
-    then the old master takes writes that its resync from the new one discards: Redis's
-    replication is asynchronous)."""
+async def until_stored(client: topology.Client, layout: RedisLayout, values: dict[str, float]) -> None:
+    """Return once every Kraken symbol of ``values`` holds its value in Redis."""
+    await eventually(lambda: [stored_last(client, layout, s) for s in values] == list(values.values()))
+
+
+def replica_of(servers: ClusterServers, client: redis.cluster.RedisCluster, key: str) -> tuple[int, int]:
+    """The ports of the master that holds ``key`` and of its replica (whose ``ROLE`` names it)."""
+    master: redis.cluster.ClusterNode = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+    for node in servers.nodes:
+        if node.process is not None:
+            with redis.Redis(port=node.port) as server:
+                role = server.role()
+            if role[0] == b"slave" and int(role[2]) == master.port:
+                return master.port, node.port
+    raise AssertionError(f"no replica of {master.name}")
+
+
+async def outages(writer: RedisWriter, seen: list[bool]) -> None:
+    """Record each change of ``writer.redis_up`` into ``seen`` (run as a task)."""
+    while True:
+        await writer.redis_state_changed()
+        seen.append(writer.redis_up)
+
+
+async def test_the_daemon_runs_on_a_cluster_and_loses_nothing_latest_in_failovers(
+    cluster: ClusterServers, own_prefix: str, nursery: trio.Nursery
+) -> None:
+    """The daemon writes through ``redis+cluster://``; ``status`` and the pub/sub reader see it.
+    ``CLUSTER FAILOVER`` of the master holding ``tickers:kraken`` loses no latest value, and
+    neither does that master's death (``kill -9``): its slots take writes only once its replica
+    took over, so the writer holds the batch meanwhile and writes it then."""
+    kraken = await start_fake(nursery, FakeKraken())
+    symbols = ["BTC/USD", "ETH/USD"]
+    config = make_config(own_prefix, {"kraken": kraken}, {"kraken": symbols}, redis={"url": cluster.url})
+    layout = config.layout
+    reader = topology.client(cluster.url)
+    assert isinstance(reader, redis.cluster.RedisCluster)
+    daemon = await start_daemon(nursery, config)
+    await until(kraken, lambda: all(kraken.is_subscribed(s) for s in symbols))
+
+    async def push(last: float) -> None:
+        for symbol in symbols:
+            await kraken.push(symbol, last=last)
+
+    with TickerClient.from_url(cluster.url, prefix=own_prefix) as client, client.updates("kraken") as updates:
+        await push(1.0)
+        with trio.fail_after(10):  # after the fake's own first values
+            while (ticker := await trio.to_thread.run_sync(updates.get, 10.0)) is None or ticker.last != 1.0:
+                pass
+    await until_stored(reader, layout, dict.fromkeys(symbols, 1.0))
+    await eventually(lambda: read_report(reader, cluster.url, own_prefix).exchanges)  # the monitor's pace
+    report = read_report(reader, cluster.url, own_prefix)
+    assert report.heartbeat is not None and "kraken" in report.exchanges, report.reasons
+
+    # A coordinated failover while the feed goes on: the old master answers MOVED, redis-py's
+    # pipeline follows it.
+    old_master, replica = replica_of(cluster, reader, layout.tickers("kraken"))
+    promoted = redis.Redis(port=replica)
+    promoted.cluster("FAILOVER")
+    last = 1.0
+    with trio.fail_after(20):
+        while promoted.role()[0] != b"master":
+            last += 1
+            await push(last)
+            await trio.sleep(0.02)
+    await push(last := last + 1)
+    await until_stored(promoted, layout, dict.fromkeys(symbols, last))
+    promoted.close()
+
+    # The new master dies: writes to its slots fail until the old one (its replica now) takes
+    # over (cluster-node-timeout 2 s); the value pushed meanwhile is held and written then.
+    seen: list[bool] = []
+    nursery.start_soon(outages, daemon.writer, seen)
+    dead = next(node for node in cluster.nodes if node.port == replica)
+    dead.kill()
+    await push(last := last + 1)
+    with redis.Redis(port=old_master) as again:
+        await until_stored(again, layout, dict.fromkeys(symbols, last))
+    assert seen == [False, True]  # held while no master had the slot, written once one had
+    assert stored_last(reader, layout, "BTC/USD") == last
+    reader.close()
+
+
+async def test_the_writer_rewrites_for_a_cluster_what_it_cannot_take_as_is(
+    cluster: ClusterServers, own_prefix: str
+) -> None:
+    """The fullon layout's ``MSET``/``DEL`` of ``ticker_time`` keys in several slots go one per
+    key, and the monotonic write's scripts are on every master, loaded again after ``NOSCRIPT``."""
+    reader = topology.client(cluster.url)
+    assert isinstance(reader, redis.cluster.RedisCluster)
+    fullon = RedisLayout(own_prefix, "fullon")
+    names = spread(reader, fullon)
+    batch: dict[tuple[str, str], Ticker | Removal] = {
+        (name, "BTC/USD"): Ticker(name, "BTC/USD", 5.0, 4.0, 6.0, received_ts=1.0e9 + 5) for name in names
+    }
+    connection = ClusterConnection(cluster.url)
+    await connection.execute(fullon.ticker_commands(batch))
+    times = [fullon.ticker_time(name, "BTC/USD") for name in names]
+    assert reader.mget_nonatomic(times) == [b"1000000005.0"] * 3
+    await connection.execute(fullon.ticker_commands({key: Removal(*key) for key in batch}))
+    assert reader.mget_nonatomic(times) == [None] * 3
+    assert [fullon.read_tickers(reader, name) for name in names] == [{}, {}, {}]
+
+    monotonic = RedisLayout(own_prefix, monotonic=True)
+    connection = ClusterConnection(cluster.url, scripts=monotonic.scripts)
+
+    def ticker(name: str, last: float) -> dict[tuple[str, str], Ticker | Removal]:
+        return {(name, "BTC/USD"): Ticker(name, "BTC/USD", last, None, None, received_ts=1.0e9 + last)}
+
+    for name in names:
+        await connection.execute(monotonic.ticker_commands(ticker(name, 2.0)))
+    for master in reader.get_primaries():  # type: ignore[no-untyped-call]
+        with redis.Redis(port=master.port) as node:
+            node.script_flush()
+    with pytest.raises(NoScriptError):
+        await connection.execute(monotonic.ticker_commands(ticker(names[0], 3.0)))
+    await connection.execute(monotonic.ticker_commands(ticker(names[0], 3.0)))  # loaded again first
+    replies = await connection.execute(monotonic.ticker_commands(ticker(names[1], 1.0)))  # older
+    assert replies == [[1]]  # rejected: the script compared, on the master of its key
+    assert [(monotonic.read_ticker(reader, n, "BTC/USD") or {}).get("last") for n in names] == [3.0, 2.0, 2.0]
+    connection.close()
+    reader.close()
+
+
+async def test_the_daemon_writes_through_sentinel_and_follows_its_failover(
+    sentinel: SentinelServers, own_prefix: str, nursery: trio.Nursery
+) -> None:
+    """``redis+sentinel://``: the writer and the readers reach the master the Sentinel names,
+    and after ``SENTINEL FAILOVER`` the new one (the writer's connection to the demoted master
+    is closed by the Sentinel, or answers ``READONLY``: it asks the Sentinel again)."""
+    kraken = await start_fake(nursery, FakeKraken())
+    config = make_config(own_prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}, redis={"url": sentinel.url})
+    layout = config.layout
+    daemon = await start_daemon(nursery, config)
+    await until(kraken, lambda: kraken.is_subscribed("BTC/USD"))
+    with TickerClient.from_url(sentinel.url, prefix=own_prefix, socket_timeout=2.0) as reader:
+        await kraken.push("BTC/USD", last=1.0)
+        await until_stored(reader.redis, layout, {"BTC/USD": 1.0})
+        seen: list[bool] = []
+        nursery.start_soon(outages, daemon.writer, seen)
+        promoted = await failover(sentinel)
+        await kraken.push("BTC/USD", last=2.0)
+        new_master = redis.Redis(port=promoted)
+        await until_stored(new_master, layout, {"BTC/USD": 2.0})
+        new_master.close()
+        assert seen == [False, True]  # the batch that met the demoted master was held, then written
+        with trio.fail_after(10):
+            while True:  # the reader's connection to the demoted master was closed: it asks again
+                try:
+                    ticker = reader.latest("kraken", "BTC/USD")
+                    break
+                except redis.ConnectionError:
+                    await trio.sleep(0.1)
+        assert ticker is not None and ticker.last == 2.0
+
+
+async def failover(servers: SentinelServers) -> int:
+    """``SENTINEL FAILOVER`` (retried while the Sentinel has no replica it calls good yet); the
+    new master's port, once the Sentinel names it and has demoted the old master (until then
+    the old master takes writes that its resync from the new one discards: Redis replicates
+    asynchronously)."""
     watcher = redis.Redis(port=servers.port)
-    old = redis.Redis(port=servers.master.port)
+    before = int(watcher.sentinel_get_master_addr_by_name(servers.SERVICE)[1])  # type: ignore[index]
+    after = servers.replica.port if before == servers.master.port else servers.master.port
+    old = redis.Redis(port=before)
 
     def started() -> bool:
         try:
@@ -238,10 +385,11 @@ async def failover(servers: SentinelServers) -> None:
 
     def promoted() -> bool:
         address = watcher.sentinel_get_master_addr_by_name(servers.SERVICE)
-        return bool(address) and int(address[1]) == servers.replica.port  # type: ignore[index]
+        return bool(address) and int(address[1]) == after  # type: ignore[index]
 
-    await polled(started)
-    await polled(promoted)
-    await polled(lambda: old.role()[0] == b"slave")
+    await eventually(started)
+    await eventually(promoted)
+    await eventually(lambda: old.role()[0] == b"slave")
     watcher.close()
     old.close()
+    return after
