@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 import trio
@@ -47,9 +49,16 @@ class RedisServer:
     """A redis-server of the test's own on 127.0.0.1, which the test may break at will."""
 
     def __init__(
-        self, *, password: str | None = None, tls: Path | None = None, unix_socket: Path | None = None
+        self,
+        *,
+        password: str | None = None,
+        tls: Path | None = None,
+        unix_socket: Path | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
+        #: More of redis-server's options (``--cluster-enabled yes``, ``--replicaof …``).
+        self.args = tuple(args)
         self.password = password
         #: A directory with ``cert.pem``, ``key.pem`` and ``ca.pem``: the server speaks TLS only.
         self.tls = tls
@@ -77,6 +86,7 @@ class RedisServer:
             command += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
         if self.password:
             command += ["--requirepass", self.password]
+        command += self.args
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE)
         assert self.process.stdout is not None
         for line in self.process.stdout:  # the server's own "ready" line
@@ -109,6 +119,107 @@ class RedisServer:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
         self.paused = False
+
+
+class ClusterServers:
+    """A Redis Cluster of the test's own: three masters with a replica each on free ports
+    (``redis-server --cluster-enabled yes``), joined by ``redis-cli --cluster create``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.nodes = [
+            RedisServer(
+                args=(
+                    *("--cluster-enabled", "yes", "--dir", str(directory)),
+                    *("--cluster-config-file", f"nodes-{index}.conf", "--cluster-node-timeout", "2000"),
+                    # The bus port is the client port + 10000 unless named: past 65535 for
+                    # many of the free ports the system hands out.
+                    *("--cluster-port", str(free_port())),
+                )
+            )
+            for index in range(6)
+        ]
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` naming two of the nodes (the client learns the others)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:2])
+
+    def start(self) -> None:
+        """Start the nodes, make them one cluster and return once every node sees it whole."""
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        for node in self.nodes:
+            with redis.Redis(port=node.port) as client:
+                # another process's state: nothing to wait on but its answers
+                while not (client.cluster("INFO")["cluster_state"] == "ok" and _in_sync(client.role())):
+                    assert time.monotonic() < deadline, "the cluster did not come up"
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
+def _in_sync(role: list[Any]) -> bool:
+    """Whether a node's ``ROLE`` says it is a master, or a replica connected to its master (a
+    replica still in its handshake would refuse a manual failover)."""
+    return bool(role[0] == b"master" or role[3] == b"connected")
+
+
+class SentinelServers:
+    """A master, its replica and one Sentinel watching them (``redis-server --sentinel``),
+    on free ports; the master's name is :attr:`SERVICE`."""
+
+    SERVICE = "tickerd-test"
+
+    def __init__(self, directory: Path) -> None:
+        # in the test's directory: a master writes an RDB file for its replica's first sync
+        self.master = RedisServer(args=("--dir", str(directory)))
+        self.replica = RedisServer(
+            args=("--dir", str(directory), "--replicaof", "127.0.0.1", str(self.master.port))
+        )
+        self.port = free_port()
+        self.config = directory / "sentinel.conf"
+        self.config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\n"
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+            f"sentinel failover-timeout {self.SERVICE} 5000\n"
+        )
+        self.sentinel: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.SERVICE}/0"
+
+    def start(self) -> None:
+        """Start the master, the replica and the Sentinel; return once the Sentinel knows the
+        replica (a failover needs one to promote)."""
+        self.master.start()
+        self.replica.start()
+        self.sentinel = subprocess.Popen(
+            ["redis-server", str(self.config), "--sentinel"], stdout=subprocess.PIPE
+        )
+        assert self.sentinel.stdout is not None
+        for line in self.sentinel.stdout:  # the Sentinel's own log lines
+            if b"+slave " in line:
+                return
+        raise RuntimeError("the Sentinel exited before it saw the replica")
+
+    def stop(self) -> None:
+        if self.sentinel is not None:
+            self.sentinel.kill()
+            self.sentinel.wait()
+        self.replica.kill()
+        self.master.kill()
 
 
 class DaemonProcess:

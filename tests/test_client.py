@@ -21,6 +21,7 @@ import trio
 
 from tests.conftest import REDIS_URL, make_config, start_daemon, start_fake
 from tests.processes import RedisServer, tls_files
+from tickerd import topology
 from tickerd.client import AsyncTickerClient, StaleTicker, TickerClient
 from tickerd.layout import RedisLayout
 from tickerd.model import Removal, Ticker
@@ -43,13 +44,13 @@ def spot(exchange: str, symbol: str, last: float, received_ts: float | None = No
 
 
 def write(
-    client: redis.Redis, prefix: str, tickers: Iterable[Ticker | Removal], kind: str = "extended"
+    client: topology.Client, prefix: str, tickers: Iterable[Ticker | Removal], kind: str = "extended"
 ) -> None:
     """Store and publish ``tickers`` with the layout's own commands (those the writer sends)."""
     commands = RedisLayout(prefix, kind).ticker_commands({(t.exchange, t.symbol): t for t in tickers})
     with client.pipeline(transaction=False) as pipeline:
         for command in commands:
-            pipeline.execute_command(*command)  # type: ignore[no-untyped-call]
+            pipeline.execute_command(*command)
         pipeline.execute()
 
 

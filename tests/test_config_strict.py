@@ -74,7 +74,8 @@ def test_every_rule_is_checked_and_every_problem_listed(tmp_path: Path) -> None:
         "feed.max_reconnect_delay: expected at least reconnect_delay (10), got 5.0",
         "feed.silence_timeout: expected a positive number of seconds, at least 1, got 0.5",
         "health.interval: expected a positive number of seconds, at least 1, got 0.0001",  # was: 81 % CPU
-        "redis.url: expected redis://HOST:PORT/DB (port 1-65535), rediss://… or unix://…, "
+        "redis.url: expected redis://HOST:PORT/DB (port 1-65535), rediss://…, unix://…, "
+        "redis+cluster://HOST:PORT[,HOST:PORT…] or redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTERNAME[/DB], "
         "got 'redis://127.0.0.1:99999/0'",
     ]
 
@@ -108,7 +109,8 @@ def test_a_problem_from_the_environment_names_the_variable() -> None:
     assert ranges.returncode == 2
     assert problems(ranges.stderr) == [
         "TICKER_MAX_RETRIES: expected a whole number, got '1.5'",
-        "REDIS_PORT (redis.url): expected redis://HOST:PORT/DB (port 1-65535), rediss://… or unix://…, "
+        "REDIS_PORT (redis.url): expected redis://HOST:PORT/DB (port 1-65535), rediss://…, unix://…, "
+        "redis+cluster://HOST:PORT[,HOST:PORT…] or redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTERNAME[/DB], "
         "got 'redis://127.0.0.1:99999/0'",
         # was: blamed on feed.silence_timeout, which the person never wrote
         "TICKER_SILENCE_TIMEOUT (feed.silence_timeout): expected a positive number of seconds, at least 1, "

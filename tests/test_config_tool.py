@@ -231,7 +231,8 @@ def test_a_broken_file_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
         "feed: unknown key(s) retries",
         "log.level: expected one of TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL, got 'LOUD'",
         "redis.prefix: expected a string, got 5",
-        "redis.url: expected redis://HOST:PORT/DB (port 1-65535), rediss://… or unix://…, "
+        "redis.url: expected redis://HOST:PORT/DB (port 1-65535), rediss://…, unix://…, "
+        "redis+cluster://HOST:PORT[,HOST:PORT…] or redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTERNAME[/DB], "
         "got 'redis://:***@127.0.0.1:99999/0'",
         "shutdown_grace: expected a positive number of seconds, at least 0.1, got 0.01",
         "unknown key(s) bogus",

@@ -12,19 +12,25 @@ import trio.testing
 from tickerd.broadcast import Broadcast
 from tickerd.config import ExchangeConfig, FleetSettings
 from tickerd.fleet import Member, MemberExchange, eligible, owners, weight
-from tickerd.fleet.share import FleetSubscriptions
+from tickerd.fleet.rendezvous import assign
+from tickerd.fleet.share import ASSIGN_CHUNK, FleetSubscriptions
 from tickerd.freshness import LastSeen
 
 SYMBOLS = [f"S{n}/USD" for n in range(3000)]
 
 
 def assignment(instances: list[str], replicas: int = 1) -> dict[str, tuple[str, ...]]:
-    return {symbol: owners(instances, "kraken", symbol, replicas) for symbol in SYMBOLS}
+    shares = assign(instances, [("kraken", symbol) for symbol in SYMBOLS], replicas)
+    assert all(shares["kraken", s] == owners(instances, "kraken", s, replicas) for s in SYMBOLS[:100])
+    return {symbol: shares["kraken", symbol] for symbol in SYMBOLS}
 
 
 def test_the_weight_is_the_same_in_every_process() -> None:
     """BLAKE2b, not Python's salted ``hash``: the value is pinned, as every member must agree."""
     assert weight("a", "kraken", "BTC/USD") == 0xCD7FEE2F96DDC4B1
+    assert owners(["a", "b"], "kraken", "BTC/USD", 2) == tuple(
+        sorted("ab", key=lambda i: -weight(i, "kraken", "BTC/USD"))
+    )
     assert weight("a", "kraken", "BTC/USD") != weight("b", "kraken", "BTC/USD")
     assert weight("a", "kraken", "BTC/USD") != weight("a", "binance", "BTC/USD")
 
@@ -76,6 +82,8 @@ class FakeRoster:
     leaving: bool = False
     store_up: bool = True
     reason: str | None = None
+    writes: int = 0
+    reads: int = 0
     changed: Broadcast[None] = attrs.field(factory=Broadcast)
     others: list[str] = attrs.field(factory=list)
     records: dict[str, Member] = attrs.field(factory=dict)
@@ -216,3 +224,13 @@ async def test_the_last_member_departs_at_once(nursery: trio.Nursery, clock: tri
     await share.depart(start + 3.0)
     assert trio.current_time() == start  # nobody to hand over to
     assert daemon.symbols() == {}
+
+
+async def test_a_share_of_more_symbols_than_one_chunk_is_the_rendezvous_share() -> None:
+    assert len(SYMBOLS) > 2 * ASSIGN_CHUNK  # assigned in several chunks, with checkpoints between
+    daemon = FakeDaemon()
+    share = FleetSubscriptions(daemon, FakeRoster(others=["b", "c"]), FleetSettings(name="f"), LastSeen())
+    await share.apply({"kraken": ExchangeConfig(symbols=tuple(SYMBOLS))})
+    assert daemon.symbols()["kraken"] == [
+        s for s in SYMBOLS if owners(["a", "b", "c"], "kraken", s, 1) == ("a",)
+    ]

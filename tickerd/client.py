@@ -52,9 +52,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-import redis
-import redis.asyncio
+import redis.asyncio.cluster
 
+from tickerd import topology
 from tickerd.layout import RedisLayout, decode, record_ticker
 from tickerd.model import Ticker
 
@@ -194,7 +194,7 @@ class Updates:
     with :meth:`close` (``with`` does it), or when the object is collected.
     """
 
-    def __init__(self, client: redis.Redis, subscription: _Subscription) -> None:
+    def __init__(self, client: topology.Client, subscription: _Subscription) -> None:
         self._pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         self._subscription = subscription
         if subscription.channels:
@@ -246,16 +246,18 @@ class TickerClient(_Reader):
     leaves it open.  ``prefix`` is the daemon's ``redis.prefix``.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "") -> None:
+    def __init__(self, client: topology.Client, *, prefix: str = "") -> None:
         super().__init__(prefix)
         self.redis = client
         self._owned = False
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "", **options: Any) -> Self:
-        """A client of its own for ``url`` (``redis://``, ``rediss://``, ``unix://``; redis-py's
-        URL options apply, e.g. ``?ssl_ca_certs=…``); ``options`` go to ``redis.Redis.from_url``."""
-        reader = cls(redis.Redis.from_url(url, **options), prefix=prefix)
+        """A client of its own for ``url`` (``redis://``, ``rediss://``, ``unix://``, a Redis
+        Cluster's ``redis+cluster://…`` or Sentinel's ``redis+sentinel://…/MASTERNAME``:
+        :mod:`tickerd.topology`; redis-py's URL options apply, e.g. ``?ssl_ca_certs=…``);
+        ``options`` go to redis-py's client as to ``redis.Redis.from_url``."""
+        reader = cls(topology.client(url, **options), prefix=prefix)
         reader._owned = True
         return reader
 
@@ -308,7 +310,8 @@ class AsyncUpdates:
     subscription ends with :meth:`aclose` or with the client.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, subscription: _Subscription) -> None:
+    def __init__(self, client: topology.AsyncClient, subscription: _Subscription) -> None:
+        self._client = client
         self._pubsub = client.pubsub()
         self._subscription = subscription
         self._subscribed = False
@@ -318,6 +321,10 @@ class AsyncUpdates:
         if self._subscribed:
             return
         self._subscribed = True
+        if isinstance(self._client, redis.asyncio.cluster.RedisCluster):
+            # redis-py's asyncio cluster pub/sub picks its node from the slot map without
+            # loading it first (a client that ran no command yet has none): load it.
+            await self._client.initialize()
         subscription = self._subscription
         if subscription.channels:
             await self._pubsub.subscribe(*subscription.channels)
@@ -369,7 +376,7 @@ class AsyncTickerClient(_Reader):
     """:class:`TickerClient` for asyncio, on redis-py's asyncio client: the same methods,
     awaited (``updates`` is iterated with ``async for``), ``async with`` for closing."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "") -> None:
+    def __init__(self, client: topology.AsyncClient, *, prefix: str = "") -> None:
         super().__init__(prefix)
         self.redis = client
         self._owned = False
@@ -377,7 +384,7 @@ class AsyncTickerClient(_Reader):
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "", **options: Any) -> Self:
         """A client of its own for ``url`` (as :meth:`TickerClient.from_url`)."""
-        reader = cls(redis.asyncio.Redis.from_url(url, **options), prefix=prefix)
+        reader = cls(topology.async_client(url, **options), prefix=prefix)
         reader._owned = True
         return reader
 

@@ -28,7 +28,7 @@ import attrs
 import cattrs
 from cattrs.errors import AttributeValidationNote, IterableValidationNote
 
-from tickerd import exchanges
+from tickerd import exchanges, topology
 from tickerd.backoff import Backoff
 from tickerd.layout import LAYOUTS, RedisLayout
 from tickerd.redact import redact
@@ -110,16 +110,16 @@ def _shown(url: str) -> str:
 def _redis_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
     if value is None:
         return
+    problem = ""
     try:
-        parts = urlsplit(value)
-        port = parts.port  # out of range raises here
-    except ValueError:
+        parsed = topology.parse(value)
+        port = urlsplit(value).port if parsed.kind == "server" else 1  # out of range raises here
+    except ValueError as exc:
         port = 0
-    if parts.scheme not in ("redis", "rediss", "unix") or port == 0:
-        raise ValueError(
-            f"{attribute.name}: expected redis://HOST:PORT/DB (port 1-65535), rediss://… or unix://…, "
-            f"got {_shown(value)}"
-        )
+        if urlsplit(value).scheme.endswith(("+cluster", "+sentinel")):
+            problem = f" ({exc})"
+    if port == 0:
+        raise ValueError(f"{attribute.name}: expected {topology.FORMS}, got {_shown(value)}{problem}")
 
 
 def _websocket_url(instance: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
@@ -194,7 +194,11 @@ class RedisSettings:
         default=None,
         validator=_redis_url,
         metadata=_help(
-            "The Redis server: `redis://[:PASSWORD@]HOST:PORT/DB`, `rediss://…` (TLS) or `unix://PATH`. "
+            "The Redis server: `redis://[:PASSWORD@]HOST:PORT/DB`, `rediss://…` (TLS) or `unix://PATH`; "
+            "a Redis Cluster: `redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT…]` (any of its nodes); "
+            "a master behind Sentinel: `redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTERNAME[/DB]` "
+            "(the Sentinels; the password is the master's, `?sentinel_password=…` the Sentinels'); "
+            "`rediss+cluster://`, `rediss+sentinel://` for TLS. "
             "Unset: 127.0.0.1:6379, or a private redis-server started by tickerd when nothing answers "
             "there; a configured server is waited for instead.",
             DEFAULT_REDIS_URL,

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
-import redis
 from loguru import logger
 
+from tickerd import topology
 from tickerd.config import DEFAULT_REDIS_URL, Config, RedisSettings
 from tickerd.redact import redact
 from tickerd.redis_errors import refusal
@@ -57,10 +57,11 @@ class RedisRefusedError(EmbeddedRedisError):
 def probe(url: str) -> bool:
     """Whether a Redis server answers PING at ``url`` now (blocking, half a second at most);
     :class:`RedisRefusedError` when one is there but refuses tickerd (:mod:`tickerd.redis_errors`)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    client: topology.Client | None = None
     try:
+        client = topology.client(url, socket_connect_timeout=0.5, socket_timeout=0.5)
         return bool(client.ping())
-    except redis.RedisError as exc:
+    except topology.ERRORS as exc:
         reason = refusal(exc, url)
         if reason is None:
             return False
@@ -68,7 +69,8 @@ def probe(url: str) -> bool:
     except OSError:
         return False
     finally:
-        client.close()
+        if client is not None:
+            client.close()
 
 
 def answers(url: str) -> bool:

@@ -37,7 +37,7 @@ from tickerd.monotonic import SCRIPTS, SEQUENCE_RESET, TICKER_TIME, TICKERS, Scr
 from tickerd.snapshots import ExchangeRecord, Heartbeat
 
 if TYPE_CHECKING:
-    import redis
+    from tickerd.topology import Client
 
 #: A stored ticker, decoded: fullon's ``Tick`` fields, plus every :class:`Ticker` field in the
 #: extended layout.  A field the layout does not store is absent (read it with ``.get``).
@@ -290,12 +290,12 @@ class RedisLayout:
                 times += (starts(exchange)[2] + symbol, str(tick_time(ticker)))
         return [command for command in (times, gone) if len(command) > 1]
 
-    def read_ticker(self, client: redis.Redis, exchange: str, symbol: str) -> Record | None:
+    def read_ticker(self, client: Client, exchange: str, symbol: str) -> Record | None:
         """The latest ticker of ``(exchange, symbol)``, or ``None`` if none is stored."""
         raw = client.hget(self.tickers(exchange), symbol)
         return None if raw is None else decode(raw)
 
-    def read_tickers(self, client: redis.Redis, exchange: str) -> dict[str, Record]:
+    def read_tickers(self, client: Client, exchange: str) -> dict[str, Record]:
         """Every stored ticker of ``exchange``, by symbol."""
         stored: dict[bytes | str, bytes | str] = client.hgetall(self.tickers(exchange))
         return {
@@ -303,14 +303,14 @@ class RedisLayout:
             for symbol, raw in stored.items()
         }
 
-    def read_all_tickers(self, client: redis.Redis) -> list[Record]:
+    def read_all_tickers(self, client: Client) -> list[Record]:
         """Every stored ticker of every exchange under this prefix."""
         records: list[Record] = []
         for key in client.scan_iter(match=self.tickers_pattern(), count=100):
             records += [decode(raw) for raw in client.hgetall(key).values()]
         return records
 
-    def delete_tickers(self, client: redis.Redis, exchanges: Sequence[str]) -> None:
+    def delete_tickers(self, client: Client, exchanges: Sequence[str]) -> None:
         """Remove the ticker hashes of ``exchanges`` (the demo cleans up after itself)."""
         if exchanges:
             client.delete(*(self.tickers(name) for name in exchanges))
@@ -349,7 +349,7 @@ class RedisLayout:
         """The channel on which members announce joins, leaves and changes of their records."""
         return f"{self._fleet(name)}announce"
 
-    def read_health(self, client: redis.Redis) -> tuple[Heartbeat | None, dict[str, ExchangeRecord]]:
+    def read_health(self, client: Client) -> tuple[Heartbeat | None, dict[str, ExchangeRecord]]:
         """The heartbeat (``None`` when absent: never started, or expired) and the record of
         every exchange it lists that has one, as ``tickerd status`` and ``watch`` read them
         (blocking: redis-py).  A record that cannot be read raises
@@ -361,7 +361,13 @@ class RedisLayout:
         exchanges: dict[str, ExchangeRecord] = {}
         names = heartbeat.exchanges
         if names:
-            for name, value in zip(names, client.mget([self.health(n) for n in names]), strict=True):
+            # One GET per record in a pipeline, not one MGET: on a Redis Cluster the records
+            # are in different slots, and the pipeline sends each to the node that holds it.
+            with client.pipeline(transaction=False) as pipeline:
+                for name in names:
+                    pipeline.get(self.health(name))
+                values = pipeline.execute()
+            for name, value in zip(names, values, strict=True):
                 if value is not None:
                     exchanges[name] = snapshots.loads(value, ExchangeRecord, self.health(name))
         return heartbeat, exchanges

@@ -35,10 +35,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import orjson
-import redis
 import trio
 from loguru import logger
+from redis.commands.core import Script
 
+from tickerd import topology
 from tickerd.backoff import Backoff
 from tickerd.layout import RedisLayout
 from tickerd.redact import redact
@@ -124,9 +125,18 @@ class PrefixLease:
         )
         # Shorter than a renewal period, so an unanswered renewal is retried before expiry.
         timeout = min(2.0, expiry / 3)
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._claim = self._client.register_script(_CLAIM)
-        self._release = self._client.register_script(_RELEASE)
+        self._timeout = timeout
+        self._client: topology.Client | None = None
+
+    def _script(self, source: str) -> Script:
+        """``source`` registered with the lease's client, made on first use in the worker
+        thread: a cluster's client asks its nodes for the slot map as it is made, and that
+        waits like any other call while Redis is away."""
+        if self._client is None:
+            self._client = topology.client(
+                self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
+            )
+        return self._client.register_script(source)
 
     async def _call(self, fn: Callable[[], T]) -> T:
         """``fn()`` in a worker thread; abandoned on cancellation (its socket timeout ends it)."""
@@ -135,7 +145,9 @@ class PrefixLease:
     async def _claim_once(self) -> bytes:
         """Take or renew the lease; the holder's value (ours when it is held)."""
         millis = str(max(1, round(self.expiry * 1000)))
-        holder: bytes = await self._call(lambda: self._claim(keys=[self.key], args=[self.value, millis]))
+        holder: bytes = await self._call(
+            lambda: self._script(_CLAIM)(keys=[self.key], args=[self.value, millis])
+        )
         self.held = holder == self.value
         return holder
 
@@ -147,7 +159,7 @@ class PrefixLease:
             try:
                 holder = await self._claim_once()
                 break
-            except redis.RedisError as exc:
+            except topology.ERRORS as exc:
                 reason = refusal(exc, self._url)
                 if reason is not None:  # waiting would not help (a wrong password, NOPERM…)
                     raise LeaseError(
@@ -178,7 +190,7 @@ class PrefixLease:
             await trio.sleep(self.expiry / 3)
             try:
                 holder = await self._claim_once()
-            except redis.RedisError as exc:
+            except topology.ERRORS as exc:
                 if not unanswered:
                     logger.warning(
                         "cannot renew the lease on prefix {prefix!r}: {error}",
@@ -204,9 +216,9 @@ class PrefixLease:
                 deadline = min(trio.current_time() + RELEASE_TIMEOUT, self.release_by)
                 with trio.move_on_at(deadline, shield=True):
                     try:
-                        await self._call(lambda: self._release(keys=[self.key], args=[self.value]))
+                        await self._call(lambda: self._script(_RELEASE)(keys=[self.key], args=[self.value]))
                         return
-                    except redis.RedisError as exc:
+                    except topology.ERRORS as exc:
                         error = redact(str(exc))
                 logger.warning(
                     "lease on prefix {prefix!r} not released ({error}); it expires within {s:g} s",
@@ -216,4 +228,5 @@ class PrefixLease:
                 )
         finally:
             self.held = False
-            self._client.close()
+            if self._client is not None:
+                self._client.close()

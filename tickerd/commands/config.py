@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from tickerd import topology
 from tickerd.commands import EXIT_CONFIG, EXIT_OK, load_or_report
 from tickerd.config import Config, environment_variables
 from tickerd.redact import redact
@@ -69,7 +70,7 @@ def summary(config: Config) -> str:
         source = f"{_count(len(collected), 'exchange')}, {_count(symbols, 'symbol')}"
         if disabled := len(config.exchanges) - len(collected):
             source += f" ({disabled} more disabled)"
-    redis = redact(config.redis.address) + (" (the default)" if config.redis.url is None else "")
+    redis = topology.describe(config.redis.address) + (" (the default)" if config.redis.url is None else "")
     prefix = f", prefix {config.redis.prefix!r}" if config.redis.prefix else ""
     used = [name for name in environment_variables() if name in os.environ]
     environment = f"; from the environment: {', '.join(used)}" if used else ""

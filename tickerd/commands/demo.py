@@ -21,10 +21,9 @@ import webbrowser
 from functools import partial
 from typing import Any, TextIO
 
-import redis
 import trio
 
-from tickerd import embedded, exchanges, logs, web
+from tickerd import embedded, exchanges, logs, topology, web
 from tickerd.commands import (
     EXIT_CONFIG,
     add_config_option,
@@ -94,7 +93,7 @@ async def _records_caught_up(config: Config) -> None:
     """Return once the health records in Redis show every exchange connected with nothing
     waiting, as the daemon already does: the monitor writes the last changes of a burst up to a
     second after them (:data:`tickerd.monitor.COALESCE`), and the view reads the records."""
-    client = redis.Redis.from_url(config.redis.address, socket_connect_timeout=2.0, socket_timeout=5.0)
+    client = topology.client(config.redis.address, socket_connect_timeout=2.0, socket_timeout=5.0)
     layout = RedisLayout(config.redis.prefix)
     try:
         while True:
@@ -102,7 +101,7 @@ async def _records_caught_up(config: Config) -> None:
             if records and all(r.state == "connected" and not r.waiting for r in records.values()):
                 return
             await trio.sleep(0.05)
-    except redis.RedisError:
+    except topology.ERRORS:
         return  # the view says what is wrong with Redis
     finally:
         client.close()
@@ -120,10 +119,10 @@ async def _with_fakes(names: list[str], redis_url: str | None, prefix: str, body
 
 def _clean(url: str, prefix: str) -> None:
     """Remove the demo's tickers (its health records expire by themselves)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+    client = topology.client(url, socket_connect_timeout=2.0)
     try:
         RedisLayout(prefix).delete_tickers(client, exchanges.names())
-    except redis.RedisError:
+    except topology.ERRORS:
         pass
     finally:
         client.close()

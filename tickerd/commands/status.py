@@ -3,6 +3,10 @@
 It reads what the daemon wrote (:mod:`tickerd.monitor`), so it works from any machine that
 reaches the Redis, and a daemon that died shows as down once its heartbeat is old or gone.
 Exit status: 0 healthy, 1 degraded, 2 down or not running (and 2 for a bad configuration).
+
+In fleet mode (``[fleet] name``) it shows the fleet (:class:`FleetReport`): every live member
+with the age of its lease and what it collects, each judged by its own records as a single
+daemon is, and the subscriptions owned by nobody (degraded) or by more than ``replicas``.
 """
 
 from __future__ import annotations
@@ -10,17 +14,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from datetime import datetime
 from typing import Any
 
 import attrs
 import orjson
-import redis
 
-from tickerd import embedded
+from tickerd import embedded, topology
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report
-from tickerd.health import DEGRADED, DOWN, LEVELS, assess
+from tickerd.config import Config
+from tickerd.fleet import Member, read_members
+from tickerd.fleet.view import FleetView, survey
+from tickerd.health import DEGRADED, DOWN, HEALTHY, LEVELS, assess
 from tickerd.layout import RedisLayout
 from tickerd.redact import redact
 from tickerd.redis_errors import refusal
@@ -66,8 +72,17 @@ class Report:
         }
 
 
-def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
-    """Read the records and judge them (blocking: redis-py); ``url`` is shown redacted."""
+def unreachable(error: BaseException, url: str) -> str:
+    """Why Redis at ``url`` gave no records: it refuses tickerd, or it is not reachable."""
+    reason = refusal(error, url)
+    if reason is not None:  # there, but refuses: the daemon cannot write either
+        return f"Redis at {redact(url)} refuses tickerd: {redact(reason)}"
+    return f"Redis at {redact(url)} is not reachable: {error}"
+
+
+def read_report(client: topology.Client, url: str, prefix: str, *, instance: str | None = None) -> Report:
+    """Read the records and judge them (blocking: redis-py); ``url`` is shown redacted.
+    ``instance``: the records of that fleet member."""
     now = time.time()
     url = redact(url)
 
@@ -80,12 +95,9 @@ def read_report(client: redis.Redis, url: str, prefix: str) -> Report:
         return Report(level, reasons, url, prefix, heartbeat, exchanges or {}, now)
 
     try:
-        heartbeat, exchanges = RedisLayout(prefix).read_health(client)
-    except (redis.RedisError, OSError) as exc:
-        reason = refusal(exc, url)
-        if reason is not None:  # there, but refuses: the daemon cannot write either
-            return report(DOWN, [f"Redis at {url} refuses tickerd: {redact(reason)}"])
-        return report(DOWN, [f"Redis at {url} is not reachable: {exc}"])
+        heartbeat, exchanges = RedisLayout(prefix, instance=instance).read_health(client)
+    except (*topology.ERRORS, OSError) as exc:
+        return report(DOWN, [unreachable(exc, url)])
     except UnreadableRecord as exc:
         return report(DOWN, [f"cannot read tickerd's records (another version, or not tickerd's): {exc}"])
     if heartbeat is None:
@@ -207,22 +219,239 @@ def render(report: Report) -> str:
         lines.append(f"subscriptions {source.kind} {source.database} {source.state}{ignored}")
     if report.exchanges:
         rows = exchange_table(report.exchanges)
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-        lines.append("")
-        for row in rows:
-            cells = [
-                cell.ljust(w) if i < 2 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(row[:-1], widths, strict=True))
-            ]
-            lines.append("  ".join([*cells, row[-1]]))
+        lines += ["", *_table(rows, right=range(2, len(rows[0]) - 1))]  # LAST ERROR: free text
         details = symbol_problems(report.exchanges, report.checked)
         if details:
             lines += ["", *(f"  {kind:<9} {text}" for kind, text in details)]
-    lines.append("")
-    lines.append(
-        f"status: {LEVELS[report.level]}" + (f" ({'; '.join(report.reasons)})" if report.reasons else "")
-    )
+    lines += ["", _verdict(report.level, report.reasons)]
     return "\n".join(lines)
+
+
+@attrs.frozen
+class MemberReport:
+    """One fleet member: its record, and its own records judged as a single daemon's are."""
+
+    member: Member
+    report: Report
+
+    @property
+    def lease_age(self) -> float:
+        return max(0.0, self.report.checked - self.member.time)
+
+    @property
+    def state(self) -> str:
+        return "leaving" if self.member.leaving else LEVELS[self.report.level]
+
+    def to_json(self) -> dict[str, Any]:
+        member = self.member
+        return {
+            "instance": member.instance,
+            "host": member.host,
+            "pid": member.pid,
+            "version": member.version,
+            "started": member.started,
+            "lease_age": self.lease_age,
+            "leaving": member.leaving,
+            "level": LEVELS[self.report.level],
+            "reasons": self.report.reasons,
+            "exchanges": {
+                name: {"subscribed": len(collected.subscribed), "delivered": len(collected.delivered)}
+                for name, collected in sorted(member.exchanges.items())
+            },
+        }
+
+
+@attrs.frozen
+class FleetReport:
+    """What ``status`` knows of a fleet at one moment (``view`` is ``None`` when Redis gave
+    nothing to look at)."""
+
+    level: int
+    reasons: list[str]
+    url: str
+    prefix: str
+    name: str
+    view: FleetView | None
+    members: list[MemberReport]
+    checked: float
+
+    def to_json(self) -> dict[str, Any]:
+        view = self.view
+        return {
+            "level": LEVELS[self.level],
+            "exit_status": self.level,
+            "reasons": self.reasons,
+            "redis": self.url,
+            "prefix": self.prefix,
+            "fleet": self.name,
+            "replicas": None if view is None else view.replicas,
+            "members": [member.to_json() for member in self.members],
+            "exchanges": {}
+            if view is None
+            else {
+                name: {
+                    "desired": ownership.desired,
+                    "owned": ownership.desired - len(ownership.unowned),
+                    "unowned": list(ownership.unowned),
+                    "over_replicated": {symbol: list(ids) for symbol, ids in ownership.over.items()},
+                }
+                for name, ownership in view.exchanges.items()
+            },
+        }
+
+
+def desired_of(config: Config) -> dict[str, tuple[str, ...]] | None:
+    """The subscriptions the fleet is to collect as ``status`` can know them: the TOML file's;
+    ``None`` when they come from a database (``status`` does not read it)."""
+    if config.database.url is not None:
+        return None
+    return {name: exchange.symbols for name, exchange in config.exchanges.items()}
+
+
+def read_fleet_report(
+    client: topology.Client,
+    url: str,
+    prefix: str,
+    name: str,
+    replicas: int,
+    desired: dict[str, tuple[str, ...]] | None,
+) -> FleetReport:
+    """Read fleet ``name``'s member records and each member's own records, and judge them
+    (blocking: redis-py).  Down when Redis cannot be read or no member is alive or every member
+    is down; degraded when a desired subscription is owned by nobody or a member is not healthy."""
+    now = time.time()
+    url = redact(url)
+
+    def report(
+        level: int,
+        reasons: list[str],
+        view: FleetView | None = None,
+        members: list[MemberReport] | None = None,
+    ) -> FleetReport:
+        return FleetReport(level, reasons, url, prefix, name, view, members or [], now)
+
+    try:
+        members = read_members(client, RedisLayout(prefix), name)
+    except (*topology.ERRORS, OSError) as exc:
+        return report(DOWN, [unreachable(exc, url)])
+    if not members:
+        where = f"{url} (prefix {prefix!r})" if prefix else url
+        return report(DOWN, [f"no member of fleet {name!r} is running: no member record in Redis at {where}"])
+    reports = [MemberReport(m, read_report(client, url, prefix, instance=m.instance)) for m in members]
+    view = survey(name, members, replicas, desired)
+    reasons = [
+        f"{r.member.instance}: {reason}"
+        for r in reports
+        if r.report.level != HEALTHY
+        for reason in r.report.reasons
+    ]
+    if view.unowned:
+        reasons.insert(0, f"{view.unowned} subscription(s) owned by nobody")
+    level = DOWN if all(r.report.level == DOWN for r in reports) else DEGRADED if reasons else HEALTHY
+    return report(level, reasons, view, reports)
+
+
+def render_fleet(report: FleetReport) -> str:
+    """The fleet table ``tickerd status`` prints in fleet mode."""
+    view = report.view
+    lines = []
+    if view is not None:
+        lines.append(f"fleet {report.name!r}: {len(view.members)} member(s), replicas {view.replicas}")
+    lines.append(f"redis {report.url}" + (f"  prefix {report.prefix!r}" if report.prefix else ""))
+    if view is not None:
+        members: list[tuple[str, ...]] = [("INSTANCE", "HOST", "PID", "LEASE AGE", "STATE", "COLLECTS")]
+        for r in report.members:
+            collects = ", ".join(
+                f"{name} {len(collected.subscribed)}"
+                for name, collected in sorted(r.member.exchanges.items())
+            )
+            members.append(
+                (
+                    r.member.instance,
+                    r.member.host,
+                    str(r.member.pid),
+                    f"{r.lease_age:.1f} s",
+                    r.state,
+                    collects or "-",
+                )
+            )
+        owned: list[tuple[str, ...]] = [("EXCHANGE", "DESIRED", "OWNED", "UNOWNED", "OVER REPLICAS")]
+        for name, ownership in view.exchanges.items():
+            unowned = len(ownership.unowned)
+            owned.append(
+                (
+                    name,
+                    str(ownership.desired),
+                    str(ownership.desired - unowned),
+                    str(unowned),
+                    str(len(ownership.over)),
+                )
+            )
+        lines += ["", *_table(members, right=(2, 3)), "", *_table(owned, right=(1, 2, 3, 4))]
+        details = []
+        for name, ownership in view.exchanges.items():
+            details += [f"  unowned   {name} {symbol}" for symbol in ownership.unowned]
+            details += [
+                f"  over      {name} {symbol}: {', '.join(ids)}" for symbol, ids in ownership.over.items()
+            ]
+        if details:
+            lines += ["", *details]
+    lines += ["", _verdict(report.level, report.reasons)]
+    return "\n".join(lines)
+
+
+def _verdict(level: int, reasons: list[str]) -> str:
+    """The last line of both tables: the level and why."""
+    return f"status: {LEVELS[level]}" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def fleet_summary_line(report: FleetReport) -> str:
+    """One line for a live view of a fleet: the level, the members, each exchange's ownership,
+    and the reasons when it is not healthy."""
+    parts = [LEVELS[report.level].upper()]
+    if report.view is not None:
+        parts.append(f"fleet {report.name!r} {len(report.view.members)} member(s)")
+        for name, ownership in report.view.exchanges.items():
+            owned = ownership.desired - len(ownership.unowned)
+            parts.append(f"{name} {owned}/{ownership.desired} owned")
+    if report.level != HEALTHY:
+        parts.extend(report.reasons)
+    return " · ".join(parts)
+
+
+def read_any(client: topology.Client, url: str, config: Config) -> Report | FleetReport:
+    """The daemon's report, or the fleet's in fleet mode (blocking)."""
+    if config.fleet.name is None:
+        return read_report(client, url, config.redis.prefix)
+    return read_fleet_report(
+        client, url, config.redis.prefix, config.fleet.name, config.fleet.replicas, desired_of(config)
+    )
+
+
+def unreached(config: Config, url: str, error: BaseException) -> Report | FleetReport:
+    """What ``status`` says when it cannot even make a client for ``url`` (down)."""
+    reasons, shown, prefix, now = [unreachable(error, url)], redact(url), config.redis.prefix, time.time()
+    if config.fleet.name is None:
+        return Report(DOWN, reasons, shown, prefix, None, {}, now)
+    return FleetReport(DOWN, reasons, shown, prefix, config.fleet.name, None, [], now)
+
+
+def read_summary(client: topology.Client, url: str, config: Config) -> str:
+    """The status line of ``watch``: the fleet's in fleet mode, else the daemon's (blocking)."""
+    report = read_any(client, url, config)
+    return summary_line(report) if isinstance(report, Report) else fleet_summary_line(report)
+
+
+def _table(rows: list[tuple[str, ...]], right: Container[int]) -> list[str]:
+    """``rows`` as aligned columns, those in ``right`` right-aligned (no trailing blanks)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -230,23 +459,32 @@ def run_status(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     url = embedded.locate(config.redis)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
     try:
-        report = read_report(client, url, config.redis.prefix)
-    finally:
-        client.close()
-    if args.json:
-        sys.stdout.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        client = topology.client(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    except topology.ERRORS as exc:  # a cluster's client asks for the slot map as it is made
+        report = unreached(config, url, exc)
     else:
-        print(render(report))
+        try:
+            report = read_any(client, url, config)
+        finally:
+            client.close()
+    if isinstance(report, Report):
+        shown, text = report.to_json(), render(report)
+    else:
+        shown, text = report.to_json(), render_fleet(report)
+    if args.json:
+        sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(text)
     return report.level
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "status",
-        help="show the running daemon's health from Redis (exit 0 healthy, 1 degraded, 2 down)",
-        description="Show the daemon's health from its records in Redis. "
+        help="show the running daemon's (or fleet's) health from Redis (exit 0 healthy, 1 degraded, 2 down)",
+        description="Show the daemon's health from its records in Redis; in fleet mode every member, "
+        "and the subscriptions owned by nobody (degraded) or by more than the replicas. "
         "Exit status: 0 healthy, 1 degraded, 2 down or not running.",
     )
     add_config_option(parser)

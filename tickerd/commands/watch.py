@@ -21,14 +21,13 @@ from datetime import datetime
 from functools import partial
 from typing import TextIO
 
-import redis
 import trio
 
-from tickerd import embedded
+from tickerd import embedded, topology
 from tickerd.board import Board
 from tickerd.broadcast import Broadcast
 from tickerd.commands import EXIT_CONFIG, add_config_option, load_or_report, seconds
-from tickerd.commands.status import read_report, summary_line
+from tickerd.commands.status import read_report, read_summary, summary_line
 from tickerd.layout import RedisLayout
 from tickerd.redact import redact
 
@@ -111,19 +110,21 @@ async def watch(
     exchanges: list[str] | None = None,
     title: str = "tickerd watch",
     derivatives: bool | None = None,
+    summary: Callable[[topology.Client], str] | None = None,
 ) -> None:
-    """Show the tickers in Redis at ``url`` until cancelled."""
+    """Show the tickers in Redis at ``url`` until cancelled.  ``summary`` reads the status line
+    (default: the daemon's on ``prefix``; ``tickerd watch`` passes the fleet's in fleet mode)."""
     layout = RedisLayout(prefix)
     board = Board(stale_after, exchanges, derivatives)
     view = View(board, out, title, interactive)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    client = topology.client(url, socket_connect_timeout=2.0, socket_timeout=5.0)
     pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
 
     async def listen() -> None:
         while True:
             try:
                 message = await trio.to_thread.run_sync(pubsub.get_message, True, 0.2)
-            except redis.RedisError as exc:  # pub/sub reconnects (and resubscribes) on the next call
+            except topology.ERRORS as exc:  # pub/sub reconnects (and resubscribes) on the next call
                 board.status = f"status: Redis connection lost ({exc}); reconnecting"
                 view.touch()
                 await trio.sleep(1)
@@ -132,10 +133,12 @@ async def watch(
                 board.update(layout.decode_ticker(message["data"]))
                 view.touch()
 
+    def read_status(client: topology.Client) -> str:
+        return summary(client) if summary else summary_line(read_report(client, url, prefix))
+
     async def statuses() -> None:
         while True:
-            report = await trio.to_thread.run_sync(read_report, client, url, prefix)
-            board.status = "status: " + summary_line(report)
+            board.status = "status: " + await trio.to_thread.run_sync(read_status, client)
             view.touch()
             await trio.sleep(STATUS_EVERY)
 
@@ -207,6 +210,7 @@ def run_watch(args: argparse.Namespace) -> int:
         exchanges=args.exchange,
         derivatives=args.derivatives,
         title=f"tickerd watch  {redact(url)}" + (f"  prefix {prefix!r}" if prefix else ""),
+        summary=partial(read_summary, url=url, config=config),
     )
     with screen(out, interactive):
         trio.run(until_interrupted, args.duration, view)

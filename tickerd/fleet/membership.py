@@ -24,16 +24,17 @@ import functools
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import orjson
-import redis
 import trio
 from loguru import logger
 from redis.client import PubSub
 
+from tickerd import topology
 from tickerd.backoff import Backoff
 from tickerd.broadcast import Broadcast
 from tickerd.config import FleetSettings
@@ -50,6 +51,8 @@ T = TypeVar("T")
 RECORD_EVERY = 1.0
 #: Seconds a read waits after its wake-up, so a burst of announcements costs one read.
 READ_COALESCE = 0.05
+#: Seconds after a record's expected expiry that it is read again (Redis has expired it by then).
+EXPIRY_MARGIN = 0.05
 #: Seconds one wait for an announcement may take in its worker thread.
 LISTEN_POLL = 1.0
 #: While the channel cannot be subscribed: retry soon, then every 2 s.
@@ -72,11 +75,17 @@ class Membership:
         #: What this member collects and has delivered, per exchange, read for every write (the
         #: share that decides it sets it: :meth:`~tickerd.fleet.share.FleetSubscriptions.collected`).
         self.collected: Callable[[], Mapping[str, MemberExchange]] = dict
+        self._url = url
+        self._layout = layout
         # Shorter than a renewal period, so an unanswered call is over before the next is due.
-        timeout = min(2.0, settings.lease / 3)
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self.store = MemberStore(self._client, layout, self.name, self.instance)
+        self._timeout = min(2.0, settings.lease / 3)
+        self._store: MemberStore | None = None
+        self._connecting = threading.Lock()
+        self.channel = layout.fleet_channel(self.name)
         self.started = time.time()
+        self._host = socket.gethostname()
+        #: The disagreements already logged (:meth:`_check`).
+        self._warned: set[str] = set()
         #: Departing: the record says so, and the rendezvous leaves this member out.
         self.leaving = False
         #: The members' records as last read, by id (this member's own included once written).
@@ -95,6 +104,8 @@ class Membership:
         self._write_soon = trio.Event()
         self._read_soon = trio.Event()
         self._listen_failures = 0
+        #: Trio time at which the first of the other members' records expires unless renewed.
+        self._expiry = math.inf
 
     def eligible(self) -> list[str]:
         """The members that own symbols: the live ones not leaving, this one unless it leaves."""
@@ -104,6 +115,17 @@ class Membership:
     def record(self, instance: str) -> Member | None:
         """``instance``'s record as last read."""
         return self.members.get(instance)
+
+    def _connected(self) -> MemberStore:
+        """The store, its client made on first use in a worker thread: a cluster's client asks
+        its nodes for the slot map as it is made, which waits like any call while Redis is away."""
+        with self._connecting:
+            if self._store is None:
+                client = topology.client(
+                    self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
+                )
+                self._store = MemberStore(client, self._layout, self.name, self.instance)
+            return self._store
 
     async def _call(self, fn: Callable[[], T]) -> T:
         """``fn()`` in a worker thread; abandoned on cancellation (its socket timeout ends it)."""
@@ -134,8 +156,8 @@ class Membership:
         try:
             with trio.move_on_at(deadline, shield=True):
                 try:
-                    return await self._call(self.store.leave)
-                except redis.RedisError as exc:
+                    return await self._call(lambda: self._connected().leave())
+                except topology.ERRORS as exc:
                     logger.warning(
                         "fleet {name}: could not leave ({error}); the record expires",
                         name=self.name,
@@ -143,7 +165,8 @@ class Membership:
                     )
             return None
         finally:
-            self._client.close()
+            if self._store is not None:
+                self._store.client.close()
 
     # -- the record --------------------------------------------------------------------------
 
@@ -151,7 +174,7 @@ class Membership:
         """This member's record now."""
         return Member(
             instance=self.instance,
-            host=socket.gethostname(),
+            host=self._host,
             pid=os.getpid(),
             started=self.started,
             time=time.time(),
@@ -185,8 +208,8 @@ class Membership:
         else:
             event = "change" if changed else None
         try:
-            await self._call(lambda: self.store.write(dumps(member), self.settings.lease, event))
-        except redis.RedisError as exc:
+            await self._call(lambda: self._connected().write(dumps(member), self.settings.lease, event))
+        except topology.ERRORS as exc:
             self._joined = False  # the others may drop this member meanwhile: join again
             self._down(exc)
             self._last_write = now  # retried a second later
@@ -202,18 +225,24 @@ class Membership:
         """Ask for a read on every other member's announcement (and after each subscription,
         for what was announced while there was none)."""
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub: PubSub | None = None
             try:
+                pubsub = await self._call(self._pubsub)
                 await self._hear(pubsub)
-            except redis.RedisError as exc:
+            except topology.ERRORS as exc:
                 self._down(exc)
                 self._listen_failures += 1
                 await trio.sleep(RETRY.delay(self._listen_failures))
             finally:
-                pubsub.close()
+                if pubsub is not None:
+                    pubsub.close()
+
+    def _pubsub(self) -> PubSub:
+        pubsub: PubSub = self._connected().client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        return pubsub
 
     async def _hear(self, pubsub: PubSub) -> None:
-        await self._call(functools.partial(pubsub.subscribe, self.store.channel))
+        await self._call(functools.partial(pubsub.subscribe, self.channel))
         self._listen_failures = 0
         self._read_soon.set()
         while True:
@@ -229,10 +258,12 @@ class Membership:
             return False
 
     async def _follow(self) -> None:
-        """Read the records on an announcement, and every third of the lease anyway."""
+        """Read the records on an announcement, when another member's record expires unless it
+        was renewed (a member killed without a word is noticed as its lease ends), and every
+        third of the lease anyway."""
         while True:
             period = self.settings.lease / 3 if self.store_up else RECORD_EVERY
-            with trio.move_on_after(period):
+            with trio.move_on_at(min(trio.current_time() + period, self._expiry + EXPIRY_MARGIN)):
                 await self._read_soon.wait()
             self._read_soon = trio.Event()
             await trio.sleep(READ_COALESCE)
@@ -240,10 +271,11 @@ class Membership:
 
     async def _read(self) -> None:
         try:
-            members = await self._call(self.store.read)
-        except redis.RedisError as exc:
+            members, expires_in = await self._call(lambda: self._connected().read())
+        except topology.ERRORS as exc:
             self._down(exc)
             return
+        self._expiry = trio.current_time() + expires_in
         self.reads += 1
         before = self.members.keys()
         self.members = {member.instance: member for member in members}
@@ -254,12 +286,36 @@ class Membership:
                 n=len(self.members),
                 ids=", ".join(self.members),
             )
+        self._check(members)
         self._up()
         self.changed.fire(None)
 
+    def _check(self, members: list[Member]) -> None:
+        """Warn (once each) of what makes members disagree: another process with this member's
+        id (each would take the other's record for its own), or another ``replicas``."""
+        for member in members:
+            if member.instance == self.instance:
+                if (member.host, member.pid, member.started) != (self._host, os.getpid(), self.started):
+                    problem = (
+                        f"another tickerd ({member.host} pid {member.pid}) uses this member's id "
+                        f"{self.instance!r}: give each member its own fleet.instance"
+                    )
+                else:
+                    continue
+            elif member.replicas != self.settings.replicas:
+                problem = (
+                    f"member {member.instance!r} has replicas = {member.replicas}, this one "
+                    f"{self.settings.replicas}: the members disagree on who collects what"
+                )
+            else:
+                continue
+            if problem not in self._warned:
+                self._warned.add(problem)
+                logger.warning("fleet {name}: {problem}", name=self.name, problem=problem)
+
     # -- the store's state ---------------------------------------------------------------------
 
-    def _down(self, error: redis.RedisError) -> None:
+    def _down(self, error: Exception) -> None:
         self.reason = redact(f"Redis unreachable: {error}")
         if self.store_up:
             self.store_up = False

@@ -28,11 +28,14 @@ from loguru import logger
 from tickerd.broadcast import Broadcast
 from tickerd.config import ExchangeConfig, FleetSettings
 from tickerd.fleet.member import Member, MemberExchange
-from tickerd.fleet.rendezvous import owners
+from tickerd.fleet.rendezvous import assign
 from tickerd.freshness import LastSeen
 from tickerd.snapshots import FleetSnapshot
 
 Key = tuple[str, str]
+
+#: Symbols assigned between two checkpoints of the event loop (~4 ms over 10 members).
+ASSIGN_CHUNK = 1000
 
 
 class Roster(Protocol):
@@ -43,6 +46,9 @@ class Roster(Protocol):
     leaving: bool
     store_up: bool
     reason: str | None
+    #: Record writes and reads so far.
+    writes: int
+    reads: int
     #: Fired when the members, their records or the store's state may have changed.
     changed: Broadcast[None]
 
@@ -131,20 +137,22 @@ class FleetSubscriptions:
             return math.inf
         return min(self._held.values())
 
-    def _owned_now(self, desired: Mapping[str, ExchangeConfig]) -> set[Key]:
-        """The desired symbols this member owns (recomputed only when the members or the
-        desired set changed: the hashing is the costly part)."""
+    async def _owned_now(self, desired: Mapping[str, ExchangeConfig]) -> set[Key]:
+        """The desired symbols this member owns, recomputed only when the members or the desired
+        set changed, :data:`ASSIGN_CHUNK` symbols at a time with a checkpoint between (10,000
+        symbols over 10 members cost ~40 ms: the feeds are not held up that long)."""
         members = tuple(self._roster.eligible())
         if self._owners_of != (members, self._version):
-            replicas = self.settings.replicas
-            self._owners = {
-                (name, symbol): owners(members, name, symbol, replicas)
-                for name, settings in desired.items()
-                for symbol in settings.symbols
-            }
+            keys = [(name, symbol) for name, settings in desired.items() for symbol in settings.symbols]
+            chosen: dict[Key, tuple[str, ...]] = {}
+            for start in range(0, len(keys), ASSIGN_CHUNK):
+                if start:
+                    await trio.lowlevel.checkpoint()
+                chosen |= assign(members, keys[start : start + ASSIGN_CHUNK], self.settings.replicas)
+            self._owners = chosen
             self._owners_of = (members, self._version)
             me = self._roster.instance
-            self._owned = {key for key, chosen in self._owners.items() if me in chosen}
+            self._owned = {key for key, owners in chosen.items() if me in owners}
         return self._owned
 
     def _delivered_elsewhere(self, key: Key) -> bool:
@@ -163,7 +171,7 @@ class FleetSubscriptions:
             if desired is None:
                 return
             now = trio.current_time()
-            owned = self._owned_now(desired)
+            owned = await self._owned_now(desired)
             wanted = self._owners.keys()
             held = self._held
             for key in self._since.keys() - owned:
@@ -256,4 +264,8 @@ class FleetSubscriptions:
             handover=handover,
             store_up=roster.store_up,
             reason=roster.reason,
+            record_writes=roster.writes,
+            record_reads=roster.reads,
+            handed_over=self.handed_over,
+            handed_over_late=self.handed_over_late,
         )

@@ -11,6 +11,15 @@ replies become redis-py's exception classes (``WRONGPASS`` an ``AuthenticationEr
 ``LOADING`` a ``BusyLoadingError`` …), so :func:`tickerd.redis_errors.refusal` judges them
 the same way.  Every failure is a :class:`redis.RedisError`.
 
+Behind Sentinel (``redis+sentinel://``, :mod:`tickerd.topology`) the connection is the same,
+to the master the Sentinels name: at each (re)connect it asks them where the master is
+(redis-py's ``Sentinel.discover_master``, in a worker thread: once per connection, not per
+batch), checks with ``ROLE`` in the handshake that the server it reached is the master (the
+Sentinels may still name a master they are demoting), and a ``READONLY`` reply (a master
+demoted under an open connection) drops the connection like an outage, so the batch is held
+and written again to the new master.  (Sentinel itself closes the clients of a master it
+demotes.)  A Redis Cluster is served by :mod:`tickerd.writer.cluster`.
+
 Timeouts are wall-clock: a server that accepts the bytes and never answers (``SIGSTOP``, a
 host gone quiet) fails the round trip after :data:`REPLY_TIMEOUT` real seconds, also when
 trio's clock is a virtual one that jumps while the loop waits for the reply.
@@ -24,15 +33,16 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 import redis
 import trio
 from redis._parsers.base import BaseParser  # redis-py's map of error replies to its exceptions
 from redis.connection import parse_url
-from redis.exceptions import InvalidResponse, NoScriptError
+from redis.exceptions import InvalidResponse, NoScriptError, ReadOnlyError
 
+from tickerd import topology
 from tickerd.layout import Command
 from tickerd.monotonic import Script
 
@@ -103,6 +113,38 @@ class _Socket:
 _Stream = _Socket | trio.SSLStream[trio.SocketStream]
 
 
+class Connection(Protocol):
+    """What the writer's loop needs of its connection: :class:`RedisConnection`, or
+    :class:`~tickerd.writer.cluster.ClusterConnection` for a cluster."""
+
+    #: Round trips that needed a new connection (the server may have lost everything).
+    reconnects: int
+
+    async def send(self, commands: Sequence[Command]) -> None: ...
+
+    async def replies(self) -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class _SentinelMaster:
+    """Where the master of a ``redis+sentinel://`` URL is now, asked of its Sentinels."""
+
+    def __init__(self, watched: topology.Topology) -> None:
+        assert watched.service is not None
+        self.service = watched.service
+        timeouts = {"socket_timeout": CONNECT_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
+        self._sentinel = topology.sentinel(watched, **timeouts)
+
+    async def address(self) -> tuple[str, int]:
+        """The master's host and port (``MasterNotFoundError``, a ``ConnectionError``, when no
+        Sentinel names one)."""
+        found: tuple[str, int] = await trio.to_thread.run_sync(
+            self._sentinel.discover_master, self.service, abandon_on_cancel=True
+        )
+        return found
+
+
 class RedisConnection:
     """One connection to the server of ``url``, opened on first use and after any failure.
 
@@ -115,8 +157,18 @@ class RedisConnection:
     def __init__(
         self, url: str, *, reply_timeout: float = REPLY_TIMEOUT, scripts: Sequence[Script] = ()
     ) -> None:
-        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-        self._where = options.get("path") or f"{options.get('host', 'localhost')}:{options.get('port', 6379)}"
+        watched = topology.parse(url)
+        #: Behind Sentinel: where the master is, asked at each (re)connect.
+        self._master: _SentinelMaster | None = None
+        options: dict[str, Any]
+        if watched.kind == "sentinel":
+            self._master = _SentinelMaster(watched)
+            options = dict(watched.options)
+            self._where = f"master {self._master.service!r}"
+        else:
+            options = parse_url(url)  # type: ignore[no-untyped-call]
+            address = f"{options.get('host', 'localhost')}:{options.get('port', 6379)}"
+            self._where = options.get("path") or address
         self._options = options
         self._reply_timeout = reply_timeout
         self._stream: _Stream | None = None
@@ -176,6 +228,9 @@ class RedisConnection:
         if first_error is not None:
             if isinstance(first_error, NoScriptError):
                 self._reload = True
+            elif isinstance(first_error, ReadOnlyError) and self._master is not None:
+                self.close()  # the master was demoted: ask the Sentinels for the new one
+                raise redis.ConnectionError(f"{self._where} was demoted to a replica ({first_error})")
             raise first_error
         return replies
 
@@ -228,7 +283,11 @@ class RedisConnection:
     async def _open(self) -> None:
         options = self._options
         self._sent_at = time.monotonic()
-        self._stream = await self._within(CONNECT_TIMEOUT, self._connect, None, "connecting to")
+        if self._master is not None:
+            host, port = await self._master.address()
+            options = {**options, "host": host, "port": port}
+            self._where = f"master {self._master.service!r} at {host}:{port}"
+        self._stream = await self._within(CONNECT_TIMEOUT, self._connect, options, "connecting to")
         self._reader = hiredis.Reader(protocolError=InvalidResponse, replyError=BaseParser.parse_error)
         handshake: list[Command] = []
         if options.get("password") is not None:
@@ -239,24 +298,34 @@ class RedisConnection:
         if options.get("db"):
             handshake.append(("SELECT", str(int(options["db"]))))
         handshake += self._loads
+        if self._master is not None:
+            handshake.append(("ROLE",))
         self._reload = False
         self._opened += 1
         self.reconnects = self._opened - 1
         if handshake:
             try:
-                await self.execute(handshake)
+                replies = await self.execute(handshake)
+                if self._master is not None:
+                    self._check_master(replies[-1])
             except redis.RedisError:  # refused (an AuthenticationError too): start over next time
                 self.close()
                 raise
 
-    async def _connect(self, _: None) -> _Stream:
-        options = self._options
+    def _check_master(self, role: Any) -> None:
+        """The server the Sentinels named must say it is the master (``ROLE``): they may still
+        name one they are demoting."""
+        kind = role[0] if isinstance(role, list) and role else role
+        if kind != b"master":
+            raise redis.ConnectionError(f"{self._where} is not the master (yet): ROLE says {kind!r}")
+
+    async def _connect(self, options: dict[str, Any]) -> _Stream:
         path = options.get("path")
         if path:
             return _Socket.of(await trio.open_unix_socket(path))
         host = options.get("host", "localhost")
         stream = await trio.open_tcp_stream(host, int(options.get("port", 6379)))
-        if options.get("connection_class") is redis.SSLConnection:
+        if options.get("connection_class") is redis.SSLConnection or options.get("ssl"):
             tls = trio.SSLStream(stream, _ssl_context(options), server_hostname=host, https_compatible=True)
             await tls.do_handshake()
             return tls

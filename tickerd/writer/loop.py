@@ -28,7 +28,7 @@ import trio
 from loguru import logger
 from redis.exceptions import NoScriptError
 
-from tickerd import monotonic
+from tickerd import monotonic, topology
 from tickerd.backoff import Backoff
 from tickerd.broadcast import Broadcast
 from tickerd.freshness import LastSeen
@@ -36,7 +36,8 @@ from tickerd.layout import Command, RedisLayout
 from tickerd.model import Removal, Ticker
 from tickerd.redact import redact
 from tickerd.redis_errors import refusal
-from tickerd.writer.connection import RedisConnection
+from tickerd.writer.cluster import ClusterConnection
+from tickerd.writer.connection import Connection, RedisConnection
 
 Key = tuple[str, str]
 #: What the channel carries and a batch holds per (exchange, symbol): its latest ticker, or
@@ -63,11 +64,20 @@ CONFIRM_AFTER = 0.005
 CONFIRM_MAX = 0.05
 
 
+def connection(url: str, layout: RedisLayout) -> Connection:
+    """The writer's connection for ``url``: its own RESP connection to one server or to the
+    master the Sentinels name, redis-py's cluster pipeline for a cluster
+    (:mod:`tickerd.writer.cluster`)."""
+    if topology.parse(url).kind == "cluster":
+        return ClusterConnection(url, scripts=layout.scripts)
+    return RedisConnection(url, scripts=layout.scripts)
+
+
 class RedisWriter:
     """Coalesce, pipeline, retry.  ``run`` is the task; counters are for health and metrics."""
 
     def __init__(self, url: str, layout: RedisLayout, *, grace: float = 5.0, window: float = 0.0) -> None:
-        self._redis = RedisConnection(url, scripts=layout.scripts)
+        self._redis = connection(url, layout)
         self.layout = layout
         self._grace = grace
         #: Trio time by which the final flush ends even within its grace: a fleet member's
