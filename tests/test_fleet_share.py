@@ -82,6 +82,8 @@ class FakeRoster:
     leaving: bool = False
     store_up: bool = True
     reason: str | None = None
+    writes: int = 0
+    reads: int = 0
     changed: Broadcast[None] = attrs.field(factory=Broadcast)
     others: list[str] = attrs.field(factory=list)
     records: dict[str, Member] = attrs.field(factory=dict)

@@ -109,6 +109,22 @@ def _fleet_metrics(fleet: FleetSnapshot) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "tickerd_fleet_store_up", "1 while Redis answers the fleet membership", value=int(fleet.store_up)
     )
+    yield CounterMetricFamily(
+        "tickerd_fleet_record_writes",
+        "Writes of this member's record (joins, changes, renewals)",
+        value=fleet.record_writes,
+    )
+    yield CounterMetricFamily(
+        "tickerd_fleet_record_reads", "Reads of the fleet's member records", value=fleet.record_reads
+    )
+    handovers = CounterMetricFamily(
+        "tickerd_fleet_handovers",
+        "Symbols let go to other members: once they delivered them, or when the grace ran out",
+        labels=["after"],
+    )
+    handovers.add_metric(["delivered"], fleet.handed_over)
+    handovers.add_metric(["grace"], fleet.handed_over_late)
+    yield handovers
     for name, help_text, counts in (
         ("owned_symbols", "Symbols this member owns by the rendezvous", fleet.owned),
         (

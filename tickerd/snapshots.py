@@ -132,6 +132,12 @@ class FleetSnapshot:
     #: False while Redis does not answer the membership (the last assignment is collected).
     store_up: bool
     reason: str | None
+    #: This member's record writes and reads of the fleet's records (coordination traffic).
+    record_writes: int = 0
+    record_reads: int = 0
+    #: Symbols it let go once their new owners delivered them, and once the grace ran out.
+    handed_over: int = 0
+    handed_over_late: int = 0
 
 
 @attrs.frozen

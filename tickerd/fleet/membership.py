@@ -51,6 +51,8 @@ T = TypeVar("T")
 RECORD_EVERY = 1.0
 #: Seconds a read waits after its wake-up, so a burst of announcements costs one read.
 READ_COALESCE = 0.05
+#: Seconds after a record's expected expiry that it is read again (Redis has expired it by then).
+EXPIRY_MARGIN = 0.05
 #: Seconds one wait for an announcement may take in its worker thread.
 LISTEN_POLL = 1.0
 #: While the channel cannot be subscribed: retry soon, then every 2 s.
@@ -99,6 +101,8 @@ class Membership:
         self._write_soon = trio.Event()
         self._read_soon = trio.Event()
         self._listen_failures = 0
+        #: Trio time at which the first of the other members' records expires unless renewed.
+        self._expiry = math.inf
 
     def eligible(self) -> list[str]:
         """The members that own symbols: the live ones not leaving, this one unless it leaves."""
@@ -251,10 +255,12 @@ class Membership:
             return False
 
     async def _follow(self) -> None:
-        """Read the records on an announcement, and every third of the lease anyway."""
+        """Read the records on an announcement, when another member's record expires unless it
+        was renewed (a member killed without a word is noticed as its lease ends), and every
+        third of the lease anyway."""
         while True:
             period = self.settings.lease / 3 if self.store_up else RECORD_EVERY
-            with trio.move_on_after(period):
+            with trio.move_on_at(min(trio.current_time() + period, self._expiry + EXPIRY_MARGIN)):
                 await self._read_soon.wait()
             self._read_soon = trio.Event()
             await trio.sleep(READ_COALESCE)
@@ -262,10 +268,11 @@ class Membership:
 
     async def _read(self) -> None:
         try:
-            members = await self._call(lambda: self._connected().read())
+            members, expires_in = await self._call(lambda: self._connected().read())
         except topology.ERRORS as exc:
             self._down(exc)
             return
+        self._expiry = trio.current_time() + expires_in
         self.reads += 1
         before = self.members.keys()
         self.members = {member.instance: member for member in members}

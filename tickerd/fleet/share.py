@@ -46,6 +46,9 @@ class Roster(Protocol):
     leaving: bool
     store_up: bool
     reason: str | None
+    #: Record writes and reads so far.
+    writes: int
+    reads: int
     #: Fired when the members, their records or the store's state may have changed.
     changed: Broadcast[None]
 
@@ -261,4 +264,8 @@ class FleetSubscriptions:
             handover=handover,
             store_up=roster.store_up,
             reason=roster.reason,
+            record_writes=roster.writes,
+            record_reads=roster.reads,
+            handed_over=self.handed_over,
+            handed_over_late=self.handed_over_late,
         )

@@ -12,6 +12,7 @@ keyspace notifications: expiry is noticed by reading.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,17 @@ return 1
 """
 
 
+#: KEYS: records.  Each one's value (false: none) and its time to live in ms: a reader then knows
+#: when the first record expires unless renewed, and reads again right then.
+_READ = """
+local found = {}
+for i, key in ipairs(KEYS) do
+    found[i] = {redis.call('GET', key) or false, redis.call('PTTL', key)}
+end
+return found
+"""
+
+
 def announcement(event: str, instance: str) -> bytes:
     """What a member publishes: ``{"event": "join"|"leave"|"change", "instance": id}``."""
     return orjson.dumps({"event": event, "instance": instance})
@@ -62,20 +74,23 @@ def _text(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else raw.decode()
 
 
-def _read(client: Client, layout: RedisLayout, name: str) -> tuple[list[Member], list[str]]:
-    """The live members' records (sorted by id) and the ids the index names without a record."""
-    ids = sorted(_text(raw) for raw in client.smembers(layout.fleet_members(name)))
-    if not ids:
-        return [], []
-    keys = [layout.fleet_member(name, instance) for instance in ids]
+def _ids(client: Client, layout: RedisLayout, name: str) -> list[str]:
+    """The ids the index names, sorted."""
+    return sorted(_text(raw) for raw in client.smembers(layout.fleet_members(name)))
+
+
+def _parse(
+    layout: RedisLayout, name: str, ids: Sequence[str], raws: Sequence[bytes | str | None]
+) -> tuple[list[Member], list[str]]:
+    """The records read for ``ids`` (in their order), and the ids without a record."""
     members: list[Member] = []
     gone: list[str] = []
-    for instance, key, raw in zip(ids, keys, client.mget(keys), strict=True):
+    for instance, raw in zip(ids, raws, strict=True):
         if raw is None:
             gone.append(instance)
             continue
         try:
-            members.append(loads(raw, key))
+            members.append(loads(raw, layout.fleet_member(name, instance)))
         except UnreadableRecord as exc:  # another program's value, or garbage: not a member
             logger.warning("fleet {name}: {error}", name=name, error=str(exc))
     return members, gone
@@ -83,7 +98,10 @@ def _read(client: Client, layout: RedisLayout, name: str) -> tuple[list[Member],
 
 def read_members(client: Client, layout: RedisLayout, name: str) -> list[Member]:
     """The live members of fleet ``name``, sorted by id (blocking; reads only)."""
-    return _read(client, layout, name)[0]
+    ids = _ids(client, layout, name)
+    if not ids:
+        return []
+    return _parse(layout, name, ids, client.mget([layout.fleet_member(name, i) for i in ids]))[0]
 
 
 class MemberStore:
@@ -99,6 +117,7 @@ class MemberStore:
         self._write = client.register_script(_WRITE)
         self._leave = client.register_script(_LEAVE)
         self._prune = client.register_script(_PRUNE)
+        self._read = client.register_script(_READ)
 
     def write(self, record: bytes, lease: float, event: str | None) -> None:
         """Store this member's record for ``lease`` seconds; announce ``event`` with it."""
@@ -106,12 +125,23 @@ class MemberStore:
         millis = str(max(1, round(lease * 1000)))
         self._write(keys=self._keys, args=[record, millis, self.instance, self.channel, message])
 
-    def read(self) -> list[Member]:
-        """Every live member's record, sorted by id; ids whose records expired leave the index."""
-        members, gone = _read(self.client, self.layout, self.name)
+    def read(self) -> tuple[list[Member], float]:
+        """Every live member's record, sorted by id, and the seconds until the first of the
+        others' records expires unless renewed (``inf``: no other); ids whose records expired
+        leave the index."""
+        ids = _ids(self.client, self.layout, self.name)
+        if not ids:
+            return [], math.inf
+        found = self._read(keys=[self.layout.fleet_member(self.name, i) for i in ids])
+        members, gone = _parse(self.layout, self.name, ids, [raw or None for raw, _ in found])
         if gone:
             self.prune(gone)
-        return members
+        expiries = [
+            ttl / 1000
+            for i, (raw, ttl) in zip(ids, found, strict=True)
+            if raw and ttl >= 0 and i != self.instance
+        ]
+        return members, min(expiries, default=math.inf)
 
     def prune(self, instances: Sequence[str]) -> None:
         keys = [self.layout.fleet_members(self.name)]
