@@ -24,8 +24,9 @@ The writes, so that one run compares the fleet's compare-and-set with the plain 
   later than the one inside the JSON it stores, so each repetition is newer than what the
   previous one left (the fullon layout's ``ticker_time`` scripts see their own time again after
   the first repetition: a ``GET`` and no ``SET``);
-* ``rejected``: the same batch again and again, every value as new as the stored one: the
-  script reads and compares, and writes and publishes nothing (a replica's duplicates).
+* ``rejected``: the same batch again and again, every value the stored one (its receive time
+  too): the script reads and compares, a tie, so it reads the two receive times as well (the
+  fullon record has none: it compares the two values), and writes and publishes nothing.
 
 Each step repeats for ``--seconds`` (at least 10 batches) and reports the mean; ``+/ticker`` is
 the write's extra cost per ticker over ``plain`` of the same layout and size (when measured).

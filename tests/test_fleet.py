@@ -327,3 +327,25 @@ async def test_a_single_daemon_and_another_fleet_cannot_share_a_fleets_prefix(
     second.scope.cancel()
     # The last member gave it back: a single daemon may start.
     await until(kraken, lambda: redis_client.get(layout.lease()) is None)
+
+
+async def test_members_that_disagree_are_told(
+    nursery: trio.Nursery, redis_client: redis.Redis, prefix: str, layout: RedisLayout, logs: list[str]
+) -> None:
+    """Another process under this member's id, or a member with other ``replicas``: logged once."""
+    kraken = await start_fake(nursery, WatchedKraken())
+    member = await start(nursery, fleet_config(prefix, kraken, "a"))
+    other = MemberStore(redis_client, layout, "f", "b")
+    twin = MemberStore(redis_client, layout, "f", "a")  # another process writing "a"'s record
+
+    def told() -> list[str]:
+        return [m for m in logs if "replicas = 2" in m or "uses this member's id" in m]
+
+    with trio.fail_after(10):
+        while len(told()) < 2:  # both keep renewing their records, as members do
+            twin.write(dumps(Member("a", "elsewhere", 99, 0.0, 0.0, 2.0, 1)), 2.0, "change")
+            other.write(dumps(Member("b", "h", 1, 0.0, 0.0, 2.0, 2)), 2.0, "change")
+            await trio.sleep(0.1)
+    assert "member 'b' has replicas = 2, this one 1" in told()[0] + told()[1]
+    assert "another tickerd (elsewhere pid 99) uses this member's id 'a'" in told()[0] + told()[1]
+    assert member.symbols()  # it goes on collecting all the same

@@ -118,8 +118,19 @@ BIG = 2**60
 CASES = [
     ("newer time, no sequence", NO_SEQ, at(sequence=None, exchange_ts=T + 1, last=1.0), True),
     ("older time, no sequence", NO_SEQ, at(sequence=None, exchange_ts=T - 1, last=1.0), False),
-    ("a replica's copy: equal time", NO_SEQ, at(sequence=None, received_ts=T + 0.2), False),
-    ("a replica's copy: equal sequence and time", BASE, at(received_ts=T + 0.3), False),
+    ("the same update again: every time equal", NO_SEQ, NO_SEQ, False),
+    ("the same update again: sequence and every time equal", BASE, BASE, False),
+    ("equal time, later receive time", NO_SEQ, at(sequence=None, received_ts=T + 0.2, last=1.0), True),
+    ("equal sequence and time, later receive time", BASE, at(received_ts=T + 0.2, last=1.0), True),
+    ("a replica's copy, received later: written again", BASE, at(received_ts=T + 0.2), True),
+    ("equal sequence and time, earlier receive time", BASE, at(received_ts=T + 0.05, last=1.0), False),
+    ("a replica's lower sequence, later receive", BASE, at(sequence=499, received_ts=T + 9, last=1.0), False),
+    (
+        "a replica's older time, later receive",
+        NO_SEQ,
+        at(sequence=None, exchange_ts=T - 1, received_ts=T + 9),
+        False,
+    ),
     ("higher sequence, older time", BASE, at(sequence=501, exchange_ts=T - 1, last=1.0), True),
     ("lower sequence, newer time", BASE, at(sequence=499, exchange_ts=T + 1, last=1.0), False),
     ("the sequence repeated by a stats frame, newer time", BASE, at(exchange_ts=T + 0.5, last=1.0), True),
@@ -220,6 +231,16 @@ async def test_the_fullon_layout_orders_by_time_and_keeps_ticker_time_from_going
     record = stored(redis_client, prefix, "binance", "BTC/USDT")
     assert record is not None and record["price"] == 2.0 and "sequence" not in record
     assert channel.published() == [record]
+    # The same time again: no receive time to break the tie on, so another value is the later
+    # frame (written), an identical one a replica's copy (not published twice).
+    tie = attrs.evolve(BASE, exchange_ts=T + 2, last=3.0)
+    assert await write(layout, one(tie)) == 0
+    assert channel.published() == [tied := stored(redis_client, prefix, "binance", "BTC/USDT")]
+    assert tied is not None and tied["price"] == 3.0 and monotonic.newer(record, tied) is True
+    copy = attrs.evolve(tie, received_ts=T + 9)
+    assert await write(layout, one(copy)) == 1
+    assert channel.published() == []
+    assert monotonic.newer(tied, layout.decode_ticker(layout.encode_ticker(copy))) is False
     redis_client.set(time_key, repr(T + 5))  # a newer time written by someone else stays
     await write(layout, one(attrs.evolve(BASE, exchange_ts=T + 3)))
     assert redis_client.get(time_key) == repr(T + 5).encode()
@@ -255,7 +276,7 @@ async def test_a_lagging_instance_never_overwrites_the_latest_value(
     assert (stored(redis_client, prefix, "binance", "BTC/USDT") or {})["last"] == 2.0
     assert [(r["symbol"], r["last"]) for r in channel.published()] == [("BTC/USDT", 2.0), ("ETH/USDT", 100.0)]
     assert (ahead.rejected, behind.rejected, behind.written) == (0, 1, 2)
-    await write_through(ahead, [attrs.evolve(BASE, symbol="ETH/USDT")])  # a replica's copy
+    await write_through(ahead, [attrs.evolve(BASE, symbol="ETH/USDT")])  # a copy, every time equal
     assert ahead.rejected == 1 and channel.published() == []
 
 

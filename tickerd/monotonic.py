@@ -22,8 +22,19 @@ The ordering key (:func:`newer` is the same rule in Python, for readers and test
   symbol for good (and let a writer still holding the old numbers win).
 * otherwise ``time``: the exchange's time, else the receive time.  Receive times come from the
   writers' own clocks, which must therefore be synchronised (NTP) where a venue sends no time.
-* equal keys are not newer: a replica's copy of the same update is neither written nor
-  published a second time.
+* equal keys are broken on the receive time (``received_ts``) where both records have one
+  (the extended layout): the later received wins.  A venue that sends a millisecond time, or
+  none, gives two frames of one millisecond equal keys, and the second, written in a later
+  batch, is the latest value, which tickerd's contract is to deliver.  A replica's copy (other
+  clocks) can win a tie too, but a tie means its sequence and time equal the stored ones:
+  it never replaces a value whose sequence or time is newer.  Which of two frames of one
+  millisecond two instances received first is not known, so a replica's copy of the earlier
+  may replace the later one until the next update; and a replica's copy of the stored update,
+  received later, is written and published again: a duplicate publish is harmless, a lost
+  latest value is not.  Fully equal keys (receive time too) are not newer.
+* the strict fullon record has no receive time: a tie is written unless the value is the
+  stored one byte for byte (a replica's copy of the same update, then, is not published a
+  second time).  Its ``ticker_time`` key keeps an equal time as it is: it holds that text.
 
 Times compare as the doubles both sides parse from the shortest round-tripping text (orjson's
 and Python's ``repr``), so equal times compare equal.  Sequences compare as decimal text
@@ -32,7 +43,9 @@ not.  The stored JSON is not decoded in Lua: a plain ``string.find`` of ``"time"
 ``"sequence"`` (a key; inside a JSON string a quote is escaped, so no value matches) and an
 anchored match of the number after each read the two fields, spaces of other writers allowed.
 That costs ~1.4 µs per ticker of Redis's time where unanchored patterns cost ~4 µs (scanning the
-~500-byte record from every position; 200 tickers per call, this machine).
+~500-byte record from every position; 200 tickers per call, this machine).  Only a tie reads
+the two records' ``"received_ts"`` the same way (the new value's from its JSON too, rather than
+one more argument for every ticker): the common case pays nothing for it.
 """
 
 from __future__ import annotations
@@ -66,14 +79,17 @@ TICKERS = Script(
     """
 local find, match = string.find, string.match
 local key, channel, reset = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local function number(record, name)
+  local _, at = find(record, name, 1, true)
+  return at and tonumber(match(record, '^%s*:%s*([-+.%deE]+)', at + 1))
+end
 local rejected = 0
 for i = 3, #ARGV, 4 do
   local symbol, seq, time, value = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local newer = true
   local current = redis.call('HGET', key, symbol)
   if current then
-    local _, at = find(current, '"time"', 1, true)
-    local old_time = at and tonumber(match(current, '^%s*:%s*([-+.%deE]+)', at + 1))
+    local old_time = number(current, '"time"')
     if old_time then
       local old_seq
       if seq ~= '' then
@@ -82,6 +98,15 @@ for i = 3, #ARGV, 4 do
       end
       if not old_seq or seq == old_seq or math.abs(time - old_time) > reset then
         newer = time > old_time
+        if time == old_time then
+          local old_received = number(current, '"received_ts"')
+          local received = old_received and number(value, '"received_ts"')
+          if received then
+            newer = received > old_received
+          else
+            newer = value ~= current
+          end
+        end
       elseif #seq ~= #old_seq then
         newer = #seq > #old_seq
       else
@@ -121,7 +146,8 @@ def rejected(replies: list[Any]) -> int:
 
 
 def newer(current: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether the stored record ``current`` gives way to ``new`` (the :data:`TICKERS` rule)."""
+    """Whether the stored record ``current`` gives way to ``new`` (the :data:`TICKERS` rule; a
+    tie without receive times compares the decoded records where the script compares the text)."""
     time, old_time = new["time"], current["time"]
     sequence, old_sequence = new.get("sequence"), current.get("sequence")
     if (
@@ -130,5 +156,10 @@ def newer(current: dict[str, Any], new: dict[str, Any]) -> bool:
         or sequence == old_sequence
         or abs(time - old_time) > SEQUENCE_RESET
     ):
-        return bool(time > old_time)
+        if time != old_time:
+            return bool(time > old_time)
+        received, old_received = new.get("received_ts"), current.get("received_ts")
+        if received is None or old_received is None:
+            return new != current
+        return bool(received > old_received)
     return bool(sequence > old_sequence)

@@ -83,6 +83,9 @@ class Membership:
         self._connecting = threading.Lock()
         self.channel = layout.fleet_channel(self.name)
         self.started = time.time()
+        self._host = socket.gethostname()
+        #: The disagreements already logged (:meth:`_check`).
+        self._warned: set[str] = set()
         #: Departing: the record says so, and the rendezvous leaves this member out.
         self.leaving = False
         #: The members' records as last read, by id (this member's own included once written).
@@ -171,7 +174,7 @@ class Membership:
         """This member's record now."""
         return Member(
             instance=self.instance,
-            host=socket.gethostname(),
+            host=self._host,
             pid=os.getpid(),
             started=self.started,
             time=time.time(),
@@ -283,8 +286,32 @@ class Membership:
                 n=len(self.members),
                 ids=", ".join(self.members),
             )
+        self._check(members)
         self._up()
         self.changed.fire(None)
+
+    def _check(self, members: list[Member]) -> None:
+        """Warn (once each) of what makes members disagree: another process with this member's
+        id (each would take the other's record for its own), or another ``replicas``."""
+        for member in members:
+            if member.instance == self.instance:
+                if (member.host, member.pid, member.started) != (self._host, os.getpid(), self.started):
+                    problem = (
+                        f"another tickerd ({member.host} pid {member.pid}) uses this member's id "
+                        f"{self.instance!r}: give each member its own fleet.instance"
+                    )
+                else:
+                    continue
+            elif member.replicas != self.settings.replicas:
+                problem = (
+                    f"member {member.instance!r} has replicas = {member.replicas}, this one "
+                    f"{self.settings.replicas}: the members disagree on who collects what"
+                )
+            else:
+                continue
+            if problem not in self._warned:
+                self._warned.add(problem)
+                logger.warning("fleet {name}: {problem}", name=self.name, problem=problem)
 
     # -- the store's state ---------------------------------------------------------------------
 
