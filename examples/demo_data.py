@@ -33,7 +33,7 @@ from psycopg import sql
 from tickerd import exchanges, logs
 from tickerd.commands import demo, watch
 from tickerd.commands import main as cli
-from tickerd.config import Config, DatabaseSettings, ExchangeConfig, LogSettings
+from tickerd.config import Config, DatabaseSettings, LogSettings, structure
 from tickerd.config import load as load_config
 from tickerd.sources import tables
 from tickerd.testing import FakeExchange
@@ -101,10 +101,10 @@ def run_offline(url: str, duration: float | None) -> None:
         await trio.to_thread.run_sync(point_at, url, urls)
         # The database has a column for the url only: what else a fake is reached by (KuCoin's
         # token endpoint, rest_url) goes in the [exchanges.NAME] settings the rows leave unset.
-        reached = {
-            name: ExchangeConfig(**{key: value for key, value in fake.endpoints().items() if key != "url"})
-            for name, fake in fakes.items()
+        rest = {
+            name: {k: v for k, v in fake.endpoints().items() if k != "url"} for name, fake in fakes.items()
         }
+        reached = structure({"exchanges": rest}).exchanges
         try:
             main = partial(
                 demo.run_demo,

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import Any
 
 import attrs
+import pytest
 import trio
 import trio.testing
 
+import tickerd.fleet.share
 from tickerd.broadcast import Broadcast
 from tickerd.config import ExchangeConfig, FleetSettings
 from tickerd.fleet import Member, MemberExchange, eligible, owners, weight
@@ -234,3 +237,29 @@ async def test_a_share_of_more_symbols_than_one_chunk_is_the_rendezvous_share() 
     assert daemon.symbols()["kraken"] == [
         s for s in SYMBOLS if owners(["a", "b", "c"], "kraken", s, 1) == ("a",)
     ]
+
+
+async def test_a_desired_set_that_arrives_during_an_assignment_is_assigned_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The share yields between chunks; a source's newer set arriving then (``apply`` stores it,
+    then waits for the lock) is not mistaken for the one being assigned."""
+    roster = FakeRoster(others=["b"])
+    daemon = FakeDaemon()
+    share = FleetSubscriptions(daemon, roster, FleetSettings(name="f"), LastSeen())
+    old = {"kraken": ExchangeConfig(symbols=tuple(SYMBOLS[: 2 * ASSIGN_CHUNK]))}
+    new = {"kraken": ExchangeConfig(symbols=tuple(SYMBOLS))}
+    calls = 0
+
+    def assign_meanwhile(*args: Any) -> dict[tuple[str, str], tuple[str, ...]]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # at the checkpoint before the second chunk, the newer set came in
+            share._desired, share._version = new, share._version + 1
+        return assign(*args)
+
+    monkeypatch.setattr(tickerd.fleet.share, "assign", assign_meanwhile)
+    await share.apply(old)
+    await share._update()  # what the newer set's apply runs once it has the lock
+    mine = [s for s in SYMBOLS if owners(["a", "b"], "kraken", s, 1) == ("a",)]
+    assert daemon.symbols()["kraken"] == mine

@@ -157,8 +157,8 @@ def test_watch_shows_the_fleets_status_line(redis_client: redis.Redis, tmp_path:
     line = read_summary(redis_client, REDIS_URL, config.load(path))
     assert (
         line
-        == f"DEGRADED · fleet '{FLEET}' 1 member(s) · kraken 2/3 owned · 1 subscription(s) owned by nobody"
+        == f"DEGRADED · fleet '{FLEET}': 1 member(s) · kraken 2/3 owned · 1 subscription(s) owned by nobody"
     )
     store(redis_client, prefix, member("b", ["SOL/USD"]))
     line = read_summary(redis_client, REDIS_URL, config.load(path))
-    assert line == f"HEALTHY · fleet '{FLEET}' 2 member(s) · kraken 3/3 owned"
+    assert line == f"HEALTHY · fleet '{FLEET}': 2 member(s) · kraken 3/3 owned"

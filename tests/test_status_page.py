@@ -24,7 +24,9 @@ from playwright.sync_api import Locator, Page, Request, expect, sync_playwright
 
 import tickerd
 from tests.conftest import Updates, make_config, run_cli, start_daemon, start_fake, wait_health
+from tests.processes import RedisServer
 from tests.test_faults_lifecycle import port_in_use
+from tests.test_fleet import WatchedKraken, exactly_once, fleet_config, fleet_of, start, until
 from tests.test_metrics import get
 from tickerd import web
 from tickerd.board import price
@@ -139,6 +141,7 @@ async def test_the_page_shows_every_symbol_of_the_fakes_with_its_exchange_and_de
         expect(page.locator("#level")).to_have_text("HEALTHY")
         expect(page.locator("#redis")).to_have_text("up")
         expect(page.locator("#connection")).to_have_text("live")
+        expect(page.locator("#fleet")).to_be_hidden()  # a single instance has no fleet
 
     await browse(url, tmp_path, scenario)
 
@@ -204,6 +207,43 @@ async def test_a_silent_symbol_turns_stale_and_a_refusing_exchange_shows_why(
     await browse(url, tmp_path, scenario)
 
 
+async def test_a_fleet_member_shows_its_fleet_its_share_and_whether_the_store_answers(
+    nursery: trio.Nursery, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    kraken = await start_fake(nursery, WatchedKraken())
+    members = [
+        await start(nursery, fleet_config("fleet:", kraken, name, url=redis_server.url))
+        for name in ("a", "b")
+    ]
+    await until(kraken, lambda: exactly_once(kraken, members))
+    here = members[0]
+    await until(kraken, lambda: fleet_of(here).members == ("a", "b") and not fleet_of(here).handover)
+    owned = fleet_of(here).owned["kraken"]
+    assert 0 < owned == len(here.symbols()) < len(kraken.subscriber_counts())  # a share, not all
+    url = await start_site(nursery, here.daemon)
+
+    def scenario(page: Page, requested: list[str]) -> None:
+        expect(page.locator("#fleet")).to_be_visible(timeout=SLOW_MS)
+        expect(page.locator("#fleet-heading")).to_have_text("fleet 'f': 2 member(s)")
+        expect(page.locator("#fleet-instance")).to_have_text("a")
+        expect(page.locator("#fleet-members li")).to_have_text(["a", "b"])
+        expect(page.locator("#fleet-members li.self")).to_have_text("a")
+        row = page.locator('#fleet-exchanges tr[data-exchange="kraken"]')
+        expect(row.locator('td[data-column="OWNED"]')).to_have_text(str(owned))
+        expect(row.locator('td[data-column="HANDOVER"]')).to_have_text("0")
+        store = page.locator("#fleet-store")
+        expect(store).to_have_text("up")
+        redis_server.pause()  # SIGSTOP: the membership store stops answering
+        try:
+            expect(store).not_to_have_text("up", timeout=SLOW_MS)
+            expect(store).to_have_class("down")
+        finally:
+            redis_server.resume()
+        expect(store).to_have_text("up", timeout=SLOW_MS)
+
+    await browse(url, tmp_path, scenario)
+
+
 async def test_the_event_stream_sends_the_view_as_json(
     nursery: trio.Nursery, prefix: str, updates: Updates
 ) -> None:
@@ -226,6 +266,7 @@ async def test_the_event_stream_sends_the_view_as_json(
                 received += await stream.receive_some()
     assert b"content-type: text/event-stream" in received.lower()
     assert b"retry: 1000\n\n" in received  # the browser reconnects a second after a break
+    assert b'"fleet":null' in received  # a single instance
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
         await stream.send_all(

@@ -144,7 +144,7 @@ def _demo_env(server: RedisServer) -> dict[str, str]:
 
 
 async def test_demo_runs_offline_in_one_command(redis_server: RedisServer) -> None:
-    args = [sys.executable, "-m", "tickerd", "demo", "--duration", "2", "--exchange", "kraken"]
+    args = [sys.executable, "-m", "tickerd", "demo", "--duration", "4", "--exchange", "kraken"]
     env = _demo_env(redis_server)
     result = await trio.to_thread.run_sync(
         lambda: subprocess.run(
@@ -171,7 +171,7 @@ async def test_demo_runs_offline_in_one_command(redis_server: RedisServer) -> No
 async def test_demo_shows_derivatives_with_mark_price_and_funding(redis_server: RedisServer) -> None:
     """Perpetuals and futures come with their mark, index, funding and open interest columns;
     a dated future has no funding, and Binance futures have no open interest on the websocket."""
-    args = ["demo", "--duration", "2", "--exchange", "binance_usdm", "--exchange", "deribit"]
+    args = ["demo", "--duration", "4", "--exchange", "binance_usdm", "--exchange", "deribit"]
     result = await trio.to_thread.run_sync(
         lambda: subprocess.run(
             [sys.executable, "-m", "tickerd", *args],

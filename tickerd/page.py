@@ -10,13 +10,15 @@ Taking a batch is a dict store per ticker; nothing is formatted while no browser
 Each connected browser gets a whole view (:meth:`StatusPage.view`, JSON) on connecting, after
 changes (at most every :data:`REDRAW_EVERY` s) and every second for the ages, like the terminal
 view.  The cells are the board's and ``status``'s own text, and the page's script only puts
-them in place: prices, ages and fresh or stale are decided here, in one place.
+them in place: prices, ages and fresh or stale are decided here, in one place.  A fleet member
+also shows its fleet (:func:`fleet_view`, from ``DaemonHealth.fleet``): this member's view of
+it, where ``tickerd status`` shows every member's record.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 import orjson
@@ -24,9 +26,10 @@ import trio
 
 from tickerd.board import Board
 from tickerd.broadcast import Broadcast
-from tickerd.commands.status import exchange_table, symbol_problems
+from tickerd.commands.status import exchange_table, fleet_heading, symbol_problems
 from tickerd.daemon import TickerDaemon
 from tickerd.health import LEVELS, assess_daemon
+from tickerd.snapshots import FleetSnapshot
 from tickerd.version import __version__
 from tickerd.writer import Written
 
@@ -36,6 +39,31 @@ REDRAW_EVERY = 0.2
 AGES_EVERY = 1.0
 #: How soon a browser reconnects after the stream broke (ms; the ``retry`` field of SSE).
 RECONNECT_MS = 1000
+
+
+def _up_or_why(up: bool, reason: str | None) -> str:
+    """``up``, else why not (Redis for the writes, and for a fleet's membership)."""
+    return "up" if up else (reason or "down")
+
+
+def fleet_view(fleet: FleetSnapshot, exchanges: Iterable[str]) -> dict[str, object]:
+    """A fleet member's part of the view: the fleet, this instance, the members, whether the
+    membership store answers, and per exchange (each of ``exchanges``, and any the snapshot
+    names) the symbols this member owns and those it holds until their new owners deliver."""
+    names = sorted({*exchanges, *fleet.owned, *fleet.handover})
+    return {
+        "heading": fleet_heading(fleet.name, len(fleet.members)),
+        "instance": fleet.instance,
+        "members": list(fleet.members),
+        "store": _up_or_why(fleet.store_up, fleet.reason),
+        "store_up": fleet.store_up,
+        "exchanges": {
+            "columns": ["EXCHANGE", "OWNED", "HANDOVER"],
+            "rows": [
+                [name, str(fleet.owned.get(name, 0)), str(fleet.handover.get(name, 0))] for name in names
+            ],
+        },
+    }
 
 
 class StatusPage:
@@ -65,7 +93,8 @@ class StatusPage:
 
     def view(self, now: float | None = None) -> dict[str, object]:
         """Everything the page shows at ``now``: the level and its reasons, Redis, one row per
-        exchange, the stale and refused symbols, and one row per ticker."""
+        exchange, the stale and refused symbols, the fleet (``None`` for a single instance),
+        and one row per ticker."""
         now = time.time() if now is None else now
         health = self.daemon.health()
         level, reasons = assess_daemon(health)
@@ -78,10 +107,11 @@ class StatusPage:
             "clock": datetime.fromtimestamp(now).strftime("%H:%M:%S"),
             "level": LEVELS[level],
             "reasons": reasons,
-            "redis": "up" if writer.redis_up else (writer.reason or "down"),
+            "redis": _up_or_why(writer.redis_up, writer.reason),
             "written": writer.written,
             "exchanges": {"columns": exchanges[0], "rows": exchanges[1:]},
             "problems": symbol_problems(health.exchanges, now),
+            "fleet": None if health.fleet is None else fleet_view(health.fleet, health.exchanges),
             "tickers": {
                 "columns": tickers.columns,
                 "rows": [

@@ -351,12 +351,17 @@ def read_fleet_report(
     return report(level, reasons, view, reports)
 
 
+def fleet_heading(name: str, members: int) -> str:
+    """How a fleet is named with its size (``status``, ``watch`` and the status page)."""
+    return f"fleet {name!r}: {members} member(s)"
+
+
 def render_fleet(report: FleetReport) -> str:
     """The fleet table ``tickerd status`` prints in fleet mode."""
     view = report.view
     lines = []
     if view is not None:
-        lines.append(f"fleet {report.name!r}: {len(view.members)} member(s), replicas {view.replicas}")
+        lines.append(f"{fleet_heading(report.name, len(view.members))}, replicas {view.replicas}")
     lines.append(f"redis {report.url}" + (f"  prefix {report.prefix!r}" if report.prefix else ""))
     if view is not None:
         members: list[tuple[str, ...]] = [("INSTANCE", "HOST", "PID", "LEASE AGE", "STATE", "COLLECTS")]
@@ -410,7 +415,7 @@ def fleet_summary_line(report: FleetReport) -> str:
     and the reasons when it is not healthy."""
     parts = [LEVELS[report.level].upper()]
     if report.view is not None:
-        parts.append(f"fleet {report.name!r} {len(report.view.members)} member(s)")
+        parts.append(fleet_heading(report.name, len(report.view.members)))
         for name, ownership in report.view.exchanges.items():
             owned = ownership.desired - len(ownership.unowned)
             parts.append(f"{name} {owned}/{ownership.desired} owned")

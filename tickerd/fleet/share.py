@@ -137,12 +137,14 @@ class FleetSubscriptions:
             return math.inf
         return min(self._held.values())
 
-    async def _owned_now(self, desired: Mapping[str, ExchangeConfig]) -> set[Key]:
-        """The desired symbols this member owns, recomputed only when the members or the desired
-        set changed, :data:`ASSIGN_CHUNK` symbols at a time with a checkpoint between (10,000
-        symbols over 10 members cost ~40 ms: the feeds are not held up that long)."""
+    async def _owned_now(self, desired: Mapping[str, ExchangeConfig], version: int) -> set[Key]:
+        """The symbols of ``desired`` (the source's ``version`` of it) this member owns,
+        recomputed only when the members or the desired set changed, :data:`ASSIGN_CHUNK`
+        symbols at a time with a checkpoint between (10,000 symbols over 10 members cost ~40 ms:
+        the feeds are not held up that long; a newer desired set that arrives meanwhile waits
+        for the lock and is computed next)."""
         members = tuple(self._roster.eligible())
-        if self._owners_of != (members, self._version):
+        if self._owners_of != (members, version):
             keys = [(name, symbol) for name, settings in desired.items() for symbol in settings.symbols]
             chosen: dict[Key, tuple[str, ...]] = {}
             for start in range(0, len(keys), ASSIGN_CHUNK):
@@ -150,7 +152,7 @@ class FleetSubscriptions:
                     await trio.lowlevel.checkpoint()
                 chosen |= assign(members, keys[start : start + ASSIGN_CHUNK], self.settings.replicas)
             self._owners = chosen
-            self._owners_of = (members, self._version)
+            self._owners_of = (members, version)
             me = self._roster.instance
             self._owned = {key for key, owners in chosen.items() if me in owners}
         return self._owned
@@ -167,11 +169,11 @@ class FleetSubscriptions:
 
     async def _update(self) -> None:
         async with self._lock:
-            desired = self._desired
+            desired, version = self._desired, self._version
             if desired is None:
                 return
             now = trio.current_time()
-            owned = await self._owned_now(desired)
+            owned = await self._owned_now(desired, version)
             wanted = self._owners.keys()
             held = self._held
             for key in self._since.keys() - owned:
@@ -188,7 +190,7 @@ class FleetSubscriptions:
                     del held[key]
                     self.handed_over_late += 1
             assigned = owned | held.keys()
-            if assigned != self._since.keys() or self._applied_version != self._version:
+            if assigned != self._since.keys() or self._applied_version != version:
                 await self._daemon.apply(
                     {
                         name: attrs.evolve(settings, symbols=mine)
@@ -198,7 +200,7 @@ class FleetSubscriptions:
                     keep={name: settings.symbols for name, settings in desired.items()},
                 )
                 self._since = {key: self._since.get(key, now) for key in assigned}
-                self._applied_version = self._version
+                self._applied_version = version
             self.applied.fire(None)
 
     # -- departure ------------------------------------------------------------------------------

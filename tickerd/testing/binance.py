@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import orjson
 import trio
 
+from tickerd.testing.natives import NativeIndex
 from tickerd.testing.server import FakeConnection, FakeExchange
 
 _QUOTES = ("USDT", "USDC", "FDUSD", "USD", "BTC", "ETH", "BNB", "EUR", "TRY")
@@ -99,6 +100,7 @@ class FakeBinance(FakeBinanceStreams):
 
     def __init__(self, *, ping_interval: float = 20.0, **kwargs: Any) -> None:
         super().__init__(ping_interval=ping_interval, **kwargs)
+        self._known = NativeIndex(_stream_symbol, self.market, self.rejected)
 
     def reconnect_frame(self, conn: FakeConnection) -> str:
         return orjson.dumps({"e": "serverShutdown", "E": int(time.time() * 1000)}).decode()
@@ -115,9 +117,9 @@ class FakeBinance(FakeBinanceStreams):
     def _unified(self, native: str) -> str | None:
         """Native → unified: a market the fake holds, else split on a known quote asset
         (Binance's own names cannot be split in general; the fake's listing can)."""
-        for symbol in [*self.market, *self.rejected]:
-            if _stream_symbol(symbol) == native:
-                return symbol
+        known = self._known.get(native)
+        if known is not None:
+            return known
         for quote in _QUOTES:
             if native.endswith(quote.lower()) and len(native) > len(quote):
                 return f"{native[: -len(quote)].upper()}/{quote}"

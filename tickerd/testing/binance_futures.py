@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import orjson
 
 from tickerd.testing.binance import FakeBinanceStreams
+from tickerd.testing.natives import NativeIndex
 from tickerd.testing.server import FakeConnection
 
 _BOOK = "bookTicker"
@@ -41,6 +42,7 @@ class FakeBinanceFutures(FakeBinanceStreams):
         super().__init__(ping_interval=ping_interval, **kwargs)
         #: Per connection, the streams it subscribed (``btcusdt@bookTicker``).
         self._streams: dict[FakeConnection, set[str]] = {}
+        self._known = NativeIndex(lambda symbol: self._native(symbol).lower(), self.market, self.rejected)
 
     def _served(self, conn: FakeConnection) -> tuple[str, ...]:
         """The stream kinds ``conn``'s path serves (a detached connection gets all)."""
@@ -84,9 +86,9 @@ class FakeBinanceFutures(FakeBinanceStreams):
     def _unified(self, name: str) -> str | None:
         """Stream name → unified symbol: a market the fake holds, else the venue's naming
         (``btcusdt``, ``btcusdt_261225``; ``btcusd_perp``, ``btcusd_261225``)."""
-        for symbol in [*self.market, *self.rejected]:
-            if self._native(symbol).lower() == name:
-                return symbol
+        known = self._known.get(name)
+        if known is not None:
+            return known
         pair, _, suffix = name.upper().partition("_")
         if (suffix == "PERP" and not self.inverse) or (not suffix and self.inverse):
             return None

@@ -26,6 +26,7 @@ import orjson
 import trio
 
 from tickerd.exchanges.bitstamp import native
+from tickerd.testing.natives import NativeIndex
 from tickerd.testing.server import FakeConnection, FakeExchange
 
 _BOOK = "order_book_"
@@ -42,6 +43,7 @@ class FakeBitstamp(FakeExchange):
         super().__init__(**kwargs)
         self._channels: dict[FakeConnection, set[str]] = {}
         self._trade_ids = itertools.count(216000477)
+        self._known = NativeIndex(native, self.market, self.rejected)
 
     def default_reject_reason(self, symbol: str) -> str:
         return "Invalid channel provided."
@@ -51,9 +53,9 @@ class FakeBitstamp(FakeExchange):
 
     def _unified(self, pair: str) -> str | None:
         """Pair → unified: a market the fake knows, else split on a known quote."""
-        for symbol in [*self.market, *self.rejected]:
-            if native(symbol) == pair:
-                return symbol
+        known = self._known.get(pair)
+        if known is not None:
+            return known
         for quote in _QUOTES:
             if pair.endswith(quote) and len(pair) > len(quote):
                 return f"{pair[: -len(quote)].upper()}/{quote.upper()}"

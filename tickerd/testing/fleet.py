@@ -27,7 +27,6 @@ import redis
 import trio
 
 from tickerd.broadcast import Broadcast
-from tickerd.exchanges.binance import native
 from tickerd.layout import RedisLayout
 from tickerd.testing.binance import FakeBinance
 from tickerd.testing.server import FakeConnection
@@ -47,8 +46,6 @@ class FleetBinance(FakeBinance):
         self.lag: dict[str, float] = {}
         #: Frames sent late so far (to the instances in :attr:`lag`).
         self.late_sent = 0
-        #: Native stream name → unified symbol, of the symbols it trades (:meth:`_unified`).
-        self._natives: dict[str, str] = {}
         #: Frames held back, in the order they are due (one lag per instance keeps it sorted).
         self._late_send, self._late_receive = trio.open_memory_channel[
             tuple[float, FakeConnection, list[str]]
@@ -77,13 +74,6 @@ class FleetBinance(FakeBinance):
         """symbol → the instances subscribed to it, for each of ``names``."""
         return {symbol: tuple(self.holders(symbol)) for symbol in names}
 
-    def _unified(self, native: str) -> str | None:
-        """The base class's walk over every market costs a fleet subscribing thousands of
-        symbols seconds of the fake's loop (every push waits meanwhile): the traded ones are
-        looked up instead."""
-        known = self._natives.get(native)
-        return known if known is not None else super()._unified(native)
-
     async def push(self, symbol: str, **fields: float) -> int:
         """Send ``symbol``'s state to its subscribers, the lagging ones :attr:`lag` seconds later
         (the frames are built now, with the ordering keys of now)."""
@@ -110,7 +100,6 @@ class FleetBinance(FakeBinance):
     async def trade(self, names: Sequence[str], period: float, rng: random.Random) -> None:
         """Move and send every subscribed symbol of ``names`` about once per ``period`` seconds,
         spread evenly over the period, in a new order each round, until cancelled."""
-        self._natives.update((native(symbol), symbol) for symbol in names)
         while True:
             started = trio.current_time()
             for i, symbol in enumerate(rng.sample(list(names), len(names))):

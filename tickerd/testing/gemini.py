@@ -25,6 +25,7 @@ import orjson
 import trio
 
 from tickerd.exchanges.gemini import native
+from tickerd.testing.natives import NativeIndex
 from tickerd.testing.server import FakeConnection, FakeExchange
 
 _QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "SGD", "BTC", "ETH", "DAI")
@@ -54,14 +55,15 @@ class FakeGemini(FakeExchange):
         super().__init__(**kwargs)
         self._sent: dict[FakeConnection, dict[str, _Sent]] = {}
         self._ids = itertools.count(3575573053)
+        self._known = NativeIndex(native, self.market, self.rejected)
 
     def default_reject_reason(self, symbol: str) -> str:
         return "not listed: subscriptions to it are never served"
 
     def _unified(self, name: str) -> str | None:
-        for symbol in [*self.market, *self.rejected]:
-            if native(symbol) == name:
-                return symbol
+        known = self._known.get(name)
+        if known is not None:
+            return known
         for quote in _QUOTES:
             if name.endswith(quote) and len(name) > len(quote):
                 return f"{name[: -len(quote)]}/{quote}"

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import trio
 
+from tickerd.testing.natives import NativeIndex
 from tickerd.testing.server import FakeConnection, FakeExchange
 
 #: Contracts per unit of base currency in the fake's swaps and futures (OKX's BTC-USDT-SWAP:
@@ -77,6 +78,8 @@ class FakeOKX(FakeExchange):
         self._ids: dict[FakeConnection, str] = {}
         self._last_sent: dict[FakeConnection, float] = {}
         self._args: dict[FakeConnection, set[tuple[str, str]]] = {}
+        #: Index → the first derivative marked against it (:meth:`_symbol`).
+        self._on_index = NativeIndex(lambda symbol: _index(symbol) if ":" in symbol else None, self.market)
 
     def default_reject_reason(self, symbol: str) -> str:
         return f"channel:tickers,instId:{_inst_id(symbol)} doesn't exist"
@@ -137,9 +140,8 @@ class FakeOKX(FakeExchange):
         """The symbol an arg is about (for an index: a derivative on it, the connection's own
         first), or ``None`` if OKX has no such channel for it."""
         if channel == _INDEX:
-            on_it = [s for s in self.market if ":" in s and _index(s) == inst_id]
             mine = [s for s in conn.subscribed if ":" in s and _index(s) == inst_id]
-            return next(iter(sorted(mine) or on_it), None)
+            return min(mine) if mine else self._on_index.get(inst_id)
         symbol = _unified(inst_id)
         return symbol if symbol is not None and channel in _channels(symbol) else None
 
