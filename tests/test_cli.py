@@ -154,6 +154,22 @@ def test_status_watch_and_version_start_without_the_daemon_prometheus_or_psycopg
     assert heavy == []
 
 
+#: What ``tickerd run`` starts without unless ``--metrics-port`` asks for the HTTP port.
+HTTP_STACK = ("hypercorn", "h2", "prometheus_client", "tickerd.web", "tickerd.metrics", "tickerd.page")
+
+
+def test_the_run_command_loads_the_http_port_only_for_a_port_to_serve() -> None:
+    """The daemon's command module (and the daemon) without hypercorn, Prometheus and the
+    status page: a daemon without ``--metrics-port`` does not carry them."""
+    code = "import sys, tickerd.commands.run, tickerd.daemon; print(*sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
+    assert "tickerd.commands.run" in loaded  # the import ran
+    heavy = [name for name in loaded if any(name == h or name.startswith(f"{h}.") for h in HTTP_STACK)]
+    assert heavy == []
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_each_command_is_served_by_the_module_listed_for_it(
     command: str, capsys: pytest.CaptureFixture[str]
