@@ -154,19 +154,37 @@ def test_status_watch_and_version_start_without_the_daemon_prometheus_or_psycopg
     assert heavy == []
 
 
-#: What ``tickerd run`` starts without unless ``--metrics-port`` asks for the HTTP port.
-HTTP_STACK = ("hypercorn", "h2", "prometheus_client", "tickerd.web", "tickerd.metrics", "tickerd.page")
+#: What ``tickerd run`` (and ``tickerd`` without a command) starts without unless
+#: ``--metrics-port`` asks for the HTTP port: hypercorn, Prometheus, the status page; and the
+#: other commands' psycopg.
+HTTP_STACK = (
+    "hypercorn",
+    "h2",
+    "prometheus_client",
+    "tickerd.web",
+    "tickerd.metrics",
+    "tickerd.page",
+    "psycopg",
+)
 
 
-def test_the_run_command_loads_the_http_port_only_for_a_port_to_serve() -> None:
-    """The daemon's command module (and the daemon) without hypercorn, Prometheus and the
-    status page: a daemon without ``--metrics-port`` does not carry them."""
-    code = "import sys, tickerd.commands.run, tickerd.daemon; print(*sorted(sys.modules))"
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
-    ).stdout.split()
-    assert "tickerd.commands.run" in loaded  # the import ran
-    heavy = [name for name in loaded if any(name == h or name.startswith(f"{h}.") for h in HTTP_STACK)]
+@pytest.mark.parametrize("args", [("run",), ()], ids=["run", "no command"])
+def test_the_daemon_starts_without_the_http_port_or_the_other_commands(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.toml"  # the command stops at its configuration: imports are all done
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADED_BY, *args, "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    report, _, modules = result.stdout.rpartition("loaded:")
+    assert f"--config {missing}: cannot read it" in report + result.stderr  # run's own check ran
+    assert "tickerd.commands.run" in modules.split()
+    heavy = [
+        name for name in modules.split() if any(name == h or name.startswith(f"{h}.") for h in HTTP_STACK)
+    ]
     assert heavy == []
 
 

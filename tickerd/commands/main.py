@@ -4,7 +4,8 @@ Each command lives in its own module, listed in :data:`COMMANDS` under the names
 the module's ``register(commands)`` adds a subparser whose ``func(args) -> int`` runs it.
 Only the module of the command being run is imported: ``tickerd status`` and ``tickerd watch``
 start without loading the daemon, Prometheus or psycopg (which ``run``, ``demo`` and ``db``
-import).  Help for every command, a missing or a mistyped command load them all.
+import), and ``tickerd`` without a command loads only ``run``'s (not the demo's status page and
+HTTP server, nor psycopg).  Help for every command and a mistyped command load them all.
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def named_command(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser for ``argv``: with only the named command's module loaded when it names one
-    (``None``: every command, as for ``tickerd --help``)."""
+    """The parser for ``argv``: with only the named command's module loaded when it names one,
+    or :data:`DEFAULT_COMMAND`'s when it names none and asks for no help (``None``: every
+    command, as for ``tickerd --help``)."""
     parser = argparse.ArgumentParser(
         prog="tickerd",
         description="Keep the latest ticker of every configured (exchange, symbol) in Redis.",
@@ -110,6 +112,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     command = None if argv is None else named_command(argv)
+    if command is None and argv is not None and not {"-h", "--help"} & set(argv):
+        command = DEFAULT_COMMAND  # the daemon runs: no other command's module is needed
     modules = [COMMANDS[command]] if command is not None and command in COMMANDS else list(COMMANDS.values())
     for module in dict.fromkeys(modules):
         importlib.import_module(module).register(commands)
