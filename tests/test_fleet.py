@@ -14,16 +14,19 @@ from prometheus_client import generate_latest
 
 from tests.conftest import REDIS_URL, make_config, start_fake
 from tests.processes import RedisServer
+from tickerd.commands.status import read_fleet_report
 from tickerd.config import Config
 from tickerd.daemon import TickerDaemon, serve
 from tickerd.fleet import owners, read_members
 from tickerd.fleet.member import Member, dumps
-from tickerd.fleet.store import MemberStore
+from tickerd.fleet.store import MemberStore, announcement
+from tickerd.health import DEGRADED, HEALTHY, assess_daemon
 from tickerd.layout import RedisLayout
 from tickerd.lease import LeaseHeld
 from tickerd.metrics import Metrics
 from tickerd.model import Removal
 from tickerd.snapshots import FleetSnapshot
+from tickerd.systemd import describe
 from tickerd.testing import FakeKraken
 
 BASES = ("BTC", "ETH", "SOL", "ADA", "XRP", "DOT", "LTC", "LINK", "ATOM", "UNI")
@@ -315,6 +318,49 @@ async def test_members_keep_collecting_while_the_membership_store_is_unreachable
         client.close()
     await until(kraken, lambda: exactly_once(kraken, members))
     assert kraken.gaps == set()
+
+
+async def test_a_member_cut_off_from_the_membership_store_is_degraded_wherever_it_is_judged(
+    nursery: trio.Nursery,
+    redis_client: redis.Redis,
+    prefix: str,
+    layout: RedisLayout,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its tickers still reach Redis, only the membership's calls fail: ``/healthz`` (and the
+    page, and systemd's status: one rule), its heartbeat and ``tickerd status`` all say degraded,
+    and why, until the store answers again.  A long lease keeps its record alive meanwhile, so
+    that ``status`` still lists it (once the record expires, the fleet goes on without it)."""
+    kraken = await start_fake(nursery, WatchedKraken())
+    member = await start(nursery, fleet_config(prefix, kraken, "a", lease=600.0))
+    desired = {"kraken": tuple(SYMBOLS)}
+
+    def status() -> tuple[int, list[str]]:
+        report = read_fleet_report(redis_client, REDIS_URL, prefix, "f", 1, desired)
+        return report.level, report.reasons
+
+    await until(kraken, lambda: assess_daemon(member.daemon.health())[0] == HEALTHY)
+    await until(kraken, lambda: status()[0] == HEALTHY)
+
+    def unreachable(*args: object) -> None:
+        raise redis.ConnectionError("cut off by the test")
+
+    monkeypatch.setattr(MemberStore, "write", unreachable)
+    monkeypatch.setattr(MemberStore, "read", unreachable)
+    redis_client.publish(layout.fleet_channel("f"), announcement("change", "x"))  # a read is due
+    await until(kraken, lambda: not store_up(member))
+    level, reasons = assess_daemon(member.daemon.health())
+    why = "fleet membership: Redis unreachable: cut off by the test; collecting the last assignment"
+    assert level == DEGRADED and any(why in reason for reason in reasons), reasons
+    assert why in describe(member.daemon.health())  # systemd's STATUS=
+    await until(kraken, lambda: status()[0] == DEGRADED)
+    assert any(reason.startswith(f"a: {why}") for reason in status()[1]), status()
+    assert member.symbols() == set(SYMBOLS)  # collecting all the same
+
+    monkeypatch.undo()
+    await until(kraken, lambda: store_up(member))
+    assert assess_daemon(member.daemon.health()) == (HEALTHY, [])
+    await until(kraken, lambda: status() == (HEALTHY, []))
 
 
 async def test_a_single_daemon_and_another_fleet_cannot_share_a_fleets_prefix(

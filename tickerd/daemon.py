@@ -236,7 +236,8 @@ class TickerDaemon:
         #: Fired on every health state change: with the exchange's name (connected,
         #: reconnecting, failed, rejected, stale or first-ticked symbols, a symbol subscribed
         #: or unsubscribed; started or stopped), or ``None``
-        #: when the subscription source's state changed.
+        #: when the subscription source's state changed, or a fleet's membership store went
+        #: away or came back.
         self.health_changes: Broadcast[str | None] = Broadcast()
         #: Where the subscriptions come from (TOML, PostgreSQL, fullon); set by ``serve``.
         self.source: Source | None = None
@@ -269,6 +270,9 @@ class TickerDaemon:
             )
 
     def _source_changed(self, _: Source) -> None:
+        self.health_changes.fire(None)
+
+    def _fleet_store_changed(self, _: bool) -> None:
         self.health_changes.fire(None)
 
     async def health_changed(self) -> None:
@@ -492,6 +496,7 @@ async def _serve(
             if membership is not None:
                 share = FleetSubscriptions(daemon, membership, config.fleet, writer.last_seen)
                 membership.collected = share.collected
+                membership.store_changed.connect(daemon._fleet_store_changed)
                 await membership.join()
                 root.start_soon(membership.run)
                 root.start_soon(share.run)

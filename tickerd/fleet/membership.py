@@ -95,6 +95,8 @@ class Membership:
         self.reason: str | None = None
         #: Fired after every read of the records, and when the store goes down or comes back.
         self.changed: Broadcast[None] = Broadcast()
+        #: Fired with :attr:`store_up` when the store goes down or comes back (health changes).
+        self.store_changed: Broadcast[bool] = Broadcast()
         #: Record writes and reads done (the bench counts coordination traffic with them).
         self.writes = 0
         self.reads = 0
@@ -325,6 +327,7 @@ class Membership:
                 error=self.reason,
             )
             self.changed.fire(None)
+            self.store_changed.fire(False)
 
     def _up(self) -> None:
         if not self.store_up:
@@ -333,3 +336,4 @@ class Membership:
             self._write_soon.set()  # join again at once
             self._read_soon.set()
             self.changed.fire(None)
+            self.store_changed.fire(True)
