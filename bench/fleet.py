@@ -15,6 +15,9 @@ enough to show a gap under a second.
 
 Printed:
 
+* **start** of the instances together: the time until every symbol is held by its owners, and
+  the subscriptions and unsubscriptions the fake was sent meanwhile (churn: more than one
+  subscription per symbol and replica);
 * **steady state** over ``--window`` seconds once the fleet has converged: the probes' gaps
   with nothing happening (the floor the other gaps compare with), and per instance CPU (% of
   one core), RSS, symbols held, and member-record writes per second (the coordination writes;
@@ -74,7 +77,8 @@ def run_fake(
     pipe: multiprocessing.connection.Connection,
 ) -> None:
     """Serve the fake and trade ``names`` (the first ``probes`` of them faster) until ``stop``;
-    answer ``assignment`` with who holds each symbol."""
+    answer ``assignment`` with who holds each symbol, ``churn`` with how many subscriptions and
+    unsubscriptions it has been sent."""
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -87,6 +91,10 @@ def run_fake(
                 if command == "stop":
                     nursery.cancel_scope.cancel()
                     return
+                if command == "churn":
+                    changes = [change for _, change, _ in fake.changes]
+                    pipe.send((changes.count("subscribe"), changes.count("unsubscribe")))
+                    continue
                 pipe.send(fake.assignment(names))
 
     trio.run(main)
@@ -109,6 +117,12 @@ class Fake:
     def assignment(self) -> Assignment:
         self.pipe.send("assignment")
         answer: Assignment = self.pipe.recv()
+        return answer
+
+    def churn(self) -> tuple[int, int]:
+        """Subscriptions and unsubscriptions the instances have sent so far."""
+        self.pipe.send("churn")
+        answer: tuple[int, int] = self.pipe.recv()
         return answer
 
     def stop(self) -> None:
@@ -262,7 +276,12 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
                 fleet.start(f"i{i + 1}")
             took = await fleet.rebalanced()
             await settle(arrivals, probes)
-            print(f"start: every symbol on its owners after {took:.1f} s")
+            subscribed, unsubscribed = await trio.to_thread.run_sync(fake.churn)
+            print(
+                f"start: every symbol on its owners after {took:.1f} s; the exchange was sent "
+                f"{subscribed} subscriptions and {unsubscribed} unsubscriptions "
+                f"(no churn: {args.symbols * min(args.replicas, args.instances)} and 0)"
+            )
 
             harness = {"fake": fake.pid, "this process": os.getpid()}
             cpu = {name: cpu_seconds(pid) for name, pid in harness.items()}

@@ -12,6 +12,7 @@ import redis
 import trio
 from prometheus_client import generate_latest
 
+import tickerd.fleet.membership
 from tests.conftest import REDIS_URL, make_config, start_fake
 from tests.processes import RedisServer
 from tickerd.commands.status import read_fleet_report
@@ -172,6 +173,36 @@ async def test_members_share_the_symbols_and_keep_their_own_records(
     assert 'tickerd_fleet_handovers_total{after="grace"} 0.0' in metrics
     assert "tickerd_fleet_record_writes_total" in metrics and "tickerd_fleet_record_reads_total" in metrics
     assert f'tickerd_fleet_owned_symbols{{exchange="kraken"}} {len(members[0].symbols())}.0' in metrics
+
+
+async def test_members_started_together_subscribe_their_shares_and_nothing_more(
+    nursery: trio.Nursery,
+    redis_client: redis.Redis,
+    prefix: str,
+    layout: RedisLayout,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """b starts while a, its record written, waits for the members starting with it: each takes
+    its share over both at once, so the exchange sees every symbol subscribed once, by its
+    owner, and none unsubscribed (no churn at start).  The quiet period is longer here than by
+    default (5 s) so that b's start, however slow the machine, falls within it."""
+    monkeypatch.setattr(tickerd.fleet.membership, "JOIN_QUIET", 5.0)
+    kraken = await start_fake(nursery, WatchedKraken())
+    members: list[Running] = []
+
+    async def start_a() -> None:
+        members.insert(0, await start(nursery, fleet_config(prefix, kraken, "a", lease=60.0)))
+
+    nursery.start_soon(start_a)
+    await until(kraken, lambda: [m.instance for m in read_members(redis_client, layout, "f")] == ["a"])
+    members.append(await start(nursery, fleet_config(prefix, kraken, "b", lease=60.0)))
+    await until(kraken, lambda: len(members) == 2 and exactly_once(kraken, members))
+
+    for member in members:
+        mine = {s for s in SYMBOLS if owners(["a", "b"], "kraken", s, 1) == (member.instance,)}
+        assert member.symbols() == mine
+    assert sorted(symbol for _, change, symbol in kraken.changes if change == "subscribe") == sorted(SYMBOLS)
+    assert [change for _, change, _ in kraken.changes if change != "subscribe"] == []
 
 
 async def test_replicas_2_collects_each_symbol_on_two_members(nursery: trio.Nursery, prefix: str) -> None:

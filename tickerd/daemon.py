@@ -449,7 +449,8 @@ async def serve(
     when another daemon, or another fleet, owns it), before any exchange connection or Redis
     write, and gives it back last, after the writer's final flush (a fleet member only when it
     was the last member).  In a fleet, the member joins before the source's first set is applied,
-    so its first share is computed over the members already there.
+    and waits for the members starting with it to join too (``Membership.settle``), so its first
+    share is computed over them all.
     """
     fleet = config.fleet.name
     lease = PrefixLease(config.redis.address, config.layout, config.redis.lease_expiry, fleet=fleet)
@@ -500,6 +501,7 @@ async def _serve(
                 await membership.join()
                 root.start_soon(membership.run)
                 root.start_soon(share.run)
+                await membership.settle()  # the members starting with this one join meanwhile
                 daemon.fleet = subscriptions = share
             await root.start(daemon.source.run, subscriptions)
             logger.info(
