@@ -18,7 +18,8 @@ Printed:
 * **start** of the instances together: the time until every symbol is held by its owners, and
   the subscriptions and unsubscriptions the fake was sent meanwhile (churn: more than one
   subscription per symbol and replica);
-* **steady state** over ``--window`` seconds once the fleet has converged: the probes' gaps
+* **steady state** over ``--window`` seconds once the fleet has converged and every member
+  has delivered every symbol it subscribes: the probes' gaps
   with nothing happening (the floor the other gaps compare with), and per instance CPU (% of
   one core), RSS, symbols held, and member-record writes per second (the coordination writes;
   the bound is one per instance per second);
@@ -52,7 +53,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).absolute().parents[1]))
 
 from tests.processes import RedisServer
-from tickerd.fleet import owners
+from tickerd.fleet import owners, read_members
 from tickerd.layout import RedisLayout
 from tickerd.testing.fleet import Arrivals, FleetBinance, Gaps, symbols
 
@@ -255,6 +256,18 @@ async def settle(arrivals: Arrivals, names: Collection[str]) -> None:
     await arrivals.wait_until(lambda: arrivals.updated_since(names, since), within=120)
 
 
+async def delivered(client: redis.Redis, instances: Collection[str]) -> None:
+    """Wait until every member of ``instances`` lists every symbol it subscribes as delivered:
+    until then, first deliveries change the records (writes that steady state does not have)."""
+    while True:
+        members = await trio.to_thread.run_sync(read_members, client, LAYOUT, FLEET)
+        if {m.instance for m in members} == set(instances) and all(
+            collected.delivered == collected.subscribed for m in members for collected in m.exchanges.values()
+        ):
+            return
+        await trio.sleep(POLL)
+
+
 async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> None:
     names = symbols(args.symbols)
     probes = set(names[: args.probes])
@@ -276,6 +289,7 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
                 fleet.start(f"i{i + 1}")
             took = await fleet.rebalanced()
             await settle(arrivals, probes)
+            await delivered(client, fleet.instances)
             subscribed, unsubscribed = await trio.to_thread.run_sync(fake.churn)
             print(
                 f"start: every symbol on its owners after {took:.1f} s; the exchange was sent "
