@@ -250,12 +250,10 @@ async def test_the_fullon_layout_orders_by_time_and_keeps_ticker_time_from_going
 
 async def write_through(writer: RedisWriter, tickers: Sequence[Ticker]) -> None:
     """Run ``writer`` until ``tickers`` are written (and their replies read)."""
-    send, receive = trio.open_memory_channel[Sequence[Ticker]](10)
-    send.send_nowait(tickers)
-    send.close()
+    writer.put(tickers)
     target = writer.written + len(tickers)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run, receive)
+        nursery.start_soon(writer.run)
         with trio.fail_after(10):
             while writer.written < target:
                 await writer.flushed()
@@ -287,10 +285,9 @@ async def test_scripts_are_loaded_again_after_script_flush_and_a_restart(redis_s
     client = redis.Redis.from_url(redis_server.url)
     writer = RedisWriter(redis_server.url, layout)
     changes: list[bool] = []
-    send, receive = trio.open_memory_channel[Sequence[Ticker]](10)
 
     async def written(last: float) -> None:
-        send.send_nowait([attrs.evolve(BASE, last=last, exchange_ts=T + last)])
+        writer.put([attrs.evolve(BASE, last=last, exchange_ts=T + last)])
         with trio.fail_after(10):
             while (stored(client, "", "binance", "BTC/USDT") or {}).get("last") != last:
                 await writer.flushed()
@@ -301,7 +298,7 @@ async def test_scripts_are_loaded_again_after_script_flush_and_a_restart(redis_s
             changes.append(writer.redis_up)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run, receive)
+        nursery.start_soon(writer.run)
         nursery.start_soon(watch_redis_state)
         await written(1.0)
         assert client.script_exists(TICKERS.sha, TICKER_TIME.sha) == [True, True]

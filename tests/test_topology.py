@@ -20,7 +20,15 @@ import redis.cluster
 import trio
 from redis.exceptions import NoScriptError
 
-from tests.conftest import cli_config, make_config, run_cli, start_daemon, start_fake, until, wait_health
+from tests.conftest import (
+    cli_config,
+    make_config,
+    run_cli,
+    start_daemon,
+    start_fake,
+    until,
+    until_redis_up,
+)
 from tests.processes import ClusterServers, RedisServer, SentinelServers
 from tickerd import topology
 from tickerd.client import AsyncTickerClient, TickerClient
@@ -297,7 +305,8 @@ async def test_the_daemon_runs_on_a_cluster_and_loses_nothing_latest_in_failover
         await until_stored(again, layout, dict.fromkeys(symbols, last))
     # up again once every node takes writes again: a node may answer CLUSTERDOWN for a few
     # seconds after the failover (the batch is sent again until it does; what went through stays)
-    await wait_health(daemon, lambda health: health.writer.redis_up, within=40)
+    with trio.fail_after(40):  # the writer's Redis state is no exchange's: no health change fires
+        await until_redis_up(daemon.writer, True)
     assert False in seen  # held while no master had the slot
     assert stored_last(reader, layout, "BTC/USD") == last
     reader.close()
@@ -365,7 +374,8 @@ async def test_the_daemon_writes_through_sentinel_and_follows_its_failover(
         new_master = redis.Redis(port=promoted)
         await until_stored(new_master, layout, {"BTC/USD": 2.0})
         new_master.close()
-        await wait_health(daemon, lambda health: health.writer.redis_up)
+        with trio.fail_after(10):
+            await until_redis_up(daemon.writer, True)
         assert False in seen  # the batch that met the demoted master was held, then written
         with trio.fail_after(10):
             while True:  # the reader's connection to the demoted master was closed: it asks again

@@ -8,6 +8,7 @@ frames, refuse or botch the handshake, reset the TCP connection, exceed the size
 from __future__ import annotations
 
 import functools
+import itertools
 import socket
 import ssl
 import struct
@@ -209,6 +210,79 @@ async def test_fragmented_messages_are_reassembled(engine: str) -> None:
     async with websocket_server(handler) as url, transport.connect(url, engine=engine) as conn:
         assert await conn.receive() == text
         assert await conn.receive() == b"abcdef"
+
+
+async def test_frames_cut_anywhere_by_the_network_arrive_whole_and_in_order(engine: str) -> None:
+    """Messages whose frames arrive in pieces (a header split, a payload split, the three length
+    encodings), with a ping and a fragmented message among them; the ping is answered."""
+    big = "c" * 70_000  # a 64-bit length
+    pongs: list[bytes] = []
+
+    async def handler(peer: Peer) -> None:
+        await peer.accept()
+        protocol = peer.protocol
+        protocol.send_text(b"a")
+        protocol.send_text(b"b" * 200)  # a 16-bit length
+        protocol.send_ping(b"hi")
+        protocol.send_text(b"frag", fin=False)
+        protocol.send_continuation(b"ment", fin=True)
+        protocol.send_binary(b"\x00\x01")
+        protocol.send_text(big.encode())
+        protocol.send_text(b"last")
+        data = b"".join(protocol.data_to_send())
+        cuts = [*range(0, 320, 3), *range(320, len(data), 4096), len(data)]
+        for start, stop in itertools.pairwise(cuts):
+            await peer.stream.send_all(data[start:stop])
+            await trio.testing.wait_all_tasks_blocked()  # the client read this piece alone
+        frame = await peer.next_frame()
+        assert frame is not None and frame.opcode is Opcode.PONG
+        pongs.append(bytes(frame.data))
+        await peer.next_frame()
+
+    async with websocket_server(handler) as url, transport.connect(url, engine=engine) as conn:
+        with trio.fail_after(10):
+            got = [await conn.receive() for _ in range(6)]
+    assert got == ["a", "b" * 200, "fragment", b"\x00\x01", big, "last"]
+    assert pongs == [b"hi"]
+
+
+async def test_frames_in_the_handshake_response_s_segment_are_handed_over(engine: str) -> None:
+    async def handler(peer: Peer) -> None:
+        [request] = await peer.read_events()
+        assert isinstance(request, Request)
+        peer.protocol.send_response(peer.protocol.accept(request))
+        peer.protocol.send_text(b"first")
+        peer.protocol.send_ping(b"ping")
+        peer.protocol.send_text(b"second")
+        await peer.flush()  # the response and the frames in one write
+        await peer.next_frame()
+
+    async with websocket_server(handler) as url, transport.connect(url, engine=engine) as conn:
+        with trio.fail_after(5):
+            assert [await conn.receive(), await conn.receive()] == ["first", "second"]
+
+
+async def test_a_masked_frame_from_the_server_fails_the_connection(engine: str) -> None:
+    """A server must not mask its frames (RFC 6455 5.1): nothing from it is handed over."""
+    closes: list[Frame | None] = []
+    done = trio.Event()
+
+    async def handler(peer: Peer) -> None:
+        await peer.accept()
+        await peer.send_text("fine")
+        mask = b"\x01\x02\x03\x04"
+        payload = bytes(byte ^ mask[i % 4] for i, byte in enumerate(b"masked"))
+        await peer.stream.send_all(bytes([0x81, 0x80 | len(payload)]) + mask + payload)
+        closes.append(await peer.next_frame())
+        done.set()
+
+    async with websocket_server(handler) as url:
+        await _failure(url, engine, "fine")
+        await done.wait()
+    if engine == "websockets":
+        [frame] = closes
+        assert frame is not None and frame.opcode is Opcode.CLOSE
+        assert int.from_bytes(bytes(frame.data)[:2], "big") == 1002  # "protocol error"
 
 
 async def test_server_pings_are_answered_while_reading(engine: str) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import redis
 import trio
 
@@ -45,12 +43,10 @@ async def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, pref
 
 async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redis, prefix: str) -> None:
     writer = RedisWriter(REDIS_URL, RedisLayout(prefix))
-    send, receive = trio.open_memory_channel[Sequence[Ticker]](10_000)
-    for i in range(0, 5000, 2):  # one item per socket read, as the feeds send them
-        send.send_nowait([Ticker("kraken", f"S{j % 10}/USD", last=float(j)) for j in (i, i + 1)])
-    send.close()
+    for i in range(0, 5000, 2):  # the tickers of one socket read at a time, as the feeds put them
+        writer.put([Ticker("kraken", f"S{j % 10}/USD", last=float(j)) for j in (i, i + 1)])
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run, receive)
+        nursery.start_soon(writer.run)
         with trio.fail_after(10):
             while writer.written < 10:
                 await writer.flushed()
@@ -99,21 +95,25 @@ async def test_a_busy_writer_sends_batches_half_a_window_apart(
     once.  (The clock jumps once the loop has idled 5 ms of real time: Redis answers first.)"""
     window = 0.02
     writer = RedisWriter(REDIS_URL, RedisLayout(prefix), window=window)
-    send, receive = trio.open_memory_channel[Sequence[Ticker]](100)
+    batches: list[set[str]] = []
+    writer.batch_written.connect(lambda written: batches.append({symbol for _, symbol in written[0]}))
 
     def last(symbol: str) -> object:
         return (stored(redis_client, prefix, "kraken", symbol) or {}).get("last")
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run, receive)
-        send.send_nowait([Ticker("kraken", "A/USD", last=1.0)])
-        await writer.flushed()  # sent at once (its replies read 5 ms later: CONFIRM_AFTER)
-        assert last("A/USD") == 1.0 and writer.batches == 1 and trio.current_time() < window / 2
-        send.send_nowait([Ticker("kraken", "B/USD", last=2.0)])
+        nursery.start_soon(writer.run)
+        writer.put([Ticker("kraken", "A/USD", last=1.0)])
+        await trio.testing.wait_all_tasks_blocked()  # A went at once: nothing was sent before it
+        writer.put([Ticker("kraken", "B/USD", last=2.0)])
+        await writer.flushed()  # A's replies, read as B came
+        assert trio.current_time() < window / 2
         await trio.testing.wait_all_tasks_blocked()
         assert last("B/USD") is None  # within half a window of A: it waits
-        send.send_nowait([Ticker("kraken", "C/USD", last=3.0)])
-        await writer.flushed()
-        assert (last("B/USD"), last("C/USD"), writer.batches) == (2.0, 3.0, 2)  # one write for both
+        writer.put([Ticker("kraken", "C/USD", last=3.0)])
+        while writer.batches < 2:
+            await writer.flushed()
+        assert (last("A/USD"), last("B/USD"), last("C/USD")) == (1.0, 2.0, 3.0)
+        assert batches == [{"A/USD"}, {"B/USD", "C/USD"}]  # one write for both
         assert trio.current_time() >= window / 2
         nursery.cancel_scope.cancel()

@@ -14,7 +14,7 @@ through its handle only: ``health()`` (typed snapshots), ``health_changes`` and
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 import trio
@@ -32,16 +32,12 @@ from tickerd.health import ExchangeHealth
 from tickerd.layout import RedisLayout
 from tickerd.lease import RELEASE_TIMEOUT, PrefixLease
 from tickerd.logs import logger
-from tickerd.model import Removal, Ticker
 from tickerd.monitor import HealthMonitor
 from tickerd.pacing import Pacer
 from tickerd.snapshots import DaemonHealth, ExchangeSnapshot, WriterStats
 from tickerd.sources import Source, Subscriptions
 from tickerd.writer import RedisWriter
 
-#: Items (the tickers of one socket read, or a removal) the feeds may queue ahead of the
-#: writer's coalescing before they wait.
-CHANNEL_SIZE = 4096
 #: Seconds after start with no exchange connected yet before tickerd suggests that the machine
 #: may be offline (a first run without a network is the common cause).
 OFFLINE_HINT_AFTER = 60.0
@@ -142,7 +138,7 @@ class _ExchangeRunner:
             self.url,
             [symbol],
             settings=self.daemon.config.feed,
-            sink=self.daemon.sink,
+            sink=self.daemon.writer.put,
             health=self.health,
             feed_id=next(self._ids),
             engine=self.settings.engine,
@@ -223,11 +219,9 @@ class TickerDaemon:
         self,
         config: Config,
         nursery: trio.Nursery,
-        sink: trio.MemorySendChannel[Sequence[Ticker | Removal]],
         writer: RedisWriter,
     ) -> None:
         self.config = config
-        self.sink = sink
         self.writer = writer
         #: One clock of the batch window for every feed: paced connections wake together.
         self.pacer = Pacer(config.feed.batch_window)
@@ -400,14 +394,9 @@ class TickerDaemon:
 
     def _withdraw(self, exchange: str, symbols: Iterable[str]) -> None:
         """Delete the stored values of ``symbols``, which left the desired set: their removals
-        go through the writer's channel, so any of their tickers already queued is dropped
-        rather than written after the deletion."""
-        for symbol in sorted(symbols):
-            removal = self.writer.removal(exchange, symbol)
-            try:
-                self.sink.send_nowait([removal])
-            except trio.WouldBlock:  # the writer is behind: queue up behind the waiting tickers
-                self._nursery.start_soon(self.sink.send, [removal])
+        replace any of their tickers still pending in the writer, which is then dropped rather
+        than written after the deletion."""
+        self.writer.put([self.writer.removal(exchange, symbol) for symbol in sorted(symbols)])
 
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
@@ -476,7 +465,6 @@ async def _serve(
     membership: Membership | None,
     task_status: trio.TaskStatus[TickerDaemon],
 ) -> None:
-    send, receive = trio.open_memory_channel[Sequence[Ticker | Removal]](CHANNEL_SIZE)
     writer = RedisWriter(
         config.redis.address, layout, grace=config.shutdown_grace, window=config.feed.batch_window
     )
@@ -488,9 +476,9 @@ async def _serve(
     writer.at_close(shutting_down)
     async with trio.open_nursery() as root:
         root.start_soon(lease.keep)
-        root.start_soon(writer.run, receive)
+        root.start_soon(writer.run)
         async with trio.open_nursery() as exchanges_nursery:
-            daemon = TickerDaemon(config, exchanges_nursery, send, writer)
+            daemon = TickerDaemon(config, exchanges_nursery, writer)
             daemon.source = sources.for_config(config)
             daemon.source.changed.connect(daemon._source_changed)
             subscriptions: Subscriptions = daemon

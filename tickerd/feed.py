@@ -262,10 +262,7 @@ class _Session:
                 feed.last_ticker_at = trio.current_time()  # per read, for the staleness check
                 if self.first_ticker_at is None:
                     self.first_ticker_at = feed.last_ticker_at
-                try:
-                    sink.send_nowait(tickers)
-                except trio.WouldBlock:
-                    await sink.send(tickers)
+                sink(tickers)
                 tickers = []
                 if pace is not None and not conn.ready():  # caught up: batch what comes next
                     await pace()
@@ -403,7 +400,7 @@ class Feed:
         symbols: Iterable[str],
         *,
         settings: FeedSettings,
-        sink: trio.MemorySendChannel[Sequence[Ticker]],
+        sink: Callable[[Sequence[Ticker]], None],
         health: ExchangeHealth,
         feed_id: int,
         engine: str | None = None,

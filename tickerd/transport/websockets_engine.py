@@ -12,6 +12,14 @@ read is handed over: pongs for server pings and the echo of a server's close fra
 at once, a failed connection (oversized message, protocol error, invalid UTF-8) sends its
 close frame.  Messages that arrived before a close are still handed over; then ``receive``
 raises :class:`TransportError`.
+
+The frames that carry nearly all of a feed, whole uncompressed text (or binary) messages, are
+cut out of the bytes here (:meth:`_Connection._frames`: a header's two to ten bytes and a
+slice), and every other frame (pings, close, fragments, anything odd or broken) is handed,
+whole and in order, to the protocol object, which answers and judges it as before.  Its
+generator-based parser costs ~2 µs a frame, a third of what a frame costs tickerd at full
+speed; the cut costs a few hundred nanoseconds.  With permessage-deflate negotiated every
+byte goes through the protocol object (its frames need the extension's state).
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ RECEIVE_SIZE = 64 * 1024
 CLOSE_TIMEOUT = 2.0
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+#: The first byte of a whole message in one frame: FIN, no reserved bit, text or binary.
+_WHOLE_TEXT, _WHOLE_BINARY = 0x80 | _TEXT.value, 0x80 | _BINARY.value
+#: Where an HTTP response's head ends: the opening handshake is parsed up to here and no further.
+_END_OF_HEAD = b"\r\n\r\n"
 _Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream]
 
 
@@ -56,6 +68,12 @@ class _Connection:
         self._fragmented_text = False
         #: Raised by ``receive`` once the buffered messages are handed over.
         self._closed: TransportError | None = None
+        #: Whether whole frames are cut out here (:meth:`_frames`) rather than by the protocol
+        #: object: from the open handshake on, unless an extension was negotiated; never again
+        #: once the protocol object saw the connection fail or close.
+        self._cutting = False
+        #: Bytes read and not cut yet: the start of a frame that is still arriving.
+        self._partial: bytes | bytearray = b""
         #: The reader (pongs, close echo) and the sender both write to the stream.
         self._send_lock = trio.StrictFIFOLock()
         #: Looks at the socket without reading it (:meth:`ready`): readable, closed or failed.
@@ -105,11 +123,12 @@ class _Connection:
             raise self._closed
         protocol = self._protocol
         data = await self._receive_some()
-        if data:
-            protocol.receive_data(data)
-        else:
+        if not data:
             protocol.receive_eof()
-        self._accept(protocol.events_received())
+        elif self._cutting:
+            self._frames(data)
+        else:
+            self._parse(data)
         if protocol.writes:  # pongs, the echo of a close frame, our close on failure
             await self._flush()
         if self._closed is None:
@@ -123,6 +142,77 @@ class _Connection:
             raise self._closed from exc
         self.reads += 1
         return data
+
+    def _parse(self, data: bytes | bytearray) -> None:
+        """Let the protocol object parse ``data``; queue the messages it found."""
+        self._protocol.receive_data(data)
+        self._accept(self._protocol.events_received())
+
+    def _frames(self, data: bytes | bytearray) -> None:
+        """Queue the messages of the whole frames in ``data`` (after the part of a frame the
+        last read left); keep a frame that is still arriving for the next read.
+
+        A whole text or binary message is cut out here; any other frame is handed whole to
+        the protocol object (so it is always at a frame boundary: its own parser never holds
+        a partial frame while frames are cut here).  A frame too large to be accepted, a
+        masked one (a server must not mask) and everything after the connection failed or
+        closed go to the protocol object with all that follows, and cutting stops: it fails
+        the connection or discards, as the websocket protocol demands.
+        """
+        buffer = self._partial + data if self._partial else data
+        end = len(buffer)
+        at = 0
+        append = self._messages.append
+        protocol = self._protocol
+        while end - at >= 2:
+            first, length = buffer[at], buffer[at + 1]
+            start = at + 2
+            if length == 126:
+                if end - at < 4:
+                    break
+                length = int.from_bytes(buffer[start : start + 2], "big")
+                start += 2
+            elif length == 127:
+                if end - at < 10:
+                    break
+                length = int.from_bytes(buffer[start : start + 8], "big")
+                start += 8
+            elif length > 127:  # masked: the protocol object fails the connection
+                length = MAX_MESSAGE_SIZE + 1
+            if length > MAX_MESSAGE_SIZE:
+                self._stop_cutting(buffer[at:])
+                return
+            stop = start + length
+            if stop > end:
+                break
+            if first == _WHOLE_TEXT and protocol.current_size is None:
+                try:
+                    append(str(buffer[start:stop], "utf-8"))
+                except UnicodeDecodeError:
+                    self._invalid_text()
+                    self._cutting, self._partial = False, b""
+                    return
+            elif first == _WHOLE_BINARY and protocol.current_size is None:
+                append(bytes(buffer[start:stop]))
+            else:  # control frames, fragments, reserved bits or opcodes: the protocol's
+                self._parse(buffer[at:stop])
+                if self._closed is not None or protocol.state is not State.OPEN or protocol.parser_exc:
+                    self._stop_cutting(buffer[stop:])
+                    return
+            at = stop
+        self._partial = buffer[at:]
+
+    def _stop_cutting(self, rest: bytes | bytearray) -> None:
+        """Hand ``rest`` and everything after it to the protocol object."""
+        self._cutting, self._partial = False, b""
+        if rest and self._closed is None:
+            self._parse(rest)
+
+    def _invalid_text(self) -> None:
+        """A text message that is not UTF-8 fails the connection (close code 1007)."""
+        if self._protocol.state is State.OPEN:
+            self._protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+        self._closed = TransportError("protocol error: invalid UTF-8 in a text message")
 
     def _accept(self, events: Iterable[object]) -> None:
         """Queue the data frames' messages (assembling fragments); control frames need
@@ -154,9 +244,7 @@ class _Connection:
                         self._fragments = []
                         append(str(whole, "utf-8") if self._fragmented_text else whole)
         except UnicodeDecodeError:
-            if self._protocol.state is State.OPEN:
-                self._protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
-            self._closed = TransportError("protocol error: invalid UTF-8 in a text message")
+            self._invalid_text()
 
     def _ended(self) -> TransportError | None:
         """Why the connection ended, if it did (a close frame, EOF, a protocol failure)."""
@@ -189,18 +277,37 @@ class _Connection:
         protocol.send_request(request)
         await self._flush()
         # A refused handshake leaves the state at CONNECTING (the protocol object waits for
-        # the server's EOF): the error is known as soon as the response is parsed.
+        # the server's EOF): the error is known as soon as the response is parsed.  The
+        # protocol object is given the response's head and no more, so that it stands at a
+        # frame boundary when the connection opens: the frames that came with the response
+        # are cut like all that follow.
+        head: bytearray | None = bytearray()
+        rest: bytes | bytearray = b""
         while protocol.state is State.CONNECTING and protocol.handshake_exc is None:
             data = await self._receive_some()
-            if data:
-                protocol.receive_data(data)
-            else:
+            if not data:
                 protocol.receive_eof()
+                continue
+            if head is not None:
+                head += data
+                if (end := head.find(_END_OF_HEAD)) >= 0:
+                    cut = len(data) - (len(head) - end - len(_END_OF_HEAD))
+                    data, rest, head = data[:cut], data[cut:], None
+            protocol.receive_data(data)
+            if rest and protocol.state is State.CONNECTING:  # a refusal's body
+                protocol.receive_data(rest)
+                rest = b""
         if protocol.handshake_exc is not None:
             cause = protocol.handshake_exc.__cause__
             detail = f" ({cause})" if cause else ""
             raise TransportError(f"handshake failed: {protocol.handshake_exc}{detail}")
-        self._accept(protocol.events_received())  # frames that came with the response
+        protocol.events_received()  # the response
+        self._cutting = not protocol.extensions
+        if rest:
+            if self._cutting:
+                self._frames(rest)
+            else:
+                self._parse(rest)
         if protocol.writes:
             await self._flush()
 

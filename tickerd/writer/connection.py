@@ -88,6 +88,14 @@ class _Socket:
             except BlockingIOError:
                 await trio.lowlevel.wait_writable(self._sock)
 
+    def receive_nowait(self, max_bytes: int) -> bytes | None:
+        """What the socket holds (``b""`` at EOF), or ``None`` if nothing arrived yet."""
+        try:
+            data: bytes = self._sock.recv(max_bytes)
+        except BlockingIOError:
+            return None
+        return data
+
     async def receive_some(self, max_bytes: int) -> bytes:
         while True:
             try:
@@ -250,9 +258,19 @@ class RedisConnection:
             stream.transport_stream.socket.close()
 
     async def _receive(self) -> None:
-        assert self._stream is not None
-        remaining = self._sent_at + self._reply_timeout - time.monotonic()
-        data = await self._within(remaining, self._stream.receive_some, RECEIVE_SIZE, "reading from")
+        """Read replies: at once if they are there (the usual case: they are read when the next
+        batch goes out, long after they arrived), else waiting for them within the timeout."""
+        stream = self._stream
+        assert stream is not None
+        data = None
+        if isinstance(stream, _Socket):
+            try:
+                data = stream.receive_nowait(RECEIVE_SIZE)
+            except OSError as exc:
+                raise self._broken(exc, "reading from") from None
+        if data is None:
+            remaining = self._sent_at + self._reply_timeout - time.monotonic()
+            data = await self._within(remaining, stream.receive_some, RECEIVE_SIZE, "reading from")
         if not data:
             self.close()
             raise redis.ConnectionError(f"Connection closed by server ({self._where}).")

@@ -1,18 +1,17 @@
 """The coalescing loop: the one task that decides what reaches Redis, and when.
 
-Feeds put tickers into a memory channel; the writer drains it continuously into a dict keyed
-by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by the number of
-symbols, not by the burst), and whenever Redis is free it writes the whole dict in one round
-trip over its own connection (:mod:`tickerd.writer.connection`), as the commands the layout
-(:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes back under any newer
-values and is retried with backoff: nothing latest is lost.  A failed attempt leaves nothing
-behind (its encoded commands go with it), so an outage costs memory for one latest value per
-symbol, however long it lasts.
+Feeds hand the tickers of each socket read to :meth:`RedisWriter.put`, which files them at once
+in a dict keyed by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by
+the number of symbols, not by the burst), and whenever Redis is free the writer's task writes
+the whole dict in one round trip over its own connection (:mod:`tickerd.writer.connection`),
+as the commands the layout (:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes
+back under any newer values and is retried with backoff: nothing latest is lost.  A failed
+attempt leaves nothing behind (its encoded commands go with it), so an outage costs memory for
+one latest value per symbol, however long it lasts.
 
-A symbol that leaves the desired set travels the same way: the daemon sends its
-:class:`~tickerd.model.Removal` through the channel, behind any of its tickers still queued,
-and it replaces the symbol's pending value like a newer ticker would, so the value is never
-written after its field was deleted (``HDEL``).
+A symbol that leaves the desired set travels the same way: the daemon puts its
+:class:`~tickerd.model.Removal`, and it replaces the symbol's pending value like a newer ticker
+would, so the value is never written after its field was deleted (``HDEL``).
 
 Health records (:mod:`tickerd.monitor`) travel through the same task, so Redis has one writer;
 they are rare (a few a minute) and go out with the next batch, after its tickers.
@@ -55,8 +54,14 @@ RecordKey = str | tuple[str, str]
 #: there is one writer per daemon, nothing to spread out.
 RETRY = Backoff(first=0.05, cap=2.0, jitter=False)
 #: Seconds after which the replies of the batch in flight are read if no newer batch came to
-#: go out first (a steady feed has them read as the next batch goes out, at no cost).
+#: go out first (a steady feed has them read as the next batch goes out, at no cost): at least
+#: this, else twice the time since the batch before (up to :data:`CONFIRM_MAX`), and with a
+#: batch window at least two windows.  A timer that expired between every two batches of a
+#: steady feed would cost a wake-up of its own per batch: at 200 batches a second, 5 ms did.
 CONFIRM_AFTER = 0.005
+#: Seconds the wait for a newer batch may last at most, however slow the feed: how late the
+#: failure of a last batch before a quiet spell can be known (and its replies counted).
+CONFIRM_MAX = 0.05
 
 
 def connection(url: str, layout: RedisLayout) -> Connection:
@@ -80,7 +85,11 @@ class RedisWriter:
         self.finish_by = math.inf
         #: ``feed.batch_window``: batches go out at least half of it apart (:meth:`_flush_forever`).
         self._window = window
+        #: The shortest wait for a newer batch before the replies are read (see CONFIRM_AFTER).
+        self._confirm_floor = max(CONFIRM_AFTER, 2 * window)
         self._last_send = -math.inf
+        #: Seconds between the last two batches sent.
+        self._send_interval = math.inf
         self._pending: dict[Key, Item] = {}
         #: Taken for Redis and not written yet: a batch that failed stays here (newer values
         #: replace what it holds) until a retry writes it.  One entry per key, and the only
@@ -132,21 +141,18 @@ class RedisWriter:
         self._closing: list[Callable[[], None]] = []
         self._final_records: list[Callable[[], None]] = []
 
-    async def run(self, receive: trio.MemoryReceiveChannel[Sequence[Item]]) -> None:
+    async def run(self) -> None:
         """Write until cancelled, then flush what is held within the grace period.
 
         The grace period is a hard bound whatever Redis does: a write still hanging at its
         end is abandoned (the connection dropped), and :attr:`unwritten` counts what it held.
         """
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._drain, receive)
-                await self._flush_forever()
+            await self._flush_forever()
         finally:
             for callback in self._closing:
                 callback()
             with trio.move_on_at(min(trio.current_time() + self._grace, self.finish_by), shield=True):
-                self._drain_nowait(receive)
                 await self._flush_until_done()
                 for callback in self._final_records:
                     callback()
@@ -160,30 +166,20 @@ class RedisWriter:
                     s=self._grace,
                 )
 
-    def _put(self, items: Sequence[Item]) -> None:
+    def put(self, items: Sequence[Item]) -> None:
+        """Take tickers (the newest per symbol wins) and removals for the next batch.
+
+        Called by the feeds with the tickers of each socket read, in their own task: filing
+        them here costs a dict store each, where a channel to a task of the writer's own cost
+        that task a step, and the loop an iteration, per read.  The pending values are one per
+        symbol, so memory stays bounded without the feeds ever waiting.
+        """
         pending = self._pending
         known = len(pending)
         for item in items:
             pending[item.exchange, item.symbol] = item
         self.coalesced += len(items) - (len(pending) - known)
-
-    def _drain_nowait(self, receive: trio.MemoryReceiveChannel[Sequence[Item]]) -> None:
-        while True:
-            try:
-                self._put(receive.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
-
-    async def _drain(self, receive: trio.MemoryReceiveChannel[Sequence[Item]]) -> None:
-        """Move tickers from the channel into the pending dict as fast as they come."""
-        while True:
-            try:
-                items = await receive.receive()
-            except trio.EndOfChannel:
-                return
-            self._put(items)
-            self._drain_nowait(receive)
-            self._wakeup.set()
+        self._wakeup.set()
 
     def _take(self) -> None:
         """Move the pending values into the batch that goes out next.
@@ -200,9 +196,9 @@ class RedisWriter:
             self._batch = self._batch | pending if self._batch else pending
 
     def removal(self, exchange: str, symbol: str) -> Removal:
-        """The removal of ``symbol``'s stored value, for the caller to send through the
-        channel (behind the symbol's tickers already queued, which it replaces).  Once it is
-        taken for Redis, the symbol's per-symbol state (its last-seen time) is pruned."""
+        """The removal of ``symbol``'s stored value, for the caller to :meth:`put` (it replaces
+        the symbol's pending ticker, if any).  Once it is taken for Redis, the symbol's
+        per-symbol state (its last-seen time) is pruned."""
         removal = self._removals[exchange, symbol] = Removal(exchange, symbol)
         return removal
 
@@ -258,7 +254,8 @@ class RedisWriter:
                 if not self._batch:  # else a failed batch waits for its retry (it backed off)
                     await self._wakeup.wait()
             else:
-                with trio.move_on_after(CONFIRM_AFTER):
+                wait = max(self._confirm_floor, min(CONFIRM_MAX, 2 * self._send_interval))
+                with trio.move_on_after(wait):
                     await self._wakeup.wait()
                 if not await self._confirm():
                     continue  # failed: what it held is sent again (after the backoff)
@@ -293,7 +290,8 @@ class RedisWriter:
         if not (batch or records):
             return
         self._records = {}
-        self._last_send = trio.current_time()
+        now = trio.current_time()
+        self._send_interval, self._last_send = now - self._last_send, now
         commands = self.layout.ticker_commands(batch) if batch else []
         commands += records.values()
         try:
