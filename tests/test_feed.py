@@ -65,7 +65,7 @@ async def start(
         url or fake.url,
         symbols,
         settings=FeedSettings(**settings),
-        sink=send.send_nowait,
+        sink=send,
         health=health,
         feed_id=1,
         rng=random.Random(7),
@@ -226,13 +226,14 @@ async def test_application_keepalive_is_sent_on_schedule(
 
 def test_a_connection_lives_until_the_shorter_of_the_configured_and_the_exchanges_limit() -> None:
     def lifetime(exchange: str, max_lifetime: float | None = None) -> float | None:
+        send, _ = trio.open_memory_channel[Sequence[Ticker]](1)
         adapter = exchanges.get(exchange)
         feed = Feed(
             adapter,
             adapter.url,
             [],
             settings=FeedSettings(max_lifetime=max_lifetime),
-            sink=lambda _: None,
+            sink=send,
             health=ExchangeHealth(exchange),
             feed_id=1,
         )
