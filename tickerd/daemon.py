@@ -138,7 +138,7 @@ class _ExchangeRunner:
             self.url,
             [symbol],
             settings=self.daemon.config.feed,
-            sink=self.daemon.writer.put,
+            sink=self.daemon.writer.sink,
             health=self.health,
             feed_id=next(self._ids),
             engine=self.settings.engine,
@@ -394,9 +394,13 @@ class TickerDaemon:
 
     def _withdraw(self, exchange: str, symbols: Iterable[str]) -> None:
         """Delete the stored values of ``symbols``, which left the desired set: their removals
-        replace any of their tickers still pending in the writer, which is then dropped rather
-        than written after the deletion."""
-        self.writer.put([self.writer.removal(exchange, symbol) for symbol in sorted(symbols)])
+        go through the writer's channel, behind any of their tickers already queued, so such a
+        ticker is dropped rather than written after the deletion."""
+        removals = [self.writer.removal(exchange, symbol) for symbol in sorted(symbols)]
+        try:
+            self.writer.sink.send_nowait(removals)
+        except trio.WouldBlock:  # the writer is behind: queue up behind the waiting tickers
+            self._nursery.start_soon(self.writer.sink.send, removals)
 
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
