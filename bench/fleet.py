@@ -15,7 +15,11 @@ enough to show a gap under a second.
 
 Printed:
 
-* **steady state** over ``--window`` seconds once the fleet has converged: the probes' gaps
+* **start** of the instances together: the time until every symbol is held by its owners, and
+  the subscriptions and unsubscriptions the fake was sent meanwhile (churn: more than one
+  subscription per symbol and replica);
+* **steady state** over ``--window`` seconds once the fleet has converged and every member
+  has delivered every symbol it subscribes: the probes' gaps
   with nothing happening (the floor the other gaps compare with), and per instance CPU (% of
   one core), RSS, symbols held, and member-record writes per second (the coordination writes;
   the bound is one per instance per second);
@@ -49,7 +53,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).absolute().parents[1]))
 
 from tests.processes import RedisServer
-from tickerd.fleet import owners
+from tickerd.fleet import owners, read_members
 from tickerd.layout import RedisLayout
 from tickerd.testing.fleet import Arrivals, FleetBinance, Gaps, symbols
 
@@ -74,7 +78,8 @@ def run_fake(
     pipe: multiprocessing.connection.Connection,
 ) -> None:
     """Serve the fake and trade ``names`` (the first ``probes`` of them faster) until ``stop``;
-    answer ``assignment`` with who holds each symbol."""
+    answer ``assignment`` with who holds each symbol, ``churn`` with how many subscriptions and
+    unsubscriptions it has been sent."""
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -87,6 +92,10 @@ def run_fake(
                 if command == "stop":
                     nursery.cancel_scope.cancel()
                     return
+                if command == "churn":
+                    changes = [change for _, change, _ in fake.changes]
+                    pipe.send((changes.count("subscribe"), changes.count("unsubscribe")))
+                    continue
                 pipe.send(fake.assignment(names))
 
     trio.run(main)
@@ -109,6 +118,12 @@ class Fake:
     def assignment(self) -> Assignment:
         self.pipe.send("assignment")
         answer: Assignment = self.pipe.recv()
+        return answer
+
+    def churn(self) -> tuple[int, int]:
+        """Subscriptions and unsubscriptions the instances have sent so far."""
+        self.pipe.send("churn")
+        answer: tuple[int, int] = self.pipe.recv()
         return answer
 
     def stop(self) -> None:
@@ -241,6 +256,18 @@ async def settle(arrivals: Arrivals, names: Collection[str]) -> None:
     await arrivals.wait_until(lambda: arrivals.updated_since(names, since), within=120)
 
 
+async def delivered(client: redis.Redis, instances: Collection[str]) -> None:
+    """Wait until every member of ``instances`` lists every symbol it subscribes as delivered:
+    until then, first deliveries change the records (writes that steady state does not have)."""
+    while True:
+        members = await trio.to_thread.run_sync(read_members, client, LAYOUT, FLEET)
+        if {m.instance for m in members} == set(instances) and all(
+            collected.delivered == collected.subscribed for m in members for collected in m.exchanges.values()
+        ):
+            return
+        await trio.sleep(POLL)
+
+
 async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> None:
     names = symbols(args.symbols)
     probes = set(names[: args.probes])
@@ -262,7 +289,13 @@ async def bench(args: argparse.Namespace, redis_url: str, directory: Path) -> No
                 fleet.start(f"i{i + 1}")
             took = await fleet.rebalanced()
             await settle(arrivals, probes)
-            print(f"start: every symbol on its owners after {took:.1f} s")
+            await delivered(client, fleet.instances)
+            subscribed, unsubscribed = await trio.to_thread.run_sync(fake.churn)
+            print(
+                f"start: every symbol on its owners after {took:.1f} s; the exchange was sent "
+                f"{subscribed} subscriptions and {unsubscribed} unsubscriptions "
+                f"(no churn: {args.symbols * min(args.replicas, args.instances)} and 0)"
+            )
 
             harness = {"fake": fake.pid, "this process": os.getpid()}
             cpu = {name: cpu_seconds(pid) for name, pid in harness.items()}

@@ -129,7 +129,7 @@ async def test_a_handshake_that_never_completes_is_retried_with_backoff(
         f"ws://127.0.0.1:{port}/v2",
         ["BTC/USD"],
         settings=FeedSettings(engine=engine, reconnect_delay=FIRST, max_reconnect_delay=CAP),
-        sink=send.send_nowait,
+        sink=send,
         health=health,
         feed_id=1,
         rng=random.Random(7),
@@ -154,9 +154,7 @@ async def test_a_name_that_does_not_resolve_is_logged_as_such(
     health = ExchangeHealth("kraken")
     adapter = exchanges.get("kraken")
     settings = FeedSettings(reconnect_delay=FIRST, max_reconnect_delay=CAP)
-    feed = Feed(
-        adapter, adapter.url, ["BTC/USD"], settings=settings, sink=send.send_nowait, health=health, feed_id=1
-    )
+    feed = Feed(adapter, adapter.url, ["BTC/USD"], settings=settings, sink=send, health=health, feed_id=1)
     nursery.start_soon(feed.run)
     await trio.sleep(30)  # virtual: a few attempts
     assert health.reconnects >= 3

@@ -54,18 +54,19 @@ async def start(
     symbols: list[str],
     url: str | None = None,
     adapter: Exchange | None = None,
+    capacity: int = 1000,
     **settings: Any,
 ) -> Harness:
     if not fake.port:
         await nursery.start(fake.serve)
-    send, receive = trio.open_memory_channel[Sequence[Ticker]](1000)
+    send, receive = trio.open_memory_channel[Sequence[Ticker]](capacity)
     health = ExchangeHealth(fake.name)
     feed = Feed(
         adapter or exchanges.get(fake.name),
         url or fake.url,
         symbols,
         settings=FeedSettings(**settings),
-        sink=send.send_nowait,
+        sink=send,
         health=health,
         feed_id=1,
         rng=random.Random(7),
@@ -224,15 +225,34 @@ async def test_application_keepalive_is_sent_on_schedule(
     assert all(abs(gap - 30.0) < 0.5 for gap in gaps)  # Kraken's adapter asks for one every 30 s
 
 
+async def test_a_full_channel_makes_the_reader_wait_and_lose_nothing(nursery: trio.Nursery) -> None:
+    """The channel is the backpressure: while it is full the reader waits in ``send`` (what
+    comes meanwhile waits in the socket) instead of dropping what it read; once drained,
+    everything arrives, in order."""
+    fake = FakeKraken()
+    h = await start(nursery, fake, ["BTC/USD"], capacity=1)
+    await fake.wait_until(lambda: fake.is_subscribed("BTC/USD"))
+    for last in (1.0, 2.0, 3.0):
+        await fake.push("BTC/USD", last=last)
+        await trio.testing.wait_all_tasks_blocked()
+    assert h.receive.statistics().tasks_waiting_send == 1
+    lasts: list[float | None] = []
+    with trio.fail_after(10):
+        while lasts[-1:] != [3.0]:
+            lasts += [ticker.last for ticker in await h.receive.receive()]
+    assert lasts[-3:] == [1.0, 2.0, 3.0]
+
+
 def test_a_connection_lives_until_the_shorter_of_the_configured_and_the_exchanges_limit() -> None:
     def lifetime(exchange: str, max_lifetime: float | None = None) -> float | None:
+        send, _ = trio.open_memory_channel[Sequence[Ticker]](1)
         adapter = exchanges.get(exchange)
         feed = Feed(
             adapter,
             adapter.url,
             [],
             settings=FeedSettings(max_lifetime=max_lifetime),
-            sink=lambda _: None,
+            sink=send,
             health=ExchangeHealth(exchange),
             feed_id=1,
         )

@@ -12,18 +12,22 @@ import redis
 import trio
 from prometheus_client import generate_latest
 
+import tickerd.fleet.membership
 from tests.conftest import REDIS_URL, make_config, start_fake
 from tests.processes import RedisServer
+from tickerd.commands.status import read_fleet_report
 from tickerd.config import Config
 from tickerd.daemon import TickerDaemon, serve
 from tickerd.fleet import owners, read_members
 from tickerd.fleet.member import Member, dumps
-from tickerd.fleet.store import MemberStore
+from tickerd.fleet.store import MemberStore, announcement
+from tickerd.health import DEGRADED, HEALTHY, assess_daemon
 from tickerd.layout import RedisLayout
 from tickerd.lease import LeaseHeld
 from tickerd.metrics import Metrics
 from tickerd.model import Removal
 from tickerd.snapshots import FleetSnapshot
+from tickerd.systemd import describe
 from tickerd.testing import FakeKraken
 
 BASES = ("BTC", "ETH", "SOL", "ADA", "XRP", "DOT", "LTC", "LINK", "ATOM", "UNI")
@@ -171,6 +175,36 @@ async def test_members_share_the_symbols_and_keep_their_own_records(
     assert f'tickerd_fleet_owned_symbols{{exchange="kraken"}} {len(members[0].symbols())}.0' in metrics
 
 
+async def test_members_started_together_subscribe_their_shares_and_nothing_more(
+    nursery: trio.Nursery,
+    redis_client: redis.Redis,
+    prefix: str,
+    layout: RedisLayout,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """b starts while a, its record written, waits for the members starting with it: each takes
+    its share over both at once, so the exchange sees every symbol subscribed once, by its
+    owner, and none unsubscribed (no churn at start).  The quiet period is longer here than by
+    default (5 s) so that b's start, however slow the machine, falls within it."""
+    monkeypatch.setattr(tickerd.fleet.membership, "JOIN_QUIET", 5.0)
+    kraken = await start_fake(nursery, WatchedKraken())
+    members: list[Running] = []
+
+    async def start_a() -> None:
+        members.insert(0, await start(nursery, fleet_config(prefix, kraken, "a", lease=60.0)))
+
+    nursery.start_soon(start_a)
+    await until(kraken, lambda: [m.instance for m in read_members(redis_client, layout, "f")] == ["a"])
+    members.append(await start(nursery, fleet_config(prefix, kraken, "b", lease=60.0)))
+    await until(kraken, lambda: len(members) == 2 and exactly_once(kraken, members))
+
+    for member in members:
+        mine = {s for s in SYMBOLS if owners(["a", "b"], "kraken", s, 1) == (member.instance,)}
+        assert member.symbols() == mine
+    assert sorted(symbol for _, change, symbol in kraken.changes if change == "subscribe") == sorted(SYMBOLS)
+    assert [change for _, change, _ in kraken.changes if change != "subscribe"] == []
+
+
 async def test_replicas_2_collects_each_symbol_on_two_members(nursery: trio.Nursery, prefix: str) -> None:
     kraken = await start_fake(nursery, WatchedKraken())
     members = [
@@ -241,8 +275,7 @@ async def test_a_departing_member_hands_over_before_it_stops(
     assert leaver.daemon.fleet is not None
     handed_over = leaver.daemon.fleet.handed_over  # at b's start, among others
 
-    with trio.fail_after(10):
-        await leaver.daemon.depart(trio.current_time() + 30.0)
+    await leaver.daemon.depart(trio.current_time() + 60.0)  # returns once b delivered them all
     assert leaver.symbols() == set()
     assert stayer.symbols() == set(SYMBOLS)
     assert leaver.daemon.fleet.handed_over - handed_over == len(theirs)  # delivered, not timed out
@@ -259,20 +292,30 @@ async def test_a_member_that_dies_silently_is_replaced_as_its_record_expires(
 ) -> None:
     """A member killed with ``kill -9`` announces nothing: its record expires, and the others read
     the records again right as it does.  Its stand-in here is a record written by the test with
-    a 2 s expiry and never renewed; the members' own lease is 30 s, so their periodic read (every
-    10 s) is not what finds it gone."""
+    a 2 s expiry, renewed until both members count it, then never again.  The members' own lease
+    is 600 s, so their periodic read (every 200 s) is not what finds it gone, however loaded the
+    machine: the waits are bounded far below that (60 s), only so that a broken member ends the
+    test."""
     kraken = await start_fake(nursery, WatchedKraken())
-    members = [await start(nursery, fleet_config(prefix, kraken, name, lease=30.0)) for name in ("a", "b")]
+    members = [
+        await start(nursery, fleet_config(prefix, kraken, name, lease=600.0, handover_grace=600.0))
+        for name in ("a", "b")
+    ]
     await until(kraken, lambda: exactly_once(kraken, members))
     ghost = MemberStore(redis_client, layout, "f", "ghost")
-    ghost.write(dumps(Member("ghost", "h", 1, 0.0, 0.0, 2.0, 1)), 2.0, "join")
+    record = dumps(Member("ghost", "h", 1, 0.0, 0.0, 2.0, 1))
+    ghost.write(record, 2.0, "join")
     ghosts = {s for s in SYMBOLS if owners(["a", "b", "ghost"], "kraken", s, 1) == ("ghost",)}
     assert ghosts
     # The ghost's share is left to the ghost while its record lives (it delivers nothing, so the
-    # others keep its symbols until their grace ends: 60 s).
-    await until(kraken, lambda: all(fleet_of(m).members == ("a", "b", "ghost") for m in members))
+    # others keep its symbols until their grace ends).  It renews its record as a live member
+    # does until both members count it: then it dies without a word.
+    with trio.fail_after(60):
+        while not all(fleet_of(m).members == ("a", "b", "ghost") for m in members):
+            ghost.write(record, 2.0, None)
+            await trio.sleep(0.1)
 
-    await until(kraken, lambda: all(fleet_of(m).members == ("a", "b") for m in members), within=5.0)
+    await until(kraken, lambda: all(fleet_of(m).members == ("a", "b") for m in members), within=60.0)
     await until(kraken, lambda: exactly_once(kraken, members))
     assert sum(fleet_of(m).handed_over_late for m in members) == 0
     assert b"ghost" not in redis_client.smembers(layout.fleet_members("f"))  # pruned from the index
@@ -306,6 +349,49 @@ async def test_members_keep_collecting_while_the_membership_store_is_unreachable
         client.close()
     await until(kraken, lambda: exactly_once(kraken, members))
     assert kraken.gaps == set()
+
+
+async def test_a_member_cut_off_from_the_membership_store_is_degraded_wherever_it_is_judged(
+    nursery: trio.Nursery,
+    redis_client: redis.Redis,
+    prefix: str,
+    layout: RedisLayout,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its tickers still reach Redis, only the membership's calls fail: ``/healthz`` (and the
+    page, and systemd's status: one rule), its heartbeat and ``tickerd status`` all say degraded,
+    and why, until the store answers again.  A long lease keeps its record alive meanwhile, so
+    that ``status`` still lists it (once the record expires, the fleet goes on without it)."""
+    kraken = await start_fake(nursery, WatchedKraken())
+    member = await start(nursery, fleet_config(prefix, kraken, "a", lease=600.0))
+    desired = {"kraken": tuple(SYMBOLS)}
+
+    def status() -> tuple[int, list[str]]:
+        report = read_fleet_report(redis_client, REDIS_URL, prefix, "f", 1, desired)
+        return report.level, report.reasons
+
+    await until(kraken, lambda: assess_daemon(member.daemon.health())[0] == HEALTHY)
+    await until(kraken, lambda: status()[0] == HEALTHY)
+
+    def unreachable(*args: object) -> None:
+        raise redis.ConnectionError("cut off by the test")
+
+    monkeypatch.setattr(MemberStore, "write", unreachable)
+    monkeypatch.setattr(MemberStore, "read", unreachable)
+    redis_client.publish(layout.fleet_channel("f"), announcement("change", "x"))  # a read is due
+    await until(kraken, lambda: not store_up(member))
+    level, reasons = assess_daemon(member.daemon.health())
+    why = "fleet membership: Redis unreachable: cut off by the test; collecting the last assignment"
+    assert level == DEGRADED and any(why in reason for reason in reasons), reasons
+    assert why in describe(member.daemon.health())  # systemd's STATUS=
+    await until(kraken, lambda: status()[0] == DEGRADED)
+    assert any(reason.startswith(f"a: {why}") for reason in status()[1]), status()
+    assert member.symbols() == set(SYMBOLS)  # collecting all the same
+
+    monkeypatch.undo()
+    await until(kraken, lambda: store_up(member))
+    assert assess_daemon(member.daemon.health()) == (HEALTHY, [])
+    await until(kraken, lambda: status() == (HEALTHY, []))
 
 
 async def test_a_single_daemon_and_another_fleet_cannot_share_a_fleets_prefix(

@@ -250,7 +250,7 @@ async def test_the_fullon_layout_orders_by_time_and_keeps_ticker_time_from_going
 
 async def write_through(writer: RedisWriter, tickers: Sequence[Ticker]) -> None:
     """Run ``writer`` until ``tickers`` are written (and their replies read)."""
-    writer.put(tickers)
+    writer.sink.send_nowait(tickers)
     target = writer.written + len(tickers)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
@@ -287,7 +287,7 @@ async def test_scripts_are_loaded_again_after_script_flush_and_a_restart(redis_s
     changes: list[bool] = []
 
     async def written(last: float) -> None:
-        writer.put([attrs.evolve(BASE, last=last, exchange_ts=T + last)])
+        writer.sink.send_nowait([attrs.evolve(BASE, last=last, exchange_ts=T + last)])
         with trio.fail_after(10):
             while (stored(client, "", "binance", "BTC/USDT") or {}).get("last") != last:
                 await writer.flushed()

@@ -36,8 +36,8 @@ async def test_remove_deletes_exactly_its_field_and_drops_its_queued_value(
     redis_client.hset(RedisLayout(prefix).tickers("kraken"), OTHER, encode(OTHERS))
     await until_stored(daemon, redis_client, prefix, "kraken", {"BTC/USD", "ETH/USD"})
 
-    # A ticker still pending when the symbol goes must not be written after its deletion.
-    daemon.writer.put([Ticker("kraken", "BTC/USD", last=3.0)])
+    # A ticker already queued when the symbol goes must not be written after its deletion.
+    daemon.writer.sink.send_nowait([Ticker("kraken", "BTC/USD", last=3.0)])
     daemon.remove("kraken", "BTC/USD")
     await until_stored(daemon, redis_client, prefix, "kraken", {"ETH/USD"})
     await kraken.push("ETH/USD", last=7.0)  # a later batch: BTC/USD stays gone

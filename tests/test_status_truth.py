@@ -199,7 +199,7 @@ async def test_the_stopped_heartbeat_counts_the_final_batch(
         daemon = await start_daemon(inner, make_config(prefix, {"kraken": kraken}, {"kraken": ["BTC/USD"]}))
         await wait_records(daemon, redis_client, prefix, lambda _, ex: "kraken" in ex)
         for i in range(10):  # queued in the same step as the shutdown: the final flush writes them
-            daemon.writer.put([Ticker("kraken", f"Q{i}/USD", last=1.0)])
+            daemon.writer.sink.send_nowait([Ticker("kraken", f"Q{i}/USD", last=1.0)])
         inner.cancel_scope.cancel()
     heartbeat, _ = RedisLayout(prefix).read_health(redis_client)
     assert heartbeat is not None and heartbeat.state == "stopped"

@@ -11,6 +11,7 @@ from tickerd.layout import RedisLayout
 from tickerd.model import Ticker
 from tickerd.testing import FakeKraken
 from tickerd.writer import RedisWriter
+from tickerd.writer.loop import CHANNEL_SIZE
 
 
 async def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, prefix: str) -> None:
@@ -43,8 +44,8 @@ async def test_batch_layout_is_fullon_compatible(redis_client: redis.Redis, pref
 
 async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redis, prefix: str) -> None:
     writer = RedisWriter(REDIS_URL, RedisLayout(prefix))
-    for i in range(0, 5000, 2):  # the tickers of one socket read at a time, as the feeds put them
-        writer.put([Ticker("kraken", f"S{j % 10}/USD", last=float(j)) for j in (i, i + 1)])
+    for i in range(0, 5000, 2):  # one item per socket read, as the feeds send them
+        writer.sink.send_nowait([Ticker("kraken", f"S{j % 10}/USD", last=float(j)) for j in (i, i + 1)])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
         with trio.fail_after(10):
@@ -53,6 +54,23 @@ async def test_a_burst_is_coalesced_to_the_latest_value(redis_client: redis.Redi
         nursery.cancel_scope.cancel()
     assert writer.written == 10 and writer.coalesced == 4990
     assert (stored(redis_client, prefix, "kraken", "S9/USD") or {}).get("last") == 4999.0
+
+
+async def test_the_channel_is_drained_while_redis_is_away(prefix: str) -> None:
+    """The drain task files what the feeds send while the flush task backs off: three
+    channels' worth of reads go in without the sender waiting on Redis, and what is held is
+    the latest value of each symbol."""
+    writer = RedisWriter("redis://127.0.0.1:1/0", RedisLayout(prefix), grace=0.1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run)
+        with trio.fail_after(10):
+            for i in range(3 * CHANNEL_SIZE):
+                await writer.sink.send([Ticker("kraken", f"S{i % 10}/USD", last=float(i))])
+        await trio.testing.wait_all_tasks_blocked()
+        assert not writer.redis_up
+        assert writer.sink.statistics().current_buffer_used == 0
+        nursery.cancel_scope.cancel()
+    assert writer.unwritten == 10
 
 
 async def test_redis_restart_mid_stream_keeps_the_latest_values(
@@ -103,14 +121,14 @@ async def test_a_busy_writer_sends_batches_half_a_window_apart(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run)
-        writer.put([Ticker("kraken", "A/USD", last=1.0)])
+        writer.sink.send_nowait([Ticker("kraken", "A/USD", last=1.0)])
         await trio.testing.wait_all_tasks_blocked()  # A went at once: nothing was sent before it
-        writer.put([Ticker("kraken", "B/USD", last=2.0)])
+        writer.sink.send_nowait([Ticker("kraken", "B/USD", last=2.0)])
         await writer.flushed()  # A's replies, read as B came
         assert trio.current_time() < window / 2
         await trio.testing.wait_all_tasks_blocked()
         assert last("B/USD") is None  # within half a window of A: it waits
-        writer.put([Ticker("kraken", "C/USD", last=3.0)])
+        writer.sink.send_nowait([Ticker("kraken", "C/USD", last=3.0)])
         while writer.batches < 2:
             await writer.flushed()
         assert (last("A/USD"), last("B/USD"), last("C/USD")) == (1.0, 2.0, 3.0)

@@ -138,7 +138,7 @@ class _ExchangeRunner:
             self.url,
             [symbol],
             settings=self.daemon.config.feed,
-            sink=self.daemon.writer.put,
+            sink=self.daemon.writer.sink,
             health=self.health,
             feed_id=next(self._ids),
             engine=self.settings.engine,
@@ -230,7 +230,8 @@ class TickerDaemon:
         #: Fired on every health state change: with the exchange's name (connected,
         #: reconnecting, failed, rejected, stale or first-ticked symbols, a symbol subscribed
         #: or unsubscribed; started or stopped), or ``None``
-        #: when the subscription source's state changed.
+        #: when the subscription source's state changed, or a fleet's membership store went
+        #: away or came back.
         self.health_changes: Broadcast[str | None] = Broadcast()
         #: Where the subscriptions come from (TOML, PostgreSQL, fullon); set by ``serve``.
         self.source: Source | None = None
@@ -263,6 +264,9 @@ class TickerDaemon:
             )
 
     def _source_changed(self, _: Source) -> None:
+        self.health_changes.fire(None)
+
+    def _fleet_store_changed(self, _: bool) -> None:
         self.health_changes.fire(None)
 
     async def health_changed(self) -> None:
@@ -390,9 +394,13 @@ class TickerDaemon:
 
     def _withdraw(self, exchange: str, symbols: Iterable[str]) -> None:
         """Delete the stored values of ``symbols``, which left the desired set: their removals
-        replace any of their tickers still pending in the writer, which is then dropped rather
-        than written after the deletion."""
-        self.writer.put([self.writer.removal(exchange, symbol) for symbol in sorted(symbols)])
+        go through the writer's channel, behind any of their tickers already queued, so such a
+        ticker is dropped rather than written after the deletion."""
+        removals = [self.writer.removal(exchange, symbol) for symbol in sorted(symbols)]
+        try:
+            self.writer.sink.send_nowait(removals)
+        except trio.WouldBlock:  # the writer is behind: queue up behind the waiting tickers
+            self._nursery.start_soon(self.writer.sink.send, removals)
 
     def symbols(self) -> dict[str, list[str]]:
         """The subscribed symbols of every exchange."""
@@ -434,7 +442,8 @@ async def serve(
     when another daemon, or another fleet, owns it), before any exchange connection or Redis
     write, and gives it back last, after the writer's final flush (a fleet member only when it
     was the last member).  In a fleet, the member joins before the source's first set is applied,
-    so its first share is computed over the members already there.
+    and waits for the members starting with it to join too (``Membership.settle``), so its first
+    share is computed over them all.
     """
     fleet = config.fleet.name
     lease = PrefixLease(config.redis.address, config.layout, config.redis.lease_expiry, fleet=fleet)
@@ -480,9 +489,11 @@ async def _serve(
             if membership is not None:
                 share = FleetSubscriptions(daemon, membership, config.fleet, writer.last_seen)
                 membership.collected = share.collected
+                membership.store_changed.connect(daemon._fleet_store_changed)
                 await membership.join()
                 root.start_soon(membership.run)
                 root.start_soon(share.run)
+                await membership.settle()  # the members starting with this one join meanwhile
                 daemon.fleet = subscriptions = share
             await root.start(daemon.source.run, subscriptions)
             logger.info(

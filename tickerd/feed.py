@@ -262,7 +262,10 @@ class _Session:
                 feed.last_ticker_at = trio.current_time()  # per read, for the staleness check
                 if self.first_ticker_at is None:
                     self.first_ticker_at = feed.last_ticker_at
-                sink(tickers)
+                try:
+                    sink.send_nowait(tickers)
+                except trio.WouldBlock:  # the writer's drain is behind: wait for it (backpressure)
+                    await sink.send(tickers)
                 tickers = []
                 if pace is not None and not conn.ready():  # caught up: batch what comes next
                     await pace()
@@ -400,7 +403,7 @@ class Feed:
         symbols: Iterable[str],
         *,
         settings: FeedSettings,
-        sink: Callable[[Sequence[Ticker]], None],
+        sink: trio.MemorySendChannel[Sequence[Ticker]],
         health: ExchangeHealth,
         feed_id: int,
         engine: str | None = None,

@@ -169,7 +169,7 @@ class ProcessRecords:
 
     def daemon(self, health: DaemonHealth) -> None:
         """The daemon's record (written with the heartbeat)."""
-        level, reasons = assess(health.exchanges, health.source)
+        level, reasons = assess(health.exchanges, health.source, health.fleet_store)
         symbols = sum(len(snapshot.symbols) for snapshot in health.exchanges.values())
         collecting = f"collecting {symbols} symbols on {len(health.exchanges)} exchanges"
         params = {

@@ -115,20 +115,26 @@ LEVELS = ("healthy", "degraded", "down")
 
 
 def assess(
-    exchanges: Mapping[str, ExchangeSnapshot], source: SourceSnapshot | None = None
+    exchanges: Mapping[str, ExchangeSnapshot],
+    source: SourceSnapshot | None = None,
+    fleet_store: str | None = None,
 ) -> tuple[int, list[str]]:
     """The overall level of a set of exchange snapshots, and why it is not healthy.
 
     One rule for ``/healthz`` (the live daemon) and ``tickerd status`` (the records in
     Redis): down when every exchange failed or is down (never delivered and cannot connect);
-    degraded when any is not fully connected or has stale or rejected symbols, or when the
+    degraded when any is not fully connected or has stale or rejected symbols, when the
     database the subscriptions come from is unavailable (collection goes on, but changes
-    cannot arrive); healthy otherwise.  Symbols still waiting for their first ticker are not a
-    problem yet: past ``stale_after`` they are stale.
+    cannot arrive), or when a fleet member cannot reach its membership store (``fleet_store``
+    says why: it collects its last assignment, but the fleet cannot rebalance around it, nor it
+    around the others); healthy otherwise.  Symbols still waiting for their first ticker are
+    not a problem yet: past ``stale_after`` they are stale.
     """
     reasons: list[str] = []
     if isinstance(source, DatabaseSourceSnapshot) and source.state == "down":
         reasons.append(f"subscriptions database {source.database} unavailable: {source.last_error}")
+    if fleet_store is not None:
+        reasons.append(f"fleet membership: {fleet_store}; collecting the last assignment, no rebalancing")
     failed = 0
     for name, record in sorted(exchanges.items()):
         state = record.state
@@ -148,7 +154,7 @@ def assess(
 def assess_daemon(health: DaemonHealth) -> tuple[int, list[str]]:
     """:func:`assess` for the live daemon, which also knows whether Redis takes its writes: down
     while it does not (``/healthz`` and the status systemd shows)."""
-    level, reasons = assess(health.exchanges, health.source)
+    level, reasons = assess(health.exchanges, health.source, health.fleet_store)
     if not health.writer.redis_up:
         return DOWN, [*reasons, health.writer.reason or "Redis takes no writes"]
     return level, reasons

@@ -199,6 +199,7 @@ class HealthMonitor:
             source=health.source,
             instance=self.layout.instance,
             fleet=None if health.fleet is None else health.fleet.name,
+            fleet_store=health.fleet_store,
         )
 
     def _stopped(self) -> None:

@@ -150,6 +150,15 @@ class DaemonHealth:
     #: The fleet, for a member of one (``None``: a single instance).
     fleet: FleetSnapshot | None = None
 
+    @property
+    def fleet_store(self) -> str | None:
+        """In a fleet, while this member cannot reach the membership store: why (``None`` while
+        it can, and for a single instance)."""
+        fleet = self.fleet
+        if fleet is None or fleet.store_up:
+            return None
+        return fleet.reason or "membership store unreachable"
+
 
 @attrs.frozen
 class Heartbeat:
@@ -174,6 +183,9 @@ class Heartbeat:
     #: records of an older tickerd).
     instance: str | None = attrs.field(default=None, kw_only=True)
     fleet: str | None = attrs.field(default=None, kw_only=True)
+    #: In a fleet, while the member cannot reach the membership store: why
+    #: (:attr:`DaemonHealth.fleet_store`; ``None`` while it can).
+    fleet_store: str | None = attrs.field(default=None, kw_only=True)
 
 
 #: Unstructures and structures the classes above (JSON-ready dicts; unknown keys ignored, so

@@ -109,7 +109,7 @@ def read_report(client: topology.Client, url: str, prefix: str, *, instance: str
     age = now - heartbeat.time
     if age > HEARTBEAT_INTERVALS * heartbeat.interval:
         return report(DOWN, [f"heartbeat is {_age(age)} old: tickerd is hung or gone"], heartbeat, exchanges)
-    level, reasons = assess(exchanges, heartbeat.source)
+    level, reasons = assess(exchanges, heartbeat.source, heartbeat.fleet_store)
     missing = sorted(set(heartbeat.exchanges) - set(exchanges))
     if missing:
         reasons += [f"{name}: no health record" for name in missing]

@@ -57,6 +57,9 @@ EXPIRY_MARGIN = 0.05
 LISTEN_POLL = 1.0
 #: While the channel cannot be subscribed: retry soon, then every 2 s.
 RETRY = Backoff(first=0.1, cap=2.0, jitter=False)
+#: Seconds without another member joining after which a starting member takes its first share
+#: (:meth:`Membership.settle`; a third of the lease at most).
+JOIN_QUIET = 1.0
 
 
 class Membership:
@@ -95,6 +98,8 @@ class Membership:
         self.reason: str | None = None
         #: Fired after every read of the records, and when the store goes down or comes back.
         self.changed: Broadcast[None] = Broadcast()
+        #: Fired with :attr:`store_up` when the store goes down or comes back (health changes).
+        self.store_changed: Broadcast[bool] = Broadcast()
         #: Record writes and reads done (the bench counts coordination traffic with them).
         self.writes = 0
         self.reads = 0
@@ -136,6 +141,26 @@ class Membership:
         cannot reach it yet collects as if alone, and joins when it answers)."""
         await self._write_record()
         await self._read()
+
+    async def settle(self) -> None:
+        """Return once no other member has joined (or left) for :data:`JOIN_QUIET` seconds, a
+        third of the lease after the call at most; :meth:`run` hears and reads them meanwhile.
+
+        A starting member waits so before it takes its first share.  Members started together
+        (a deployment, a fleet restarted) would otherwise each read a fleet in which the others
+        had not written their records yet, subscribe far more than their share, and hand most
+        of it over a moment later: subscribe and unsubscribe churn against the exchange at the
+        very start.  The wait costs a member joining a running fleet nothing (the others
+        collect its share until it delivers), and a fleet starting from nothing one second.
+        """
+        now = trio.current_time()
+        deadline = now + self.settings.lease / 3
+        members, quiet_until = self.eligible(), now + JOIN_QUIET
+        while trio.current_time() < min(quiet_until, deadline):
+            with trio.move_on_at(min(quiet_until, deadline)):
+                await self.changed.wait()
+            if self.eligible() != members:
+                members, quiet_until = self.eligible(), trio.current_time() + JOIN_QUIET
 
     async def run(self) -> None:
         """Keep the record, follow the announcements and read the records until cancelled."""
@@ -325,6 +350,7 @@ class Membership:
                 error=self.reason,
             )
             self.changed.fire(None)
+            self.store_changed.fire(False)
 
     def _up(self) -> None:
         if not self.store_up:
@@ -333,3 +359,4 @@ class Membership:
             self._write_soon.set()  # join again at once
             self._read_soon.set()
             self.changed.fire(None)
+            self.store_changed.fire(True)

@@ -1,17 +1,21 @@
 """The coalescing loop: the one task that decides what reaches Redis, and when.
 
-Feeds hand the tickers of each socket read to :meth:`RedisWriter.put`, which files them at once
-in a dict keyed by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by
-the number of symbols, not by the burst), and whenever Redis is free the writer's task writes
-the whole dict in one round trip over its own connection (:mod:`tickerd.writer.connection`),
-as the commands the layout (:mod:`tickerd.layout`) builds.  If Redis goes away, the batch goes
-back under any newer values and is retried with backoff: nothing latest is lost.  A failed
-attempt leaves nothing behind (its encoded commands go with it), so an outage costs memory for
-one latest value per symbol, however long it lasts.
+Feeds send the tickers of each socket read, as one item, into the writer's bounded memory
+channel (:attr:`RedisWriter.sink`); the writer's drain task files them continuously in a dict
+keyed by (exchange, symbol), so a burst is absorbed by *coalescing* (memory bounded by the
+number of symbols and the channel's :data:`CHANNEL_SIZE` items, not by the burst), and
+whenever Redis is free the flush task writes the whole dict in one round trip over its own
+connection (:mod:`tickerd.writer.connection`), as the commands the layout
+(:mod:`tickerd.layout`) builds.  The drain task goes on filing while a round trip is in flight
+or Redis is away, so the feeds wait only if it falls :data:`CHANNEL_SIZE` reads behind.  If
+Redis goes away, the batch goes back under any newer values and is retried with backoff:
+nothing latest is lost.  A failed attempt leaves nothing behind (its encoded commands go with
+it), so an outage costs memory for one latest value per symbol, however long it lasts.
 
-A symbol that leaves the desired set travels the same way: the daemon puts its
-:class:`~tickerd.model.Removal`, and it replaces the symbol's pending value like a newer ticker
-would, so the value is never written after its field was deleted (``HDEL``).
+A symbol that leaves the desired set travels the same way: the daemon sends its
+:class:`~tickerd.model.Removal` through the channel, behind any of its tickers still queued,
+and it replaces the symbol's pending value like a newer ticker would, so the value is never
+written after its field was deleted (``HDEL``).
 
 Health records (:mod:`tickerd.monitor`) travel through the same task, so Redis has one writer;
 they are rare (a few a minute) and go out with the next batch, after its tickers.
@@ -49,6 +53,9 @@ Written = tuple[dict[Key, Item], float]
 #: A queued record: by key, or by (hash key, field) for a field of a shared hash.
 RecordKey = str | tuple[str, str]
 
+#: Items (the tickers of one socket read, or removals) the feeds may queue ahead of the drain
+#: task before they wait (:attr:`RedisWriter.sink`).
+CHANNEL_SIZE = 4096
 #: While Redis is unreachable or refuses tickerd: retry soon (a restart is often quick), then
 #: every 2 s (a refusal too: a rotated password may be put right at any moment).  No jitter:
 #: there is one writer per daemon, nothing to spread out.
@@ -90,6 +97,9 @@ class RedisWriter:
         self._last_send = -math.inf
         #: Seconds between the last two batches sent.
         self._send_interval = math.inf
+        #: Where the feeds send the tickers of each socket read (one item), and the daemon
+        #: removals: drained into :attr:`_pending` by :meth:`_drain`.
+        self.sink, self._receive = trio.open_memory_channel[Sequence[Item]](CHANNEL_SIZE)
         self._pending: dict[Key, Item] = {}
         #: Taken for Redis and not written yet: a batch that failed stays here (newer values
         #: replace what it holds) until a retry writes it.  One entry per key, and the only
@@ -148,11 +158,14 @@ class RedisWriter:
         end is abandoned (the connection dropped), and :attr:`unwritten` counts what it held.
         """
         try:
-            await self._flush_forever()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._drain)
+                await self._flush_forever()
         finally:
             for callback in self._closing:
                 callback()
             with trio.move_on_at(min(trio.current_time() + self._grace, self.finish_by), shield=True):
+                self._drain_nowait()
                 await self._flush_until_done()
                 for callback in self._final_records:
                     callback()
@@ -166,20 +179,30 @@ class RedisWriter:
                     s=self._grace,
                 )
 
-    def put(self, items: Sequence[Item]) -> None:
-        """Take tickers (the newest per symbol wins) and removals for the next batch.
+    async def _drain(self) -> None:
+        """Move what the feeds send into the pending dict as it comes, while the flush task
+        writes: one wake-up takes everything queued by then, without a checkpoint per item."""
+        receive = self._receive
+        while True:
+            self._file(await receive.receive())
+            self._drain_nowait()
+            self._wakeup.set()
 
-        Called by the feeds with the tickers of each socket read, in their own task: filing
-        them here costs a dict store each, where a channel to a task of the writer's own cost
-        that task a step, and the loop an iteration, per read.  The pending values are one per
-        symbol, so memory stays bounded without the feeds ever waiting.
-        """
+    def _drain_nowait(self) -> None:
+        receive = self._receive
+        try:
+            while True:
+                self._file(receive.receive_nowait())
+        except trio.WouldBlock:
+            return
+
+    def _file(self, items: Sequence[Item]) -> None:
+        """Take tickers (the newest per symbol wins) and removals for the next batch."""
         pending = self._pending
         known = len(pending)
         for item in items:
             pending[item.exchange, item.symbol] = item
         self.coalesced += len(items) - (len(pending) - known)
-        self._wakeup.set()
 
     def _take(self) -> None:
         """Move the pending values into the batch that goes out next.
@@ -196,8 +219,8 @@ class RedisWriter:
             self._batch = self._batch | pending if self._batch else pending
 
     def removal(self, exchange: str, symbol: str) -> Removal:
-        """The removal of ``symbol``'s stored value, for the caller to :meth:`put` (it replaces
-        the symbol's pending ticker, if any).  Once it is taken for Redis, the symbol's
+        """The removal of ``symbol``'s stored value, for the caller to send to :attr:`sink` (it
+        replaces the symbol's pending ticker, if any).  Once it is taken for Redis, the symbol's
         per-symbol state (its last-seen time) is pruned."""
         removal = self._removals[exchange, symbol] = Removal(exchange, symbol)
         return removal
