@@ -19,7 +19,7 @@ from loguru import logger
 from psycopg import sql
 
 import tickerd
-from tests.processes import RedisServer
+from tests.processes import ClusterServers, RedisServer, SentinelServers
 from tickerd.config import Config, structure
 from tickerd.layout import RedisLayout
 from tickerd.snapshots import DaemonHealth, DatabaseSourceSnapshot, SourceSnapshot
@@ -256,3 +256,25 @@ async def until_redis_up(writer: RedisWriter, up: bool) -> None:
     """Return once the writer sees Redis up (or down), re-checked on every change."""
     while writer.redis_up is not up:
         await writer.redis_state_changed()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterServers]:
+    """A Redis Cluster of the module's own (3 masters, 3 replicas) that its tests may fail over."""
+    servers = ClusterServers(tmp_path_factory.mktemp("cluster"))
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelServers]:
+    """A master, its replica and a Sentinel of the module's own, that its tests may fail over."""
+    servers = SentinelServers(tmp_path_factory.mktemp("sentinel"))
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()

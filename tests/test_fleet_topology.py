@@ -10,7 +10,6 @@ things take on a loaded machine is not what is tested.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import attrs
 import pytest
@@ -29,26 +28,6 @@ KRAKEN = {"kraken": MemberExchange(("BTC/USD",), ("BTC/USD",), ("BTC/USD",))}
 LEASE = 600.0
 #: Seconds any wait may take at most (a safety bound on a loaded machine, not a measurement).
 WITHIN = 60.0
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterServers]:
-    servers = ClusterServers(tmp_path_factory.mktemp("cluster"))
-    try:
-        servers.start()
-        yield servers
-    finally:
-        servers.stop()
-
-
-@pytest.fixture(scope="module")
-def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelServers]:
-    servers = SentinelServers(tmp_path_factory.mktemp("sentinel"))
-    try:
-        servers.start()
-        yield servers
-    finally:
-        servers.stop()
 
 
 @pytest.fixture

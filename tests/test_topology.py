@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -40,26 +40,6 @@ from tickerd.testing import FakeKraken
 from tickerd.writer import RedisWriter
 from tickerd.writer.cluster import ClusterConnection
 from tickerd.writer.connection import RedisConnection
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterServers]:
-    servers = ClusterServers(tmp_path_factory.mktemp("cluster"))
-    try:
-        servers.start()
-        yield servers
-    finally:
-        servers.stop()
-
-
-@pytest.fixture(scope="module")
-def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelServers]:
-    servers = SentinelServers(tmp_path_factory.mktemp("sentinel"))
-    try:
-        servers.start()
-        yield servers
-    finally:
-        servers.stop()
 
 
 @pytest.fixture
