@@ -26,24 +26,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import multiprocessing
 import os
-import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable
 
 import trio
+from wake import cpu
+
+from tickerd.pacing import next_tick
 
 FRAME = (
     b'{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}'
 )
-
-
-def cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def send_frames(fd: int, rate: int, seconds: float) -> None:
@@ -100,7 +96,7 @@ def trio_shape(sock: socket.socket, *, writer: bool, window: float) -> Result:
                 peer.recv(65536)
 
     async def tick() -> None:
-        await trio.sleep_until((math.floor(trio.current_time() / window) + 1) * window)
+        await trio.sleep_until(next_tick(trio.current_time(), window))
 
     async def main() -> None:
         send, receive = trio.open_memory_channel[bytes](4096)
